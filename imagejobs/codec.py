@@ -1,0 +1,336 @@
+"""The wire format: JSON bodies to models and errors, and models back to JSON.
+
+This is the only module that knows how the service spells things. It is pure:
+it takes status codes, headers and bytes, and returns models or exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    BadRequest,
+    JobNotFound,
+    MalformedResponse,
+    PermissionDenied,
+    ServerError,
+    Throttled,
+)
+from .models import (
+    ExecuteInfo,
+    ImageJob,
+    JobStatus,
+    JobType,
+    ResourceInfo,
+    SubJob,
+    SubJobStatus,
+)
+
+__all__ = [
+    "converter",
+    "decode_error",
+    "decode_response",
+    "format_time",
+    "from_wire",
+    "parse_retry_after",
+    "parse_time",
+    "to_wire",
+]
+
+_T = TypeVar("_T")
+
+# How much of an unexpected error body ends up in an exception message.
+_RAW_TEXT_LIMIT = 200
+
+
+class _WireTypeError(ValueError):
+    """A value of the wrong JSON type or form; its message is shown as is."""
+
+
+_JSON_TYPE_NAMES = {
+    type(None): "null",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
+
+
+def _describe(value: object) -> str:
+    """Say what a wire value is, briefly and in JSON terms, for error messages."""
+    kind = _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+    if value is None or isinstance(value, (list, dict)):
+        return kind
+    text = json.dumps(value) if isinstance(value, str) else repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{text} ({kind})"
+
+
+def _expect_str(value: object, _: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise _WireTypeError(f"expected a string, got {_describe(value)}")
+
+
+def _expect_int(value: object, _: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _WireTypeError(f"expected an integer, got {_describe(value)}")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an ISO 8601 time from the wire into an aware UTC datetime.
+
+    Accepts ``Z`` or an offset, and a fraction of any length (digits past
+    microseconds are dropped). A time without an offset is taken as UTC.
+    Raises ``ValueError`` if ``text`` is not such a time.
+    """
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """Format a datetime the way the service does: UTC, ``Z``, no trailing zeros."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    text = value.replace(tzinfo=None, microsecond=0).isoformat()
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _structure_time(value: object, _: object) -> datetime:
+    if isinstance(value, str):
+        try:
+            return parse_time(value)
+        except ValueError:
+            pass
+    raise _WireTypeError(f"expected an ISO 8601 time, got {_describe(value)}")
+
+
+def _structure_optional_time(value: object, _: object) -> datetime | None:
+    # The service sends a running job's end_time as absent, null or "".
+    if value is None or value == "":
+        return None
+    return _structure_time(value, None)
+
+
+def _open_enum_hook(cls: Callable[[str], _T]) -> Callable[[object, object], _T]:
+    def structure(value: object, _: object) -> _T:
+        return cls(_expect_str(value, None))
+
+    return structure
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=True)
+    conv.register_structure_hook(str, _expect_str)
+    conv.register_structure_hook(int, _expect_int)
+    conv.register_structure_hook(datetime, _structure_time)
+    conv.register_structure_hook_func(lambda t: t == (datetime | None), _structure_optional_time)
+    for enum_cls in (JobStatus, SubJobStatus, JobType):
+        conv.register_structure_hook(enum_cls, _open_enum_hook(enum_cls))
+
+    default_sub_jobs = conv.get_structure_hook(tuple[SubJob, ...])
+
+    def structure_sub_jobs(value: object, type_: Any) -> tuple[SubJob, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise _WireTypeError(f"expected an array, got {_describe(value)}")
+        result: tuple[SubJob, ...] = default_sub_jobs(value, type_)
+        return result
+
+    conv.register_structure_hook_func(lambda t: t == tuple[SubJob, ...], structure_sub_jobs)
+
+    for model in (ResourceInfo, ExecuteInfo, SubJob, ImageJob):
+        conv.register_structure_hook(model, _object_hook(make_dict_structure_fn(model, conv)))
+
+    conv.register_unstructure_hook(datetime, format_time)
+    # Absent optional values stay absent on the wire; an empty list does not.
+    for model in (ResourceInfo, ExecuteInfo, SubJob):
+        unstructure = make_dict_unstructure_fn(model, conv, _cattrs_omit_if_default=True)
+        conv.register_unstructure_hook(model, unstructure)
+    unstructure_job = make_dict_unstructure_fn(
+        ImageJob,
+        conv,
+        _cattrs_omit_if_default=True,
+        sub_jobs=override(omit_if_default=False),
+    )
+    conv.register_unstructure_hook(ImageJob, unstructure_job)
+    return conv
+
+
+def _object_hook(hook: Callable[[Any, Any], _T]) -> Callable[[object, Any], _T]:
+    # cattrs would read a string as an object with every field absent.
+    def structure(value: object, type_: Any) -> _T:
+        if not isinstance(value, dict):
+            raise _WireTypeError(f"expected an object, got {_describe(value)}")
+        return hook(value, type_)
+
+    return structure
+
+
+converter = _make_converter()
+"""The one converter between wire dictionaries and models."""
+
+
+def _format_error(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, _WireTypeError):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
+
+
+def from_wire(data: object) -> ImageJob:
+    """Build an :class:`ImageJob` from a decoded JSON value.
+
+    Unknown fields are ignored and unknown enum values kept. Raises
+    :class:`MalformedResponse` naming the JSON path of the first bad value when
+    a required field (``id``, ``status``) is missing or a value has the wrong type.
+    """
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"expected a JSON object, got {_describe(data)}")
+    try:
+        return converter.structure(data, ImageJob)
+    except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
+        problems = cattrs.transform_error(exc, format_exception=_format_error)
+    except Exception as exc:  # no parse failure may escape untyped
+        raise MalformedResponse(f"unreadable job ({type(exc).__name__})") from exc
+    detail, _, path = problems[0].rpartition(" @ ")
+    if len(problems) > 1:
+        detail += f" (and {len(problems) - 1} more)"
+    raise MalformedResponse(detail, path)
+
+
+def to_wire(job: ImageJob) -> dict[str, Any]:
+    """Return the JSON-ready dictionary the service would send for ``job``."""
+    result: dict[str, Any] = converter.unstructure(job)
+    return result
+
+
+def _load_json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        reason = "empty body" if not body.strip() else f"body is not JSON ({exc})"
+        raise MalformedResponse(reason) from exc
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Return a ``Retry-After`` header's delay in seconds, or ``None`` if unusable.
+
+    Accepts delta-seconds and HTTP dates (relative to ``now``); never negative.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+_ERROR_CLASSES: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    401: AuthenticationError,
+    403: PermissionDenied,
+    404: JobNotFound,
+    405: BadRequest,
+    429: Throttled,
+}
+
+
+def _error_class(status: int) -> type[ApiError]:
+    if 500 <= status <= 599:
+        return ServerError
+    return _ERROR_CLASSES.get(status, ApiError)
+
+
+def _raw_text(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", errors="replace").split())
+    if not text:
+        return "empty response body"
+    if len(text) > _RAW_TEXT_LIMIT:
+        text = text[: _RAW_TEXT_LIMIT - 3] + "..."
+    return text
+
+
+def decode_error(
+    status: int,
+    body: bytes,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> ApiError:
+    """Build the :class:`ApiError` subclass for an error response.
+
+    The documented body is ``{"error_code": ..., "error_msg": ...}``; any other
+    body still gives the subclass for ``status``, with its text trimmed into
+    ``error_msg`` and ``error_code`` ``None``.
+    """
+    cls = _error_class(status)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        code, msg = data.get("error_code"), data.get("error_msg")
+        if isinstance(code, str) and isinstance(msg, str):
+            body_request_id = data.get("request_id")
+            if request_id is None and isinstance(body_request_id, str):
+                request_id = body_request_id
+            return cls(status, code, msg, request_id, retry_after)
+    return cls(status, None, _raw_text(body), request_id, retry_after)
+
+
+def decode_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime | None = None,
+) -> ImageJob:
+    """Turn one HTTP response into a job, or raise what it means.
+
+    Raises the :class:`ApiError` subclass for an error status, and
+    :class:`MalformedResponse` for a 2xx body that is not a job. ``now`` is used
+    to read a ``Retry-After`` given as a date (default: the current time).
+    """
+    request_id = _header(headers, "X-Request-Id")
+    if 200 <= status <= 299:
+        try:
+            return from_wire(_load_json(body))
+        except MalformedResponse as exc:
+            raise MalformedResponse(exc.detail, exc.path, status, request_id) from exc
+    retry_after = parse_retry_after(_header(headers, "Retry-After"), now or datetime.now(UTC))
+    raise decode_error(status, body, request_id, retry_after)

@@ -1,0 +1,143 @@
+"""The exceptions imagejobs raises: one tree, rooted at :class:`ImageJobsError`.
+
+::
+
+    ImageJobsError
+    ├── ApiError                 the server answered with an error status
+    │   ├── BadRequest           400, 405
+    │   ├── AuthenticationError  401
+    │   ├── PermissionDenied     403
+    │   ├── JobNotFound          404
+    │   ├── Throttled            429
+    │   └── ServerError          5xx
+    ├── TransportError           no usable answer: connection failed, timed out
+    ├── MalformedResponse        an answer that is not a job in the documented shape
+    └── InvalidArgument          (also a ValueError) bad input, caught before any request
+
+No message ever contains a credential: errors are built from what the server
+sent back and from IDs, never from request headers.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "BadRequest",
+    "ImageJobsError",
+    "InvalidArgument",
+    "JobNotFound",
+    "MalformedResponse",
+    "PermissionDenied",
+    "ServerError",
+    "Throttled",
+    "TransportError",
+]
+
+
+class ImageJobsError(Exception):
+    """Root of every exception imagejobs raises on purpose."""
+
+
+class ApiError(ImageJobsError):
+    """The server answered with an HTTP error status.
+
+    ``error_code`` and ``error_msg`` come from the documented error body; when the
+    body is not in that shape (an HTML gateway page, an empty body) ``error_code``
+    is ``None`` and ``error_msg`` holds the trimmed raw text. ``request_id`` is the
+    ``X-Request-Id`` header, which the provider's support asks for.
+    ``retry_after`` is the server's ``Retry-After`` in seconds, if it sent one.
+    """
+
+    def __init__(
+        self,
+        http_status: int,
+        error_code: str | None,
+        error_msg: str,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.http_status = http_status
+        self.error_code = error_code
+        self.error_msg = error_msg
+        self.request_id = request_id
+        self.retry_after = retry_after
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.error_code:
+            head = f"{self.http_status} {self.error_code}"
+        else:
+            try:
+                head = f"{self.http_status} {HTTPStatus(self.http_status).phrase}"
+            except ValueError:
+                head = str(self.http_status)
+        text = f"{head}: {self.error_msg}"
+        if self.request_id:
+            text += f" (request id {self.request_id})"
+        return text
+
+    def __reduce__(self) -> tuple[object, ...]:
+        args = (self.http_status, self.error_code, self.error_msg, self.request_id)
+        return (type(self), (*args, self.retry_after))
+
+
+class BadRequest(ApiError):
+    """400 or 405: the request was malformed or used the wrong method."""
+
+
+class AuthenticationError(ApiError):
+    """401: the credentials were missing, wrong or expired."""
+
+
+class PermissionDenied(ApiError):
+    """403: the credentials lack ``workspace:images:getImageJob``."""
+
+
+class JobNotFound(ApiError):
+    """404: no such job in this project (or not visible yet)."""
+
+
+class Throttled(ApiError):
+    """429: the API gateway throttled the caller; see ``retry_after``."""
+
+
+class ServerError(ApiError):
+    """5xx: the service failed or is unavailable."""
+
+
+class TransportError(ImageJobsError):
+    """No usable answer came back: the connection failed, dropped or timed out."""
+
+
+class MalformedResponse(ImageJobsError):
+    """A response that is not a job in the documented shape.
+
+    ``path`` is the JSON path of the first bad value in wire names
+    (``$.sub_jobs[0].status``), or ``$`` when the body as a whole is wrong.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        path: str = "$",
+        http_status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.detail = detail
+        self.path = path
+        self.http_status = http_status
+        self.request_id = request_id
+        message = f"{detail} @ {path}"
+        if request_id:
+            message += f" (request id {request_id})"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.detail, self.path, self.http_status, self.request_id))
+
+
+class InvalidArgument(ImageJobsError, ValueError):
+    """An argument was rejected before any request was sent."""

@@ -1,0 +1,13 @@
+"""Test support: a fake Workspace server that speaks the real HTTP API.
+
+Use it in your own tests the way imagejobs' tests do::
+
+    async with FakeWorkspace() as fake:
+        job_id = fake.add_job([running_snapshot, done_snapshot])
+        async with fake.client() as client:
+            job = await client.get_job(job_id)
+"""
+
+from ._server import FAKE_PROJECT_ID, FakeWorkspace, RecordedRequest, Reply, Step
+
+__all__ = ["FAKE_PROJECT_ID", "FakeWorkspace", "RecordedRequest", "Reply", "Step"]

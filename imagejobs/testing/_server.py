@@ -1,0 +1,285 @@
+"""A fake Workspace image-job server: an aiohttp.web app that scripts job timelines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+from aiohttp import web
+
+from imagejobs import Client, ImageJob, TokenCredentials, to_wire
+
+__all__ = ["FAKE_PROJECT_ID", "FakeWorkspace", "RecordedRequest", "Reply", "Step"]
+
+FAKE_PROJECT_ID = "0123456789abcdef0123456789abcdef"
+"""The project the fake serves unless told otherwise."""
+
+_JOB_ROUTE = "/v1/{project_id}/image-server-jobs/{job_id}"
+
+
+@attrs.frozen(kw_only=True)
+class Reply:
+    """A raw response the fake sends as one step of a timeline."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    delay: float = 0.0
+    """Seconds to wait before answering, to exercise client timeouts."""
+
+    @classmethod
+    def json(cls, data: object, status: int = 200) -> Reply:
+        """Return a reply whose body is ``data`` as JSON."""
+        return cls(
+            status=status,
+            body=json.dumps(data).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+
+    @classmethod
+    def error(
+        cls,
+        status: int,
+        error_code: str,
+        error_msg: str,
+        *,
+        retry_after: float | None = None,
+    ) -> Reply:
+        """Return an error in the service's documented body shape."""
+        reply = cls.json({"error_code": error_code, "error_msg": error_msg}, status)
+        if retry_after is None:
+            return reply
+        return attrs.evolve(reply, headers={**reply.headers, "Retry-After": f"{retry_after:g}"})
+
+
+Step = ImageJob | Mapping[str, Any] | Reply
+"""One step of a timeline: a job snapshot, a raw JSON object, or a raw reply."""
+
+
+@attrs.frozen(kw_only=True)
+class RecordedRequest:
+    """A request the fake served, for tests to assert on."""
+
+    at: float
+    method: str
+    path: str
+    project_id: str | None
+    job_id: str | None
+    status: int
+    request_id: str
+    # Holds credentials as sent; kept out of repr so failing tests do not print them.
+    headers: Mapping[str, str] = attrs.field(repr=False)
+
+
+@attrs.define
+class _Script:
+    steps: tuple[Step, ...]
+    every: float | None
+    polls: int = 0
+    started_at: float | None = None
+
+    def next_step(self, now: float) -> Step:
+        if self.every is None:
+            index = self.polls
+        else:
+            if self.started_at is None:
+                self.started_at = now
+            index = int((now - self.started_at) / self.every)
+        self.polls += 1
+        return self.steps[min(index, len(self.steps) - 1)]
+
+
+def _job_id_of(step: Step) -> str | None:
+    if isinstance(step, ImageJob):
+        return step.id
+    if isinstance(step, Mapping) and isinstance(step.get("id"), str):
+        job_id: str = step["id"]
+        return job_id
+    return None
+
+
+class FakeWorkspace:
+    """A fake of the Workspace image-job API, serving scripted timelines over HTTP.
+
+    Each job follows a timeline of steps, advanced one step per poll, or one step
+    every ``every`` seconds from its first poll; the last step repeats forever.
+    Unknown jobs get 404, other paths 404 and other methods 405, all in the
+    service's error shape with an ``X-Request-Id``. With ``token`` set, a request
+    without that ``X-Auth-Token`` gets 401 ``APIGW.0301``. Every request is
+    recorded in :attr:`requests`.
+
+    Start it with ``async with FakeWorkspace() as fake:`` (or :meth:`start` and
+    :meth:`close`); it listens on ``127.0.0.1`` on a free port, see :attr:`url`.
+    """
+
+    def __init__(
+        self,
+        *,
+        project_id: str = FAKE_PROJECT_ID,
+        token: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.project_id = project_id
+        self.token = token
+        self.requests: list[RecordedRequest] = []
+        self._clock = clock
+        self._scripts: dict[str, _Script] = {}
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+        self._url: str | None = None
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self._handle)
+
+    def __repr__(self) -> str:
+        return f"FakeWorkspace(url={self._url!r}, jobs={len(self._scripts)})"
+
+    def add_job(
+        self, timeline: Sequence[Step], *, job_id: str | None = None, every: float | None = None
+    ) -> str:
+        """Script a job and return its ID.
+
+        ``timeline`` is the list of steps the job goes through; the ID is
+        ``job_id`` or else the ``id`` of the first snapshot. ``every`` advances the
+        timeline by time (seconds per step) instead of one step per poll. Adding
+        a job again replaces its script.
+        """
+        steps = tuple(timeline)
+        if not steps:
+            raise ValueError("a timeline needs at least one step")
+        if every is not None and not every > 0:
+            raise ValueError(f"every must be a positive number of seconds, got {every!r}")
+        job_id = job_id or next(filter(None, map(_job_id_of, steps)), None)
+        if job_id is None:
+            raise ValueError("pass job_id= when no step is a snapshot with an id")
+        self._scripts[job_id] = _Script(steps, every)
+        return job_id
+
+    def requests_for(self, job_id: str) -> list[RecordedRequest]:
+        """Return the recorded requests for one job, oldest first."""
+        return [r for r in self.requests if r.job_id == job_id]
+
+    @property
+    def url(self) -> str:
+        """The base URL to pass as a client's ``endpoint``."""
+        if self._url is None:
+            raise RuntimeError("the fake server is not started")
+        return self._url
+
+    def client(self, **kwargs: Any) -> Client:
+        """Return a :class:`~imagejobs.Client` set up for this server.
+
+        Keyword arguments override the defaults (project, endpoint, credentials).
+        """
+        options: dict[str, Any] = {"project_id": self.project_id, "endpoint": self.url}
+        if self.token is not None:
+            options["credentials"] = TokenCredentials(self.token)
+        options.update(kwargs)
+        return Client(**options)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start listening and return the base URL."""
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        self._closing.clear()
+        bound_port = runner.addresses[0][1]
+        shown_host = f"[{host}]" if ":" in host else host
+        self._url = f"http://{shown_host}:{bound_port}"
+        return self._url
+
+    async def close(self) -> None:
+        """Stop listening and drop open connections."""
+        if self._runner is not None:
+            self._closing.set()
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        now = self._clock()
+        request_id = uuid.uuid4().hex
+        project_id, job_id = self._route(request.path)
+        reply = self._reply(request, now, project_id, job_id)
+        self.requests.append(
+            RecordedRequest(
+                at=now,
+                method=request.method,
+                path=request.path,
+                project_id=project_id,
+                job_id=job_id,
+                status=reply.status,
+                request_id=request_id,
+                headers=dict(request.headers),
+            )
+        )
+        if reply.delay:
+            # Closing the fake cuts delays short, so tests never wait them out.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), reply.delay)
+        headers = {"Content-Type": "application/json", **reply.headers, "X-Request-Id": request_id}
+        return web.Response(status=reply.status, body=reply.body, headers=headers)
+
+    @staticmethod
+    def _route(path: str) -> tuple[str | None, str | None]:
+        parts = path.split("/")
+        if (
+            len(parts) == 5
+            and parts[0] == ""
+            and parts[1] == "v1"
+            and parts[3] == "image-server-jobs"
+        ):
+            return parts[2], parts[4]
+        return None, None
+
+    def _reply(
+        self, request: web.Request, now: float, project_id: str | None, job_id: str | None
+    ) -> Reply:
+        if job_id is None:
+            return Reply.error(
+                404,
+                "APIGW.0101",
+                "The API does not exist or has not been published in the environment",
+            )
+        if request.method != "GET":
+            return Reply.error(405, "APIGW.0106", f"Method {request.method} is not allowed")
+        if self.token is not None:
+            sent = request.headers.get("X-Auth-Token")
+            if sent is None:
+                return Reply.error(
+                    401, "APIGW.0301", "Incorrect IAM authentication information: token missing"
+                )
+            if sent != self.token:
+                return Reply.error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: decrypt token fail",
+                )
+        script = self._scripts.get(job_id)
+        if project_id != self.project_id or script is None:
+            return Reply.error(404, "WKS.00081104", "The job does not exist.")
+        step = script.next_step(now)
+        if isinstance(step, Reply):
+            return step
+        if isinstance(step, ImageJob):
+            return Reply.json(to_wire(step))
+        return Reply.json(dict(step))

@@ -1,0 +1,45 @@
+"""Shared fixtures: the fake server on 127.0.0.1, a client for it, test data."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from imagejobs import Client
+from imagejobs.testing import FakeWorkspace
+
+# Deadlines are timing assertions, which this suite does not make.
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile(
+    "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def reference_wire() -> dict[str, Any]:
+    """The example response from the API reference, as decoded JSON."""
+    data: dict[str, Any] = json.loads((DATA / "reference_job.json").read_text())
+    return data
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeWorkspace]:
+    """A fake Workspace server listening on 127.0.0.1."""
+    async with FakeWorkspace() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(fake: FakeWorkspace) -> AsyncIterator[Client]:
+    """A client pointed at the ``fake`` server."""
+    async with fake.client() as c:
+        yield c
