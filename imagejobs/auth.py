@@ -6,32 +6,14 @@ I/O of its own unless it is a form that must fetch a token.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 import attrs
 
-from .errors import InvalidArgument
+from .validation import check_header_value
 
 __all__ = ["Credentials", "TokenCredentials"]
-
-_UNSAFE_HEADER_VALUE = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def check_header_value(name: str, value: object) -> str:
-    """Return ``value`` if it can be sent as an HTTP header value.
-
-    Raises :class:`InvalidArgument` (without echoing the value, which may be a
-    secret) if it is not a non-empty string free of CR, LF and other controls.
-    """
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{name} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise InvalidArgument(f"{name} must not be empty")
-    if _UNSAFE_HEADER_VALUE.search(value):
-        raise InvalidArgument(f"{name} contains a control character (CR, LF, ...)")
-    return value
 
 
 def _check_token(value: object) -> str:

@@ -6,7 +6,6 @@ the pure modules; this module only moves bytes.
 
 from __future__ import annotations
 
-import re
 from types import TracebackType
 from typing import Self
 from urllib.parse import quote, urlsplit
@@ -18,42 +17,14 @@ from .auth import Credentials
 from .codec import decode_response
 from .errors import ImageJobsError, InvalidArgument, TransportError
 from .models import ImageJob
+from .validation import check_id
 
-__all__ = ["DEFAULT_TIMEOUT", "USER_AGENT", "Client", "check_id"]
+__all__ = ["DEFAULT_TIMEOUT", "USER_AGENT", "Client"]
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds one request may take, connecting included."""
 
 USER_AGENT = f"imagejobs/{__version__}"
-
-# Real IDs are 18-digit job numbers and 32-hex project IDs; this leaves room
-# for other formats while refusing anything that could leave the path segment.
-_MAX_ID_LENGTH = 128
-_FORBIDDEN_IN_ID = re.compile(r"[\s/\\\x00-\x1f\x7f]")
-
-
-def check_id(name: str, value: object) -> str:
-    """Return ``value`` if it is usable as a project or job ID in a URL path.
-
-    Raises :class:`InvalidArgument` naming the problem: not a string, empty,
-    longer than 128 characters, ``.`` or ``..``, or containing ``/``, ``\\``,
-    whitespace or a control character.
-    """
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{name} must be a string, got {type(value).__name__}")
-    if not value:
-        raise InvalidArgument(f"{name} must not be empty")
-    shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
-    if len(value) > _MAX_ID_LENGTH:
-        raise InvalidArgument(
-            f"{name} {shown} is too long ({len(value)} characters, at most {_MAX_ID_LENGTH})"
-        )
-    if value in (".", ".."):
-        raise InvalidArgument(f"{name} must not be {value!r}")
-    bad = _FORBIDDEN_IN_ID.search(value)
-    if bad:
-        raise InvalidArgument(f"{name} {shown} contains {bad.group()!r}, not allowed in an ID")
-    return value
 
 
 def _check_endpoint(endpoint: object) -> str:

@@ -1,0 +1,55 @@
+"""Checks on values that end up in a URL path or a header, made before any request."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidArgument
+
+__all__ = ["check_header_value", "check_id"]
+
+_UNSAFE_HEADER_VALUE = re.compile(r"[\x00-\x1f\x7f]")
+
+# Real IDs are 18-digit job numbers and 32-hex project IDs; this leaves room
+# for other formats while refusing anything that could leave the path segment.
+_MAX_ID_LENGTH = 128
+_FORBIDDEN_IN_ID = re.compile(r"[\s/\\\x00-\x1f\x7f]")
+
+
+def check_id(name: str, value: object) -> str:
+    """Return ``value`` if it is usable as a project or job ID in a URL path.
+
+    Raises :class:`InvalidArgument` naming the problem: not a string, empty,
+    longer than 128 characters, ``.`` or ``..``, or containing ``/``, ``\\``,
+    whitespace or a control character.
+    """
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidArgument(f"{name} must not be empty")
+    shown = repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+    if len(value) > _MAX_ID_LENGTH:
+        raise InvalidArgument(
+            f"{name} {shown} is too long ({len(value)} characters, at most {_MAX_ID_LENGTH})"
+        )
+    if value in (".", ".."):
+        raise InvalidArgument(f"{name} must not be {value!r}")
+    bad = _FORBIDDEN_IN_ID.search(value)
+    if bad:
+        raise InvalidArgument(f"{name} {shown} contains {bad.group()!r}, not allowed in an ID")
+    return value
+
+
+def check_header_value(name: str, value: object) -> str:
+    """Return ``value`` if it can be sent as an HTTP header value.
+
+    Raises :class:`InvalidArgument` (without echoing the value, which may be a
+    secret) if it is not a non-empty string free of CR, LF and other controls.
+    """
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidArgument(f"{name} must not be empty")
+    if _UNSAFE_HEADER_VALUE.search(value):
+        raise InvalidArgument(f"{name} contains a control character (CR, LF, ...)")
+    return value
