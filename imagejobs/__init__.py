@@ -6,7 +6,7 @@ models, enums, codec functions and the exception tree are re-exported here.
 
 from ._version import __version__
 from .auth import Credentials, TokenCredentials
-from .client import DEFAULT_TIMEOUT, Client
+from .client import DEFAULT_REQUEST_TIMEOUT, Client
 from .codec import from_wire, to_wire
 from .errors import (
     ApiError,
@@ -14,13 +14,16 @@ from .errors import (
     BadRequest,
     ImageJobsError,
     InvalidArgument,
+    JobFailed,
     JobNotFound,
     MalformedResponse,
     PermissionDenied,
     ServerError,
     Throttled,
     TransportError,
+    WaitTimeout,
 )
+from .events import Transition
 from .models import (
     ExecuteInfo,
     ImageJob,
@@ -30,30 +33,37 @@ from .models import (
     SubJob,
     SubJobStatus,
 )
+from .waiter import Clock, Outcome, PollPolicy
 
 __all__ = [
-    "DEFAULT_TIMEOUT",
+    "DEFAULT_REQUEST_TIMEOUT",
     "ApiError",
     "AuthenticationError",
     "BadRequest",
     "Client",
+    "Clock",
     "Credentials",
     "ExecuteInfo",
     "ImageJob",
     "ImageJobsError",
     "InvalidArgument",
+    "JobFailed",
     "JobNotFound",
     "JobStatus",
     "JobType",
     "MalformedResponse",
+    "Outcome",
     "PermissionDenied",
+    "PollPolicy",
     "ResourceInfo",
     "ServerError",
     "SubJob",
     "SubJobStatus",
     "Throttled",
     "TokenCredentials",
+    "Transition",
     "TransportError",
+    "WaitTimeout",
     "__version__",
     "from_wire",
     "to_wire",

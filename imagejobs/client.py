@@ -18,10 +18,11 @@ from .codec import decode_response
 from .errors import ImageJobsError, InvalidArgument, TransportError
 from .models import ImageJob
 from .validation import check_id
+from .waiter import wait, wait_many, watch, watch_many
 
-__all__ = ["DEFAULT_TIMEOUT", "USER_AGENT", "Client"]
+__all__ = ["DEFAULT_REQUEST_TIMEOUT", "USER_AGENT", "Client"]
 
-DEFAULT_TIMEOUT = 30.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
 """Seconds one request may take, connecting included."""
 
 USER_AGENT = f"imagejobs/{__version__}"
@@ -58,7 +59,7 @@ class Client:
         endpoint: str,
         credentials: Credentials | None = None,
         session: aiohttp.ClientSession | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self.project_id = check_id("project_id", project_id)
         self.endpoint = _check_endpoint(endpoint)
@@ -101,6 +102,12 @@ class Client:
         elif self._session.closed:
             raise ImageJobsError("the aiohttp session passed to the client is closed")
         return self._session
+
+    # The waiter works on anything with get_job; as methods, it works on this client.
+    watch = watch
+    wait = wait
+    wait_many = wait_many
+    watch_many = watch_many
 
     def job_url(self, job_id: str) -> str:
         """Return the URL of a job's details; raises :class:`InvalidArgument` for a bad ID."""

@@ -12,7 +12,9 @@
     │   └── ServerError          5xx
     ├── TransportError           no usable answer: connection failed, timed out
     ├── MalformedResponse        an answer that is not a job in the documented shape
-    └── InvalidArgument          (also a ValueError) bad input, caught before any request
+    ├── InvalidArgument          (also a ValueError) bad input, caught before any request
+    ├── JobFailed                a waited-on job ended FAILED
+    └── WaitTimeout              the deadline passed with the job still running
 
 No message ever contains a credential: errors are built from what the server
 sent back and from IDs, never from request headers.
@@ -20,7 +22,13 @@ sent back and from IDs, never from request headers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .events import Transition
+    from .models import ImageJob, SubJob
 
 __all__ = [
     "ApiError",
@@ -28,12 +36,14 @@ __all__ = [
     "BadRequest",
     "ImageJobsError",
     "InvalidArgument",
+    "JobFailed",
     "JobNotFound",
     "MalformedResponse",
     "PermissionDenied",
     "ServerError",
     "Throttled",
     "TransportError",
+    "WaitTimeout",
 ]
 
 
@@ -141,3 +151,59 @@ class MalformedResponse(ImageJobsError):
 
 class InvalidArgument(ImageJobsError, ValueError):
     """An argument was rejected before any request was sent."""
+
+
+class JobFailed(ImageJobsError):
+    """A waited-on job ended with status FAILED.
+
+    ``job`` is the final snapshot, ``failed_sub_jobs`` its failed sub-jobs (with
+    their ``job_execute_info``), ``transitions`` everything seen while waiting.
+    """
+
+    def __init__(self, job: ImageJob, transitions: Sequence[Transition] = ()) -> None:
+        self.job = job
+        self.transitions = tuple(transitions)
+        super().__init__(f"job {job.id} FAILED: {_first_failure(job)}")
+
+    @property
+    def failed_sub_jobs(self) -> tuple[SubJob, ...]:
+        """Return the sub-jobs that failed, in server order."""
+        return self.job.failed_sub_jobs
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.job, self.transitions))
+
+
+def _first_failure(job: ImageJob) -> str:
+    for sub in job.failed_sub_jobs:
+        info = sub.job_execute_info
+        code = (info.error_code if info else None) or "no error code"
+        message = (info.error_message if info else None) or "no error message"
+        kind = f" ({sub.job_type.value})" if sub.job_type is not None else ""
+        return f"sub-job {sub.id}{kind} {sub.status.value}: {code}: {message}"
+    return "no sub-job reported an error"
+
+
+class WaitTimeout(ImageJobsError):
+    """The wait's deadline passed before the job ended.
+
+    ``job`` is the last snapshot (``None`` if none was ever received),
+    ``waited`` the seconds waited, ``transitions`` everything seen.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        job: ImageJob | None,
+        waited: float,
+        transitions: Sequence[Transition] = (),
+    ) -> None:
+        self.job_id = job_id
+        self.job = job
+        self.waited = waited
+        self.transitions = tuple(transitions)
+        state = f"still {job.status.value}" if job is not None else "never seen"
+        super().__init__(f"job {job_id} {state} after {waited:.1f}s")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.job_id, self.job, self.waited, self.transitions))

@@ -8,6 +8,7 @@ Use it in your own tests the way imagejobs' tests do::
             job = await client.get_job(job_id)
 """
 
+from ._clock import FakeClock
 from ._server import FAKE_PROJECT_ID, FakeWorkspace, RecordedRequest, Reply, Step
 
-__all__ = ["FAKE_PROJECT_ID", "FakeWorkspace", "RecordedRequest", "Reply", "Step"]
+__all__ = ["FAKE_PROJECT_ID", "FakeClock", "FakeWorkspace", "RecordedRequest", "Reply", "Step"]

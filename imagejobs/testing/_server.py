@@ -113,7 +113,8 @@ class FakeWorkspace:
     Unknown jobs get 404, other paths 404 and other methods 405, all in the
     service's error shape with an ``X-Request-Id``. With ``token`` set, a request
     without that ``X-Auth-Token`` gets 401 ``APIGW.0301``. Every request is
-    recorded in :attr:`requests`.
+    recorded in :attr:`requests`; ``latency`` (real seconds) delays every answer,
+    and :attr:`peak_in_flight` tells how many requests it was serving at once.
 
     Start it with ``async with FakeWorkspace() as fake:`` (or :meth:`start` and
     :meth:`close`); it listens on ``127.0.0.1`` on a free port, see :attr:`url`.
@@ -124,11 +125,15 @@ class FakeWorkspace:
         *,
         project_id: str = FAKE_PROJECT_ID,
         token: str | None = None,
+        latency: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.project_id = project_id
         self.token = token
+        self.latency = latency
         self.requests: list[RecordedRequest] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._clock = clock
         self._scripts: dict[str, _Script] = {}
         self._runner: web.AppRunner | None = None
@@ -216,6 +221,14 @@ class FakeWorkspace:
         await self.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         now = self._clock()
         request_id = uuid.uuid4().hex
         project_id, job_id = self._route(request.path)
@@ -232,10 +245,11 @@ class FakeWorkspace:
                 headers=dict(request.headers),
             )
         )
-        if reply.delay:
+        delay = self.latency + reply.delay
+        if delay:
             # Closing the fake cuts delays short, so tests never wait them out.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), reply.delay)
+                await asyncio.wait_for(self._closing.wait(), delay)
         headers = {"Content-Type": "application/json", **reply.headers, "X-Request-Id": request_id}
         return web.Response(status=reply.status, body=reply.body, headers=headers)
 

@@ -1,0 +1,528 @@
+"""The waiter against the fake server, on a fake clock: no real waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import gc
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import imagejobs
+from imagejobs import (
+    AuthenticationError,
+    Client,
+    InvalidArgument,
+    JobFailed,
+    JobNotFound,
+    JobStatus,
+    Outcome,
+    PermissionDenied,
+    PollPolicy,
+    Transition,
+    WaitTimeout,
+    from_wire,
+)
+from imagejobs.testing import FakeClock, FakeWorkspace, Reply
+
+JOB = "702364883651395584"
+
+
+def snap(status: str, *subs: str | tuple[str, str, str], job_id: str = JOB) -> dict[str, Any]:
+    """A wire snapshot; a sub-job is a status, or (status, error_code, error_message)."""
+    sub_jobs = []
+    for n, sub in enumerate(subs):
+        status_, code, message = (sub, "", "") if isinstance(sub, str) else sub
+        sub_jobs.append(
+            {
+                "id": f"{job_id}-{n}",
+                "status": status_,
+                "job_type": "CREATE_SERVER_IMAGE",
+                "job_execute_info": {"error_code": code, "error_message": message},
+            }
+        )
+    return {"id": job_id, "status": status, "sub_jobs": sub_jobs}
+
+
+def moves(transitions: list[Transition]) -> list[tuple[str | None, str | None, str | None]]:
+    short: dict[str | None, str | None] = {f"{JOB}-{n}": f"s{n}" for n in range(5)}
+    short[None] = None
+    return [(short[t.sub_job_id], t.previous, t.current) for t in transitions]
+
+
+async def drain(stream: AsyncIterator[Transition], into: list[Transition]) -> None:
+    async for item in stream:
+        into.append(item)
+
+
+def no_jitter() -> float:
+    return 1.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def server(clock: FakeClock) -> AsyncIterator[FakeWorkspace]:
+    async with FakeWorkspace(clock=clock.monotonic) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def api(server: FakeWorkspace) -> Any:
+    async with server.client() as client:
+        yield client
+
+
+async def collect(client: Client, clock: FakeClock, **kwargs: Any) -> list[Transition]:
+    return [t async for t in client.watch(JOB, clock=clock, **kwargs)]
+
+
+async def test_watch_success_path(server: FakeWorkspace, api: Client, clock: FakeClock) -> None:
+    server.add_job(
+        [
+            snap("WAITING", "WAITING"),
+            snap("RUNNING", "RUNNING"),
+            snap("RUNNING", "RUNNING"),
+            snap("SUCCESS", "SUCCESS"),
+            snap("SUCCESS", "SUCCESS"),
+        ]
+    )
+    transitions = await collect(api, clock)
+    assert moves(transitions) == [
+        ("s0", None, "WAITING"),
+        (None, None, "WAITING"),
+        ("s0", "WAITING", "RUNNING"),
+        (None, "WAITING", "RUNNING"),
+        ("s0", "RUNNING", "SUCCESS"),
+        (None, "RUNNING", "SUCCESS"),
+    ]
+    assert transitions[-1].is_terminal
+    assert [t.poll for t in transitions] == [1, 1, 2, 2, 4, 4]
+    assert len(server.requests) == 4, "no poll after the job ended"
+    assert len(clock.sleeps) == 3, "one sleep between polls, no busy loop"
+
+
+async def test_watch_failure_path_ends_with_failed(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job(
+        [
+            snap("RUNNING", "RUNNING", "RUNNING"),
+            snap("RUNNING", "ABNORMAL", "RUNNING"),
+            snap("RUNNING", "ROLLBACK", "RUNNING"),
+            snap("FAILED", ("FAILED", "WKS.0042", "disk full"), "SUCCESS"),
+        ]
+    )
+    transitions = await collect(api, clock)
+    assert moves(transitions)[3:] == [
+        ("s0", "RUNNING", "ABNORMAL"),
+        ("s0", "ABNORMAL", "ROLLBACK"),
+        ("s0", "ROLLBACK", "FAILED"),
+        ("s1", "RUNNING", "SUCCESS"),
+        (None, "RUNNING", "FAILED"),
+    ]
+
+
+async def test_wait_raises_job_failed_with_details(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job(
+        [snap("RUNNING", "RUNNING"), snap("FAILED", ("FAILED", "WKS.0042", "disk full"))]
+    )
+    with pytest.raises(JobFailed) as info:
+        await api.wait(JOB, clock=clock)
+    error = info.value
+    assert error.job.status is JobStatus.FAILED
+    (failed,) = error.failed_sub_jobs
+    assert failed.job_execute_info is not None
+    assert failed.job_execute_info.error_code == "WKS.0042"
+    assert "WKS.0042" in str(error)
+    assert "disk full" in str(error)
+    assert JOB in str(error)
+    assert moves(list(error.transitions))[-1] == (None, "RUNNING", "FAILED")
+
+
+async def test_wait_can_return_a_failed_job(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("FAILED", "FAILED")])
+    job = await api.wait(JOB, raise_on_failure=False, clock=clock)
+    assert job.status is JobStatus.FAILED
+
+
+async def test_wait_returns_the_success_job_and_reports_progress(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING", "RUNNING"), snap("SUCCESS", "SUCCESS")])
+    seen: list[Transition] = []
+    seen_async: list[Transition] = []
+
+    async def record(t: Transition) -> None:
+        seen_async.append(t)
+
+    job = await api.wait(JOB, on_transition=seen.append, clock=clock)
+    assert job.status is JobStatus.SUCCESS
+    assert moves(seen)[-1] == (None, "RUNNING", "SUCCESS")
+    assert len(seen) == 4
+    server.add_job([snap("RUNNING"), snap("SUCCESS")])
+    await api.wait(JOB, on_transition=record, clock=clock)
+    assert moves(seen_async) == [(None, None, "RUNNING"), (None, "RUNNING", "SUCCESS")]
+
+
+async def test_sub_jobs_appearing_late(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job(
+        [
+            snap("RUNNING"),
+            snap("RUNNING", "RUNNING"),
+            snap("RUNNING", "SUCCESS", "WAITING"),
+            snap("SUCCESS", "SUCCESS", "SUCCESS"),
+        ]
+    )
+    assert moves(await collect(api, clock)) == [
+        (None, None, "RUNNING"),
+        ("s0", None, "RUNNING"),
+        ("s0", "RUNNING", "SUCCESS"),
+        ("s1", None, "WAITING"),
+        ("s1", "WAITING", "SUCCESS"),
+        (None, "RUNNING", "SUCCESS"),
+    ]
+
+
+async def test_since_resumes_without_replaying_history(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    saved = from_wire(snap("RUNNING", "SUCCESS", "RUNNING"))
+    server.add_job([snap("RUNNING", "SUCCESS", "RUNNING"), snap("SUCCESS", "SUCCESS", "SUCCESS")])
+    assert moves(await collect(api, clock, since=saved)) == [
+        ("s1", "RUNNING", "SUCCESS"),
+        (None, "RUNNING", "SUCCESS"),
+    ]
+
+
+async def test_since_of_an_ended_job_makes_no_request(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    done = from_wire(snap("SUCCESS"))
+    assert await collect(api, clock, since=done) == []
+    assert await api.wait(JOB, since=done, clock=clock) == done
+    assert server.requests == []
+
+
+async def test_since_of_another_job_is_rejected(api: Client, clock: FakeClock) -> None:
+    with pytest.raises(InvalidArgument, match="since"):
+        await collect(api, clock, since=from_wire(snap("RUNNING", job_id="1")))
+
+
+async def test_backoff_grows_then_drops_back_after_a_change(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    running = snap("RUNNING")
+    server.add_job([*[running] * 7, snap("RUNNING", "RUNNING"), running, snap("SUCCESS")])
+    policy = PollPolicy(initial_delay=2, max_delay=30, multiplier=2)
+    await api.wait(JOB, policy, clock=clock, random=no_jitter)
+    # The first poll is a change (the job appears); growth while nothing changes,
+    # capped at max_delay; each later change starts the schedule over.
+    assert clock.sleeps == [2, 4, 8, 16, 30, 30, 30, 2, 2]
+
+
+async def test_full_jitter_scales_each_delay(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING"), snap("RUNNING"), snap("RUNNING"), snap("SUCCESS")])
+    draws = iter([0.5, 0.25, 0.0])
+    await api.wait(JOB, clock=clock, random=lambda: next(draws))
+    assert clock.sleeps == [1.0, 1.0]  # a zero delay polls again without sleeping
+    assert len(server.requests) == 4
+
+
+async def test_timeout_cuts_the_last_sleep_and_keeps_the_last_snapshot(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING", "RUNNING")])
+    policy = PollPolicy(initial_delay=2, max_delay=30, timeout=100)
+    with pytest.raises(WaitTimeout) as info:
+        await api.wait(JOB, policy, clock=clock, random=no_jitter)
+    error = info.value
+    assert sum(clock.sleeps) == pytest.approx(100)
+    assert clock.sleeps[-1] < 30
+    assert server.requests[-1].at == pytest.approx(100), "the last poll is at the deadline"
+    assert error.waited == pytest.approx(100)
+    assert error.job is not None
+    assert error.job.status is JobStatus.RUNNING
+    assert "still RUNNING after 100.0s" in str(error)
+    assert moves(list(error.transitions)) == [("s0", None, "RUNNING"), (None, None, "RUNNING")]
+
+
+async def test_watch_raises_wait_timeout(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING")])
+    seen: list[Transition] = []
+    with pytest.raises(WaitTimeout):
+        await drain(api.watch(JOB, PollPolicy(timeout=10), clock=clock), seen)
+    assert moves(seen) == [(None, None, "RUNNING")]
+
+
+async def test_not_found_inside_the_grace_keeps_polling(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    missing = Reply.error(404, "WKS.00081104", "The job does not exist.")
+    server.add_job([missing, missing, snap("RUNNING"), snap("SUCCESS")], job_id=JOB)
+    policy = PollPolicy(not_found_grace=10)
+    job = await api.wait(JOB, policy, clock=clock, random=no_jitter)
+    assert job.status is JobStatus.SUCCESS
+    assert [r.status for r in server.requests] == [404, 404, 200, 200]
+
+
+async def test_not_found_after_the_grace_raises(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([Reply.error(404, "WKS.00081104", "The job does not exist.")], job_id=JOB)
+    with pytest.raises(JobNotFound):
+        await api.wait(JOB, PollPolicy(not_found_grace=10), clock=clock, random=no_jitter)
+    assert clock.monotonic() >= 10
+    assert len(server.requests) == 4  # at 0, 2, 6 and 14 seconds
+
+
+async def test_not_found_after_the_job_was_seen_is_not_graced(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING"), Reply.error(404, "WKS.00081104", "gone")], job_id=JOB)
+    with pytest.raises(JobNotFound):
+        await api.wait(JOB, PollPolicy(not_found_grace=60), clock=clock)
+    assert len(server.requests) == 2
+
+
+async def test_retry_after_is_a_floor_for_the_next_delay(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    throttled = Reply.error(429, "APIGW.0308", "throttled", retry_after=7)
+    server.add_job([snap("RUNNING"), throttled, snap("SUCCESS")], job_id=JOB)
+    await api.wait(JOB, clock=clock, random=no_jitter)
+    assert clock.sleeps == [2, 7]
+
+
+async def test_permanent_errors_end_the_wait(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING"), Reply.error(401, "APIGW.0301", "token expired")])
+    with pytest.raises(AuthenticationError, match="token expired"):
+        await api.wait(JOB, clock=clock)
+
+
+async def test_breaking_out_of_watch_stops_polling(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING", "RUNNING"), snap("RUNNING", "SUCCESS"), snap("SUCCESS")])
+    async for _ in api.watch(JOB, clock=clock):
+        break
+    await _settle()
+    assert len(server.requests) == 1
+    assert _other_tasks() == set()
+
+
+async def test_aclose_stops_polling(server: FakeWorkspace, api: Client, clock: FakeClock) -> None:
+    server.add_job([snap("RUNNING"), snap("SUCCESS")])
+    stream = api.watch(JOB, clock=clock)
+    first = await anext(stream)
+    assert first.current == "RUNNING"
+    await stream.aclose()
+    assert len(server.requests) == 1
+    assert _other_tasks() == set()
+
+
+async def test_cancelling_the_waiting_task_leaves_nothing_behind(server: FakeWorkspace) -> None:
+    # Real clock, slow server: the task is cancelled while a request is in flight.
+    server.add_job([Reply(body=b"{}", delay=30)], job_id=JOB)
+    async with server.client() as client:
+        task = asyncio.create_task(client.wait(JOB))
+        while not server.requests:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert _other_tasks() == set()
+
+
+async def test_cancelling_wait_many_leaves_nothing_behind(server: FakeWorkspace) -> None:
+    for n in range(5):
+        server.add_job([Reply(body=b"{}", delay=30)], job_id=str(n))
+
+    async def consume(client: Client) -> list[Outcome]:
+        return [o async for o in client.wait_many([str(n) for n in range(5)])]
+
+    async with server.client() as client:
+        task = asyncio.create_task(consume(client))
+        while len(server.requests) < 5:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert _other_tasks() == set()
+
+
+async def _settle() -> None:
+    gc.collect()
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def _other_tasks() -> set[asyncio.Task[Any]]:
+    """Return the live tasks running the library's own code: requests and timers.
+
+    The fake server's handler tasks are left out; they live until the server closes.
+    """
+    package = Path(imagejobs.__file__).parent
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and not task.done()
+        and _code_path(task).is_relative_to(package)
+        and not _code_path(task).is_relative_to(package / "testing" / "_server.py")
+    }
+
+
+def _code_path(task: asyncio.Task[Any]) -> Path:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return Path(code.co_filename) if code is not None else Path()
+
+
+# --- many jobs -----------------------------------------------------------------
+
+
+async def test_wait_many_reports_every_outcome_and_one_bad_job_stops_nothing(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING", job_id="ok"), snap("SUCCESS", job_id="ok")])
+    server.add_job([snap("RUNNING", job_id="bad"), snap("FAILED", "FAILED", job_id="bad")])
+    server.add_job([Reply.error(403, "WKS.0003", "no permission")], job_id="denied")
+    server.add_job([snap("RUNNING", job_id="slow")])
+    policy = PollPolicy(timeout=60, not_found_grace=0)
+    outcomes = {
+        o.job_id: o
+        async for o in api.wait_many(
+            ["ok", "bad", "denied", "slow", "ghost", "ok"], policy, clock=clock
+        )
+    }
+    assert {k: o.kind for k, o in outcomes.items()} == {
+        "ok": "success",
+        "bad": "failed",
+        "denied": "error",
+        "slow": "timeout",
+        "ghost": "error",
+    }
+    assert outcomes["ok"].ok
+    assert isinstance(outcomes["denied"].error, PermissionDenied)
+    assert isinstance(outcomes["ghost"].error, JobNotFound)
+    assert isinstance(outcomes["bad"].error, JobFailed)
+    assert outcomes["slow"].job is not None
+    assert outcomes["denied"].job is None
+    assert len(server.requests_for("ok")) == 2, "a duplicate ID is waited on once"
+
+
+async def test_wait_many_rejects_bad_ids_before_any_request(
+    server: FakeWorkspace, api: Client
+) -> None:
+    with pytest.raises(InvalidArgument, match="job_id"):
+        async for _ in api.wait_many(["1", "bad/id"]):
+            pass
+    with pytest.raises(InvalidArgument, match="not a single string"):
+        async for _ in api.wait_many("123"):
+            pass
+    assert server.requests == []
+
+
+async def test_wait_many_of_nothing_yields_nothing(api: Client) -> None:
+    assert [o async for o in api.wait_many([])] == []
+
+
+async def test_wait_many_calls_on_transition(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    for job_id in ("a", "b"):
+        server.add_job([snap("RUNNING", job_id=job_id), snap("SUCCESS", job_id=job_id)])
+    seen: list[Transition] = []
+    outcomes = [o async for o in api.wait_many(["a", "b"], on_transition=seen.append, clock=clock)]
+    assert sorted(o.job_id for o in outcomes) == ["a", "b"]
+    assert Counter(t.job_id for t in seen) == {"a": 2, "b": 2}
+
+
+async def test_watch_many_interleaves_and_raises_the_first_error_at_the_end(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING", job_id="a"), snap("SUCCESS", job_id="a")])
+    server.add_job([snap("RUNNING", job_id="b"), snap("FAILED", job_id="b")])
+    seen: list[Transition] = []
+    stream = api.watch_many(["a", "ghost", "b"], PollPolicy(not_found_grace=0), clock=clock)
+    with pytest.raises(JobNotFound):
+        await drain(stream, seen)
+    assert {(t.job_id, t.current) for t in seen if t.is_terminal} == {
+        ("a", "SUCCESS"),
+        ("b", "FAILED"),
+    }
+
+    outcomes: list[Outcome] = []
+    transitions = [
+        t
+        async for t in api.watch_many(
+            ["a", "ghost"], PollPolicy(not_found_grace=0), on_outcome=outcomes.append, clock=clock
+        )
+    ]
+    assert sorted(o.kind for o in outcomes) == ["error", "success"]
+    assert all(t.job_id == "a" for t in transitions)
+
+
+async def test_a_429_slows_every_job(server: FakeWorkspace, api: Client, clock: FakeClock) -> None:
+    throttled = Reply.error(429, "APIGW.0308", "throttled", retry_after=50)
+    server.add_job([throttled, snap("SUCCESS", job_id="a")], job_id="a")
+    server.add_job(
+        [snap("RUNNING", job_id="b"), snap("RUNNING", job_id="b"), snap("SUCCESS", job_id="b")]
+    )
+    outcomes = [
+        o async for o in api.wait_many(["a", "b"], max_in_flight=1, clock=clock, random=no_jitter)
+    ]
+    assert all(o.ok for o in outcomes)
+    after_429 = [r for r in server.requests if r.at > 0]
+    assert after_429, "polls went on after the 429"
+    assert min(r.at for r in after_429) >= 50, "no job was polled during the Retry-After"
+
+
+async def test_wait_many_holds_the_rate_and_in_flight_limits_over_1000_jobs(
+    clock: FakeClock,
+) -> None:
+    max_in_flight, rate = 16, 50.0
+    ids = [f"{n:018d}" for n in range(1000)]
+    async with FakeWorkspace(clock=clock.monotonic, latency=0.002) as server:
+        for job_id in ids:
+            server.add_job([snap("RUNNING", job_id=job_id), snap("SUCCESS", job_id=job_id)])
+        async with server.client() as client:
+            outcomes = [
+                o
+                async for o in client.wait_many(
+                    ids,
+                    PollPolicy(initial_delay=0.5),
+                    max_in_flight=max_in_flight,
+                    rate=rate,
+                    clock=clock,
+                )
+            ]
+    assert sorted(o.job_id for o in outcomes) == ids
+    assert all(o.ok for o in outcomes)
+    assert Counter(r.job_id for r in server.requests) == dict.fromkeys(ids, 2)
+    assert 1 < server.peak_in_flight <= max_in_flight
+    times = sorted(r.at for r in server.requests)
+    # Any one-second window holds at most the rate, the burst, and what was
+    # already in flight when the window opened.
+    busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+    assert busiest <= rate + 10 + max_in_flight
+    assert times[-1] >= (len(times) - 10) / rate - 1, "the rate was not exceeded overall"
