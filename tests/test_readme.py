@@ -13,6 +13,14 @@ README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
 
 
+def promised_output(code: str) -> list[str] | None:
+    """Return the lines a block's trailing ``# Output:`` comment promises, if any."""
+    _, marker, tail = code.partition("\n# Output:\n")
+    if not marker:
+        return None
+    return [line.removeprefix("# ") for line in tail.splitlines()]
+
+
 def test_readme_has_python_examples() -> None:
     assert len(BLOCKS) >= 2
 
@@ -26,6 +34,13 @@ def test_readme_example_runs(code: str, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    promised = promised_output(code)
+    if promised is not None:
+        assert result.stdout.splitlines() == promised
+
+
+def test_the_waiting_examples_promise_their_output() -> None:
+    assert sum(promised_output(code) is not None for code in BLOCKS) >= 3
 
 
 def test_first_example_prints_the_running_job() -> None:
