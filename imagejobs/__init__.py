@@ -5,13 +5,19 @@ models, enums, codec functions and the exception tree are re-exported here.
 """
 
 from ._version import __version__
-from .auth import Credentials, TokenCredentials
+from .auth import (
+    AkSkCredentials,
+    Credentials,
+    RefreshableTokenCredentials,
+    TokenCredentials,
+)
 from .client import DEFAULT_REQUEST_TIMEOUT, Client
 from .codec import from_wire, to_wire
 from .errors import (
     ApiError,
     AuthenticationError,
     BadRequest,
+    ConfigurationError,
     ImageJobsError,
     InvalidArgument,
     JobFailed,
@@ -33,15 +39,20 @@ from .models import (
     SubJob,
     SubJobStatus,
 )
+from .regions import REGIONS
+from .signing import sign_request, verify_signature
 from .waiter import Clock, Outcome, PollPolicy
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
+    "REGIONS",
+    "AkSkCredentials",
     "ApiError",
     "AuthenticationError",
     "BadRequest",
     "Client",
     "Clock",
+    "ConfigurationError",
     "Credentials",
     "ExecuteInfo",
     "ImageJob",
@@ -55,6 +66,7 @@ __all__ = [
     "Outcome",
     "PermissionDenied",
     "PollPolicy",
+    "RefreshableTokenCredentials",
     "ResourceInfo",
     "ServerError",
     "SubJob",
@@ -66,5 +78,7 @@ __all__ = [
     "WaitTimeout",
     "__version__",
     "from_wire",
+    "sign_request",
     "to_wire",
+    "verify_signature",
 ]

@@ -1,23 +1,39 @@
 """Credentials: what the client calls, once per request, to authenticate it.
 
-Pure: a credentials object turns request parts into headers; it performs no
-I/O of its own unless it is a form that must fetch a token.
+Signing is pure (:mod:`imagejobs.signing`); the one form here that does I/O is
+:class:`RefreshableTokenCredentials`, and only through the callable it is given.
+No credentials object shows a secret in its ``repr``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import attrs
 
+from .signing import sign_request
 from .validation import check_header_value
 
-__all__ = ["Credentials", "TokenCredentials"]
+__all__ = [
+    "AkSkCredentials",
+    "Credentials",
+    "RefreshableCredentials",
+    "RefreshableTokenCredentials",
+    "TokenCredentials",
+    "mask",
+]
+
+_SHOWN = 4
 
 
-def _check_token(value: object) -> str:
-    return check_header_value("token", value)
+def mask(secret: str) -> str:
+    """Return ``secret`` with all but its last 4 characters hidden (all, if short)."""
+    if len(secret) <= 2 * _SHOWN:
+        return "****"
+    return "****" + secret[-_SHOWN:]
 
 
 @runtime_checkable
@@ -35,6 +51,19 @@ class Credentials(Protocol):
         ...
 
 
+@runtime_checkable
+class RefreshableCredentials(Credentials, Protocol):
+    """Credentials that can fetch a new secret after the service rejected one."""
+
+    async def refresh(self, rejected: Mapping[str, str]) -> None:
+        """Replace the secret in ``rejected`` (headers a 401 answered) if still current."""
+        ...
+
+
+def _check_token(value: object) -> str:
+    return check_header_value("token", value)
+
+
 @attrs.frozen(repr=False)
 class TokenCredentials:
     """An IAM user token, sent as ``X-Auth-Token``."""
@@ -49,3 +78,82 @@ class TokenCredentials:
     ) -> dict[str, str]:
         """Return ``headers`` with ``X-Auth-Token`` added."""
         return {**headers, "X-Auth-Token": self.token}
+
+
+class RefreshableTokenCredentials:
+    """A token fetched by an async callable: once at first use, again after a 401.
+
+    Concurrent requests share one fetch, and a burst of 401s for the same token
+    refreshes it once. Exceptions from ``fetch`` propagate unchanged.
+    """
+
+    def __init__(self, fetch: Callable[[], Awaitable[str]]) -> None:
+        self._fetch = fetch
+        self._token: str | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"RefreshableTokenCredentials(fetch={getattr(self._fetch, '__qualname__', '?')})"
+
+    async def _current(self, stale: str | None = None) -> str:
+        async with self._lock:
+            if self._token is None or self._token == stale:
+                self._token = check_header_value("fetched token", await self._fetch())
+            return self._token
+
+    async def authorize(
+        self, method: str, url: str, headers: Mapping[str, str], project_id: str
+    ) -> dict[str, str]:
+        """Return ``headers`` with the current token as ``X-Auth-Token``."""
+        return {**headers, "X-Auth-Token": await self._current()}
+
+    async def refresh(self, rejected: Mapping[str, str]) -> None:
+        """Fetch a new token unless another request already replaced the rejected one."""
+        await self._current(stale=rejected.get("X-Auth-Token"))
+
+
+def _check_ak(value: object) -> str:
+    return check_header_value("ak", value).strip()
+
+
+def _check_sk(value: object) -> str:
+    return check_header_value("sk", value).strip()
+
+
+def _check_optional_token(value: object) -> str | None:
+    return None if value is None else check_header_value("security_token", value)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@attrs.frozen(repr=False)
+class AkSkCredentials:
+    """An access key pair that signs each request (``SDK-HMAC-SHA256``).
+
+    ``security_token`` is for temporary credentials. Each request gets a fresh
+    ``X-Sdk-Date``: the gateway refuses signatures older than about 15 minutes.
+    ``clock`` (aware UTC ``datetime`` now) is for tests.
+    """
+
+    ak: str = attrs.field(converter=_check_ak)
+    sk: str = attrs.field(converter=_check_sk)
+    security_token: str | None = attrs.field(default=None, converter=_check_optional_token)
+    clock: Callable[[], datetime] = attrs.field(default=_utc_now, kw_only=True)
+
+    def __repr__(self) -> str:
+        token = ", security_token=<hidden>" if self.security_token is not None else ""
+        return f"AkSkCredentials(ak={mask(self.ak)!r}, sk=<hidden>{token})"
+
+    async def authorize(
+        self, method: str, url: str, headers: Mapping[str, str], project_id: str
+    ) -> dict[str, str]:
+        """Return ``headers`` plus ``X-Project-Id``, ``X-Sdk-Date``, ``Host``, ``Authorization``."""
+        extra = {"X-Project-Id": project_id}
+        if self.security_token is not None:
+            extra["X-Security-Token"] = self.security_token
+        signed = sign_request(
+            method, url, {**headers, **extra}, b"", ak=self.ak, sk=self.sk, when=self.clock()
+        )
+        return signed.headers

@@ -6,17 +6,22 @@ the pure modules; this module only moves bytes.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from ._version import __version__
-from .auth import Credentials
+from .auth import Credentials, RefreshableCredentials
 from .codec import decode_response
-from .errors import ImageJobsError, InvalidArgument, TransportError
+from .config import from_environment
+from .errors import AuthenticationError, ImageJobsError, InvalidArgument, TransportError
 from .models import ImageJob
+from .regions import endpoint_for
 from .validation import check_id
 from .waiter import wait, wait_many, watch, watch_many
 
@@ -26,6 +31,8 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 """Seconds one request may take, connecting included."""
 
 USER_AGENT = f"imagejobs/{__version__}"
+
+logger = logging.getLogger("imagejobs")
 
 
 def _check_endpoint(endpoint: object) -> str:
@@ -41,6 +48,15 @@ def _check_endpoint(endpoint: object) -> str:
     return endpoint.strip().rstrip("/")
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Client:
     """An async client for the image-job API of one project.
 
@@ -48,21 +64,36 @@ class Client:
     creates its own aiohttp session on first use and closes it, unless a
     ``session`` is passed in: a borrowed session is used and left open.
 
+    The service is at ``endpoint``, or else at the known endpoint of ``region``.
+    Credentials are refused over plain ``http://`` to anything but a loopback
+    address unless ``allow_insecure`` is true (then a warning is logged).
     Raises :class:`InvalidArgument` at once for a bad ``project_id``,
-    ``endpoint`` or ``timeout``.
+    ``endpoint``, ``region`` or ``timeout``.
     """
 
     def __init__(
         self,
         *,
         project_id: str,
-        endpoint: str,
+        endpoint: str | None = None,
+        region: str | None = None,
         credentials: Credentials | None = None,
         session: aiohttp.ClientSession | None = None,
         timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        allow_insecure: bool = False,
     ) -> None:
         self.project_id = check_id("project_id", project_id)
+        if endpoint is None:
+            if region is None:
+                raise InvalidArgument("pass endpoint= or region= to say where the service is")
+            endpoint = endpoint_for(region)
         self.endpoint = _check_endpoint(endpoint)
+        if credentials is not None and not isinstance(credentials, Credentials):
+            raise InvalidArgument(
+                f"credentials must have an async authorize() method, "
+                f"got {type(credentials).__name__}"
+            )
+        self._check_transport_security(credentials, allow_insecure=allow_insecure)
         if not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
             raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
@@ -72,6 +103,33 @@ class Client:
         self._closed = False
         self._jobs_url = f"{self.endpoint}/v1/{quote(self.project_id, safe='')}/image-server-jobs/"
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """Make a client from arguments, then the environment, then the credentials file.
+
+        Reads ``HUAWEICLOUD_SDK_AK``, ``HUAWEICLOUD_SDK_SK``,
+        ``HUAWEICLOUD_SDK_SECURITY_TOKEN``, ``HUAWEICLOUD_SDK_PROJECT_ID``,
+        ``IMAGEJOBS_AUTH_TOKEN``, ``IMAGEJOBS_ENDPOINT``, ``IMAGEJOBS_REGION`` and
+        the provider's credentials file (``~/.huaweicloud/credentials``, or the
+        one ``HUAWEICLOUD_SDK_CREDENTIALS_FILE`` names). ``overrides`` are
+        :class:`Client` arguments and win. Raises :class:`ConfigurationError`
+        naming whatever is missing and where it may come from.
+        """
+        return cls(**from_environment(overrides))
+
+    def _check_transport_security(
+        self, credentials: Credentials | None, *, allow_insecure: bool
+    ) -> None:
+        parts = urlsplit(self.endpoint)
+        if credentials is None or parts.scheme == "https" or _is_loopback(parts.hostname or ""):
+            return
+        if not allow_insecure:
+            raise InvalidArgument(
+                f"refusing to send credentials over plain http to {parts.hostname}; "
+                "use an https endpoint, or pass allow_insecure=True"
+            )
+        logger.warning("sending credentials over plain http to %s (allow_insecure)", parts.hostname)
 
     def __repr__(self) -> str:
         return f"Client(endpoint={self.endpoint!r}, project_id={self.project_id!r})"
@@ -123,9 +181,25 @@ class Client:
         """
         url = self.job_url(job_id)
         session = self._get_session()
+        headers = await self._authorize(url)
+        try:
+            return await self._get(session, url, headers)
+        except AuthenticationError:
+            if not isinstance(self._credentials, RefreshableCredentials):
+                raise
+        # One more try, and only one, with whatever the credentials now hold.
+        await self._credentials.refresh(headers)
+        return await self._get(session, url, await self._authorize(url))
+
+    async def _authorize(self, url: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        if self._credentials is not None:
-            headers = await self._credentials.authorize("GET", url, headers, self.project_id)
+        if self._credentials is None:
+            return headers
+        return await self._credentials.authorize("GET", url, headers, self.project_id)
+
+    async def _get(
+        self, session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]
+    ) -> ImageJob:
         try:
             async with session.get(
                 url, headers=headers, allow_redirects=False, timeout=self._client_timeout
@@ -135,4 +209,10 @@ class Client:
             raise TransportError(f"GET {url} timed out after {self.timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             raise TransportError(f"GET {url} failed: {str(exc) or type(exc).__name__}") from exc
+        logger.debug(
+            "GET %s: %s (request id %s)",
+            url,
+            response.status,
+            response.headers.get("X-Request-Id", "none"),
+        )
         return decode_response(response.status, response.headers, body)

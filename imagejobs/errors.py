@@ -13,6 +13,7 @@
     ├── TransportError           no usable answer: connection failed, timed out
     ├── MalformedResponse        an answer that is not a job in the documented shape
     ├── InvalidArgument          (also a ValueError) bad input, caught before any request
+    │   └── ConfigurationError   a setting missing from arguments, environment and file
     ├── JobFailed                a waited-on job ended FAILED
     └── WaitTimeout              the deadline passed with the job still running
 
@@ -34,6 +35,7 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "BadRequest",
+    "ConfigurationError",
     "ImageJobsError",
     "InvalidArgument",
     "JobFailed",
@@ -151,6 +153,10 @@ class MalformedResponse(ImageJobsError):
 
 class InvalidArgument(ImageJobsError, ValueError):
     """An argument was rejected before any request was sent."""
+
+
+class ConfigurationError(InvalidArgument):
+    """A setting is missing or unusable; the message names it and where it can come from."""
 
 
 class JobFailed(ImageJobsError):

@@ -23,6 +23,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 DATA = Path(__file__).parent / "data"
 
+# Every end-to-end test signs its requests and the fake verifies each signature.
+TEST_AK = "AKTESTFIXTURE0000001"
+TEST_SK = "SKtestfixture000000000000000000000000001"
+
 
 @pytest.fixture
 def reference_wire() -> dict[str, Any]:
@@ -32,9 +36,15 @@ def reference_wire() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeWorkspace]:
-    """A fake Workspace server listening on 127.0.0.1."""
-    async with FakeWorkspace() as server:
+def keys() -> dict[str, Any]:
+    """The key pair the fake servers of the suite demand, as FakeWorkspace arguments."""
+    return {"ak": TEST_AK, "sk": TEST_SK}
+
+
+@pytest.fixture
+async def fake(keys: dict[str, Any]) -> AsyncIterator[FakeWorkspace]:
+    """A fake Workspace server listening on 127.0.0.1, verifying AK/SK signatures."""
+    async with FakeWorkspace(**keys) as server:
         yield server
 
 

@@ -79,9 +79,9 @@ async def test_timeline_advances_per_poll_and_sticks_at_the_end(
     assert seen == ["WAITING", "RUNNING", "SUCCESS", "SUCCESS", "SUCCESS"]
 
 
-async def test_timeline_advances_by_time() -> None:
+async def test_timeline_advances_by_time(keys: dict[str, Any]) -> None:
     now = [100.0]
-    async with FakeWorkspace(clock=lambda: now[0]) as fake, fake.client() as client:
+    async with FakeWorkspace(clock=lambda: now[0], **keys) as fake, fake.client() as client:
         fake.add_job([{"id": JOB_ID, "status": s} for s in ("WAITING", "RUNNING")], every=5)
         assert (await client.get_job(JOB_ID)).status is JobStatus.WAITING
         now[0] += 4.9

@@ -69,8 +69,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[FakeWorkspace]:
-    async with FakeWorkspace(clock=clock.monotonic) as fake:
+async def server(clock: FakeClock, keys: dict[str, Any]) -> AsyncIterator[FakeWorkspace]:
+    async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
         yield fake
 
 
@@ -498,11 +498,11 @@ async def test_a_429_slows_every_job(server: FakeWorkspace, api: Client, clock: 
 
 
 async def test_wait_many_holds_the_rate_and_in_flight_limits_over_1000_jobs(
-    clock: FakeClock,
+    clock: FakeClock, keys: dict[str, Any]
 ) -> None:
     max_in_flight, rate = 16, 50.0
     ids = [f"{n:018d}" for n in range(1000)]
-    async with FakeWorkspace(clock=clock.monotonic, latency=0.002) as server:
+    async with FakeWorkspace(clock=clock.monotonic, latency=0.002, **keys) as server:
         for job_id in ids:
             server.add_job([snap("RUNNING", job_id=job_id), snap("SUCCESS", job_id=job_id)])
         async with server.client() as client:

@@ -8,13 +8,22 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
 import attrs
 from aiohttp import web
 
-from imagejobs import Client, ImageJob, TokenCredentials, to_wire
+from imagejobs import (
+    AkSkCredentials,
+    Client,
+    Credentials,
+    ImageJob,
+    TokenCredentials,
+    to_wire,
+    verify_signature,
+)
 
 __all__ = ["FAKE_PROJECT_ID", "FakeWorkspace", "RecordedRequest", "Reply", "Step"]
 
@@ -111,8 +120,13 @@ class FakeWorkspace:
     Each job follows a timeline of steps, advanced one step per poll, or one step
     every ``every`` seconds from its first poll; the last step repeats forever.
     Unknown jobs get 404, other paths 404 and other methods 405, all in the
-    service's error shape with an ``X-Request-Id``. With ``token`` set, a request
-    without that ``X-Auth-Token`` gets 401 ``APIGW.0301``. Every request is
+    service's error shape with an ``X-Request-Id``.
+
+    With ``token`` or ``ak``/``sk`` set, every request must authenticate with
+    that ``X-Auth-Token`` or an ``SDK-HMAC-SHA256`` signature by that key pair
+    (dated within 15 minutes of ``now()``, carrying ``security_token`` if one is
+    set), or it gets 401 ``APIGW.0301`` saying what was wrong, such as
+    "signature mismatch" or "signature expired". Every request is
     recorded in :attr:`requests`; ``latency`` (real seconds) delays every answer,
     and :attr:`peak_in_flight` tells how many requests it was serving at once.
 
@@ -125,11 +139,23 @@ class FakeWorkspace:
         *,
         project_id: str = FAKE_PROJECT_ID,
         token: str | None = None,
+        ak: str | None = None,
+        sk: str | None = None,
+        security_token: str | None = None,
         latency: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        if (ak is None) != (sk is None):
+            raise ValueError("pass both ak and sk, or neither")
+        if security_token is not None and ak is None:
+            raise ValueError("a security_token goes with an ak/sk pair")
         self.project_id = project_id
         self.token = token
+        self.ak = ak
+        self.sk = sk
+        self.security_token = security_token
+        self._now = now
         self.latency = latency
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
@@ -144,6 +170,15 @@ class FakeWorkspace:
 
     def __repr__(self) -> str:
         return f"FakeWorkspace(url={self._url!r}, jobs={len(self._scripts)})"
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """Credentials this server accepts (the key pair if it has one), or None."""
+        if self.ak is not None and self.sk is not None:
+            return AkSkCredentials(self.ak, self.sk, self.security_token)
+        if self.token is not None:
+            return TokenCredentials(self.token)
+        return None
 
     def add_job(
         self, timeline: Sequence[Step], *, job_id: str | None = None, every: float | None = None
@@ -182,9 +217,11 @@ class FakeWorkspace:
 
         Keyword arguments override the defaults (project, endpoint, credentials).
         """
-        options: dict[str, Any] = {"project_id": self.project_id, "endpoint": self.url}
-        if self.token is not None:
-            options["credentials"] = TokenCredentials(self.token)
+        options: dict[str, Any] = {
+            "project_id": self.project_id,
+            "endpoint": self.url,
+            "credentials": self.credentials,
+        }
         options.update(kwargs)
         return Client(**options)
 
@@ -232,7 +269,8 @@ class FakeWorkspace:
         now = self._clock()
         request_id = uuid.uuid4().hex
         project_id, job_id = self._route(request.path)
-        reply = self._reply(request, now, project_id, job_id)
+        body = await request.read()
+        reply = self._reply(request, body, now, project_id, job_id)
         self.requests.append(
             RecordedRequest(
                 at=now,
@@ -253,6 +291,29 @@ class FakeWorkspace:
         headers = {"Content-Type": "application/json", **reply.headers, "X-Request-Id": request_id}
         return web.Response(status=reply.status, body=reply.body, headers=headers)
 
+    def _authentication_problem(self, request: web.Request, body: bytes) -> str | None:
+        """Return why the request is not authenticated, or None if it is (or need not be)."""
+        if self.token is None and self.ak is None:
+            return None
+        sent_token = request.headers.get("X-Auth-Token")
+        if sent_token is not None and self.token is not None:
+            return None if sent_token == self.token else "decrypt token fail"
+        if "Authorization" not in request.headers or self.ak is None:
+            return "token missing" if self.ak is None else "no token or signature"
+        problem = verify_signature(
+            request.method,
+            request.rel_url.raw_path,
+            request.rel_url.raw_query_string,
+            request.headers,
+            body,
+            secret_for={self.ak: self.sk}.get,
+            now=self._now(),
+        )
+        token_ok = request.headers.get("X-Security-Token") == self.security_token
+        if problem is None and self.security_token is not None and not token_ok:
+            return "security token missing or wrong"
+        return problem
+
     @staticmethod
     def _route(path: str) -> tuple[str | None, str | None]:
         parts = path.split("/")
@@ -266,7 +327,12 @@ class FakeWorkspace:
         return None, None
 
     def _reply(
-        self, request: web.Request, now: float, project_id: str | None, job_id: str | None
+        self,
+        request: web.Request,
+        body: bytes,
+        now: float,
+        project_id: str | None,
+        job_id: str | None,
     ) -> Reply:
         if job_id is None:
             return Reply.error(
@@ -276,18 +342,11 @@ class FakeWorkspace:
             )
         if request.method != "GET":
             return Reply.error(405, "APIGW.0106", f"Method {request.method} is not allowed")
-        if self.token is not None:
-            sent = request.headers.get("X-Auth-Token")
-            if sent is None:
-                return Reply.error(
-                    401, "APIGW.0301", "Incorrect IAM authentication information: token missing"
-                )
-            if sent != self.token:
-                return Reply.error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: decrypt token fail",
-                )
+        problem = self._authentication_problem(request, body)
+        if problem is not None:
+            return Reply.error(
+                401, "APIGW.0301", f"Incorrect IAM authentication information: {problem}"
+            )
         script = self._scripts.get(job_id)
         if project_id != self.project_id or script is None:
             return Reply.error(404, "WKS.00081104", "The job does not exist.")

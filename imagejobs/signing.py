@@ -1,0 +1,220 @@
+"""AK/SK request signing, algorithm ``SDK-HMAC-SHA256``. Pure: no clock, no I/O.
+
+The gateway recomputes the signature from the request it receives, so both
+sides must build the same canonical request: the method, the path with each
+segment re-encoded, the sorted query, every signed header (lower-case name,
+stripped value), the list of signed headers, and the SHA-256 of the body.
+:func:`sign_request` is what a client sends; :func:`verify_signature` is what
+the fake server checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import attrs
+
+__all__ = [
+    "ALGORITHM",
+    "DATE_FORMAT",
+    "MAX_SIGNATURE_AGE",
+    "Authorization",
+    "SignedRequest",
+    "canonical_request",
+    "format_date",
+    "host_header",
+    "parse_authorization",
+    "parse_date",
+    "sign_request",
+    "signature",
+    "verify_signature",
+]
+
+ALGORITHM = "SDK-HMAC-SHA256"
+DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+
+_AUTHORIZATION = re.compile(
+    rf"^{ALGORITHM} Access=(?P<access>[^,\s]+), "
+    r"SignedHeaders=(?P<signed>[^,\s]+), Signature=(?P<signature>[0-9a-f]{64})$"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+MAX_SIGNATURE_AGE = timedelta(minutes=15)
+"""How far ``X-Sdk-Date`` may be from the gateway's clock, either way."""
+
+
+@attrs.frozen
+class SignedRequest:
+    """The URL to send (canonical query) and every header to send with it."""
+
+    url: str
+    headers: dict[str, str] = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Authorization:
+    """The parts of an ``Authorization`` header."""
+
+    access: str = attrs.field(repr=False)
+    signed_headers: tuple[str, ...]
+    signature: str = attrs.field(repr=False)
+
+
+def format_date(when: datetime) -> str:
+    """Return ``when`` as an ``X-Sdk-Date`` value (UTC, ``%Y%m%dT%H%M%SZ``)."""
+    if when.tzinfo is None:
+        raise ValueError("the signing time must be timezone-aware")
+    return when.astimezone(UTC).strftime(DATE_FORMAT)
+
+
+def parse_date(value: str) -> datetime:
+    """Return the aware UTC time an ``X-Sdk-Date`` value names; ValueError if malformed."""
+    return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=UTC)
+
+
+def host_header(url: str) -> str:
+    """Return the ``Host`` value a URL is sent with: the port only when not the default."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
+
+
+def _canonical_uri(path: str) -> str:
+    segments = [quote(unquote(segment), safe="~") for segment in path.split("/")]
+    uri = "/".join(segments)
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def _canonical_query(query: str) -> str:
+    pairs = sorted(parse_qsl(query, keep_blank_values=True))
+    return "&".join(f"{quote(key, safe='~')}={quote(value, safe='~')}" for key, value in pairs)
+
+
+def _signed_header_names(headers: Mapping[str, str]) -> list[str]:
+    # The provider's signer leaves out any header whose name holds an underscore.
+    return sorted({name.lower() for name in headers if "_" not in name})
+
+
+def canonical_request(
+    method: str,
+    path: str,
+    query: str,
+    *,
+    headers: Mapping[str, str],
+    signed_headers: list[str] | tuple[str, ...],
+    body: bytes,
+) -> str:
+    """Return the canonical request text that the signature covers.
+
+    ``path`` and ``query`` are as sent (percent-encoded); ``headers`` is looked
+    up case-insensitively for each of ``signed_headers`` (lower-case names).
+    """
+    by_name = {name.lower(): value for name, value in headers.items()}
+    lines = [
+        method.upper(),
+        _canonical_uri(path),
+        _canonical_query(query),
+        *(f"{name}:{by_name.get(name, '').strip()}" for name in signed_headers),
+        "",
+        ";".join(signed_headers),
+        hashlib.sha256(body).hexdigest(),
+    ]
+    return "\n".join(lines)
+
+
+def signature(sk: str, date: str, canonical: str) -> str:
+    """Return the hex HMAC-SHA256 of the string to sign for ``canonical``."""
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    string_to_sign = f"{ALGORITHM}\n{date}\n{digest}"
+    return hmac.new(sk.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def sign_request(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    ak: str,
+    sk: str,
+    when: datetime,
+) -> SignedRequest:
+    """Sign a request: add ``X-Sdk-Date``, ``Host`` (if missing) and ``Authorization``.
+
+    ``headers`` already holds everything else to be signed (``X-Project-Id``,
+    ``X-Security-Token``...). The returned URL carries the canonical query.
+    """
+    parts = urlsplit(url)
+    signed = {**headers, "X-Sdk-Date": format_date(when)}
+    if not any(name.lower() == "host" for name in signed):
+        signed["Host"] = host_header(url)
+    names = _signed_header_names(signed)
+    query = _canonical_query(parts.query)
+    canonical = canonical_request(
+        method, parts.path, query, headers=signed, signed_headers=names, body=body
+    )
+    value = signature(sk, signed["X-Sdk-Date"], canonical)
+    signed["Authorization"] = (
+        f"{ALGORITHM} Access={ak}, SignedHeaders={';'.join(names)}, Signature={value}"
+    )
+    sent_url = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
+    return SignedRequest(sent_url, signed)
+
+
+def parse_authorization(value: str) -> Authorization | None:
+    """Return the parts of an ``SDK-HMAC-SHA256`` ``Authorization`` value, or None."""
+    match = _AUTHORIZATION.match(value.strip())
+    if match is None:
+        return None
+    return Authorization(match["access"], tuple(match["signed"].split(";")), match["signature"])
+
+
+def verify_signature(
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secret_for: Callable[[str], str | None],
+    now: datetime,
+    max_age: timedelta = MAX_SIGNATURE_AGE,
+) -> str | None:
+    """Check a received request's signature as the gateway does.
+
+    ``secret_for`` maps an access key to its secret (None if unknown). Return
+    None if the request is properly signed, or what is wrong with it:
+    ``"signature mismatch"``, ``"signature expired"``, or a missing piece.
+    """
+    by_name = {name.lower(): value for name, value in headers.items()}
+    authorization = parse_authorization(by_name.get("authorization", ""))
+    if authorization is None:
+        return f"missing or malformed {ALGORITHM} Authorization header"
+    missing = {"host", "x-sdk-date"} - set(authorization.signed_headers)
+    if missing:
+        return f"signed headers lack {', '.join(sorted(missing))}"
+    try:
+        signed_at = parse_date(by_name["x-sdk-date"])
+    except (KeyError, ValueError):
+        return "missing or malformed X-Sdk-Date header"
+    secret = secret_for(authorization.access)
+    if secret is None:
+        return "unknown access key"
+    canonical = canonical_request(
+        method, path, query, headers=by_name, signed_headers=authorization.signed_headers, body=body
+    )
+    expected = signature(secret, by_name["x-sdk-date"], canonical)
+    if not hmac.compare_digest(expected, authorization.signature):
+        return "signature mismatch"
+    if abs(now - signed_at) > max_age:
+        return "signature expired"
+    return None
