@@ -4,6 +4,8 @@ The public API: :class:`Client` fetches a job as an :class:`ImageJob`; the
 models, enums, codec functions and the exception tree are re-exported here.
 """
 
+import typing
+
 from ._version import __version__
 from .auth import (
     AkSkCredentials,
@@ -11,7 +13,6 @@ from .auth import (
     RefreshableTokenCredentials,
     TokenCredentials,
 )
-from .client import DEFAULT_REQUEST_TIMEOUT, Client
 from .codec import from_wire, to_wire
 from .errors import (
     ApiError,
@@ -42,6 +43,22 @@ from .models import (
 from .regions import REGIONS
 from .signing import sign_request, verify_signature
 from .waiter import Clock, Outcome, PollPolicy
+
+if typing.TYPE_CHECKING:
+    from .client import DEFAULT_REQUEST_TIMEOUT, Client
+
+# The client pulls in aiohttp, which takes a while to import; the command
+# line's --help and the pure modules should not pay for it.
+_LAZY = ("Client", "DEFAULT_REQUEST_TIMEOUT")
+
+
+def __getattr__(name: str) -> typing.Any:
+    if name in _LAZY:
+        from . import client  # noqa: PLC0415
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'imagejobs' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",

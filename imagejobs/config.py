@@ -161,6 +161,8 @@ def resolve(
     Raises :class:`ConfigurationError` naming what is missing and where it may come from.
     """
     settings = dict(overrides)
+    if settings.get("endpoint") is None and settings.get("region") is not None:
+        endpoint_for(settings["region"])  # a wrong region is reported before anything else
     file = _File(file_name, load_file)
     if settings.get("project_id") is None:
         project_id = _env(environ, ENV_PROJECT_ID) or file.keys().get("project_id")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from imagejobs.testing import load_scenario
 
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
@@ -48,3 +51,17 @@ def test_first_example_prints_the_running_job() -> None:
         [sys.executable, "-c", BLOCKS[0]], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.stdout.split() == ["702364883651395584", "RUNNING", "False"]
+
+
+def test_the_scenario_example_loads() -> None:
+    scenarios = re.findall(r"```json\n(.*?)```", README.read_text(), re.DOTALL)
+    assert len(scenarios) == 1
+    fake = load_scenario(json.loads(scenarios[0]))
+    assert fake.token == "a-token-to-demand"
+    assert fake.project_id == "0123456789abcdef0123456789abcdef"
+
+
+def test_both_set_up_commands_are_there() -> None:
+    commands = re.findall(r"```sh\n(.*?)\n```", README.read_text(), re.DOTALL)
+    assert commands[0].endswith("&& .venv/bin/imagejobs demo")
+    assert commands[1].endswith("&& .venv/bin/python -m pytest")

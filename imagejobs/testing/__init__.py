@@ -9,6 +9,15 @@ Use it in your own tests the way imagejobs' tests do::
 """
 
 from ._clock import FakeClock
+from ._scenario import load_scenario
 from ._server import FAKE_PROJECT_ID, FakeWorkspace, RecordedRequest, Reply, Step
 
-__all__ = ["FAKE_PROJECT_ID", "FakeClock", "FakeWorkspace", "RecordedRequest", "Reply", "Step"]
+__all__ = [
+    "FAKE_PROJECT_ID",
+    "FakeClock",
+    "FakeWorkspace",
+    "RecordedRequest",
+    "Reply",
+    "Step",
+    "load_scenario",
+]

@@ -1,0 +1,203 @@
+"""The command line's grammar: subcommands, options and duration values. No I/O."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import NoReturn
+
+from imagejobs import __version__
+
+__all__ = ["EXIT_CODES_HELP", "UsageError", "build_parser", "parse_duration"]
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    every job ended SUCCESS
+  1    at least one job ended FAILED
+  2    usage or configuration error
+  3    the timeout ended the wait with a job still running
+  4    an API error made a job's outcome unknowable (auth, permission,
+       not found after the grace, no answer)
+  130  interrupted
+  With several jobs the most severe wins: 2 > 4 > 1 > 3 > 0.
+"""
+
+CREDENTIALS_HELP = """\
+credentials and project come from the environment, as the provider's SDK reads them:
+  HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK, HUAWEICLOUD_SDK_SECURITY_TOKEN,
+  HUAWEICLOUD_SDK_PROJECT_ID, IMAGEJOBS_AUTH_TOKEN, IMAGEJOBS_REGION,
+  IMAGEJOBS_ENDPOINT, or ~/.huaweicloud/credentials ([basic] ak, sk, project_id).
+"""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class UsageError(Exception):
+    """The command line could not be understood; the message says why."""
+
+
+def parse_duration(text: str) -> float:
+    """Return seconds for ``0.5``, ``90s``, ``250ms``, ``30m`` or ``2h``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (a number of seconds, or with ms, s, m or h: 90s, 30m)"
+        )
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    return seconds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: CI logs show the problem at once.
+        raise UsageError(f"{self.prog.split()[-1]}: {message} (see --help)")
+
+
+def _service_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("service")
+    where.add_argument("--project-id", help="project ID (default: from the environment)")
+    where.add_argument("--region", help="region, e.g. ap-southeast-1 (default: IMAGEJOBS_REGION)")
+    where.add_argument("--endpoint", help="endpoint URL; wins over --region")
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--json", action="store_true", help="NDJSON on stdout: transitions, then one result per job"
+    )
+    output.add_argument("--quiet", action="store_true", help="print only errors")
+    output.add_argument(
+        "--debug", action="store_true", help="request log and tracebacks (secrets stay hidden)"
+    )
+
+
+def _poll_options(parser: argparse.ArgumentParser) -> None:
+    polling = parser.add_argument_group("polling (durations: 0.5, 90s, 250ms, 30m, 2h)")
+    polling.add_argument(
+        "--timeout", type=parse_duration, default=3600.0, help="give up after this (default 1h)"
+    )
+    polling.add_argument(
+        "--initial-delay", type=parse_duration, default=2.0, help="first delay (default 2s)"
+    )
+    polling.add_argument(
+        "--max-delay", type=parse_duration, default=30.0, help="longest delay (default 30s)"
+    )
+
+
+def _budget_options(parser: argparse.ArgumentParser) -> None:
+    budget = parser.add_argument_group("request budget, shared by all jobs")
+    budget.add_argument(
+        "--max-in-flight", type=_positive_int, default=32, help="requests at once (default 32)"
+    )
+    budget.add_argument(
+        "--rate", type=_positive_float, default=20.0, help="requests per second (default 20)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for ``imagejobs``."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="imagejobs",
+        description="Wait for Huawei Cloud Workspace image jobs.",
+        epilog=EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP,
+        formatter_class=formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"imagejobs {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    wait = commands.add_parser(
+        "wait",
+        help="wait until jobs end; exit code tells how",
+        description="Wait until every job ends, printing each sub-job transition.",
+        epilog=EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP,
+        formatter_class=formatter,
+    )
+    wait.add_argument(
+        "job_ids", nargs="+", metavar="JOB_ID", help="job IDs; - reads them from stdin"
+    )
+    _service_options(wait)
+    _poll_options(wait)
+    _budget_options(wait)
+    _output_options(wait)
+
+    watch = commands.add_parser(
+        "watch",
+        help="stream one job's transitions until it ends",
+        description="Stream one job's transitions until it ends.",
+        epilog=EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP,
+        formatter_class=formatter,
+    )
+    watch.add_argument("job_id", metavar="JOB_ID")
+    _service_options(watch)
+    _poll_options(watch)
+    _output_options(watch)
+
+    get = commands.add_parser(
+        "get",
+        help="print a job as JSON, as the service sends it",
+        description="Print a job's details as JSON (wire form) on stdout.",
+        epilog=EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP,
+        formatter_class=formatter,
+    )
+    get.add_argument("job_id", metavar="JOB_ID")
+    _service_options(get)
+    get.add_argument("--debug", action="store_true", help="request log and tracebacks")
+
+    demo = commands.add_parser(
+        "demo",
+        help="watch scripted jobs on a built-in fake server (about 15 s)",
+        description="Start the fake server in-process and wait on a few scripted jobs "
+        "with the same code as `imagejobs wait`.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=formatter,
+    )
+    demo.add_argument("--with-failure", action="store_true", help="add a job that fails (exit 1)")
+    _output_options(demo)
+
+    fake = commands.add_parser(
+        "fake-server",
+        help="run the fake Workspace server until interrupted",
+        description="Serve scripted jobs over HTTP for your own tests. Prints the URL "
+        "on stdout. Without --scenario it serves the demo's jobs.",
+        formatter_class=formatter,
+    )
+    fake.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    fake.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
+    fake.add_argument("--scenario", metavar="FILE", help="JSON scenario file (see README)")
+    return parser

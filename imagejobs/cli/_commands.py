@@ -1,0 +1,227 @@
+"""The subcommands. Each is a user of the public API; aiohttp loads only when one runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from imagejobs import (
+    ConfigurationError,
+    ImageJobsError,
+    JobFailed,
+    JobStatus,
+    Outcome,
+    PollPolicy,
+    Transition,
+    WaitTimeout,
+    to_wire,
+)
+
+from ._demo import DEMO_AK, STEP_SECONDS, demo_scenario
+from ._report import Reporter
+
+if TYPE_CHECKING:
+    from imagejobs import Client
+
+__all__ = ["run"]
+
+_LIVE_REFRESH = 1.0
+
+
+def read_job_ids(given: Iterable[str], stdin: TextIO) -> list[str]:
+    """Return the job IDs given, with ``-`` replaced by the lines of stdin."""
+    ids: list[str] = []
+    for item in given:
+        if item != "-":
+            ids.append(item)
+            continue
+        for line in stdin:
+            text = line.strip()
+            if text and not text.startswith("#"):
+                ids.append(text)
+    return ids
+
+
+def make_client(args: argparse.Namespace) -> Client:
+    """Return a client from the options, then the environment and credentials file."""
+    from imagejobs import Client  # noqa: PLC0415 - aiohttp is imported only when needed
+
+    overrides = {
+        name: getattr(args, name)
+        for name in ("project_id", "region", "endpoint")
+        if getattr(args, name, None) is not None
+    }
+    return Client.from_env(**overrides)
+
+
+def make_reporter(args: argparse.Namespace) -> Reporter:
+    """Return a reporter for the output options and the surroundings (TTY, GitHub)."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    return Reporter(
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+        json_lines=getattr(args, "json", False),
+        quiet=getattr(args, "quiet", False),
+        github=os.environ.get("GITHUB_ACTIONS") == "true",
+        step_summary=Path(summary) if summary else None,
+        live=sys.stderr.isatty(),
+    )
+
+
+def make_policy(args: argparse.Namespace) -> PollPolicy:
+    """Return the poll policy the options describe."""
+    return PollPolicy(
+        initial_delay=args.initial_delay, max_delay=args.max_delay, timeout=args.timeout
+    )
+
+
+async def _keep_status_fresh(reporter: Reporter) -> None:
+    while True:
+        await asyncio.sleep(_LIVE_REFRESH)
+        reporter.tick()
+
+
+async def wait_jobs(
+    client: Client,
+    job_ids: list[str],
+    policy: PollPolicy,
+    reporter: Reporter,
+    *,
+    max_in_flight: int,
+    rate: float,
+) -> int:
+    """Wait on every job, reporting as they go; return the exit code. Shared by demo."""
+    unique = list(dict.fromkeys(job_ids))
+    reporter.start(len(unique))
+    ticker = asyncio.create_task(_keep_status_fresh(reporter))
+    try:
+        async for outcome in client.wait_many(
+            unique,
+            policy,
+            max_in_flight=max_in_flight,
+            rate=rate,
+            on_transition=reporter.transition,
+        ):
+            reporter.result(outcome)
+    finally:
+        ticker.cancel()
+    return reporter.finish()
+
+
+async def _wait(args: argparse.Namespace) -> int:
+    job_ids = read_job_ids(args.job_ids, sys.stdin)
+    if not job_ids:
+        raise ConfigurationError("no job IDs given (stdin was empty)")
+    policy = make_policy(args)
+    reporter = make_reporter(args)
+    async with make_client(args) as client:
+        return await wait_jobs(
+            client,
+            job_ids,
+            policy,
+            reporter,
+            max_in_flight=args.max_in_flight,
+            rate=args.rate,
+        )
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    policy = make_policy(args)
+    reporter = make_reporter(args)
+    reporter.start(1)
+    last: Transition | None = None
+    async with make_client(args) as client:
+        try:
+            async for transition in client.watch(args.job_id, policy):
+                reporter.transition(transition)
+                last = transition
+        except WaitTimeout as timeout:
+            outcome = Outcome(args.job_id, timeout.job, timeout)
+        except ImageJobsError as error:
+            outcome = Outcome(args.job_id, last.job if last else None, error)
+        else:
+            job = last.job if last is not None else await client.get_job(args.job_id)
+            failed = JobFailed(job) if job.status is JobStatus.FAILED else None
+            outcome = Outcome(args.job_id, job, failed)
+    reporter.result(outcome)
+    return reporter.finish()
+
+
+async def _get(args: argparse.Namespace) -> int:
+    async with make_client(args) as client:
+        job = await client.get_job(args.job_id)
+    sys.stdout.write(json.dumps(to_wire(job), indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from imagejobs.testing import load_scenario  # noqa: PLC0415 - pulls in aiohttp
+
+    scenario = demo_scenario(with_failure=args.with_failure)
+    reporter = make_reporter(args)
+    async with load_scenario(scenario) as fake, fake.client() as client:
+        reporter.note(
+            f"demo: a fake Workspace server at {fake.url} runs {len(scenario['jobs'])} "
+            f"scripted jobs, one step every {STEP_SECONDS:g}s; waiting on all of them:"
+        )
+        policy = PollPolicy(initial_delay=0.5, max_delay=STEP_SECONDS, timeout=120)
+        ids = [job["id"] for job in scenario["jobs"]]
+        return await wait_jobs(client, ids, policy, reporter, max_in_flight=8, rate=20)
+
+
+def _load_scenario_file(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read scenario {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"scenario {path} is not JSON: {exc}") from None
+
+
+async def _fake_server(args: argparse.Namespace) -> int:
+    from imagejobs.testing import load_scenario  # noqa: PLC0415 - pulls in aiohttp
+
+    scenario = _load_scenario_file(args.scenario) if args.scenario else demo_scenario()
+    fake = load_scenario(scenario)
+    try:
+        await fake.start(args.host, args.port)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    try:
+        sys.stdout.write(fake.url + "\n")
+        sys.stdout.flush()
+        auth = "none"
+        if fake.ak is not None:
+            shown = " (the demo's keys)" if fake.ak == DEMO_AK else ""
+            auth = f"AK/SK signatures{shown}"
+        elif fake.token is not None:
+            auth = "X-Auth-Token"
+        sys.stderr.write(
+            f"fake Workspace server at {fake.url}: project {fake.project_id}, "
+            f"{len(scenario.get('jobs', []))} jobs, auth {auth}; Ctrl-C stops it\n"
+        )
+        sys.stderr.flush()
+        await asyncio.Event().wait()
+    finally:
+        await fake.close()
+    return 0
+
+
+_COMMANDS = {
+    "wait": _wait,
+    "watch": _watch,
+    "get": _get,
+    "demo": _demo,
+    "fake-server": _fake_server,
+}
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run the chosen subcommand and return its exit code."""
+    return await _COMMANDS[args.command](args)

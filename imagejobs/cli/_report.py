@@ -1,0 +1,349 @@
+"""What the command line prints: human lines, NDJSON records, GitHub annotations.
+
+The formatting functions are pure; :class:`Reporter` decides which stream gets
+what, keeps the live status line on a terminal, and computes the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from imagejobs import (
+    ImageJob,
+    InvalidArgument,
+    JobFailed,
+    Outcome,
+    SubJob,
+    SubJobStatus,
+    Transition,
+)
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_SUCCESS",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "Reporter",
+    "annotation",
+    "exit_code_for",
+    "format_duration",
+    "format_result",
+    "format_transition",
+    "most_severe",
+    "result_record",
+    "summary_table",
+    "transition_record",
+]
+
+EXIT_SUCCESS = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_ERROR = 4
+EXIT_INTERRUPTED = 130
+
+# With several jobs the most severe exit code wins: 2 > 4 > 1 > 3 > 0.
+_SEVERITY = {EXIT_SUCCESS: 0, EXIT_TIMEOUT: 1, EXIT_FAILED: 2, EXIT_ERROR: 3, EXIT_USAGE: 4}
+_KIND_EXIT = {"success": EXIT_SUCCESS, "failed": EXIT_FAILED, "timeout": EXIT_TIMEOUT}
+
+
+def most_severe(codes: list[int]) -> int:
+    """Return the exit code that wins among ``codes`` (0 for none)."""
+    return max(codes, key=lambda code: _SEVERITY.get(code, 5), default=EXIT_SUCCESS)
+
+
+def exit_code_for(outcome: Outcome) -> int:
+    """Return the exit code one job's outcome calls for."""
+    if outcome.kind == "error" and isinstance(outcome.error, InvalidArgument):
+        return EXIT_USAGE
+    return _KIND_EXIT.get(outcome.kind, EXIT_ERROR)
+
+
+def _utc(moment: datetime | None) -> str:
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _short(resource_id: str) -> str:
+    return resource_id if len(resource_id) <= 9 else resource_id[:8] + "…"
+
+
+def _failure_of(sub_job: SubJob | None) -> tuple[str | None, str | None]:
+    info = sub_job.job_execute_info if sub_job is not None else None
+    if info is None:
+        return None, None
+    return info.error_code or None, info.error_message or None
+
+
+def format_transition(transition: Transition) -> str:
+    """Return one grep-able line: time, job, ``job`` or ``sub ID``, type, ``OLD -> NEW``."""
+    job, sub_job = transition.job, transition.sub_job
+    if transition.sub_job_id is None:
+        subject, job_type = "job", job.job_type
+    else:
+        subject = f"sub {transition.sub_job_id}"
+        job_type = sub_job.job_type if sub_job is not None else None
+    line = (
+        f"{_utc(transition.observed_at)} {transition.job_id} {subject} {_status(job_type)} "
+        f"{_status(transition.previous)} -> {_status(transition.current)}"
+    )
+    resource = sub_job.job_resource_info if sub_job is not None else None
+    if resource is not None and resource.resource_id:
+        line += f" resource={_short(resource.resource_id)}"
+    if resource is not None and resource.resource_name:
+        line += f" name={resource.resource_name}"
+    if transition.current in (SubJobStatus.FAILED, SubJobStatus.ABNORMAL):
+        code, message = _failure_of(sub_job)
+        if code or message:
+            line += f" error={code or '-'} message={json.dumps(message or '', ensure_ascii=False)}"
+    return line
+
+
+def transition_record(transition: Transition) -> dict[str, Any]:
+    """Return the NDJSON object for a transition."""
+    sub_job = transition.sub_job
+    subject: ImageJob | SubJob | None = transition.job if transition.sub_job_id is None else sub_job
+    resource = sub_job.job_resource_info if sub_job is not None else None
+    code, message = _failure_of(sub_job)
+    return {
+        "event": "transition",
+        "job_id": transition.job_id,
+        "sub_job_id": transition.sub_job_id,
+        "job_type": None if subject is None or subject.job_type is None else str(subject.job_type),
+        "previous": None if transition.previous is None else str(transition.previous),
+        "current": None if transition.current is None else str(transition.current),
+        "at": _utc(transition.observed_at),
+        "resource_id": resource.resource_id if resource is not None else None,
+        "error_code": code,
+        "error_message": message,
+    }
+
+
+def resource_ids(job: ImageJob | None) -> list[str]:
+    """Return the distinct resource IDs a job's sub-jobs worked on, in order."""
+    if job is None:
+        return []
+    found = (s.job_resource_info.resource_id for s in job.sub_jobs if s.job_resource_info)
+    return list(dict.fromkeys(r for r in found if r))
+
+
+def result_record(outcome: Outcome) -> dict[str, Any]:
+    """Return the NDJSON object for a job's outcome."""
+    return {
+        "event": "result",
+        "job_id": outcome.job_id,
+        "outcome": outcome.kind,
+        "status": None if outcome.job is None else str(outcome.job.status),
+        "error": None if outcome.error is None else str(outcome.error),
+        "resource_ids": resource_ids(outcome.job),
+    }
+
+
+def format_duration(seconds: float) -> str:
+    """Return ``1h02m03s``, ``4m05s`` or ``6.0s``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def job_duration(outcome: Outcome, waited: float) -> float:
+    """Return the job's own run time when the service gave both ends, else the wait."""
+    job = outcome.job
+    if job is not None and job.begin_time is not None and job.end_time is not None:
+        return max(0.0, (job.end_time - job.begin_time).total_seconds())
+    return waited
+
+
+def format_result(outcome: Outcome, waited: float) -> str:
+    """Return the summary line of one job."""
+    status = "-" if outcome.job is None else str(outcome.job.status)
+    line = (
+        f"result {outcome.job_id} {outcome.kind} status={status} "
+        f"duration={format_duration(job_duration(outcome, waited))}"
+    )
+    produced = resource_ids(outcome.job)
+    if produced:
+        line += f" resources={','.join(produced)}"
+    if outcome.error is not None:
+        line += f" error={json.dumps(str(outcome.error), ensure_ascii=False)}"
+    return line
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def annotation(title: str, message: str) -> str:
+    """Return a GitHub Actions ``::error`` workflow command."""
+    return f"::error title={_escape_property(title)}::{_escape_data(message)}"
+
+
+def annotations_for(outcome: Outcome) -> list[str]:
+    """Return the ``::error`` lines for a job that did not succeed."""
+    title = f"Image job {outcome.job_id} {outcome.kind}"
+    if isinstance(outcome.error, JobFailed):
+        lines = []
+        for sub_job in outcome.error.failed_sub_jobs:
+            code, message = _failure_of(sub_job)
+            text = f"sub-job {sub_job.id} ({_status(sub_job.job_type)}) {sub_job.status}"
+            lines.append(annotation(title, f"{text}: {code or '-'}: {message or ''}"))
+        return lines or [annotation(title, str(outcome.error))]
+    if outcome.error is not None:
+        return [annotation(title, str(outcome.error))]
+    return []
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def summary_table(rows: list[tuple[Outcome, float]]) -> str:
+    """Return the Markdown summary of every job, for ``$GITHUB_STEP_SUMMARY``."""
+    lines = [
+        "### Image jobs",
+        "",
+        "| Job | Outcome | Status | Duration | Resources | Detail |",
+        "|---|---|---|---|---|---|",
+    ]
+    for outcome, waited in rows:
+        status = "-" if outcome.job is None else str(outcome.job.status)
+        detail = "" if outcome.error is None else str(outcome.error)
+        cells = [
+            f"`{outcome.job_id}`",
+            outcome.kind,
+            status,
+            format_duration(job_duration(outcome, waited)),
+            ", ".join(resource_ids(outcome.job)),
+            detail,
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+class Reporter:
+    """Prints transitions and results where they belong and keeps the score.
+
+    Human lines go to ``stderr`` (none with ``quiet``), NDJSON to ``stdout``
+    (with ``json_lines``), ``::error`` annotations to ``stderr`` under GitHub
+    Actions. ``live`` keeps a status line redrawn in place (terminals only).
+    """
+
+    def __init__(
+        self,
+        *,
+        stdout: TextIO,
+        stderr: TextIO,
+        json_lines: bool = False,
+        quiet: bool = False,
+        github: bool = False,
+        step_summary: Path | None = None,
+        live: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stdout = stdout
+        self._stderr = stderr
+        self._json = json_lines
+        self._human = not quiet and not json_lines
+        self._github = github
+        self._step_summary = step_summary
+        self._live = live and self._human
+        self._clock = clock
+        self._started = clock()
+        self._results: list[tuple[Outcome, float]] = []
+        self._codes: list[int] = []
+        self._total = 0
+        self._status_shown = False
+
+    def start(self, total: int) -> None:
+        """Note how many jobs are being waited on, for the live line."""
+        self._total = total
+        self._draw_status()
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            self._stderr.write("\r\x1b[K")
+            self._status_shown = False
+
+    def _draw_status(self) -> None:
+        if not self._live:
+            return
+        done = len(self._results)
+        elapsed = format_duration(self._clock() - self._started)
+        text = f"[{elapsed}] {self._total} jobs: {done} ended, {self._total - done} waiting"
+        self._stderr.write("\r\x1b[K" + text)
+        self._stderr.flush()
+        self._status_shown = True
+
+    def tick(self) -> None:
+        """Redraw the live status line (called about once a second)."""
+        if self._status_shown or self._live:
+            self._draw_status()
+
+    def _say(self, line: str) -> None:
+        self._clear_status()
+        self._stderr.write(line + "\n")
+        self._stderr.flush()
+        self._draw_status()
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self._stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._stdout.flush()
+
+    def note(self, line: str) -> None:
+        """Print an informational human line."""
+        if self._human:
+            self._say(line)
+
+    def error(self, message: str) -> None:
+        """Print a one-line error, always."""
+        self._say(f"imagejobs: error: {message}")
+
+    def transition(self, transition: Transition) -> None:
+        """Report one transition."""
+        if self._json:
+            self._emit(transition_record(transition))
+        if self._human:
+            self._say(format_transition(transition))
+
+    def result(self, outcome: Outcome) -> None:
+        """Report how one job ended."""
+        waited = self._clock() - self._started
+        self._results.append((outcome, waited))
+        self._codes.append(exit_code_for(outcome))
+        if self._json:
+            self._emit(result_record(outcome))
+        if outcome.kind == "error" and outcome.error is not None:
+            self.error(f"job {outcome.job_id}: {outcome.error}")
+        if self._github:
+            for line in annotations_for(outcome):
+                self._say(line)
+        self._draw_status()
+
+    def finish(self, code: int | None = None) -> int:
+        """Print the per-job summary, write the GitHub step summary; return the exit code."""
+        self._clear_status()
+        self._live = False
+        if self._human:
+            for outcome, waited in self._results:
+                self._say(format_result(outcome, waited))
+        if self._github and self._step_summary is not None and self._results:
+            with self._step_summary.open("a", encoding="utf-8") as summary:
+                summary.write(summary_table(self._results))
+        return most_severe([*self._codes, *([] if code is None else [code])])

@@ -1,0 +1,466 @@
+"""The command line, run as a subprocess against the fake server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from imagejobs import from_wire, to_wire
+from imagejobs.cli._args import parse_duration
+from imagejobs.cli._report import most_severe
+from imagejobs.testing import FakeWorkspace, Reply
+
+FAST = ["--initial-delay", "10ms", "--max-delay", "50ms"]
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \S+ (job|sub \S+) \S+ \S+ -> \S+( resource=\S+)?( name=\S+)?"
+)
+
+
+@attrs.frozen
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
+def environment(home: Path, **extra: str) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", ""), "HOME": str(home), **extra}
+
+
+def fake_env(fake: FakeWorkspace, home: Path, **extra: str) -> dict[str, str]:
+    assert fake.ak is not None
+    assert fake.sk is not None
+    settings = {
+        "HUAWEICLOUD_SDK_AK": fake.ak,
+        "HUAWEICLOUD_SDK_SK": fake.sk,
+        "HUAWEICLOUD_SDK_PROJECT_ID": fake.project_id,
+        "IMAGEJOBS_ENDPOINT": fake.url,
+    }
+    return environment(home, **{**settings, **extra})
+
+
+async def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> Run:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "imagejobs",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(
+        process.communicate(None if stdin is None else stdin.encode()), timeout=90
+    )
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
+def job(job_id: str, status: str, *subs: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "job_type": "CREATE_SERVER_IMAGE",
+        "status": status,
+        "sub_jobs": [
+            {
+                "id": f"{job_id}-{n}",
+                "job_type": "BUILD_IMAGE",
+                "status": sub_status,
+                "job_resource_info": {"resource_id": f"res-{job_id}-{n}", "resource_name": "img"},
+                "job_execute_info": {"error_code": code, "error_message": f"{code} happened"}
+                if code
+                else None,
+            }
+            for n, (sub_status, code) in enumerate(subs)
+        ],
+    }
+
+
+def script(fake: FakeWorkspace) -> None:
+    fake.add_job([job("ok", "RUNNING", ("RUNNING", "")), job("ok", "SUCCESS", ("SUCCESS", ""))])
+    fake.add_job(
+        [job("bad", "RUNNING", ("RUNNING", "")), job("bad", "FAILED", ("FAILED", "WKS.9"))]
+    )
+    fake.add_job([job("stuck", "RUNNING")])
+    fake.add_job([Reply.error(403, "WKS.0003", "no permission")], job_id="denied")
+
+
+async def test_success_exits_0_with_grep_able_lines(fake: FakeWorkspace, home: Path) -> None:
+    script(fake)
+    run = await cli("wait", "ok", *FAST, env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    assert run.stdout == ""
+    lines = run.stderr.splitlines()
+    transitions = [line for line in lines if not line.startswith("result ")]
+    assert transitions
+    assert all(LINE.match(line) for line in transitions), transitions
+    assert transitions[-1].endswith(" ok job CREATE_SERVER_IMAGE RUNNING -> SUCCESS")
+    assert any(
+        "sub ok-0 BUILD_IMAGE RUNNING -> SUCCESS resource=res-ok-0 name=img" in t for t in lines
+    )
+    assert lines[-1].startswith("result ok success status=SUCCESS duration=")
+    assert lines[-1].endswith(" resources=res-ok-0")
+
+
+async def test_a_failed_job_exits_1_and_prints_its_error(fake: FakeWorkspace, home: Path) -> None:
+    script(fake)
+    run = await cli("wait", "bad", *FAST, env=fake_env(fake, home))
+    assert run.code == 1
+    failure = "sub bad-0 BUILD_IMAGE RUNNING -> FAILED resource=res-bad-0 name=img"
+    assert f'{failure} error=WKS.9 message="WKS.9 happened"' in run.stderr
+
+
+async def test_the_timeout_exits_3(fake: FakeWorkspace, home: Path) -> None:
+    script(fake)
+    run = await cli("wait", "stuck", *FAST, "--timeout", "300ms", env=fake_env(fake, home))
+    assert run.code == 3
+    assert "result stuck timeout status=RUNNING" in run.stderr
+    assert "still RUNNING after" in run.stderr
+
+
+async def test_an_api_error_exits_4_with_one_line(fake: FakeWorkspace, home: Path) -> None:
+    script(fake)
+    run = await cli("wait", "denied", *FAST, env=fake_env(fake, home))
+    assert run.code == 4
+    errors = [line for line in run.stderr.splitlines() if line.startswith("imagejobs: error:")]
+    assert len(errors) == 1
+    assert re.match(
+        r"imagejobs: error: job denied: 403 WKS\.0003: no permission \(request id \w+\)", errors[0]
+    )
+    assert "Traceback" not in run.stderr
+
+
+async def test_a_wrong_secret_exits_4(fake: FakeWorkspace, home: Path) -> None:
+    script(fake)
+    env = fake_env(fake, home, HUAWEICLOUD_SDK_SK="not-the-secret-at-all-000")
+    run = await cli("wait", "ok", *FAST, env=env)
+    assert run.code == 4
+    assert (
+        "401 APIGW.0301: Incorrect IAM authentication information: signature mismatch" in run.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        (["ok", "stuck"], 3),
+        (["ok", "stuck", "bad"], 1),
+        (["ok", "stuck", "bad", "denied"], 4),
+        (["ok", "stuck", "bad", "denied", "no/slash"], 2),
+        (["ok", "ok"], 0),
+    ],
+)
+async def test_the_most_severe_exit_code_wins(
+    fake: FakeWorkspace, home: Path, ids: list[str], expected: int
+) -> None:
+    script(fake)
+    run = await cli("wait", *ids, *FAST, "--timeout", "500ms", env=fake_env(fake, home))
+    assert run.code == expected, run.stderr
+
+
+async def test_ids_come_from_stdin_too(fake: FakeWorkspace, home: Path) -> None:
+    script(fake)
+    run = await cli(
+        "wait", "-", *FAST, "--json", env=fake_env(fake, home), stdin="ok\n\n# a comment\nbad\n"
+    )
+    results = [json.loads(line) for line in run.stdout.splitlines()]
+    assert {r["job_id"]: r["outcome"] for r in results if r["event"] == "result"} == {
+        "ok": "success",
+        "bad": "failed",
+    }
+    assert run.code == 1
+
+
+TRANSITION_KEYS = {
+    "event", "job_id", "sub_job_id", "job_type", "previous", "current", "at",
+    "resource_id", "error_code", "error_message",
+}  # fmt: skip
+RESULT_KEYS = {"event", "job_id", "outcome", "status", "error", "resource_ids"}
+
+
+async def test_json_is_ndjson_on_stdout_and_nothing_else(fake: FakeWorkspace, home: Path) -> None:
+    script(fake)
+    run = await cli(
+        "wait",
+        "ok",
+        "bad",
+        "stuck",
+        *FAST,
+        "--timeout",
+        "300ms",
+        "--json",
+        env=fake_env(fake, home),
+    )
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    transitions = [r for r in records if r["event"] == "transition"]
+    results = {r["job_id"]: r for r in records if r["event"] == "result"}
+    assert len(records) == len(transitions) + len(results)
+    assert all(set(r) == TRANSITION_KEYS for r in transitions)
+    assert all(set(r) == RESULT_KEYS for r in results.values())
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["at"]) for r in transitions)
+    failure = next(r for r in transitions if r["current"] == "FAILED" and r["sub_job_id"])
+    assert (failure["error_code"], failure["error_message"]) == ("WKS.9", "WKS.9 happened")
+    assert failure["resource_id"] == "res-bad-0"
+    assert results["ok"] == {
+        "event": "result",
+        "job_id": "ok",
+        "outcome": "success",
+        "status": "SUCCESS",
+        "error": None,
+        "resource_ids": ["res-ok-0"],
+    }
+    assert results["bad"]["outcome"] == "failed"
+    assert "WKS.9" in results["bad"]["error"]
+    assert results["stuck"]["outcome"] == "timeout"
+    assert run.code == 1
+    assert not LINE.search(run.stderr)  # no human lines beside the JSON
+
+
+async def test_quiet_prints_only_errors(fake: FakeWorkspace, home: Path) -> None:
+    script(fake)
+    quiet = await cli("wait", "ok", "denied", *FAST, "--quiet", env=fake_env(fake, home))
+    assert quiet.code == 4
+    assert quiet.stdout == ""
+    assert [line.split(":")[0] for line in quiet.stderr.splitlines()] == ["imagejobs"]
+
+
+async def test_github_actions_get_annotations_and_a_summary(
+    fake: FakeWorkspace, home: Path, tmp_path: Path
+) -> None:
+    script(fake)
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    env = fake_env(fake, home, GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary))
+    run = await cli("wait", "ok", "bad", *FAST, env=env)
+    assert run.code == 1
+    annotations = [line for line in run.stderr.splitlines() if line.startswith("::error ")]
+    title = "::error title=Image job bad failed::"
+    assert annotations == [f"{title}sub-job bad-0 (BUILD_IMAGE) FAILED: WKS.9: WKS.9 happened"]
+    text = summary.read_text()
+    assert text.startswith("earlier step\n### Image jobs\n")
+    assert "| `ok` | success | SUCCESS |" in text
+    assert "| `bad` | failed | FAILED |" in text
+
+
+async def test_watch_streams_one_job(fake: FakeWorkspace, home: Path) -> None:
+    script(fake)
+    run = await cli("watch", "bad", *FAST, "--json", env=fake_env(fake, home))
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(r["sub_job_id"], r["previous"], r["current"]) for r in records[:-1]] == [
+        ("bad-0", None, "RUNNING"),
+        (None, None, "RUNNING"),
+        ("bad-0", "RUNNING", "FAILED"),
+        (None, "RUNNING", "FAILED"),
+    ]
+    assert records[-1]["outcome"] == "failed"
+    assert run.code == 1
+
+
+async def test_get_prints_the_job_in_wire_form(
+    fake: FakeWorkspace, home: Path, reference_wire: dict[str, Any]
+) -> None:
+    job_id = fake.add_job([reference_wire])
+    run = await cli("get", job_id, env=fake_env(fake, home))
+    assert run.code == 0
+    assert json.loads(run.stdout) == to_wire(from_wire(reference_wire))
+
+
+async def test_get_of_a_missing_job_exits_4(fake: FakeWorkspace, home: Path) -> None:
+    run = await cli("get", "404404", env=fake_env(fake, home))
+    assert run.code == 4
+    assert run.stderr.startswith("imagejobs: error: 404 WKS.00081104: The job does not exist.")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["wait", "1", "--timeout", "banana"], "'banana' is not a duration"),
+        (["wait"], "the following arguments are required: JOB_ID"),
+        (["wait", "1", "--region", "mars-1"], "unknown region 'mars-1'; known regions: af-north-1"),
+        (["wait", "1", "--max-in-flight", "0"], "'0' must be at least 1"),
+        (["wait", "a/b", "--region", "cn-north-4", "--project-id", "p"], "job_id 'a/b' contains"),
+        (["wait", "1", "--initial-delay", "1m", "--max-delay", "1s"], "max_delay (1s) must not"),
+        (["wait", "1", "--region", "cn-north-4", "--project-id", "p"], "no credentials: pass"),
+        (["launch"], "invalid choice: 'launch'"),
+        ([], "the following arguments are required: COMMAND"),
+        (["fake-server", "--scenario", "/nonexistent.json"], "cannot read scenario"),
+    ],
+)
+async def test_bad_usage_is_one_line_and_exit_2(home: Path, args: list[str], message: str) -> None:
+    token = {"IMAGEJOBS_AUTH_TOKEN": "t"} if "a/b" in args else {}
+    run = await cli(*args, env=environment(home, **token))
+    assert run.code == 2, run.stderr
+    assert run.stdout == ""
+    assert len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith("imagejobs: error: ")
+    assert message in run.stderr
+
+
+def test_durations_take_units() -> None:
+    assert [parse_duration(t) for t in ["0.5", "90s", "250ms", "30m", "2h", " 1 s "]] == [
+        0.5, 90, 0.25, 1800, 7200, 1,
+    ]  # fmt: skip
+    for bad in ["", "s", "-1", "0", "1d", "1e3", "one"]:
+        with pytest.raises(argparse.ArgumentTypeError, match="duration"):
+            parse_duration(bad)
+
+
+def test_the_most_severe_rule() -> None:
+    assert most_severe([]) == 0
+    assert most_severe([0, 3]) == 3
+    assert most_severe([3, 1, 0]) == 1
+    assert most_severe([1, 4, 3]) == 4
+    assert most_severe([4, 2, 1]) == 2
+
+
+async def test_help_answers_without_importing_aiohttp(home: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys\nfrom imagejobs.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('aiohttp' in sys.modules, code)",
+        env=environment(home),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    lines = out.decode().splitlines()
+    assert lines[-1] == "False 0"
+    assert any("exit codes:" in line for line in lines)
+    assert any("2 > 4 > 1 > 3 > 0" in line for line in lines)
+
+
+SENTINEL_SK = "SKSENTINELCLISECRET000000000000000000009"
+SENTINEL_TOKEN = "TKSENTINELCLITOKEN9"
+
+
+async def test_secrets_never_reach_the_output(home: Path) -> None:
+    async with FakeWorkspace(ak="AKSENTINELCLIACCESS9", sk=SENTINEL_SK) as fake:
+        script(fake)
+        runs = [
+            await cli("wait", "ok", "bad", "denied", *FAST, flags, env=fake_env(fake, home))
+            for flags in ("--debug", "--json")
+        ]
+        wrong = fake_env(fake, home, HUAWEICLOUD_SDK_SK=SENTINEL_SK[::-1])
+        runs.append(await cli("wait", "ok", *FAST, "--debug", env=wrong))
+        runs.append(await cli("get", "ok", "--debug", env=fake_env(fake, home)))
+        both = fake_env(fake, home, IMAGEJOBS_AUTH_TOKEN=SENTINEL_TOKEN)
+        runs.append(await cli("get", "ok", "--debug", env=both))
+    assert [r.code for r in runs] == [4, 4, 4, 0, 2]
+    assert "GET http://127.0.0.1" in runs[0].stderr  # --debug did log the requests
+    for run in runs:
+        for secret in ("AKSENTINELCLIACCESS9", SENTINEL_SK, SENTINEL_SK[::-1], SENTINEL_TOKEN):
+            assert secret not in run.stdout + run.stderr
+
+
+async def test_standalone_fake_server_and_wait_against_it(home: Path, tmp_path: Path) -> None:
+    scenario = {
+        "token": "scenario-token",
+        "jobs": [
+            {
+                "id": "1",
+                "timeline": [job("1", "RUNNING"), {"reply": {"status": 503}}, job("1", "SUCCESS")],
+            },
+            {"id": "2", "every": 0.05, "timeline": [job("2", "RUNNING"), job("2", "SUCCESS")]},
+        ],
+    }
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(scenario))
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "imagejobs",
+        "fake-server",
+        "--scenario",
+        str(path),
+        env=environment(home),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        url = (await asyncio.wait_for(server.stdout.readline(), timeout=30)).decode().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
+        env = environment(
+            home,
+            IMAGEJOBS_AUTH_TOKEN="scenario-token",
+            HUAWEICLOUD_SDK_PROJECT_ID="0123456789abcdef0123456789abcdef",
+            IMAGEJOBS_ENDPOINT=url,
+        )
+        run = await cli("wait", "1", "2", *FAST, "--json", env=env)
+        outcomes = [json.loads(line) for line in run.stdout.splitlines()]
+        assert {(r["job_id"], r["outcome"]) for r in outcomes if r["event"] == "result"} == {
+            ("1", "error"),  # the scripted 503 is not retried yet: its outcome is unknown
+            ("2", "success"),
+        }
+        assert run.code == 4
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(server.communicate(), timeout=30)
+    assert server.returncode == 130
+    assert "auth X-Auth-Token" in err.decode()
+    assert "scenario-token" not in err.decode()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "message"),
+    [
+        ([], "scenario file: must hold a JSON object"),
+        (
+            {"jobs": [{"timeline": [{"status": "RUNNING"}]}]},
+            "jobs[0].timeline[0]: not a job snapshot",
+        ),
+        (
+            {"jobs": [{"id": "1", "timeline": [{"reply": {"status": 999}}]}]},
+            ".reply.status: must be an HTTP status",
+        ),
+        (
+            {"jobs": [{"id": "1", "every": -1, "timeline": []}]},
+            "jobs[0].every: must be a non-negative",
+        ),
+        ({"ak": "only-half"}, "pass both ak and sk"),
+        ({"colour": "blue"}, "unknown keys ['colour']"),
+    ],
+)
+async def test_a_bad_scenario_is_named(
+    home: Path, tmp_path: Path, scenario: object, message: str
+) -> None:
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(scenario))
+    run = await cli("fake-server", "--scenario", str(path), env=environment(home))
+    assert run.code == 2
+    assert message in run.stderr
+    assert len(run.stderr.splitlines()) == 1
+
+
+async def test_the_demo_runs_and_with_failure_exits_1(home: Path) -> None:
+    # The README's first command; both variants run at once (about 15 s of scripted time).
+    plain, failing = await asyncio.gather(
+        cli("demo", env=environment(home)), cli("demo", "--with-failure", env=environment(home))
+    )
+    assert plain.code == 0, plain.stderr
+    assert failing.code == 1, failing.stderr
+    assert "BUILD_IMAGE ABNORMAL -> ROLLBACK" in plain.stderr
+    assert "BUILD_IMAGE ROLLBACK -> RUNNING" in plain.stderr
+    assert len([line for line in plain.stderr.splitlines() if line.startswith("result ")]) == 3
+    assert 'error=WKS.00081208 message="The image instance is not stopped."' in failing.stderr
+    assert "result 702364887302930432 failed status=FAILED" in failing.stderr
+    assert "demo-secret-key" not in plain.stderr + failing.stderr
