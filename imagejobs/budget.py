@@ -80,5 +80,9 @@ class RequestBudget:
     def next_start(self, now: float) -> float:
         """Return the earliest time the rate and any pause allow a start (room aside)."""
         self._refill(now)
-        token_at = now if self.tokens >= _WHOLE else now + (1 - self.tokens) / self.rate
+        if self.tokens >= _WHOLE:
+            token_at = now
+        else:
+            # At least one step of the float past now, or a tiny wait could round to none.
+            token_at = max(now + (1 - self.tokens) / self.rate, math.nextafter(now, math.inf))
         return max(token_at, self.paused_until)

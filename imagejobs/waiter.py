@@ -27,7 +27,15 @@ import attrs
 import backoff
 
 from .budget import RequestBudget
-from .errors import ImageJobsError, InvalidArgument, JobFailed, JobNotFound, Throttled, WaitTimeout
+from .errors import (
+    AuthenticationError,
+    ImageJobsError,
+    InvalidArgument,
+    JobFailed,
+    JobNotFound,
+    Throttled,
+    WaitTimeout,
+)
 from .events import Transition, diff
 from .models import ImageJob, JobStatus
 from .validation import check_id
@@ -205,18 +213,27 @@ class _Watch:
 
     job_id: str
     started: float
-    deadline: float | None
     last: ImageJob | None
     delays: Iterator[float]
     polls: int = 0
+    first_polled: float | None = None
+    # The number of the watch's pending entry in the heaps; None while a poll is
+    # in flight or once the watch has ended. Heap entries with another number are stale.
+    ticket: int | None = None
     transitions: list[Transition] = attrs.Factory(list)
 
 
 Event = Transition | Outcome
+_Entry = tuple[float, int, _Watch]
 
 
 class _Scheduler:
-    """Polls many jobs under one budget and produces their events in order."""
+    """Polls many jobs under one budget and produces their events in order.
+
+    A heap holds the waiting jobs by when their next poll is due. All jobs of
+    one scheduler start together and share one deadline: then every job still
+    waiting ends, and a poll still in flight is cut off.
+    """
 
     def __init__(
         self,
@@ -231,48 +248,110 @@ class _Scheduler:
         self._budget = budget
         self._clock = clock
         self._random = random
-        self._due: list[tuple[float, int, _Watch]] = []
-        self._order = itertools.count()
+        self._due: list[_Entry] = []
+        self._tickets = itertools.count()
+        self._active = 0
+        self._deadline: float | None = None
+        self._abandoned: list[asyncio.Future[ImageJob]] = []
 
     def _schedule(self, watch: _Watch, when: float) -> None:
-        heapq.heappush(self._due, (when, next(self._order), watch))
+        watch.ticket = next(self._tickets)
+        heapq.heappush(self._due, (when, watch.ticket, watch))
+
+    def _next_due(self) -> _Entry | None:
+        """Return the earliest live entry, dropping stale ones on the way."""
+        while self._due and self._due[0][1] != self._due[0][2].ticket:
+            heapq.heappop(self._due)
+        return self._due[0] if self._due else None
+
+    def _waiting(self) -> list[_Watch]:
+        return [watch for _, ticket, watch in self._due if ticket == watch.ticket]
+
+    def _end(self, watch: _Watch, outcome: Outcome) -> Outcome:
+        watch.ticket = None
+        self._active -= 1
+        return outcome
 
     def _outcome(self, watch: _Watch, now: float, job: ImageJob | None = None) -> Outcome:
         job = job if job is not None else watch.last
         if job is not None and job.is_terminal:
-            if job.status is JobStatus.SUCCESS:
-                return Outcome(watch.job_id, job)
-            return Outcome(watch.job_id, job, JobFailed(job, watch.transitions))
+            error = None if job.status is JobStatus.SUCCESS else JobFailed(job, watch.transitions)
+            return self._end(watch, Outcome(watch.job_id, job, error))
         waited = now - watch.started
-        return Outcome(watch.job_id, job, WaitTimeout(watch.job_id, job, waited, watch.transitions))
+        timeout = WaitTimeout(watch.job_id, job, waited, watch.transitions)
+        return self._end(watch, Outcome(watch.job_id, job, timeout))
 
     def _next_poll(self, watch: _Watch, now: float, floor: float = 0.0) -> list[Event]:
         """Schedule the watch's next poll; at its deadline, return its timeout outcome."""
-        if watch.deadline is not None and now >= watch.deadline:
+        if self._deadline is not None and now >= self._deadline:
             return [self._outcome(watch, now)]
         delay = max(floor, next(watch.delays) * self._random())
-        if watch.deadline is not None:
-            delay = min(delay, watch.deadline - now)
+        if self._deadline is not None:
+            # The last sleep is cut to end on the deadline, where the wait ends.
+            delay = min(delay, self._deadline - now)
         self._schedule(watch, now + delay)
         return []
 
-    def _handle(self, watch: _Watch, task: asyncio.Future[ImageJob]) -> list[Event]:
+    def _expire(self, now: float) -> list[Event]:
+        """At the deadline, end every watch that is waiting for its next poll."""
+        if self._deadline is None or now < self._deadline:
+            return []
+        ended: list[Event] = [self._outcome(watch, now) for watch in self._waiting()]
+        self._due.clear()
+        return ended
+
+    def _end_all(
+        self, error: ImageJobsError, in_flight: dict[asyncio.Future[ImageJob], _Watch]
+    ) -> list[Event]:
+        """End every watch with the same error, one that no further poll can fix."""
+        for task in in_flight:
+            task.cancel()
+            self._budget.finish()
+            self._abandoned.append(task)
+        watches = [*in_flight.values(), *self._waiting()]
+        in_flight.clear()
+        self._due.clear()
+        return [self._end(w, Outcome(w.job_id, w.last, error)) for w in watches]
+
+    async def _poll(self, watch: _Watch) -> ImageJob:
+        if self._deadline is None:
+            return await self._source.get_job(watch.job_id)
+        # A slow answer must not carry the wait past its deadline.
+        async with asyncio.timeout(max(0.0, self._deadline - self._clock.monotonic())):
+            return await self._source.get_job(watch.job_id)
+
+    def _handle(
+        self,
+        watch: _Watch,
+        task: asyncio.Future[ImageJob],
+        in_flight: dict[asyncio.Future[ImageJob], _Watch],
+    ) -> list[Event]:
         now = self._clock.monotonic()
         error = task.exception()
         if error is None:
             return self._handle_job(watch, task.result(), now)
+        if isinstance(error, TimeoutError):
+            return [self._outcome(watch, now)]
         if isinstance(error, Throttled):
             pause = (
                 error.retry_after if error.retry_after is not None else self._policy.initial_delay
             )
             self._budget.pause_until(now + pause)
             return self._next_poll(watch, now, floor=pause)
-        in_grace = now - watch.started < self._policy.not_found_grace
-        if isinstance(error, JobNotFound) and watch.last is None and in_grace:
+        if isinstance(error, JobNotFound) and self._in_grace(watch, now):
             return self._next_poll(watch, now)
-        if isinstance(error, ImageJobsError):
-            return [Outcome(watch.job_id, watch.last, error)]
-        raise error
+        if not isinstance(error, ImageJobsError):
+            raise error
+        ended: list[Event] = [self._end(watch, Outcome(watch.job_id, watch.last, error))]
+        if isinstance(error, AuthenticationError):
+            # Credentials are refused for every job alike: no need to ask once per job.
+            ended += self._end_all(error, in_flight)
+        return ended
+
+    def _in_grace(self, watch: _Watch, now: float) -> bool:
+        """Whether a 404 may still mean "not visible yet": never seen, and polled lately."""
+        first = watch.first_polled if watch.first_polled is not None else now
+        return watch.last is None and now - first < self._policy.not_found_grace
 
     def _handle_job(self, watch: _Watch, job: ImageJob, now: float) -> list[Event]:
         changes = diff(watch.last, job, observed_at=self._clock.now(), poll=watch.polls)
@@ -287,15 +366,11 @@ class _Scheduler:
     def _start(self, starts: Iterable[tuple[str, ImageJob | None]]) -> list[Event]:
         now = self._clock.monotonic()
         timeout = self._policy.timeout
+        self._deadline = None if timeout is None else now + timeout
         ended: list[Event] = []
         for job_id, since in starts:
-            watch = _Watch(
-                job_id=job_id,
-                started=now,
-                deadline=None if timeout is None else now + timeout,
-                last=since,
-                delays=self._policy.delays(),
-            )
+            watch = _Watch(job_id=job_id, started=now, last=since, delays=self._policy.delays())
+            self._active += 1
             if since is not None and since.is_terminal:
                 ended.append(self._outcome(watch, now))
             else:
@@ -304,16 +379,39 @@ class _Scheduler:
 
     def _launch(self, now: float, in_flight: dict[asyncio.Future[ImageJob], _Watch]) -> None:
         """Start every poll that is due, earliest first, as far as the budget allows."""
-        while self._due and self._due[0][0] <= now and self._budget.try_start(now):
-            _, _, watch = heapq.heappop(self._due)
+        while (entry := self._next_due()) is not None and entry[0] <= now:
+            if not self._budget.try_start(now):
+                return
+            heapq.heappop(self._due)
+            watch = entry[2]
+            watch.ticket = None
             watch.polls += 1
-            in_flight[asyncio.ensure_future(self._source.get_job(watch.job_id))] = watch
+            if watch.first_polled is None:
+                watch.first_polled = now
+            in_flight[asyncio.ensure_future(self._poll(watch))] = watch
 
-    def _wake_at(self, now: float) -> float | None:
-        """Return when the next poll could start, or None if only a finishing one can free room."""
-        if not self._due or not self._budget.has_room:
+    def _wake_at(self, now: float, busy: bool) -> float | None:
+        """Return when the loop must next act by itself, or None to wait for a reply.
+
+        With the in-flight cap reached, only a reply can free room, and polls in
+        flight end by the deadline on their own, so there is no timer to set.
+        """
+        due = self._next_due()
+        if due is None or (busy and not self._budget.has_room):
             return None
-        return max(self._due[0][0], self._budget.next_start(now))
+        wake = max(due[0], self._budget.next_start(now))
+        return wake if self._deadline is None else min(wake, self._deadline)
+
+    def _replies(
+        self, done: set[asyncio.Future[Any]], in_flight: dict[asyncio.Future[ImageJob], _Watch]
+    ) -> list[Event]:
+        events: list[Event] = []
+        for task in done:
+            watch = in_flight.pop(task, None)
+            if watch is not None:
+                self._budget.finish()
+                events += self._handle(watch, task, in_flight)
+        return events
 
     async def run(self, starts: Iterable[tuple[str, ImageJob | None]]) -> AsyncGenerator[Event]:
         """Yield every job's transitions and, last for each job, its outcome."""
@@ -322,13 +420,15 @@ class _Scheduler:
         in_flight: dict[asyncio.Future[ImageJob], _Watch] = {}
         timer: asyncio.Future[None] | None = None
         try:
-            while self._due or in_flight:
+            while self._active:
                 now = self._clock.monotonic()
+                for event in self._expire(now):
+                    yield event
                 self._launch(now, in_flight)
-                wake = self._wake_at(now)
+                wake = self._wake_at(now, busy=bool(in_flight))
                 if not in_flight:
-                    # Nothing in flight, so something is due later (wake is set): sleep.
-                    await self._clock.sleep(max(0.0, (wake or now) - now))
+                    if wake is not None:
+                        await self._clock.sleep(max(0.0, wake - now))
                     continue
                 waiting: set[asyncio.Future[Any]] = set(in_flight)
                 if wake is not None:
@@ -338,14 +438,10 @@ class _Scheduler:
                 if timer is not None:
                     timer.cancel()
                     timer = None
-                for task in done:
-                    watch = in_flight.pop(task, None)
-                    if watch is not None:
-                        self._budget.finish()
-                        for event in self._handle(watch, task):
-                            yield event
+                for event in self._replies(done, in_flight):
+                    yield event
         finally:
-            leftovers: list[asyncio.Future[Any]] = [*in_flight]
+            leftovers: list[asyncio.Future[Any]] = [*in_flight, *self._abandoned]
             if timer is not None:
                 leftovers.append(timer)
             for task in leftovers:

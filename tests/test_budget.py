@@ -82,15 +82,25 @@ def test_a_token_due_by_float_sums_is_usable_at_once() -> None:
 
 
 @given(
-    rate=st.floats(min_value=0.1, max_value=1000),
+    rate=st.floats(min_value=0.1, max_value=1e6),
+    start=st.floats(min_value=0, max_value=1e7),
     gaps=st.lists(st.floats(min_value=0, max_value=2), min_size=1, max_size=50),
 )
-def test_the_time_next_start_names_always_allows_a_start(rate: float, gaps: list[float]) -> None:
-    budget = RequestBudget.create(max_in_flight=10**6, rate=rate, now=0)
-    now = 0.0
+def test_waiting_until_next_start_always_ends_in_a_start(
+    rate: float, start: float, gaps: list[float]
+) -> None:
+    budget = RequestBudget.create(max_in_flight=10**6, rate=rate, now=start)
+    now = start
     for gap in gaps:
         now += gap
         while budget.try_start(now):
             pass
-        now = budget.next_start(now)
-        assert budget.try_start(now), "next_start named a time at which nothing can start"
+        # A caller sleeps until next_start and tries again; that must not loop for ever.
+        for _ in range(1000):
+            later = budget.next_start(now)
+            assert later > now, "next_start named a time at which nothing can start"
+            now = later
+            if budget.try_start(now):
+                break
+        else:
+            raise AssertionError("no start after 1000 waits")

@@ -14,6 +14,7 @@ import pytest
 
 import imagejobs
 from imagejobs import (
+    AkSkCredentials,
     AuthenticationError,
     Client,
     InvalidArgument,
@@ -254,7 +255,8 @@ async def test_timeout_cuts_the_last_sleep_and_keeps_the_last_snapshot(
     error = info.value
     assert sum(clock.sleeps) == pytest.approx(100)
     assert clock.sleeps[-1] < 30
-    assert server.requests[-1].at == pytest.approx(100), "the last poll is at the deadline"
+    assert clock.monotonic() == pytest.approx(100), "the wait ends on the deadline"
+    assert [r.at for r in server.requests] == [0, 2, 6, 14, 30, 60, 90]
     assert error.waited == pytest.approx(100)
     assert error.job is not None
     assert error.job.status is JobStatus.RUNNING
@@ -526,3 +528,61 @@ async def test_wait_many_holds_the_rate_and_in_flight_limits_over_1000_jobs(
     busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
     assert busiest <= rate + 10 + max_in_flight
     assert times[-1] >= (len(times) - 10) / rate - 1, "the rate was not exceeded overall"
+
+
+# --- deadlines and errors shared by every job ------------------------------------
+
+
+async def test_a_slow_answer_is_cut_off_at_the_deadline(server: FakeWorkspace) -> None:
+    # Real clock: the one request takes 5 s, the deadline is 0.2 s away.
+    server.add_job([Reply(body=b"{}", delay=5)], job_id=JOB)
+    async with server.client() as client:
+        with pytest.raises(WaitTimeout) as info:
+            await client.wait(JOB, PollPolicy(timeout=0.2))
+    assert info.value.job is None
+    assert info.value.waited < 5, "the wait outlasted its deadline"
+    assert len(server.requests) == 1
+
+
+async def test_jobs_held_back_by_the_budget_still_end_on_the_deadline(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    ids = [f"{n:03d}" for n in range(200)]
+    for job_id in ids:
+        server.add_job([snap("RUNNING", job_id=job_id)])
+    outcomes = [o async for o in api.wait_many(ids, PollPolicy(timeout=10), rate=2.0, clock=clock)]
+    assert {o.kind for o in outcomes} == {"timeout"}
+    assert len(outcomes) == 200
+    waited = {o.error.waited for o in outcomes if isinstance(o.error, WaitTimeout)}
+    assert waited == {10.0}
+    assert len(server.requests) <= 10 * 2 + 1, "polls went on after the deadline"
+
+
+async def test_refused_credentials_end_every_job_without_asking_for_each(
+    server: FakeWorkspace, clock: FakeClock, keys: dict[str, Any]
+) -> None:
+    ids = [f"{n:03d}" for n in range(300)]
+    for job_id in ids:
+        server.add_job([snap("SUCCESS", job_id=job_id)])
+    wrong = AkSkCredentials(keys["ak"], "not-the-secret-000000000")
+    async with server.client(credentials=wrong) as client:
+        outcomes = [o async for o in client.wait_many(ids, max_in_flight=8, clock=clock)]
+    assert sorted(o.job_id for o in outcomes) == ids
+    assert all(isinstance(o.error, AuthenticationError) for o in outcomes)
+    assert 1 <= len(server.requests) <= 8
+    await _settle()
+    assert _other_tasks() == set()
+
+
+async def test_the_not_found_grace_runs_from_each_jobs_first_poll(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    # At 5 requests a second the last of 100 jobs is first polled after about 20 s,
+    # well past the 10 s grace counted from the start.
+    missing = Reply.error(404, "WKS.00081104", "The job does not exist.")
+    ids = [f"{n:03d}" for n in range(100)]
+    for job_id in ids:
+        server.add_job([missing, snap("SUCCESS", job_id=job_id)], job_id=job_id)
+    outcomes = [o async for o in api.wait_many(ids, rate=5.0, clock=clock)]
+    assert {o.kind for o in outcomes} == {"success"}
+    assert max(r.at for r in server.requests) > 20
