@@ -25,6 +25,7 @@ from .errors import (
     JobNotFound,
     MalformedResponse,
     PermissionDenied,
+    ResponseTooLarge,
     ServerError,
     Throttled,
     TransportError,
@@ -41,6 +42,7 @@ from .models import (
     SubJobStatus,
 )
 from .regions import REGIONS
+from .retry import RetryPolicy
 from .signing import sign_request, verify_signature
 from .waiter import Clock, Outcome, PollPolicy
 
@@ -85,6 +87,8 @@ __all__ = [
     "PollPolicy",
     "RefreshableTokenCredentials",
     "ResourceInfo",
+    "ResponseTooLarge",
+    "RetryPolicy",
     "ServerError",
     "SubJob",
     "SubJobStatus",

@@ -6,29 +6,45 @@ the pure modules; this module only moves bytes.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
+import random
+import ssl as _ssl
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import backoff
 
 from ._version import __version__
 from .auth import Credentials, RefreshableCredentials
 from .codec import decode_response
 from .config import from_environment
-from .errors import AuthenticationError, ImageJobsError, InvalidArgument, TransportError
+from .errors import (
+    AuthenticationError,
+    ImageJobsError,
+    InvalidArgument,
+    ResponseTooLarge,
+    TransportError,
+)
 from .models import ImageJob
 from .regions import endpoint_for
+from .retry import RetryPolicy, is_transient
 from .validation import check_id
 from .waiter import wait, wait_many, watch, watch_many
 
-__all__ = ["DEFAULT_REQUEST_TIMEOUT", "USER_AGENT", "Client"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_REQUEST_TIMEOUT", "USER_AGENT", "Client"]
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
 """Seconds one request may take, connecting included."""
+
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+"""Bytes a response may hold; a job with hundreds of sub-jobs is well under 1 MB."""
 
 USER_AGENT = f"imagejobs/{__version__}"
 
@@ -66,7 +82,11 @@ class Client:
 
     The service is at ``endpoint``, or else at the known endpoint of ``region``.
     Credentials are refused over plain ``http://`` to anything but a loopback
-    address unless ``allow_insecure`` is true (then a warning is logged).
+    address unless ``allow_insecure`` is true (then a warning is logged). TLS
+    certificates are verified; pass ``ssl`` (an :class:`ssl.SSLContext`) to
+    trust another authority. ``retry`` says how transient failures are retried
+    (``RetryPolicy(max_attempts=1)`` for never); redirects are never followed,
+    and a body over ``max_body_size`` bytes is refused unread.
     Raises :class:`InvalidArgument` at once for a bad ``project_id``,
     ``endpoint``, ``region`` or ``timeout``.
     """
@@ -80,6 +100,9 @@ class Client:
         credentials: Credentials | None = None,
         session: aiohttp.ClientSession | None = None,
         timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         allow_insecure: bool = False,
     ) -> None:
         self.project_id = check_id("project_id", project_id)
@@ -103,6 +126,24 @@ class Client:
         self._closed = False
         self._jobs_url = f"{self.endpoint}/v1/{quote(self.project_id, safe='')}/image-server-jobs/"
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
+        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
+            raise InvalidArgument(f"max_body_size must be a whole number, got {max_body_size!r}")
+        if max_body_size < 1:
+            raise InvalidArgument(f"max_body_size must be positive, got {max_body_size}")
+        self.max_body_size = max_body_size
+        self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._fetch = backoff.on_exception(
+            functools.partial(self._retry.waits, random.random),
+            ImageJobsError,
+            max_tries=self._retry.max_attempts,
+            max_time=self._retry.max_time,
+            jitter=None,  # the wait generator jitters, keeping Retry-After a floor
+            giveup=lambda error: not is_transient(error),
+            on_backoff=_log_retry,
+            on_giveup=_count_attempts,
+            logger=None,
+        )(self._attempt)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -127,7 +168,7 @@ class Client:
         if not allow_insecure:
             raise InvalidArgument(
                 f"refusing to send credentials over plain http to {parts.hostname}; "
-                "use an https endpoint, or pass allow_insecure=True"
+                "use an https endpoint, or pass allow_insecure=True (--allow-insecure)"
             )
         logger.warning("sending credentials over plain http to %s (allow_insecure)", parts.hostname)
 
@@ -174,20 +215,28 @@ class Client:
     async def get_job(self, job_id: str) -> ImageJob:
         """Fetch a job's details.
 
+        Transient failures (no answer, 429, 500, 502, 503, 504, a malformed body)
+        are retried as the client's :class:`RetryPolicy` says; when the tries run
+        out, the last error is raised, its message giving the number of attempts.
         Raises :class:`InvalidArgument` (before any request) for a bad ``job_id``;
         the :class:`ApiError` subclass for an error status; :class:`TransportError`
         when no answer came back; :class:`MalformedResponse` for a body that is not
-        a job.
+        a job (:class:`ResponseTooLarge` for one over the size cap).
         """
         url = self.job_url(job_id)
-        session = self._get_session()
+        return await self._fetch(self._get_session(), url, _Refresh())
+
+    async def _attempt(
+        self, session: aiohttp.ClientSession, url: str, refresh: _Refresh
+    ) -> ImageJob:
+        """One try: sign afresh, send, decode; on a 401, refresh a token once."""
         headers = await self._authorize(url)
         try:
             return await self._get(session, url, headers)
         except AuthenticationError:
-            if not isinstance(self._credentials, RefreshableCredentials):
+            if refresh.done or not isinstance(self._credentials, RefreshableCredentials):
                 raise
-        # One more try, and only one, with whatever the credentials now hold.
+        refresh.done = True
         await self._credentials.refresh(headers)
         return await self._get(session, url, await self._authorize(url))
 
@@ -202,9 +251,13 @@ class Client:
     ) -> ImageJob:
         try:
             async with session.get(
-                url, headers=headers, allow_redirects=False, timeout=self._client_timeout
+                url,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._client_timeout,
+                ssl=self._ssl,
             ) as response:
-                body = await response.read()
+                body = await self._read(response)
         except TimeoutError as exc:
             raise TransportError(f"GET {url} timed out after {self.timeout:g}s") from exc
         except aiohttp.ClientError as exc:
@@ -215,4 +268,75 @@ class Client:
             response.status,
             response.headers.get("X-Request-Id", "none"),
         )
-        return decode_response(response.status, response.headers, body)
+        try:
+            return decode_response(response.status, response.headers, body)
+        except AuthenticationError as error:
+            raise _with_clock_hint(error, response.headers.get("Date")) from None
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        """Read the body, refusing one over the size cap before it fills memory."""
+        request_id = response.headers.get("X-Request-Id")
+        length = response.content_length
+        if length is not None and length > self.max_body_size:
+            raise ResponseTooLarge(
+                f"response of {length} bytes is over the {self.max_body_size}-byte cap",
+                http_status=response.status,
+                request_id=request_id,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > self.max_body_size:
+                raise ResponseTooLarge(
+                    f"response is over the {self.max_body_size}-byte cap",
+                    http_status=response.status,
+                    request_id=request_id,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _log_retry(details: Any) -> None:
+    logger.debug(
+        "retrying in %.2fs after attempt %d: %s",
+        details["wait"],
+        details["tries"],
+        details["exception"],
+    )
+
+
+def _count_attempts(details: Any) -> None:
+    error = details["exception"]
+    if isinstance(error, ImageJobsError) and details["tries"] > 1:
+        error.attempts = details["tries"]
+
+
+class _Refresh:
+    """Whether this request already refreshed its token: once per request, not per try."""
+
+    done = False
+
+
+def _with_clock_hint(error: AuthenticationError, server_date: str | None) -> AuthenticationError:
+    """Add how far this machine's clock is off when the gateway says a signature expired."""
+    if "expired" not in error.error_msg.lower():
+        return error
+    hint = "the gateway accepts signatures up to 15 minutes old: check this machine's clock"
+    try:
+        server_now = parsedate_to_datetime(server_date) if server_date else None
+    except (TypeError, ValueError):
+        server_now = None
+    if server_now is not None:
+        skew = (datetime.now(UTC) - server_now.astimezone(UTC)).total_seconds()
+        side = "ahead of" if skew >= 0 else "behind"
+        hint += f", which is {abs(skew):.0f}s {side} the server's"
+    hinted = type(error)(
+        error.http_status,
+        error.error_code,
+        f"{error.error_msg} ({hint})",
+        error.request_id,
+        error.retry_after,
+    )
+    hinted.attempts = error.attempts
+    return hinted

@@ -72,15 +72,14 @@ def read_credentials_file(path: Path, *, required: bool) -> dict[str, str]:
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(text, source=str(path))
-    except configparser.ParsingError as exc:
-        lines = ", ".join(str(number) for number, _ in exc.errors)
-        raise ConfigurationError(
-            f"credentials file {path} is not valid INI (line {lines})"
-        ) from None
     except configparser.Error as exc:
-        # Only the kind of error: messages of some of these quote the offending line.
+        # Only where: the messages of these errors quote the offending line.
+        lines = [number for number, _ in getattr(exc, "errors", [])]
+        if isinstance(exc, configparser.MissingSectionHeaderError):
+            lines = [exc.lineno]
+        where = f"line {', '.join(map(str, lines))}" if lines else type(exc).__name__
         raise ConfigurationError(
-            f"credentials file {path} is not valid INI ({type(exc).__name__})"
+            f"credentials file {path} is not valid INI ({where}); it needs a [basic] section"
         ) from None
     if not parser.has_section(_SECTION):
         return {}

@@ -12,6 +12,7 @@
     │   └── ServerError          5xx
     ├── TransportError           no usable answer: connection failed, timed out
     ├── MalformedResponse        an answer that is not a job in the documented shape
+    │   └── ResponseTooLarge     a body over the size cap, left unread
     ├── InvalidArgument          (also a ValueError) bad input, caught before any request
     │   └── ConfigurationError   a setting missing from arguments, environment and file
     ├── JobFailed                a waited-on job ended FAILED
@@ -42,6 +43,7 @@ __all__ = [
     "JobNotFound",
     "MalformedResponse",
     "PermissionDenied",
+    "ResponseTooLarge",
     "ServerError",
     "Throttled",
     "TransportError",
@@ -50,7 +52,19 @@ __all__ = [
 
 
 class ImageJobsError(Exception):
-    """Root of every exception imagejobs raises on purpose."""
+    """Root of every exception imagejobs raises on purpose.
+
+    ``attempts`` is how many tries of the request ended in this error, when the
+    client retried it; the message then says so.
+    """
+
+    attempts: int = 1
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.attempts > 1:
+            text += f" (after {self.attempts} attempts)"
+        return text
 
 
 class ApiError(ImageJobsError):
@@ -93,7 +107,7 @@ class ApiError(ImageJobsError):
 
     def __reduce__(self) -> tuple[object, ...]:
         args = (self.http_status, self.error_code, self.error_msg, self.request_id)
-        return (type(self), (*args, self.retry_after))
+        return (type(self), (*args, self.retry_after), self.__dict__)
 
 
 class BadRequest(ApiError):
@@ -148,7 +162,15 @@ class MalformedResponse(ImageJobsError):
         super().__init__(message)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.detail, self.path, self.http_status, self.request_id))
+        return (
+            type(self),
+            (self.detail, self.path, self.http_status, self.request_id),
+            self.__dict__,
+        )
+
+
+class ResponseTooLarge(MalformedResponse):
+    """A response body over the size cap; it was not read into memory."""
 
 
 class InvalidArgument(ImageJobsError, ValueError):
@@ -177,7 +199,7 @@ class JobFailed(ImageJobsError):
         return self.job.failed_sub_jobs
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.job, self.transitions))
+        return (type(self), (self.job, self.transitions), self.__dict__)
 
 
 def _first_failure(job: ImageJob) -> str:
@@ -212,4 +234,4 @@ class WaitTimeout(ImageJobsError):
         super().__init__(f"job {job_id} {state} after {waited:.1f}s")
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.job_id, self.job, self.waited, self.transitions))
+        return (type(self), (self.job_id, self.job, self.waited, self.transitions), self.__dict__)

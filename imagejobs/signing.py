@@ -89,7 +89,7 @@ def host_header(url: str) -> str:
 
 
 def _canonical_uri(path: str) -> str:
-    segments = [quote(unquote(segment), safe="~") for segment in path.split("/")]
+    segments = [quote(segment, safe="~") for segment in unquote(path).split("/")]
     uri = "/".join(segments)
     return uri if uri.endswith("/") else uri + "/"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from imagejobs import Client
+from imagejobs import Client, RetryPolicy
 from imagejobs.testing import FakeWorkspace
 
 # Deadlines are timing assertions, which this suite does not make.
@@ -50,6 +50,6 @@ async def fake(keys: dict[str, Any]) -> AsyncIterator[FakeWorkspace]:
 
 @pytest.fixture
 async def client(fake: FakeWorkspace) -> AsyncIterator[Client]:
-    """A client pointed at the ``fake`` server."""
-    async with fake.client() as c:
+    """A client pointed at the ``fake`` server, sending one request per call (no retries)."""
+    async with fake.client(retry=RetryPolicy(max_attempts=1)) as c:
         yield c

@@ -22,6 +22,7 @@ from imagejobs import (
     JobType,
     MalformedResponse,
     PermissionDenied,
+    RetryPolicy,
     ServerError,
     SubJobStatus,
     Throttled,
@@ -310,14 +311,17 @@ def _free_port() -> int:
 
 
 async def test_connection_refused_is_a_transport_error() -> None:
-    async with Client(project_id="p", endpoint=f"http://127.0.0.1:{_free_port()}") as client:
+    endpoint = f"http://127.0.0.1:{_free_port()}"
+    async with Client(
+        project_id="p", endpoint=endpoint, retry=RetryPolicy(max_attempts=1)
+    ) as client:
         with pytest.raises(TransportError, match=r"GET http://127\.0\.0\.1"):
             await client.get_job(JOB_ID)
 
 
 async def test_slow_answer_is_a_transport_error(fake: FakeWorkspace) -> None:
     fake.add_job([Reply(body=b"{}", delay=5)], job_id=JOB_ID)
-    async with fake.client(timeout=0.05) as client:
+    async with fake.client(timeout=0.05, retry=RetryPolicy(max_attempts=1)) as client:
         with pytest.raises(TransportError, match=r"timed out after 0\.05s"):
             await client.get_job(JOB_ID)
 

@@ -18,6 +18,7 @@ from imagejobs import (
     InvalidArgument,
     PollPolicy,
     RefreshableTokenCredentials,
+    RetryPolicy,
     TokenCredentials,
 )
 from imagejobs.testing import FakeClock, FakeWorkspace, Reply
@@ -65,7 +66,8 @@ async def test_signed_success_and_failure_paths_leak_nothing(
         fake.add_job([Reply(body=b"<html>oops", status=502)], job_id="4")
         credentials = AkSkCredentials(AK, SK, SECURITY_TOKEN)
         texts += [repr(credentials), repr(fake), repr(fake.credentials)]
-        async with fake.client(credentials=credentials) as client:
+        quick = RetryPolicy(initial_delay=0.001, max_delay=0.002)
+        async with fake.client(credentials=credentials, retry=quick) as client:
             texts.append(repr(client))
             job = await client.wait(JOB, PollPolicy(initial_delay=1), clock=clock)
             texts.append(repr(job))
@@ -108,11 +110,12 @@ async def test_transport_failures_leak_nothing(logs: pytest.LogCaptureFixture) -
     credentials = AkSkCredentials(AK, SK, SECURITY_TOKEN)
     async with FakeWorkspace() as fake:
         fake.add_job([Reply(body=b"{}", delay=5)], job_id=JOB)
-        async with fake.client(credentials=credentials, timeout=0.05) as client:
+        once = RetryPolicy(max_attempts=1)
+        async with fake.client(credentials=credentials, timeout=0.05, retry=once) as client:
             with pytest.raises(ImageJobsError) as slow:
                 await client.get_job(JOB)
         url = fake.url
-    async with Client(project_id="p", endpoint=url, credentials=credentials) as client:
+    async with Client(project_id="p", endpoint=url, credentials=credentials, retry=once) as client:
         with pytest.raises(ImageJobsError) as refused:
             await client.get_job(JOB)
     assert_hidden(*everything_about(slow.value), *everything_about(refused.value), logs.text)

@@ -24,6 +24,7 @@ from imagejobs import (
     Outcome,
     PermissionDenied,
     PollPolicy,
+    RetryPolicy,
     Transition,
     WaitTimeout,
     from_wire,
@@ -77,7 +78,8 @@ async def server(clock: FakeClock, keys: dict[str, Any]) -> AsyncIterator[FakeWo
 
 @pytest.fixture
 async def api(server: FakeWorkspace) -> Any:
-    async with server.client() as client:
+    # The waiter's own handling of 429s and errors is under test: no retries below it.
+    async with server.client(retry=RetryPolicy(max_attempts=1)) as client:
         yield client
 
 

@@ -1,21 +1,24 @@
 """The ``imagejobs`` command: wait on image jobs from a shell or a CI step.
 
 Exit codes: 0 success, 1 a job FAILED, 2 usage or configuration error, 3 timeout,
-4 an API error left an outcome unknown, 130 interrupted; the most severe wins.
+4 an API error left an outcome unknown, 130 interrupted, 141 stdout closed early;
+the most severe wins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from imagejobs import ConfigurationError, ImageJobsError, InvalidArgument
 
 from ._args import UsageError, build_parser
-from ._commands import run
-from ._report import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
+from ._commands import read_job_ids, run
+from ._report import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 
 __all__ = ["main"]
 
@@ -39,7 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         logging.getLogger("imagejobs").setLevel(logging.DEBUG)
     try:
+        if getattr(args, "job_ids", None) is not None:
+            # Read before the event loop starts, so Ctrl-C during a slow stdin still
+            # interrupts at once.
+            args.job_ids = read_job_ids(args.job_ids, sys.stdin)
         return asyncio.run(run(args))
+    except BrokenPipeError:
+        # Whoever read stdout stopped (`| head`): end quietly, as shell tools do, and
+        # point stdout at nothing so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
@@ -49,8 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImageJobsError as exc:
         _error(str(exc))
         return EXIT_ERROR
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
         if debug:
-            raise
+            traceback.print_exc()
         _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)")
         return EXIT_ERROR

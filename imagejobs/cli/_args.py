@@ -19,6 +19,7 @@ exit codes:
   4    an API error made a job's outcome unknowable (auth, permission,
        not found after the grace, no answer)
   130  interrupted
+  141  stdout was closed early (a pipe to head)
   With several jobs the most severe wins: 2 > 4 > 1 > 3 > 0.
 """
 
@@ -91,6 +92,11 @@ def _service_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--project-id", help="project ID (default: from the environment)")
     where.add_argument("--region", help="region, e.g. ap-southeast-1 (default: IMAGEJOBS_REGION)")
     where.add_argument("--endpoint", help="endpoint URL; wins over --region")
+    where.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="allow credentials over plain http to a non-loopback host (a test server)",
+    )
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:

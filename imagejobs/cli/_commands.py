@@ -23,7 +23,7 @@ from imagejobs import (
     to_wire,
 )
 
-from ._demo import DEMO_AK, STEP_SECONDS, demo_scenario
+from ._demo import STEP_SECONDS, demo_scenario
 from ._report import Reporter
 
 if TYPE_CHECKING:
@@ -52,11 +52,13 @@ def make_client(args: argparse.Namespace) -> Client:
     """Return a client from the options, then the environment and credentials file."""
     from imagejobs import Client  # noqa: PLC0415 - aiohttp is imported only when needed
 
-    overrides = {
+    overrides: dict[str, Any] = {
         name: getattr(args, name)
         for name in ("project_id", "region", "endpoint")
         if getattr(args, name, None) is not None
     }
+    if getattr(args, "allow_insecure", False):
+        overrides["allow_insecure"] = True
     return Client.from_env(**overrides)
 
 
@@ -115,7 +117,7 @@ async def wait_jobs(
 
 
 async def _wait(args: argparse.Namespace) -> int:
-    job_ids = read_job_ids(args.job_ids, sys.stdin)
+    job_ids = args.job_ids
     if not job_ids:
         raise ConfigurationError("no job IDs given (stdin was empty)")
     policy = make_policy(args)
@@ -187,7 +189,11 @@ def _load_scenario_file(path: str) -> Any:
 async def _fake_server(args: argparse.Namespace) -> int:
     from imagejobs.testing import load_scenario  # noqa: PLC0415 - pulls in aiohttp
 
-    scenario = _load_scenario_file(args.scenario) if args.scenario else demo_scenario()
+    if args.scenario:
+        scenario = _load_scenario_file(args.scenario)
+    else:
+        # The demo's jobs, open to any credentials, so any client can be pointed at it.
+        scenario = {"jobs": demo_scenario()["jobs"]}
     fake = load_scenario(scenario)
     try:
         await fake.start(args.host, args.port)
@@ -196,10 +202,9 @@ async def _fake_server(args: argparse.Namespace) -> int:
     try:
         sys.stdout.write(fake.url + "\n")
         sys.stdout.flush()
-        auth = "none"
+        auth = "none (any credentials are accepted)"
         if fake.ak is not None:
-            shown = " (the demo's keys)" if fake.ak == DEMO_AK else ""
-            auth = f"AK/SK signatures{shown}"
+            auth = "AK/SK signatures"
         elif fake.token is not None:
             auth = "X-Auth-Token"
         sys.stderr.write(

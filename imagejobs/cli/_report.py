@@ -24,6 +24,7 @@ from imagejobs import (
 )
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_ERROR",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -48,6 +49,7 @@ EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 EXIT_ERROR = 4
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 # With several jobs the most severe exit code wins: 2 > 4 > 1 > 3 > 0.
 _SEVERITY = {EXIT_SUCCESS: 0, EXIT_TIMEOUT: 1, EXIT_FAILED: 2, EXIT_ERROR: 3, EXIT_USAGE: 4}
@@ -85,6 +87,13 @@ def _failure_of(sub_job: SubJob | None) -> tuple[str | None, str | None]:
     return info.error_code or None, info.error_message or None
 
 
+def _word(text: str) -> str:
+    """Return ``text`` as one field: bare if it is one word, else JSON-quoted."""
+    if text and not any(c.isspace() or c in '"=' for c in text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
 def format_transition(transition: Transition) -> str:
     """Return one grep-able line: time, job, ``job`` or ``sub ID``, type, ``OLD -> NEW``."""
     job, sub_job = transition.job, transition.sub_job
@@ -101,7 +110,7 @@ def format_transition(transition: Transition) -> str:
     if resource is not None and resource.resource_id:
         line += f" resource={_short(resource.resource_id)}"
     if resource is not None and resource.resource_name:
-        line += f" name={resource.resource_name}"
+        line += f" name={_word(resource.resource_name)}"
     if transition.current in (SubJobStatus.FAILED, SubJobStatus.ABNORMAL):
         code, message = _failure_of(sub_job)
         if code or message:
@@ -344,6 +353,10 @@ class Reporter:
             for outcome, waited in self._results:
                 self._say(format_result(outcome, waited))
         if self._github and self._step_summary is not None and self._results:
-            with self._step_summary.open("a", encoding="utf-8") as summary:
-                summary.write(summary_table(self._results))
+            try:
+                with self._step_summary.open("a", encoding="utf-8") as summary:
+                    summary.write(summary_table(self._results))
+            except OSError as exc:
+                # A summary is a nicety: failing to write one must not change the verdict.
+                self._say(f"imagejobs: warning: cannot write the step summary: {exc.strerror}")
         return most_severe([*self._codes, *([] if code is None else [code])])

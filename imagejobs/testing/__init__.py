@@ -9,13 +9,16 @@ Use it in your own tests the way imagejobs' tests do::
 """
 
 from ._clock import FakeClock
+from ._faults import FAULT_KINDS, Faults
 from ._scenario import load_scenario
 from ._server import FAKE_PROJECT_ID, FakeWorkspace, RecordedRequest, Reply, Step
 
 __all__ = [
     "FAKE_PROJECT_ID",
+    "FAULT_KINDS",
     "FakeClock",
     "FakeWorkspace",
+    "Faults",
     "RecordedRequest",
     "Reply",
     "Step",

@@ -18,6 +18,9 @@ Format::
 
 A step is a job snapshot in wire form, or ``{"reply": {...}}`` for an error reply
 (``status``, ``error_code``, ``error_msg``; ``retry_after`` and ``delay`` optional).
+``"faults"``, at the top or in a job, injects faults: ``{"rate": 0.3, "seed": 1,
+"kinds": ["503", "drop"], "at": {"2": "truncated"}, "latency": 0.05,
+"retry_after": 0.01}``, every key optional (see :class:`Faults`).
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from typing import Any
 
 from imagejobs import ConfigurationError, ImageJobsError, from_wire
 
-from ._server import FakeWorkspace, Reply, Step
+from ._faults import Faults
+from ._reply import Reply
+from ._server import FakeWorkspace, Step
 
 __all__ = ["load_scenario"]
 
-_TOP_KEYS = {"project_id", "token", "ak", "sk", "security_token", "jobs"}
-_JOB_KEYS = {"id", "every", "timeline"}
+_TOP_KEYS = {"project_id", "token", "ak", "sk", "security_token", "faults", "jobs"}
+_JOB_KEYS = {"id", "every", "faults", "timeline"}
 _REPLY_KEYS = {"status", "error_code", "error_msg", "retry_after", "delay"}
 
 
@@ -79,6 +84,15 @@ def _step(where: str, step: object) -> Step:
     return dict(step)
 
 
+def _faults(where: str, spec: object) -> Faults:
+    if not isinstance(spec, Mapping):
+        raise _fail(where, "must be an object")
+    try:
+        return Faults.from_scenario(spec)
+    except (TypeError, ValueError) as exc:
+        raise _fail(where, str(exc)) from None
+
+
 def load_scenario(data: object, **options: Any) -> FakeWorkspace:
     """Return a (not yet started) fake server set up as the scenario says.
 
@@ -90,10 +104,14 @@ def load_scenario(data: object, **options: Any) -> FakeWorkspace:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise _fail("file", f"unknown keys {sorted(unknown)}")
-    settings = {key: data[key] for key in _TOP_KEYS - {"jobs"} if data.get(key) is not None}
+    settings = {
+        key: data[key] for key in _TOP_KEYS - {"jobs", "faults"} if data.get(key) is not None
+    }
     for key, value in settings.items():
         if not isinstance(value, str) or not value:
             raise _fail(key, "must be a non-empty string")
+    if data.get("faults") is not None:
+        options = {**options, "faults": _faults("faults", data["faults"])}
     try:
         fake = FakeWorkspace(**settings, **options)
     except ValueError as exc:
@@ -112,8 +130,10 @@ def load_scenario(data: object, **options: Any) -> FakeWorkspace:
         job_id = job.get("id")
         if job_id is not None and not isinstance(job_id, str):
             raise _fail(f"{where}.id", "must be a string")
+        faults = _faults(f"{where}.faults", job["faults"]) if job.get("faults") else None
+        every = _number(f"{where}.every", job.get("every"))
         try:
-            fake.add_job(steps, job_id=job_id, every=_number(f"{where}.every", job.get("every")))
+            fake.add_job(steps, job_id=job_id, every=every, faults=faults)
         except ValueError as exc:
             raise _fail(where, str(exc)) from None
     return fake

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -25,47 +24,15 @@ from imagejobs import (
     verify_signature,
 )
 
+from ._faults import OVERSIZED, Faults, FaultState, fault_reply
+from ._reply import Reply
+
 __all__ = ["FAKE_PROJECT_ID", "FakeWorkspace", "RecordedRequest", "Reply", "Step"]
 
 FAKE_PROJECT_ID = "0123456789abcdef0123456789abcdef"
 """The project the fake serves unless told otherwise."""
 
 _JOB_ROUTE = "/v1/{project_id}/image-server-jobs/{job_id}"
-
-
-@attrs.frozen(kw_only=True)
-class Reply:
-    """A raw response the fake sends as one step of a timeline."""
-
-    status: int = 200
-    body: bytes = b""
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    delay: float = 0.0
-    """Seconds to wait before answering, to exercise client timeouts."""
-
-    @classmethod
-    def json(cls, data: object, status: int = 200) -> Reply:
-        """Return a reply whose body is ``data`` as JSON."""
-        return cls(
-            status=status,
-            body=json.dumps(data).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-
-    @classmethod
-    def error(
-        cls,
-        status: int,
-        error_code: str,
-        error_msg: str,
-        *,
-        retry_after: float | None = None,
-    ) -> Reply:
-        """Return an error in the service's documented body shape."""
-        reply = cls.json({"error_code": error_code, "error_msg": error_msg}, status)
-        if retry_after is None:
-            return reply
-        return attrs.evolve(reply, headers={**reply.headers, "Retry-After": f"{retry_after:g}"})
 
 
 Step = ImageJob | Mapping[str, Any] | Reply
@@ -85,16 +52,24 @@ class RecordedRequest:
     request_id: str
     # Holds credentials as sent; kept out of repr so failing tests do not print them.
     headers: Mapping[str, str] = attrs.field(repr=False)
+    step: int | None = None
+    """The index of the timeline step this request was answered with, if any."""
+    fault: str | None = None
+    """The injected fault this request met, if any."""
+
+
+_MiB = 1024 * 1024
 
 
 @attrs.define
 class _Script:
     steps: tuple[Step, ...]
     every: float | None
+    faults: FaultState | None = None
     polls: int = 0
     started_at: float | None = None
 
-    def next_step(self, now: float) -> Step:
+    def next_step(self, now: float) -> tuple[int, Step]:
         if self.every is None:
             index = self.polls
         else:
@@ -102,7 +77,8 @@ class _Script:
                 self.started_at = now
             index = int((now - self.started_at) / self.every)
         self.polls += 1
-        return self.steps[min(index, len(self.steps) - 1)]
+        index = min(index, len(self.steps) - 1)
+        return index, self.steps[index]
 
 
 def _job_id_of(step: Step) -> str | None:
@@ -143,6 +119,7 @@ class FakeWorkspace:
         sk: str | None = None,
         security_token: str | None = None,
         latency: float = 0.0,
+        faults: Faults | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -156,6 +133,7 @@ class FakeWorkspace:
         self.sk = sk
         self.security_token = security_token
         self._now = now
+        self._faults = FaultState(faults) if faults is not None else None
         self.latency = latency
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
@@ -181,14 +159,20 @@ class FakeWorkspace:
         return None
 
     def add_job(
-        self, timeline: Sequence[Step], *, job_id: str | None = None, every: float | None = None
+        self,
+        timeline: Sequence[Step],
+        *,
+        job_id: str | None = None,
+        every: float | None = None,
+        faults: Faults | None = None,
     ) -> str:
         """Script a job and return its ID.
 
         ``timeline`` is the list of steps the job goes through; the ID is
         ``job_id`` or else the ``id`` of the first snapshot. ``every`` advances the
         timeline by time (seconds per step) instead of one step per poll. Adding
-        a job again replaces its script.
+        a job again replaces its script. ``faults`` injects faults into this job's
+        requests only (the server's own ``faults`` apply to every job's).
         """
         steps = tuple(timeline)
         if not steps:
@@ -198,7 +182,7 @@ class FakeWorkspace:
         job_id = job_id or next(filter(None, map(_job_id_of, steps)), None)
         if job_id is None:
             raise ValueError("pass job_id= when no step is a snapshot with an id")
-        self._scripts[job_id] = _Script(steps, every)
+        self._scripts[job_id] = _Script(steps, every, FaultState(faults) if faults else None)
         return job_id
 
     def requests_for(self, job_id: str) -> list[RecordedRequest]:
@@ -270,7 +254,7 @@ class FakeWorkspace:
         request_id = uuid.uuid4().hex
         project_id, job_id = self._route(request.path)
         body = await request.read()
-        reply = self._reply(request, body, now, project_id, job_id)
+        reply, step, fault = self._reply(request, body, now, project_id, job_id)
         self.requests.append(
             RecordedRequest(
                 at=now,
@@ -281,6 +265,8 @@ class FakeWorkspace:
                 status=reply.status,
                 request_id=request_id,
                 headers=dict(request.headers),
+                step=step,
+                fault=fault,
             )
         )
         delay = self.latency + reply.delay
@@ -289,7 +275,35 @@ class FakeWorkspace:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), delay)
         headers = {"Content-Type": "application/json", **reply.headers, "X-Request-Id": request_id}
-        return web.Response(status=reply.status, body=reply.body, headers=headers)
+        if reply.connection is None:
+            return web.Response(status=reply.status, body=reply.body, headers=headers)
+        return await self._misbehave(request, reply, headers)
+
+    @staticmethod
+    async def _misbehave(
+        request: web.Request, reply: Reply, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """Send a reply whose connection fails: dropped, cut mid-body, or far too long."""
+        transport = request.transport
+        if reply.connection == "drop":
+            if transport is not None:
+                transport.abort()
+            raise asyncio.CancelledError
+        response = web.StreamResponse(status=reply.status, headers=headers)
+        if reply.connection == OVERSIZED:
+            response.content_length = 100 * _MiB
+            await response.prepare(request)
+            chunk = b"0" * _MiB
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                for _ in range(100):
+                    await response.write(chunk)
+            return response
+        response.content_length = len(reply.body)
+        await response.prepare(request)
+        await response.write(reply.body[: len(reply.body) // 2])
+        if transport is not None:
+            transport.abort()
+        raise asyncio.CancelledError
 
     def _authentication_problem(self, request: web.Request, body: bytes) -> str | None:
         """Return why the request is not authenticated, or None if it is (or need not be)."""
@@ -333,26 +347,37 @@ class FakeWorkspace:
         now: float,
         project_id: str | None,
         job_id: str | None,
-    ) -> Reply:
+    ) -> tuple[Reply, int | None, str | None]:
+        """Return the reply, the timeline step it serves (if any) and the fault (if any)."""
         if job_id is None:
-            return Reply.error(
-                404,
-                "APIGW.0101",
-                "The API does not exist or has not been published in the environment",
-            )
+            message = "The API does not exist or has not been published in the environment"
+            return Reply.error(404, "APIGW.0101", message), None, None
         if request.method != "GET":
-            return Reply.error(405, "APIGW.0106", f"Method {request.method} is not allowed")
+            return (
+                Reply.error(405, "APIGW.0106", f"Method {request.method} is not allowed"),
+                None,
+                None,
+            )
         problem = self._authentication_problem(request, body)
         if problem is not None:
-            return Reply.error(
-                401, "APIGW.0301", f"Incorrect IAM authentication information: {problem}"
-            )
+            message = f"Incorrect IAM authentication information: {problem}"
+            return Reply.error(401, "APIGW.0301", message), None, None
         script = self._scripts.get(job_id)
         if project_id != self.project_id or script is None:
-            return Reply.error(404, "WKS.00081104", "The job does not exist.")
-        step = script.next_step(now)
+            return Reply.error(404, "WKS.00081104", "The job does not exist."), None, None
+        faults = script.faults or self._faults
+        fault = plan = None
+        if faults is not None:
+            fault, plan = faults.pick(), faults.plan
+        if plan is not None and fault is not None and fault != "slow":
+            return fault_reply(fault, job_id, plan), None, fault
+        index, step = script.next_step(now)
         if isinstance(step, Reply):
-            return step
-        if isinstance(step, ImageJob):
-            return Reply.json(to_wire(step))
-        return Reply.json(dict(step))
+            reply = step
+        elif isinstance(step, ImageJob):
+            reply = Reply.json(to_wire(step))
+        else:
+            reply = Reply.json(dict(step))
+        if plan is not None and fault == "slow":
+            reply = attrs.evolve(reply, delay=reply.delay + plan.latency)
+        return reply, index, fault

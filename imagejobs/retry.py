@@ -1,0 +1,73 @@
+"""Which failures are worth another try, and how long to wait before it. Pure.
+
+A poll that meets a flaky gateway (a dropped connection, a 502, a body cut
+short) tries again after a short jittered delay; a refused credential or a
+missing job never does. The client runs the schedule with ``backoff``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+
+import attrs
+
+from .errors import (
+    InvalidArgument,
+    MalformedResponse,
+    ResponseTooLarge,
+    ServerError,
+    Throttled,
+    TransportError,
+)
+
+__all__ = ["RETRIED_STATUSES", "RetryPolicy", "is_transient"]
+
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""HTTP statuses that say "try again later"; all others are final."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether another try of the same request may succeed."""
+    if isinstance(error, ResponseTooLarge):
+        return False
+    if isinstance(error, (TransportError, MalformedResponse, Throttled)):
+        return True
+    return isinstance(error, ServerError) and error.http_status in RETRIED_STATUSES
+
+
+def _positive(name: str, *, whole: bool = False) -> Callable[..., None]:
+    def check(_: object, __: object, value: object) -> None:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if whole and not isinstance(value, int):
+            number = False
+        if not number or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type, operator]
+            kind = "a whole number, at least 1" if whole else "a positive number of seconds"
+            raise InvalidArgument(f"{name} must be {kind}, got {value!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How one request is retried when the failure is transient.
+
+    At most ``max_attempts`` tries (``1`` switches retries off) within
+    ``max_time`` seconds. Delays start at ``initial_delay`` and double up to
+    ``max_delay``, each drawn with full jitter; a ``Retry-After`` from the
+    server is a floor. Each try is signed afresh.
+    """
+
+    max_attempts: int = attrs.field(default=4, validator=_positive("max_attempts", whole=True))
+    max_time: float = attrs.field(default=30.0, validator=_positive("max_time"))
+    initial_delay: float = attrs.field(default=0.5, validator=_positive("initial_delay"))
+    max_delay: float = attrs.field(default=8.0, validator=_positive("max_delay"))
+
+    def waits(self, random: Callable[[], float]) -> Generator[float, BaseException | None, None]:
+        """Return a ``backoff`` wait generator; it is sent each failure to read its Retry-After."""
+        delay = self.initial_delay
+        error = yield 0.0  # backoff primes its generators and drops this value
+        while True:
+            retry_after = getattr(error, "retry_after", None) or 0.0
+            error = yield max(retry_after, delay * random())
+            delay = min(delay * 2, self.max_delay)
