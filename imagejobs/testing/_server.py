@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as _ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -108,6 +109,8 @@ class FakeWorkspace:
 
     Start it with ``async with FakeWorkspace() as fake:`` (or :meth:`start` and
     :meth:`close`); it listens on ``127.0.0.1`` on a free port, see :attr:`url`.
+    With ``ssl`` (a server :class:`ssl.SSLContext`) it speaks https; ``faults``
+    injects failures into every job's requests (see :class:`Faults`).
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class FakeWorkspace:
         security_token: str | None = None,
         latency: float = 0.0,
         faults: Faults | None = None,
+        ssl: _ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -134,6 +138,7 @@ class FakeWorkspace:
         self.security_token = security_token
         self._now = now
         self._faults = FaultState(faults) if faults is not None else None
+        self._ssl = ssl
         self.latency = latency
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
@@ -213,13 +218,14 @@ class FakeWorkspace:
         """Start listening and return the base URL."""
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=self._ssl)
         await site.start()
         self._runner = runner
         self._closing.clear()
         bound_port = runner.addresses[0][1]
         shown_host = f"[{host}]" if ":" in host else host
-        self._url = f"http://{shown_host}:{bound_port}"
+        scheme = "https" if self._ssl is not None else "http"
+        self._url = f"{scheme}://{shown_host}:{bound_port}"
         return self._url
 
     async def close(self) -> None:
