@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from imagejobs import __version__
 
@@ -133,24 +133,38 @@ def _budget_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_FULL_EPILOG = EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP
+
+
+def _command(
+    commands: Any, name: str, summary: str, description: str, epilog: str | None = _FULL_EPILOG
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser for ``imagejobs``."""
-    formatter = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
         prog="imagejobs",
         description="Wait for Huawei Cloud Workspace image jobs.",
-        epilog=EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP,
-        formatter_class=formatter,
+        epilog=_FULL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"imagejobs {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    wait = commands.add_parser(
+    wait = _command(
+        commands,
         "wait",
-        help="wait until jobs end; exit code tells how",
-        description="Wait until every job ends, printing each sub-job transition.",
-        epilog=EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP,
-        formatter_class=formatter,
+        "wait until jobs end; exit code tells how",
+        "Wait until every job ends, printing each sub-job transition.",
     )
     wait.add_argument(
         "job_ids", nargs="+", metavar="JOB_ID", help="job IDs; - reads them from stdin"
@@ -160,46 +174,45 @@ def build_parser() -> argparse.ArgumentParser:
     _budget_options(wait)
     _output_options(wait)
 
-    watch = commands.add_parser(
+    watch = _command(
+        commands,
         "watch",
-        help="stream one job's transitions until it ends",
-        description="Stream one job's transitions until it ends.",
-        epilog=EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP,
-        formatter_class=formatter,
+        "stream one job's transitions until it ends",
+        "Stream one job's transitions until it ends.",
     )
     watch.add_argument("job_id", metavar="JOB_ID")
     _service_options(watch)
     _poll_options(watch)
     _output_options(watch)
 
-    get = commands.add_parser(
+    get = _command(
+        commands,
         "get",
-        help="print a job as JSON, as the service sends it",
-        description="Print a job's details as JSON (wire form) on stdout.",
-        epilog=EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP,
-        formatter_class=formatter,
+        "print a job as JSON, as the service sends it",
+        "Print a job's details as JSON (wire form) on stdout.",
     )
     get.add_argument("job_id", metavar="JOB_ID")
     _service_options(get)
     get.add_argument("--debug", action="store_true", help="request log and tracebacks")
 
-    demo = commands.add_parser(
+    demo = _command(
+        commands,
         "demo",
-        help="watch scripted jobs on a built-in fake server (about 15 s)",
-        description="Start the fake server in-process and wait on a few scripted jobs "
+        "watch scripted jobs on a built-in fake server (about 15 s)",
+        "Start the fake server in-process and wait on a few scripted jobs "
         "with the same code as `imagejobs wait`.",
         epilog=EXIT_CODES_HELP,
-        formatter_class=formatter,
     )
     demo.add_argument("--with-failure", action="store_true", help="add a job that fails (exit 1)")
     _output_options(demo)
 
-    fake = commands.add_parser(
+    fake = _command(
+        commands,
         "fake-server",
-        help="run the fake Workspace server until interrupted",
-        description="Serve scripted jobs over HTTP for your own tests. Prints the URL "
+        "run the fake Workspace server until interrupted",
+        "Serve scripted jobs over HTTP for your own tests. Prints the URL "
         "on stdout. Without --scenario it serves the demo's jobs.",
-        formatter_class=formatter,
+        epilog=None,
     )
     fake.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
