@@ -262,12 +262,9 @@ class Client:
             raise TransportError(f"GET {url} timed out after {self.timeout:g}s") from exc
         except aiohttp.ClientError as exc:
             raise TransportError(f"GET {url} failed: {str(exc) or type(exc).__name__}") from exc
-        logger.debug(
-            "GET %s: %s (request id %s)",
-            url,
-            response.status,
-            response.headers.get("X-Request-Id", "none"),
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            request_id = response.headers.get("X-Request-Id", "none")
+            logger.debug("GET %s: %s (request id %s)", url, response.status, request_id)
         try:
             return decode_response(response.status, response.headers, body)
         except AuthenticationError as error:
@@ -283,6 +280,8 @@ class Client:
                 http_status=response.status,
                 request_id=request_id,
             )
+        if length is not None:
+            return await response.read()  # no longer than announced, and under the cap
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_any():

@@ -6,8 +6,11 @@ it takes status codes, headers and bytes, and returns models or exceptions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import types
+import typing
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -137,14 +140,39 @@ def _open_enum_hook(cls: Callable[[str], _T]) -> Callable[[object, object], _T]:
     return structure
 
 
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(detailed_validation=True)
+def _optional_hook_factory(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, Any], Any]]:
+    # cattrs looks the inner hook up on every call of an Optional field; bind it once.
+    def factory(type_: Any) -> Callable[[Any, Any], Any]:
+        inner_type = next(arg for arg in typing.get_args(type_) if arg is not type(None))
+        inner = conv.get_structure_hook(inner_type)
+
+        def structure(value: Any, _: Any) -> Any:
+            return None if value is None else inner(value, inner_type)
+
+        return structure
+
+    return factory
+
+
+def _is_optional(type_: Any) -> bool:
+    args = typing.get_args(type_)
+    return (
+        typing.get_origin(type_) in (typing.Union, types.UnionType)
+        and len(args) == 2
+        and type(None) in args
+        and datetime not in args
+    )
+
+
+def _make_converter(*, detailed: bool) -> cattrs.Converter:
+    conv = cattrs.Converter(detailed_validation=detailed)
     conv.register_structure_hook(str, _expect_str)
     conv.register_structure_hook(int, _expect_int)
     conv.register_structure_hook(datetime, _structure_time)
     conv.register_structure_hook_func(lambda t: t == (datetime | None), _structure_optional_time)
     for enum_cls in (JobStatus, SubJobStatus, JobType):
         conv.register_structure_hook(enum_cls, _open_enum_hook(enum_cls))
+    conv.register_structure_hook_factory(_is_optional, _optional_hook_factory(conv))
 
     default_sub_jobs = conv.get_structure_hook(tuple[SubJob, ...])
 
@@ -186,8 +214,12 @@ def _object_hook(hook: Callable[[Any, Any], _T]) -> Callable[[object, Any], _T]:
     return structure
 
 
-converter = _make_converter()
+converter = _make_converter(detailed=True)
 """The one converter between wire dictionaries and models."""
+
+# The same rules without per-field error bookkeeping: most bodies are fine, and
+# only a body that fails is decoded again by ``converter`` to say where it is wrong.
+_fast_converter = _make_converter(detailed=False)
 
 
 def _format_error(exc: BaseException, type_: type | None) -> str:
@@ -205,6 +237,8 @@ def from_wire(data: object) -> ImageJob:
     """
     if not isinstance(data, dict):
         raise MalformedResponse(f"expected a JSON object, got {_describe(data)}")
+    with contextlib.suppress(Exception):  # decoded again below, to name the place
+        return _fast_converter.structure(data, ImageJob)
     try:
         return converter.structure(data, ImageJob)
     except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:

@@ -1,0 +1,427 @@
+"""Run every scenario, variants interleaved round by round, and report medians.
+
+These machines are noisy: each round runs every variant once (A B C, A B C...),
+and a ratio is the median of the per-round ratios, never one timing over another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+README = Path(__file__).parent / "README.md"
+MARK_START, MARK_END = "<!-- results -->", "<!-- /results -->"
+
+Runs = dict[str, list[dict[str, Any]]]
+
+
+class Server:
+    """The fake server process, driven by lines on its stdin."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        self.process = process
+        self.stdin, self.stdout = process.stdin, process.stdout
+        self.url = self.stdout.readline().strip()
+
+    def ask(self, line: str) -> str:
+        self.stdin.write(line + "\n")
+        self.stdin.flush()
+        return self.stdout.readline().strip()
+
+
+@contextmanager
+def fake_server(env: dict[str, str]) -> Iterator[Server]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        yield Server(process)
+    finally:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.close()
+        process.wait(timeout=30)
+        process.stdout.close()
+
+
+def run_variant(
+    scenario: str, variant: str, url: str, params: dict[str, Any], env: dict[str, str]
+) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.variants", scenario, variant, url]
+    done = subprocess.run(
+        [*command, json.dumps(params)], capture_output=True, text=True, env=env, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{scenario}/{variant} failed:\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def interleaved(
+    rounds: int, variants: list[str], one: Callable[[str, int], dict[str, Any]]
+) -> Runs:
+    runs: Runs = {variant: [] for variant in variants}
+    for number in range(rounds):
+        for variant in variants:
+            runs[variant].append(one(variant, number))
+            print(f"  {variant} round {number + 1}: {_brief(runs[variant][-1])}", file=sys.stderr)
+    return runs
+
+
+def _brief(result: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
+    )
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(run[key] for run in runs))
+
+
+def runner(
+    scenario: str, url: str, params: dict[str, Any], env: dict[str, str]
+) -> Callable[[str, int], dict[str, Any]]:
+    """Return what runs one variant of ``scenario`` in one round."""
+    return lambda variant, _: run_variant(scenario, variant, url, params, env)
+
+
+def ratio(runs: Runs, a: str, b: str, key: Callable[[dict[str, Any]], float]) -> float:
+    """The median over rounds of ``key(a) / key(b)``."""
+    return statistics.median(key(x) / key(y) for x, y in zip(runs[a], runs[b], strict=True))
+
+
+def cpu_per_request(run: dict[str, Any]) -> float:
+    return float(run["cpu"]) / int(run["requests"]) * 1e6
+
+
+def summary(runs: Runs, figures: dict[str, Callable[[dict[str, Any]], float]]) -> dict[str, Any]:
+    return {
+        variant: {name: statistics.median(f(run) for run in results) for name, f in figures.items()}
+        for variant, results in runs.items()
+    }
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- scenarios ---------------------------------------------------------------------
+
+
+def per_request(
+    server: Server, env: dict[str, str], total: int, rounds: int
+) -> tuple[str, dict[str, Any]]:
+    variants = ["imagejobs", "floor", "sdk_threads", "sdk_async"]
+    out, data = [f"### 1. Per-request cost: {total:,} GETs of the reference job\n"], {}
+    for concurrency in (1, 64):
+        print(f"per-request, concurrency {concurrency}", file=sys.stderr)
+        params = {"total": total, "concurrency": concurrency}
+        runs = interleaved(rounds, variants, runner("gets", server.url, params, env))
+        figures = summary(
+            runs,
+            {
+                "cpu_us_per_request": cpu_per_request,
+                "requests_per_second": lambda r: r["requests"] / r["wall"],
+                "peak_rss_mb": lambda r: r["rss_kb"] / 1024,
+            },
+        )
+        rows = [
+            [
+                v,
+                f"{f['cpu_us_per_request']:.0f}",
+                f"{f['requests_per_second']:,.0f}",
+                f"{f['peak_rss_mb']:.0f}",
+            ]
+            for v, f in figures.items()
+        ]
+        ratios = {
+            "imagejobs/floor": ratio(runs, "imagejobs", "floor", cpu_per_request),
+            "imagejobs/sdk_threads": ratio(runs, "imagejobs", "sdk_threads", cpu_per_request),
+            "imagejobs/sdk_async": ratio(runs, "imagejobs", "sdk_async", cpu_per_request),
+        }
+        out.append(f"Concurrency {concurrency}:\n")
+        out.append(table(["variant", "client CPU µs/request", "requests/s", "peak RSS MB"], rows))
+        out.append(
+            "\nClient CPU per request, median of per-round ratios: "
+            + ", ".join(f"{k} **{v:.2f}×**" for k, v in ratios.items())
+            + "\n"
+        )
+        data[f"per_request_c{concurrency}"] = {
+            "imagejobs": figures["imagejobs"],
+            "floor": figures["floor"],
+            "official_sdk": figures["sdk_threads"],
+            "official_sdk_async": figures["sdk_async"],
+            "ratios": ratios,
+        }
+    return "\n".join(out), data
+
+
+def _per_parse(run: dict[str, Any]) -> float:
+    return float(run["us_per_parse"])
+
+
+def parse_cost(env: dict[str, str], rounds: int, repeats: int) -> tuple[str, dict[str, Any]]:
+    variants = ["imagejobs", "floor", "sdk"]
+    out, data = ["### 2. Parse cost: one body to a result\n"], {}
+    rows = []
+    for body, count in (("reference", repeats), ("200 sub-jobs", max(1, repeats // 20))):
+        print(f"parse, {body}", file=sys.stderr)
+        params = {"body": "reference" if body == "reference" else "big", "rounds": count}
+        runs = interleaved(rounds, variants, runner("parse", "-", params, env))
+        figures = summary(runs, {"us_per_parse": _per_parse})
+        per = _per_parse
+        ratios = {
+            "imagejobs/floor": ratio(runs, "imagejobs", "floor", per),
+            "imagejobs/sdk": ratio(runs, "imagejobs", "sdk", per),
+        }
+        rows.append(
+            [
+                body,
+                *(f"{figures[v]['us_per_parse']:.1f}" for v in variants),
+                f"{ratios['imagejobs/floor']:.2f}×",
+                f"{ratios['imagejobs/sdk']:.2f}×",
+            ]
+        )
+        data[f"parse_{params['body']}"] = {
+            "imagejobs": figures["imagejobs"],
+            "floor": figures["floor"],
+            "official_sdk": figures["sdk"],
+            "ratios": ratios,
+        }
+    out.append(
+        table(
+            [
+                "body",
+                "imagejobs µs",
+                "json.loads µs",
+                "official SDK µs",
+                "imagejobs/floor",
+                "imagejobs/SDK",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        "\nimagejobs builds frozen, typed models with aware datetimes; the floor is "
+        "`json.loads` alone; the SDK's figure is its own `json.loads` plus its deserializer.\n"
+    )
+    return "\n".join(out), data
+
+
+def many_jobs(
+    server: Server, env: dict[str, str], count: int, rounds: int
+) -> tuple[str, dict[str, Any]]:
+    print(f"{count} jobs to completion", file=sys.stderr)
+    base = {"count": count, "delay": 0.05, "in_flight": 64, "rate": 2000.0, "threads": 32}
+
+    def one(variant: str, number: int) -> dict[str, Any]:
+        prefix = f"jobs{number}{variant[:3]}"
+        server.ask(f"jobs {prefix} {count} 3")
+        result = run_variant("jobs", variant, server.url, {**base, "prefix": prefix}, env)
+        result["served"] = json.loads(server.ask(f"stats {prefix}"))["requests"]
+        return result
+
+    runs = interleaved(rounds, ["imagejobs", "sdk_threads"], one)
+    figures = summary(
+        runs,
+        {
+            "wall_s": lambda r: r["wall"],
+            "cpu_s": lambda r: r["cpu"],
+            "peak_rss_mb": lambda r: r["rss_kb"] / 1024,
+            "requests": lambda r: r["served"],
+            "succeeded": lambda r: r["requests"],
+        },
+    )
+    ratios = {
+        name: ratio(runs, "imagejobs", "sdk_threads", key)
+        for name, key in (
+            ("cpu", lambda r: r["cpu"]),
+            ("wall", lambda r: r["wall"]),
+            ("peak_rss", lambda r: r["rss_kb"]),
+        )
+    }
+    rows = [
+        [
+            v,
+            f"{f['wall_s']:.2f}",
+            f"{f['cpu_s']:.2f}",
+            f"{f['peak_rss_mb']:.0f}",
+            f"{f['requests']:,.0f}",
+            f"{f['succeeded']:,.0f}",
+        ]
+        for v, f in figures.items()
+    ]
+    text = "\n".join(
+        [
+            f"### 3. {count:,} concurrent jobs to completion "
+            "(SUCCESS on the 3rd poll, 50 ms between polls)\n",
+            table(
+                ["variant", "wall s", "client CPU s", "peak RSS MB", "requests", "succeeded"], rows
+            ),
+            "\nimagejobs `wait_many` (64 in flight) against the SDK with 32 threads, each polling "
+            "one job at a time with a sleep. imagejobs/SDK, median of per-round ratios: "
+            + ", ".join(f"{k} **{v:.2f}×**" for k, v in ratios.items())
+            + "\n",
+        ]
+    )
+    return text, {
+        "jobs_1000": {
+            "imagejobs": figures["imagejobs"],
+            "official_sdk": figures["sdk_threads"],
+            "ratios": ratios,
+        }
+    }
+
+
+def many_waiters(server: Server, env: dict[str, str], count: int) -> tuple[str, dict[str, Any]]:
+    print(f"{count} waiters", file=sys.stderr)
+    rate, in_flight = 1000.0, 64
+    server.ask(f"jobs waiters {count} 2")
+    params = {
+        "prefix": "waiters",
+        "count": count,
+        "delay": 0.2,
+        "in_flight": in_flight,
+        "rate": rate,
+    }
+    result = run_variant("jobs", "imagejobs", server.url, params, env)
+    stats = json.loads(server.ask("stats waiters"))
+    held = stats["max_per_second"] <= rate + 10 + in_flight
+    figures = {**result, **stats, "budget_held": held}
+    text = "\n".join(
+        [
+            f"### 4. {count:,} concurrent waiters (imagejobs only)\n",
+            table(
+                [
+                    "completed",
+                    "wall s",
+                    "client CPU s",
+                    "peak RSS MB",
+                    "requests",
+                    "most in 1 s",
+                    "rate held",
+                ],
+                [
+                    [
+                        f"{result['requests']:,}",
+                        f"{result['wall']:.1f}",
+                        f"{result['cpu']:.1f}",
+                        f"{result['rss_kb'] / 1024:.0f}",
+                        f"{stats['requests']:,}",
+                        f"{stats['max_per_second']:,}",
+                        "yes" if held else "**no**",
+                    ]
+                ],
+            ),
+            f"\nBudget: `max_in_flight={in_flight}`, `rate={rate:g}`/s; "
+            '"most in 1 s" is the busiest one-second window of the server\'s request log, '
+            "which may hold the rate, the small burst and what was in flight as the window "
+            "opened. The SDK with threads is left out: "
+            "at 1,000 jobs (above) it already needs a thread per job being polled, and 10,000 "
+            "threads would not fit in a sane process.\n",
+        ]
+    )
+    return text, {f"waiters_{count}": {"imagejobs": figures}}
+
+
+def startup(env: dict[str, str], rounds: int) -> tuple[str, dict[str, Any]]:
+    print("startup", file=sys.stderr)
+    commands = {
+        "import imagejobs": [sys.executable, "-c", "import imagejobs"],
+        "imagejobs --help": [sys.executable, "-m", "imagejobs", "--help"],
+        "import the official SDK": [sys.executable, "-c", "import huaweicloudsdkworkspaceapp.v1"],
+        "bare python": [sys.executable, "-c", "pass"],
+    }
+
+    def one(name: str, _: int) -> dict[str, Any]:
+        start = time.perf_counter()
+        subprocess.run(commands[name], env=env, check=True, capture_output=True)
+        return {"wall": time.perf_counter() - start}
+
+    runs = interleaved(rounds, list(commands), one)
+    rows = [[name, f"{median(r, 'wall') * 1000:.0f}"] for name, r in runs.items()]
+    text = "\n".join(
+        [
+            "### 5. Startup (wall ms, including the interpreter)\n",
+            table(["command", "ms"], rows),
+            "",
+        ]
+    )
+    return text, {
+        "startup": {name: {"wall_ms": median(r, "wall") * 1000} for name, r in runs.items()}
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs ({cpu}), "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a scaled-down run, under a minute")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--write-readme", action="store_true", help="put the tables in benchmarks/README.md"
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    with tempfile.TemporaryDirectory() as home:
+        # The official SDK writes under HOME when imported.
+        env = {**os.environ, "HOME": home}
+        sections, data = [], {}
+        with fake_server(env) as server:
+            for text, figures in (
+                per_request(server, env, total=1000 if quick else 20_000, rounds=1 if quick else 3),
+                parse_cost(env, rounds=1 if quick else 5, repeats=500 if quick else 5000),
+                many_jobs(server, env, count=200 if quick else 1000, rounds=1 if quick else 3),
+                many_waiters(server, env, count=1000 if quick else 10_000),
+                startup(env, rounds=3 if quick else 10),
+            ):
+                sections.append(text)
+                data.update(figures)
+    report = "\n".join(
+        [
+            f"Measured {time.strftime('%Y-%m-%d')} on {machine()}"
+            f"{' (--quick)' if quick else ''}.\n",
+            *sections,
+        ]
+    )
+    print(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+    if args.write_readme:
+        text = README.read_text()
+        head, _, rest = text.partition(MARK_START)
+        _, _, tail = rest.partition(MARK_END)
+        README.write_text(f"{head}{MARK_START}\n{report}\n{MARK_END}{tail}")
+    return 0

@@ -1,0 +1,67 @@
+"""The benchmark's fake server, in a process of its own.
+
+It prints its URL, then obeys lines on stdin: ``jobs PREFIX COUNT POLLS`` scripts
+COUNT jobs named PREFIX-N that reach SUCCESS on their POLLS-th poll, and
+``stats PREFIX`` prints, as JSON, the requests for those jobs, the most started
+in any one second, and the most served at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from imagejobs.testing import FakeWorkspace
+
+REFERENCE = json.loads(
+    (Path(__file__).parent.parent / "tests" / "data" / "reference_job.json").read_text()
+)
+REFERENCE_ID = REFERENCE["id"]
+BIG_ID = "big"
+
+
+def big_job(sub_jobs: int = 200) -> dict[str, Any]:
+    """Return the reference job grown to ``sub_jobs`` sub-jobs."""
+    template = REFERENCE["sub_jobs"][0]
+    subs = [{**template, "id": f"{n:018d}"} for n in range(sub_jobs)]
+    return {**REFERENCE, "id": BIG_ID, "sub_jobs_total": sub_jobs, "sub_jobs": subs}
+
+
+def _stats(fake: FakeWorkspace, prefix: str) -> dict[str, Any]:
+    times = sorted(r.at for r in fake.requests if (r.job_id or "").startswith(prefix))
+    busiest = max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+    return {
+        "requests": len(times),
+        "max_per_second": busiest,
+        "peak_in_flight": fake.peak_in_flight,
+    }
+
+
+async def serve() -> None:
+    async with FakeWorkspace() as fake:
+        fake.add_job([REFERENCE])
+        fake.add_job([big_job()])
+        print(fake.url, flush=True)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := (await reader.readline()).decode().split():
+            if line[0] == "jobs":
+                prefix, count, polls = line[1], int(line[2]), int(line[3])
+                running = {"status": "RUNNING", "sub_jobs": []}
+                for n in range(count):
+                    job_id = f"{prefix}-{n}"
+                    steps = [{**running, "id": job_id}] * (polls - 1)
+                    fake.add_job([*steps, {"id": job_id, "status": "SUCCESS", "sub_jobs": []}])
+                fake.peak_in_flight = 0
+                print("ok", flush=True)
+            elif line[0] == "stats":
+                print(json.dumps(_stats(fake, line[1])), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())

@@ -1,0 +1,224 @@
+"""The client side: one variant of one scenario, measured in its own process.
+
+``python -m benchmarks.variants SCENARIO VARIANT URL PARAMS`` prints one JSON line:
+``cpu`` and ``wall`` seconds, ``rss_kb`` peak resident memory, ``requests``, and
+what else the scenario reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import decimal
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.server import REFERENCE, REFERENCE_ID, big_job
+
+PROJECT_ID = "0123456789abcdef0123456789abcdef"
+AK, SK = "BENCHACCESSKEY000000", "bench-secret-key-0000000000000000000000"
+
+
+def _measure(work: Callable[[], int]) -> dict[str, Any]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    requests = work()
+    return {
+        "cpu": time.process_time() - cpu,
+        "wall": time.perf_counter() - wall,
+        "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "requests": requests,
+    }
+
+
+# --- imagejobs ---------------------------------------------------------------
+
+
+def _imagejobs_client(url: str, **options: Any) -> Any:
+    from imagejobs import AkSkCredentials, Client
+
+    return Client(
+        project_id=PROJECT_ID, endpoint=url, credentials=AkSkCredentials(AK, SK), **options
+    )
+
+
+async def _imagejobs_gets(url: str, total: int, concurrency: int, job_id: str) -> int:
+    async with _imagejobs_client(url) as client:
+        await client.get_job(job_id)  # connect before the clock starts counting work
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await client.get_job(job_id)
+
+        await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
+    return total // concurrency * concurrency
+
+
+async def _imagejobs_wait_many(url: str, prefix: str, count: int, params: dict[str, Any]) -> int:
+    from imagejobs import PollPolicy
+
+    ids = [f"{prefix}-{n}" for n in range(count)]
+    delay = params["delay"]
+    policy = PollPolicy(initial_delay=delay, max_delay=delay * 4)
+    budget = {"max_in_flight": params["in_flight"], "rate": params["rate"]}
+    ended = 0
+    async with _imagejobs_client(url) as client:
+        async for outcome in client.wait_many(ids, policy, **budget):
+            ended += outcome.ok
+    return ended
+
+
+# --- the floor: bare aiohttp ---------------------------------------------------
+
+
+async def _floor_gets(url: str, total: int, concurrency: int, job_id: str) -> int:
+    import aiohttp
+
+    job_url = f"{url}/v1/{PROJECT_ID}/image-server-jobs/{job_id}"
+    async with aiohttp.ClientSession() as session:
+
+        async def get() -> Any:
+            async with session.get(job_url) as response:
+                return json.loads(await response.read())
+
+        await get()
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                await get()
+
+        await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
+    return total // concurrency * concurrency
+
+
+# --- the official SDK ------------------------------------------------------------
+
+
+def _sdk_client(url: str, threads: int, asynchronous: bool = False) -> Any:
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkcore.http.http_config import HttpConfig
+    from huaweicloudsdkworkspaceapp.v1 import WorkspaceAppAsyncClient, WorkspaceAppClient
+
+    config = HttpConfig.get_default_config()
+    config.pool_connections = config.pool_maxsize = max(10, threads)
+    kind = WorkspaceAppAsyncClient if asynchronous else WorkspaceAppClient
+    return (
+        kind.new_builder()
+        .with_credentials(BasicCredentials(AK, SK, PROJECT_ID))
+        .with_endpoints([url])
+        .with_http_config(config)
+        .build()
+    )
+
+
+def _sdk_request(job_id: str) -> Any:
+    from huaweicloudsdkworkspaceapp.v1 import ShowImageJobRequest
+
+    return ShowImageJobRequest(job_id=job_id)
+
+
+def _sdk_thread_gets(url: str, total: int, concurrency: int, job_id: str) -> int:
+    client = _sdk_client(url, concurrency)
+    client.show_image_job(_sdk_request(job_id))
+    per_thread = total // concurrency
+
+    def worker() -> None:
+        for _ in range(per_thread):
+            client.show_image_job(_sdk_request(job_id))
+
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(worker) for _ in range(concurrency)]:
+            future.result()
+    return per_thread * concurrency
+
+
+async def _sdk_async_gets(url: str, total: int, concurrency: int, job_id: str) -> int:
+    """The SDK's "async" client from asyncio code: its future can only be waited on
+    by blocking, so each wait takes a thread of the loop's default pool."""
+    client = _sdk_client(url, concurrency, asynchronous=True)
+
+    async def get() -> Any:
+        return await asyncio.to_thread(client.show_image_job_async(_sdk_request(job_id)).result)
+
+    await get()
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await get()
+
+    await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
+    return total // concurrency * concurrency
+
+
+def _sdk_thread_polling(url: str, prefix: str, count: int, delay: float, threads: int) -> int:
+    """The way it is done today: a thread per job at a time, a sleep between polls."""
+    client = _sdk_client(url, threads)
+
+    def wait(job_id: str) -> bool:
+        while True:
+            status = client.show_image_job(_sdk_request(job_id)).status
+            if status in ("SUCCESS", "FAILED"):
+                return bool(status == "SUCCESS")
+            time.sleep(delay)
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(wait, [f"{prefix}-{n}" for n in range(count)]))
+
+
+# --- parse cost ------------------------------------------------------------------
+
+
+def _parse(variant: str, body_name: str, rounds: int) -> dict[str, Any]:
+    body = json.dumps(REFERENCE if body_name == "reference" else big_job()).encode()
+    if variant == "imagejobs":
+        from imagejobs.codec import decode_response
+
+        def parse() -> Any:
+            return decode_response(200, {}, body)
+    elif variant == "floor":
+
+        def parse() -> Any:
+            return json.loads(body)
+    else:
+        client = _sdk_client("http://127.0.0.1:9", 1)
+
+        def parse() -> Any:
+            data = json.loads(body.decode(), parse_float=decimal.Decimal)
+            return client._deserialize(data, "ShowImageJobResponse")
+
+    parse()
+    start = time.process_time()
+    for _ in range(rounds):
+        parse()
+    spent = time.process_time() - start
+    return {"cpu": spent, "us_per_parse": spent / rounds * 1e6, "requests": rounds}
+
+
+def run(scenario: str, variant: str, url: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run one variant of one scenario and return its figures."""
+    if scenario == "parse":
+        return _parse(variant, params["body"], params["rounds"])
+    if scenario == "gets":
+        job_id = REFERENCE_ID
+        args = (url, params["total"], params["concurrency"], job_id)
+        if variant == "imagejobs":
+            return _measure(lambda: asyncio.run(_imagejobs_gets(*args)))
+        if variant == "floor":
+            return _measure(lambda: asyncio.run(_floor_gets(*args)))
+        if variant == "sdk_threads":
+            return _measure(lambda: _sdk_thread_gets(*args))
+        return _measure(lambda: asyncio.run(_sdk_async_gets(*args)))
+    if scenario == "jobs":
+        prefix, count, delay = params["prefix"], params["count"], params["delay"]
+        if variant == "imagejobs":
+            return _measure(lambda: asyncio.run(_imagejobs_wait_many(url, prefix, count, params)))
+        return _measure(lambda: _sdk_thread_polling(url, prefix, count, delay, params["threads"]))
+    raise ValueError(f"unknown scenario {scenario!r} / variant {variant!r}")
+
+
+if __name__ == "__main__":
+    _, scenario_name, variant_name, base_url, raw = sys.argv
+    print(json.dumps(run(scenario_name, variant_name, base_url, json.loads(raw))))

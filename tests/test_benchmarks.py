@@ -1,0 +1,33 @@
+"""The benchmark harness still runs: every variant once, at a tiny scale (no timing checked)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import fake_server, run_variant
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "HOME": str(tmp_path)}
+
+
+def test_every_variant_of_every_scenario_runs(env: dict[str, str]) -> None:
+    with fake_server(env) as server:
+        for variant in ("imagejobs", "floor", "sdk_threads", "sdk_async"):
+            result = run_variant("gets", variant, server.url, {"total": 4, "concurrency": 2}, env)
+            assert result["requests"] == 4
+            assert result["cpu"] > 0
+        for variant in ("imagejobs", "sdk_threads"):
+            prefix = f"smoke{variant}"
+            assert server.ask(f"jobs {prefix} 5 2") == "ok"
+            params = {"prefix": prefix, "count": 5, "delay": 0.01, "in_flight": 4, "rate": 100.0}
+            result = run_variant("jobs", variant, server.url, {**params, "threads": 2}, env)
+            assert result["requests"] == 5  # every job succeeded
+            assert '"requests": 10' in server.ask(f"stats {prefix}")
+    for variant in ("imagejobs", "floor", "sdk"):
+        result = run_variant("parse", variant, "-", {"body": "big", "rounds": 2}, env)
+        assert result["us_per_parse"] > 0
