@@ -348,6 +348,11 @@ def startup(env: dict[str, str], rounds: int) -> tuple[str, dict[str, Any]]:
     commands = {
         "import imagejobs": [sys.executable, "-c", "import imagejobs"],
         "imagejobs --help": [sys.executable, "-m", "imagejobs", "--help"],
+        "import its dependencies": [
+            sys.executable,
+            "-c",
+            "import aiohttp, attrs, cattrs, backoff",
+        ],
         "import the official SDK": [sys.executable, "-c", "import huaweicloudsdkworkspaceapp.v1"],
         "bare python": [sys.executable, "-c", "pass"],
     }
