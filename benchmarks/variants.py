@@ -14,7 +14,7 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from benchmarks.server import REFERENCE, REFERENCE_ID, big_job
@@ -34,6 +34,19 @@ def _measure(work: Callable[[], int]) -> dict[str, Any]:
     }
 
 
+async def _hammer(get: Callable[[], Awaitable[Any]], total: int, concurrency: int) -> int:
+    """Send ``total`` requests from ``concurrency`` workers, after one to connect."""
+    await get()
+    per_worker = total // concurrency
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            await get()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return per_worker * concurrency
+
+
 # --- imagejobs ---------------------------------------------------------------
 
 
@@ -47,14 +60,7 @@ def _imagejobs_client(url: str, **options: Any) -> Any:
 
 async def _imagejobs_gets(url: str, total: int, concurrency: int, job_id: str) -> int:
     async with _imagejobs_client(url) as client:
-        await client.get_job(job_id)  # connect before the clock starts counting work
-
-        async def worker(count: int) -> None:
-            for _ in range(count):
-                await client.get_job(job_id)
-
-        await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
-    return total // concurrency * concurrency
+        return await _hammer(lambda: client.get_job(job_id), total, concurrency)
 
 
 async def _imagejobs_wait_many(url: str, prefix: str, count: int, params: dict[str, Any]) -> int:
@@ -84,14 +90,7 @@ async def _floor_gets(url: str, total: int, concurrency: int, job_id: str) -> in
             async with session.get(job_url) as response:
                 return json.loads(await response.read())
 
-        await get()
-
-        async def worker(count: int) -> None:
-            for _ in range(count):
-                await get()
-
-        await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
-    return total // concurrency * concurrency
+        return await _hammer(get, total, concurrency)
 
 
 # --- the official SDK ------------------------------------------------------------
@@ -143,14 +142,7 @@ async def _sdk_async_gets(url: str, total: int, concurrency: int, job_id: str) -
     async def get() -> Any:
         return await asyncio.to_thread(client.show_image_job_async(_sdk_request(job_id)).result)
 
-    await get()
-
-    async def worker(count: int) -> None:
-        for _ in range(count):
-            await get()
-
-    await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
-    return total // concurrency * concurrency
+    return await _hammer(get, total, concurrency)
 
 
 def _sdk_thread_polling(url: str, prefix: str, count: int, delay: float, threads: int) -> int:
