@@ -272,14 +272,9 @@ class Client:
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         """Read the body, refusing one over the size cap before it fills memory."""
-        request_id = response.headers.get("X-Request-Id")
         length = response.content_length
         if length is not None and length > self.max_body_size:
-            raise ResponseTooLarge(
-                f"response of {length} bytes is over the {self.max_body_size}-byte cap",
-                http_status=response.status,
-                request_id=request_id,
-            )
+            raise self._too_large(response, f"response of {length} bytes")
         if length is not None:
             return await response.read()  # no longer than announced, and under the cap
         chunks: list[bytes] = []
@@ -287,13 +282,16 @@ class Client:
         async for chunk in response.content.iter_any():
             size += len(chunk)
             if size > self.max_body_size:
-                raise ResponseTooLarge(
-                    f"response is over the {self.max_body_size}-byte cap",
-                    http_status=response.status,
-                    request_id=request_id,
-                )
+                raise self._too_large(response, "response")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _too_large(self, response: aiohttp.ClientResponse, what: str) -> ResponseTooLarge:
+        return ResponseTooLarge(
+            f"{what} is over the {self.max_body_size}-byte cap",
+            http_status=response.status,
+            request_id=response.headers.get("X-Request-Id"),
+        )
 
 
 def _log_retry(details: Any) -> None:

@@ -7,19 +7,18 @@ missing job never does. The client runs the schedule with ``backoff``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator
 
 import attrs
 
 from .errors import (
-    InvalidArgument,
     MalformedResponse,
     ResponseTooLarge,
     ServerError,
     Throttled,
     TransportError,
 )
+from .validation import number_validator
 
 __all__ = ["RETRIED_STATUSES", "RetryPolicy", "is_transient"]
 
@@ -36,18 +35,6 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, ServerError) and error.http_status in RETRIED_STATUSES
 
 
-def _positive(name: str, *, whole: bool = False) -> Callable[..., None]:
-    def check(_: object, __: object, value: object) -> None:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if whole and not isinstance(value, int):
-            number = False
-        if not number or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type, operator]
-            kind = "a whole number, at least 1" if whole else "a positive number of seconds"
-            raise InvalidArgument(f"{name} must be {kind}, got {value!r}")
-
-    return check
-
-
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How one request is retried when the failure is transient.
@@ -58,10 +45,10 @@ class RetryPolicy:
     server is a floor. Each try is signed afresh.
     """
 
-    max_attempts: int = attrs.field(default=4, validator=_positive("max_attempts", whole=True))
-    max_time: float = attrs.field(default=30.0, validator=_positive("max_time"))
-    initial_delay: float = attrs.field(default=0.5, validator=_positive("initial_delay"))
-    max_delay: float = attrs.field(default=8.0, validator=_positive("max_delay"))
+    max_attempts: int = attrs.field(default=4, validator=number_validator(minimum=1, whole=True))
+    max_time: float = attrs.field(default=30.0, validator=number_validator(minimum=1e-9))
+    initial_delay: float = attrs.field(default=0.5, validator=number_validator(minimum=1e-9))
+    max_delay: float = attrs.field(default=8.0, validator=number_validator(minimum=1e-9))
 
     def waits(self, random: Callable[[], float]) -> Generator[float, BaseException | None, None]:
         """Return a ``backoff`` wait generator; it is sent each failure to read its Retry-After."""

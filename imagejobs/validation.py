@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
+
+import attrs
 
 from .errors import InvalidArgument
 
-__all__ = ["check_header_value", "check_id"]
+__all__ = ["check_header_value", "check_id", "number_validator"]
 
 _UNSAFE_HEADER_VALUE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -53,3 +57,24 @@ def check_header_value(name: str, value: object) -> str:
     if _UNSAFE_HEADER_VALUE.search(value):
         raise InvalidArgument(f"{name} contains a control character (CR, LF, ...)")
     return value
+
+
+def number_validator(
+    *, minimum: float, allow_none: bool = False, whole: bool = False, unit: str = "seconds"
+) -> Callable[..., None]:
+    """Return an attrs validator for a finite number (of ``unit``) of at least ``minimum``.
+
+    It raises :class:`InvalidArgument` naming the field; ``whole`` demands an ``int``.
+    """
+
+    def check(_: object, attribute: attrs.Attribute[object], value: object) -> None:
+        if value is None and allow_none:
+            return
+        kinds = (int,) if whole else (int, float)
+        ok = isinstance(value, kinds) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value < minimum:  # type: ignore[arg-type, operator]
+            bound = "positive" if minimum > 0 else "not negative"
+            kind = "a whole number" if whole else f"a finite number of {unit}"
+            raise InvalidArgument(f"{attribute.name} must be {kind}, {bound}, got {value!r}")
+
+    return check

@@ -38,7 +38,7 @@ from .errors import (
 )
 from .events import Transition, diff
 from .models import ImageJob, JobStatus
-from .validation import check_id
+from .validation import check_id, number_validator
 
 __all__ = [
     "DEFAULT_INITIAL_DELAY",
@@ -67,20 +67,6 @@ DEFAULT_MAX_IN_FLIGHT = 32
 DEFAULT_RATE = 20.0
 
 
-def _seconds(*, minimum: float, allow_none: bool = False) -> Callable[..., None]:
-    def check(_: object, attribute: attrs.Attribute[object], value: object) -> None:
-        if value is None and allow_none:
-            return
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value) or value < minimum:  # type: ignore[arg-type, operator]
-            bound = "positive" if minimum > 0 else "not negative"
-            raise InvalidArgument(
-                f"{attribute.name} must be a finite number of seconds, {bound}, got {value!r}"
-            )
-
-    return check
-
-
 @attrs.frozen(kw_only=True)
 class PollPolicy:
     """How often to poll and for how long.
@@ -90,20 +76,24 @@ class PollPolicy:
     uniform fraction of it); a poll that shows a change drops it back to
     ``initial_delay``. A ``Retry-After`` from the server is a floor. ``timeout``
     is the overall deadline (``None`` for none); the last sleep is cut to end on
-    it. A job that answers 404 within ``not_found_grace`` seconds of the start,
-    and was never seen, is polled again: new jobs can take a moment to appear.
+    it. A job that answers 404 within ``not_found_grace`` seconds of its first
+    poll, and was never seen, is polled again: new jobs can take a moment to appear.
     """
 
     initial_delay: float = attrs.field(
-        default=DEFAULT_INITIAL_DELAY, validator=_seconds(minimum=1e-9)
+        default=DEFAULT_INITIAL_DELAY, validator=number_validator(minimum=1e-9)
     )
-    max_delay: float = attrs.field(default=DEFAULT_MAX_DELAY, validator=_seconds(minimum=1e-9))
-    multiplier: float = attrs.field(default=DEFAULT_MULTIPLIER, validator=_seconds(minimum=1))
+    max_delay: float = attrs.field(
+        default=DEFAULT_MAX_DELAY, validator=number_validator(minimum=1e-9)
+    )
+    multiplier: float = attrs.field(
+        default=DEFAULT_MULTIPLIER, validator=number_validator(minimum=1, unit="times")
+    )
     timeout: float | None = attrs.field(
-        default=DEFAULT_WAIT_TIMEOUT, validator=_seconds(minimum=1e-9, allow_none=True)
+        default=DEFAULT_WAIT_TIMEOUT, validator=number_validator(minimum=1e-9, allow_none=True)
     )
     not_found_grace: float = attrs.field(
-        default=DEFAULT_NOT_FOUND_GRACE, validator=_seconds(minimum=0)
+        default=DEFAULT_NOT_FOUND_GRACE, validator=number_validator(minimum=0)
     )
 
     def __attrs_post_init__(self) -> None:

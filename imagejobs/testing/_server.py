@@ -33,8 +33,6 @@ __all__ = ["FAKE_PROJECT_ID", "FakeWorkspace", "RecordedRequest", "Reply", "Step
 FAKE_PROJECT_ID = "0123456789abcdef0123456789abcdef"
 """The project the fake serves unless told otherwise."""
 
-_JOB_ROUTE = "/v1/{project_id}/image-server-jobs/{job_id}"
-
 
 Step = ImageJob | Mapping[str, Any] | Reply
 """One step of a timeline: a job snapshot, a raw JSON object, or a raw reply."""
