@@ -1,7 +1,8 @@
 """Wait for Huawei Cloud Workspace image jobs, asynchronously.
 
-The public API: :class:`Client` fetches a job as an :class:`ImageJob`; the
-models, enums, codec functions and the exception tree are re-exported here.
+The public API: :class:`Client` fetches a job as an :class:`ImageJob` and waits
+on jobs through its one scheduler; the models, enums, policies, codec functions
+and the exception tree are re-exported here.
 """
 
 import typing
@@ -13,6 +14,8 @@ from .auth import (
     RefreshableTokenCredentials,
     TokenCredentials,
 )
+from .budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE
+from .clock import Clock
 from .codec import from_wire, to_wire
 from .errors import (
     ApiError,
@@ -31,7 +34,7 @@ from .errors import (
     TransportError,
     WaitTimeout,
 )
-from .events import Transition
+from .events import Outcome, Transition
 from .models import (
     ExecuteInfo,
     ImageJob,
@@ -41,10 +44,10 @@ from .models import (
     SubJob,
     SubJobStatus,
 )
+from .policy import PollPolicy
 from .regions import REGIONS
 from .retry import RetryPolicy
 from .signing import sign_request, verify_signature
-from .waiter import Clock, Outcome, PollPolicy
 
 if typing.TYPE_CHECKING:
     from .client import DEFAULT_REQUEST_TIMEOUT, Client
@@ -63,6 +66,8 @@ def __getattr__(name: str) -> typing.Any:
 
 
 __all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_RATE",
     "DEFAULT_REQUEST_TIMEOUT",
     "REGIONS",
     "AkSkCredentials",

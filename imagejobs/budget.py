@@ -1,14 +1,31 @@
-"""The shared request budget of a many-job wait: an in-flight cap and a rate. Pure."""
+"""A client's request budget: in flight, rate, a 429's pause, and the adaptive rate. Pure.
+
+The rate adapts to the gateway's throttling the way TCP CUBIC adapts to loss,
+as botocore's adaptive retry mode does, with three differences that cost fewer
+429s: the rate drops to a share of what the gateway *accepted* lately (not of
+what was sent), a 429 to a request sent before the last drop is not counted
+again (it says nothing about the new rate), and the rate climbs back gently,
+lingering near the rate that was throttled before probing past it.
+Times are the caller's monotonic clock readings; nothing here reads a clock.
+"""
 
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import attrs
 
 from .errors import InvalidArgument
 
-__all__ = ["RequestBudget"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_RATE", "AdaptiveRate", "RequestBudget", "check_limits"]
+
+DEFAULT_MAX_IN_FLIGHT = 4
+"""Requests a client has in flight at most: at a few requests a second, plenty."""
+
+DEFAULT_RATE = 1.5
+"""Requests a client sends a second at most: 90 a minute, under the gateway's lowest
+published per-user limit for Workspace APIs (100 a minute). A 429 lowers it further."""
 
 # The bucket holds a quarter second's worth of requests, between 1 and 10:
 # enough to start a few polls at once, too few to look like a burst to a gateway.
@@ -19,19 +36,96 @@ _MAX_BURST = 10.0
 # when asked to, that is an endless zero sleep. A token this close to whole counts.
 _WHOLE = 1.0 - 1e-9
 
+# After a 429 the rate drops to this share of the rate the gateway accepted.
+_DROP = 0.7
+# How fast the rate climbs back: CUBIC's constant. botocore uses 0.4; a smaller
+# one lingers longer near the throttled rate, so fewer probes end in a 429.
+_CLIMB = 0.1
+# The accepted rate is measured over this many seconds.
+_WINDOW = 1.0
+# Never below this many requests a second, or the configured rate if lower.
+_FLOOR = 0.2
+
+
+@attrs.define
+class AdaptiveRate:
+    """The rate a client may send at: lowered by each 429, raised while none come.
+
+    Before the first 429 it is ``max_rate``. A 429 drops it to 0.7 times the
+    rate of answers the gateway accepted in the last second, and remembers
+    the rate it had as the ``ceiling``; it then climbs along a cubic curve
+    that reaches the ceiling after a few seconds, stays near it a while, and
+    only then probes higher, never past ``max_rate`` and never faster than
+    twice the accepted rate (no climbing on demand that is not there).
+    """
+
+    max_rate: float
+    rate: float
+    ceiling: float | None = None
+    dropped_at: float = -math.inf
+    accepted: deque[float] = attrs.Factory(deque)
+
+    @classmethod
+    def create(cls, max_rate: float) -> AdaptiveRate:
+        """Return a rate that starts at ``max_rate``."""
+        return cls(max_rate, max_rate)
+
+    @property
+    def floor(self) -> float:
+        """Return the lowest rate a drop may reach."""
+        return min(_FLOOR, self.max_rate)
+
+    def measured(self, now: float) -> float:
+        """Return the answers the gateway accepted per second, over the last second."""
+        while self.accepted and self.accepted[0] <= now - _WINDOW:
+            self.accepted.popleft()
+        return len(self.accepted) / _WINDOW
+
+    def current(self, now: float) -> float:
+        """Return the rate allowed at ``now``, updating the climb since the last drop."""
+        if self.ceiling is None or self.rate >= self.max_rate:
+            return self.rate
+        since = now - self.dropped_at
+        knee = (self.ceiling * (1 - _DROP) / _CLIMB) ** (1 / 3)
+        curve = self.ceiling + _CLIMB * (since - knee) ** 3
+        if curve > self.rate:
+            demand_cap = max(self.rate, 2 * self.measured(now))
+            self.rate = min(curve, demand_cap, self.max_rate)
+        return self.rate
+
+    def on_accepted(self, now: float) -> None:
+        """Count an answer that was not a 429."""
+        self.accepted.append(now)
+        if len(self.accepted) > 4 * max(self.rate, 1.0) + 16:
+            self.measured(now)
+
+    def on_throttled(self, now: float, sent_at: float) -> bool:
+        """Drop the rate after a 429; return whether it dropped.
+
+        A 429 to a request sent before the last drop was sent at the old rate
+        and is not counted again.
+        """
+        if sent_at < self.dropped_at:
+            return False
+        before = self.current(now)
+        accepted = self.measured(now)
+        base = min(before, accepted) if accepted > 0 else before * (1 - _DROP)
+        self.ceiling = max(base, self.floor)
+        self.rate = max(self.floor, base * _DROP)
+        self.dropped_at = now
+        return True
+
 
 @attrs.define
 class RequestBudget:
-    """At most ``max_in_flight`` requests at once and ``rate`` per second.
+    """At most ``max_in_flight`` requests at once, at the :class:`AdaptiveRate`.
 
     The rate is a token bucket refilled continuously, holding a small burst.
     :meth:`pause_until` stops all starts until a time (a 429's ``Retry-After``).
-    Times are the caller's monotonic clock readings; nothing here reads a clock.
     """
 
     max_in_flight: int
-    rate: float
-    burst: float
+    adaptive: AdaptiveRate
     tokens: float
     refilled_at: float
     paused_until: float = -math.inf
@@ -40,19 +134,30 @@ class RequestBudget:
     @classmethod
     def create(cls, max_in_flight: int, rate: float, now: float) -> RequestBudget:
         """Return a full budget; raises :class:`InvalidArgument` for bad limits."""
-        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
-            raise InvalidArgument(f"max_in_flight must be an integer, got {max_in_flight!r}")
-        if max_in_flight < 1:
-            raise InvalidArgument(f"max_in_flight must be at least 1, got {max_in_flight}")
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
-            raise InvalidArgument(f"rate must be a positive number per second, got {rate!r}")
+        check_limits(max_in_flight, rate)
+        budget = cls(max_in_flight, AdaptiveRate.create(float(rate)), 0.0, now)
+        budget.tokens = budget.burst(now)
+        return budget
+
+    @property
+    def rate(self) -> float:
+        """The configured rate: the most requests a second, whatever the adaptation."""
+        return self.adaptive.max_rate
+
+    def burst(self, now: float) -> float:
+        """Return how many tokens the bucket holds at most, at the current rate."""
+        rate = self.adaptive.current(now)
         # An unlimited rate needs an unlimited bucket, or starts at one instant stall.
-        burst = math.inf if math.isinf(rate) else min(_MAX_BURST, max(1.0, rate * _BURST_SECONDS))
-        return cls(max_in_flight, float(rate), burst, burst, now)
+        return math.inf if math.isinf(rate) else min(_MAX_BURST, max(1.0, rate * _BURST_SECONDS))
 
     def _refill(self, now: float) -> None:
         if now > self.refilled_at:
-            self.tokens = min(self.burst, self.tokens + (now - self.refilled_at) * self.rate)
+            rate = self.adaptive.current(now)
+            if math.isinf(rate):
+                self.tokens = math.inf
+            else:
+                gained = (now - self.refilled_at) * rate
+                self.tokens = min(self.burst(now), self.tokens + gained)
             self.refilled_at = now
 
     @property
@@ -69,9 +174,32 @@ class RequestBudget:
         self.in_flight += 1
         return True
 
-    def finish(self) -> None:
-        """Mark one started request as done."""
+    def finish(
+        self,
+        now: float | None = None,
+        *,
+        sent_at: float | None = None,
+        answered: bool = False,
+        throttled: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        """Mark one started request as done, and learn from how it ended.
+
+        ``answered`` says the gateway accepted it (any answer but a 429);
+        ``throttled`` that it answered 429, with its ``Retry-After`` if any.
+        """
         self.in_flight -= 1
+        if now is None:
+            return
+        if answered:
+            self.adaptive.on_accepted(now)
+        if throttled:
+            if self.adaptive.on_throttled(now, now if sent_at is None else sent_at):
+                # The tokens saved up at the old rate would be a burst at the new one.
+                self.tokens = min(self.tokens, 0.0)
+                self.refilled_at = now
+            if retry_after is not None and retry_after > 0:
+                self.pause_until(now + retry_after)
 
     def pause_until(self, until: float) -> None:
         """Allow no start before ``until`` (later pauses extend, earlier ones do not shorten)."""
@@ -83,6 +211,17 @@ class RequestBudget:
         if self.tokens >= _WHOLE:
             token_at = now
         else:
+            rate = self.adaptive.current(now)
             # At least one step of the float past now, or a tiny wait could round to none.
-            token_at = max(now + (1 - self.tokens) / self.rate, math.nextafter(now, math.inf))
+            token_at = max(now + (1 - self.tokens) / rate, math.nextafter(now, math.inf))
         return max(token_at, self.paused_until)
+
+
+def check_limits(max_in_flight: object, rate: object) -> None:
+    """Raise :class:`InvalidArgument` unless these are a usable in-flight cap and rate."""
+    if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+        raise InvalidArgument(f"max_in_flight must be an integer, got {max_in_flight!r}")
+    if max_in_flight < 1:
+        raise InvalidArgument(f"max_in_flight must be at least 1, got {max_in_flight}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+        raise InvalidArgument(f"rate must be a positive number per second, got {rate!r}")

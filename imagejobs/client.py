@@ -6,12 +6,11 @@ the pure modules; this module only moves bytes.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import logging
 import random
 import ssl as _ssl
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -19,26 +18,40 @@ from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-import backoff
 
+from . import waiter
 from ._version import __version__
 from .auth import Credentials, RefreshableCredentials
+from .budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE, RequestBudget, check_limits
+from .clock import SYSTEM_CLOCK, Clock
 from .codec import decode_response
 from .config import from_environment
 from .errors import (
+    ApiError,
     AuthenticationError,
     ImageJobsError,
     InvalidArgument,
+    MalformedResponse,
     ResponseTooLarge,
+    Throttled,
     TransportError,
 )
+from .events import Outcome, Transition
+from .gate import Gate, Pass
+from .hub import Hub
 from .models import ImageJob
+from .policy import PollPolicy
 from .regions import endpoint_for
 from .retry import RetryPolicy, is_transient
 from .validation import check_id
-from .waiter import wait, wait_many, watch, watch_many
+from .waiter import OutcomeCallback, TransitionCallback
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_REQUEST_TIMEOUT", "USER_AGENT", "Client"]
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "USER_AGENT",
+    "Client",
+]
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
 """Seconds one request may take, connecting included."""
@@ -104,6 +117,9 @@ class Client:
         ssl: _ssl.SSLContext | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         allow_insecure: bool = False,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        rate: float = DEFAULT_RATE,
+        clock: Clock | None = None,
     ) -> None:
         self.project_id = check_id("project_id", project_id)
         if endpoint is None:
@@ -132,18 +148,16 @@ class Client:
             raise InvalidArgument(f"max_body_size must be positive, got {max_body_size}")
         self.max_body_size = max_body_size
         self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArgument(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self._retry = retry if retry is not None else RetryPolicy()
-        self._fetch = backoff.on_exception(
-            functools.partial(self._retry.waits, random.random),
-            ImageJobsError,
-            max_tries=self._retry.max_attempts,
-            max_time=self._retry.max_time,
-            jitter=None,  # the wait generator jitters, keeping Retry-After a floor
-            giveup=lambda error: not is_transient(error),
-            on_backoff=_log_retry,
-            on_giveup=_count_attempts,
-            logger=None,
-        )(self._attempt)
+        check_limits(max_in_flight, rate)
+        if session is not None:
+            _check_pool(session, max_in_flight)
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        budget = RequestBudget.create(max_in_flight, rate, self.clock.monotonic())
+        self._gate = Gate(budget, self.clock)
+        self._hub = Hub(self._poll, self.clock, self._retry, max_polls=max_in_flight)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -175,6 +189,16 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(endpoint={self.endpoint!r}, project_id={self.project_id!r})"
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests this client has in flight at once."""
+        return self._gate.budget.max_in_flight
+
+    @property
+    def rate(self) -> float:
+        """The most requests this client sends a second (429s may hold it lower)."""
+        return self._gate.budget.rate
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -187,8 +211,15 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session if this client created it; a borrowed one stays open."""
+        """End every wait with :class:`ImageJobsError`, then close the session if it is ours.
+
+        A borrowed session stays open. Closing twice is harmless.
+        """
+        if self._closed:
+            return
         self._closed = True
+        await self._hub.close()
+        await self._gate.close(ImageJobsError("the client is closed"))
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
@@ -197,16 +228,109 @@ class Client:
         if self._closed:
             raise ImageJobsError("the client is closed")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # No pool limit: the gate caps what is in flight, so nothing ever queues in
+            # the pool, where the wait would count against the request's timeout.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+            self._session = aiohttp.ClientSession(connector=connector)
         elif self._session.closed:
             raise ImageJobsError("the aiohttp session passed to the client is closed")
         return self._session
 
-    # The waiter works on anything with get_job; as methods, it works on this client.
-    watch = watch
-    wait = wait
-    wait_many = wait_many
-    watch_many = watch_many
+    def watch(
+        self, job_id: str, policy: PollPolicy | None = None, since: ImageJob | None = None
+    ) -> AsyncGenerator[Transition]:
+        """Yield a job's transitions until, and including, the job's SUCCESS or FAILED.
+
+        ``since`` resumes from a saved snapshot: only what changed after it is
+        yielded. Raises :class:`WaitTimeout` at the policy's deadline, and the
+        error that ended the wait otherwise (``JobNotFound`` after the grace,
+        ``PermissionDenied``, or the error polls kept failing with until the
+        deadline). A FAILED job is not an error here: its transition is the last
+        one. Closing the iterator or cancelling the task unsubscribes.
+        Raises :class:`InvalidArgument` for a bad ``job_id`` or ``since``.
+        """
+        return waiter.watch(self._hub, job_id, policy, since)
+
+    async def wait(
+        self,
+        job_id: str,
+        policy: PollPolicy | None = None,
+        raise_on_failure: bool = True,
+        *,
+        on_transition: TransitionCallback | None = None,
+        since: ImageJob | None = None,
+    ) -> ImageJob:
+        """Wait until a job ends and return its final snapshot.
+
+        Raises :class:`JobFailed` if it ends FAILED (unless ``raise_on_failure``
+        is false, then the FAILED job is returned), :class:`WaitTimeout` at the
+        deadline, or the error that ended the wait. Transient failures (5xx,
+        429, no answer, a malformed body) do not end it: the job is polled
+        again with backoff until the deadline. ``on_transition`` (a function or
+        coroutine function) is called with each transition as it is seen.
+        """
+        return await waiter.wait(
+            self._hub, job_id, policy, raise_on_failure, on_transition=on_transition, since=since
+        )
+
+    def wait_many(
+        self,
+        job_ids: Iterable[str],
+        policy: PollPolicy | None = None,
+        *,
+        max_in_flight: int | None = None,
+        rate: float | None = None,
+        on_transition: TransitionCallback | None = None,
+    ) -> AsyncGenerator[Outcome]:
+        """Wait on many jobs at once; yield each job's :class:`Outcome` as it ends.
+
+        Every job ends in an outcome (success, failed, timeout or error); one bad
+        job never stops the others, but refused credentials (401) end them all.
+        Duplicate IDs are waited on once. The polls use the client's budget;
+        ``max_in_flight`` and ``rate`` narrow this call's share of it.
+        Raises :class:`InvalidArgument` before any request if an ID is not valid.
+        """
+        return waiter.wait_many(
+            self._hub,
+            job_ids,
+            policy,
+            call_gate=self._call_gate(max_in_flight, rate),
+            on_transition=on_transition,
+        )
+
+    def watch_many(
+        self,
+        job_ids: Iterable[str],
+        policy: PollPolicy | None = None,
+        *,
+        max_in_flight: int | None = None,
+        rate: float | None = None,
+        on_outcome: OutcomeCallback | None = None,
+    ) -> AsyncGenerator[Transition]:
+        """Yield the transitions of many jobs, interleaved as they are seen.
+
+        Budget and duplicates as in :meth:`wait_many`. ``on_outcome`` is called
+        with each job's :class:`Outcome` as it ends. Without it, a job that ends
+        in an error or a timeout does not stop the others, but once all have
+        ended the first such error is raised, so none goes unnoticed. FAILED
+        jobs are not errors here: their terminal transition says it.
+        """
+        return waiter.watch_many(
+            self._hub,
+            job_ids,
+            policy,
+            call_gate=self._call_gate(max_in_flight, rate),
+            on_outcome=on_outcome,
+        )
+
+    def _call_gate(self, max_in_flight: int | None, rate: float | None) -> Gate | None:
+        """Return a gate narrowing one call's share of the budget, if it asks for one."""
+        if max_in_flight is None and rate is None:
+            return None
+        cap = self.max_in_flight if max_in_flight is None else max_in_flight
+        per_second = self.rate if rate is None else rate
+        check_limits(cap, per_second)
+        return Gate(RequestBudget.create(cap, per_second, self.clock.monotonic()), self.clock)
 
     def job_url(self, job_id: str) -> str:
         """Return the URL of a job's details; raises :class:`InvalidArgument` for a bad ID."""
@@ -224,21 +348,87 @@ class Client:
         a job (:class:`ResponseTooLarge` for one over the size cap).
         """
         url = self.job_url(job_id)
-        return await self._fetch(self._get_session(), url, _Refresh())
+        session = self._get_session()
+        refresh = _Refresh()
+        waits = self._retry.waits(random.random)
+        next(waits)
+        started = self.clock.monotonic()
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await self._attempt(session, url, refresh)
+            except ImageJobsError as error:
+                elapsed = self.clock.monotonic() - started
+                if (
+                    not is_transient(error)
+                    or tries >= self._retry.max_attempts
+                    or elapsed >= self._retry.max_time
+                    or self._closed
+                ):
+                    if tries > 1:
+                        error.attempts = tries
+                    raise
+                delay = min(waits.send(error), self._retry.max_time - elapsed)
+                logger.debug("retrying in %.2fs after attempt %d: %s", delay, tries, error)
+            # The gate holds the next try too while a Retry-After runs.
+            await self.clock.sleep(delay)
+
+    async def _poll(self, job_id: str, priority: float, call_gate: Gate | None) -> ImageJob:
+        """Fetch a job once for the hub: no retries (the hub polls again with backoff)."""
+        return await self._attempt(
+            self._get_session(), self.job_url(job_id), _Refresh(), priority, call_gate
+        )
 
     async def _attempt(
-        self, session: aiohttp.ClientSession, url: str, refresh: _Refresh
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        refresh: _Refresh,
+        priority: float | None = None,
+        call_gate: Gate | None = None,
     ) -> ImageJob:
         """One try: sign afresh, send, decode; on a 401, refresh a token once."""
-        headers = await self._authorize(url)
         try:
-            return await self._get(session, url, headers)
+            return await self._exchange(session, url, refresh, priority, call_gate)
         except AuthenticationError:
             if refresh.done or not isinstance(self._credentials, RefreshableCredentials):
                 raise
         refresh.done = True
-        await self._credentials.refresh(headers)
-        return await self._get(session, url, await self._authorize(url))
+        await self._credentials.refresh(refresh.sent)
+        return await self._exchange(session, url, refresh, priority, call_gate)
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        refresh: _Refresh,
+        priority: float | None,
+        call_gate: Gate | None,
+    ) -> ImageJob:
+        """Wait for the budget (the call's, then the client's), sign, send, and report back."""
+        gates = (self._gate,) if call_gate is None else (call_gate, self._gate)
+        passes: list[Pass] = []
+        # How the request ended, for the budget: only an answer that is not a 429
+        # shows what the gateway accepts, and only a 429 slows the client down.
+        ending: dict[str, Any] = {}
+        try:
+            for gate in gates:
+                passes.append(await gate.acquire(priority))
+            refresh.sent = headers = await self._authorize(url)
+            job = await self._get(session, url, headers)
+        except Throttled as error:
+            ending = {"throttled": True, "retry_after": error.retry_after}
+            raise
+        except (ApiError, MalformedResponse):
+            ending = {"answered": True}
+            raise
+        else:
+            ending = {"answered": True}
+            return job
+        finally:
+            for gate, ticket in zip(gates, passes, strict=False):
+                gate.release(ticket, **ending)
 
     async def _authorize(self, url: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
@@ -260,7 +450,11 @@ class Client:
                 body = await self._read(response)
         except TimeoutError as exc:
             raise TransportError(f"GET {url} timed out after {self.timeout:g}s") from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, RuntimeError) as exc:
+            if self._closed:
+                raise ImageJobsError(f"GET {url}: the client was closed") from None
+            if isinstance(exc, RuntimeError):
+                raise
             raise TransportError(f"GET {url} failed: {str(exc) or type(exc).__name__}") from exc
         if logger.isEnabledFor(logging.DEBUG):
             request_id = response.headers.get("X-Request-Id", "none")
@@ -294,25 +488,29 @@ class Client:
         )
 
 
-def _log_retry(details: Any) -> None:
-    logger.debug(
-        "retrying in %.2fs after attempt %d: %s",
-        details["wait"],
-        details["tries"],
-        details["exception"],
-    )
-
-
-def _count_attempts(details: Any) -> None:
-    error = details["exception"]
-    if isinstance(error, ImageJobsError) and details["tries"] > 1:
-        error.attempts = details["tries"]
+def _check_pool(session: aiohttp.ClientSession, max_in_flight: int) -> None:
+    """Refuse a borrowed session whose pool is smaller than the budget: requests would queue."""
+    connector = session.connector
+    limits = [connector.limit, connector.limit_per_host] if connector is not None else []
+    smallest = min((limit for limit in limits if limit), default=0)
+    if smallest and smallest < max_in_flight:
+        raise InvalidArgument(
+            f"the session's connection pool holds {smallest} connections, fewer than "
+            f"max_in_flight={max_in_flight}: requests would queue in the pool and time out; "
+            f"pass max_in_flight={smallest} or a session with a larger pool"
+        )
 
 
 class _Refresh:
-    """Whether this request already refreshed its token: once per request, not per try."""
+    """Whether this request already refreshed its token: once per request, not per try.
 
-    done = False
+    ``sent`` holds the headers of the last try, for the credentials to see which
+    token was refused.
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+        self.sent: Mapping[str, str] = {}
 
 
 def _with_clock_hint(error: AuthenticationError, server_date: str | None) -> AuthenticationError:

@@ -55,15 +55,19 @@ class ImageJobsError(Exception):
     """Root of every exception imagejobs raises on purpose.
 
     ``attempts`` is how many tries of the request ended in this error, when the
-    client retried it; the message then says so.
+    client retried it; ``failing_for`` is how many seconds a wait's polls had
+    been failing when its deadline came. The message says both when set.
     """
 
     attempts: int = 1
+    failing_for: float | None = None
 
     def __str__(self) -> str:
         text = super().__str__()
         if self.attempts > 1:
             text += f" (after {self.attempts} attempts)"
+        if self.failing_for is not None:
+            text += f" (polls failing for {self.failing_for:.1f}s, until the wait's deadline)"
         return text
 
 

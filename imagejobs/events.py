@@ -1,14 +1,49 @@
-"""Transitions: what changed between two snapshots of a job. Pure, no I/O."""
+"""What a wait reports: transitions between two snapshots of a job, and outcomes. Pure."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import attrs
 
+from .errors import ImageJobsError, JobFailed, WaitTimeout
 from .models import ImageJob, JobStatus, SubJob, SubJobStatus
 
-__all__ = ["Transition", "diff"]
+__all__ = ["Outcome", "OutcomeKind", "Transition", "diff"]
+
+OutcomeKind = Literal["success", "failed", "timeout", "error"]
+
+
+@attrs.frozen
+class Outcome:
+    """How the wait for one job ended.
+
+    ``job`` is the last snapshot (``None`` if the job was never seen); ``error``
+    is ``None`` on success, :class:`JobFailed`, :class:`WaitTimeout`, or the
+    error that made the outcome unknowable (``JobNotFound``, ``AuthenticationError``,
+    or the error the polls kept failing with until the deadline...).
+    """
+
+    job_id: str
+    job: ImageJob | None
+    error: ImageJobsError | None = None
+
+    @property
+    def kind(self) -> OutcomeKind:
+        """Return ``"success"``, ``"failed"``, ``"timeout"`` or ``"error"``."""
+        if self.error is None:
+            return "success"
+        if isinstance(self.error, JobFailed):
+            return "failed"
+        if isinstance(self.error, WaitTimeout):
+            return "timeout"
+        return "error"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the job ended with status SUCCESS."""
+        return self.error is None
 
 
 @attrs.frozen(kw_only=True)

@@ -68,14 +68,12 @@ async def chaos(jobs: int, fault_rate: float, seed: int) -> ChaosReport:
     async with FakeWorkspace(faults=faults, clock=clock.monotonic) as fake:
         for story in stories.values():
             fake.add_job(story)
-        async with fake.client(retry=retry) as client:
+        budget = {"max_in_flight": 32, "rate": 1000}
+        async with fake.client(retry=retry, clock=clock, **budget) as client:
             async for outcome in client.wait_many(
                 list(stories),
                 PollPolicy(initial_delay=0.5, max_delay=2, timeout=None),
-                max_in_flight=32,
-                rate=1000,
                 on_transition=lambda t: seen[t.job_id].append(t),
-                clock=clock,
             ):
                 outcomes[outcome.job_id] = outcome
         requests = list(fake.requests)

@@ -20,7 +20,8 @@ from imagejobs.cli._args import parse_duration
 from imagejobs.cli._report import most_severe
 from imagejobs.testing import FakeWorkspace, Reply
 
-FAST = ["--initial-delay", "10ms", "--max-delay", "50ms"]
+# The fake has no gateway limit to respect: no budget to slow the test down.
+FAST = ["--initial-delay", "10ms", "--max-delay", "50ms", "--rate", "10000"]
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \S+ (job|sub \S+) \S+ \S+ -> \S+( resource=\S+)?( name=\S+)?"
 )

@@ -28,7 +28,6 @@ from imagejobs import (
     ServerError,
     Throttled,
     TransportError,
-    WaitTimeout,
 )
 from imagejobs.retry import is_transient
 from imagejobs.testing import FAULT_KINDS, FakeWorkspace, Faults, Reply, load_scenario
@@ -149,13 +148,15 @@ async def test_every_attempt_is_signed_afresh(keys: dict[str, Any]) -> None:
     assert len(dates) == len(set(dates)) == len(signatures) == 3
 
 
-async def test_a_deadline_caps_the_retries_of_a_wait(fake: FakeWorkspace) -> None:
+async def test_a_deadline_ends_a_wait_whose_polls_keep_failing(fake: FakeWorkspace) -> None:
     fake.add_job([Reply.error(503, "WKS.0503", "busy")], job_id=JOB)
     policy = RetryPolicy(max_attempts=1000, max_time=1000, initial_delay=0.05, max_delay=0.05)
     async with fake.client(retry=policy) as client:
-        with pytest.raises(WaitTimeout):
+        with pytest.raises(ServerError, match=r"503 WKS\.0503: busy .*polls failing for") as info:
             await client.wait(JOB, PollPolicy(timeout=0.3))
-    assert len(fake.requests) < 1000
+    assert info.value.failing_for is not None
+    assert 0 < info.value.failing_for <= 0.3
+    assert 1 < len(fake.requests) < 1000
 
 
 @given(

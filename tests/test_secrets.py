@@ -67,12 +67,12 @@ async def test_signed_success_and_failure_paths_leak_nothing(
         credentials = AkSkCredentials(AK, SK, SECURITY_TOKEN)
         texts += [repr(credentials), repr(fake), repr(fake.credentials)]
         quick = RetryPolicy(initial_delay=0.001, max_delay=0.002)
-        async with fake.client(credentials=credentials, retry=quick) as client:
+        async with fake.client(credentials=credentials, retry=quick, clock=clock) as client:
             texts.append(repr(client))
-            job = await client.wait(JOB, PollPolicy(initial_delay=1), clock=clock)
+            job = await client.wait(JOB, PollPolicy(initial_delay=1))
             texts.append(repr(job))
             policy = PollPolicy(initial_delay=1, timeout=5, not_found_grace=0)
-            async for outcome in client.wait_many(["2", "3", "4", "5"], policy, clock=clock):
+            async for outcome in client.wait_many(["2", "3", "4", "5"], policy):
                 texts.append(repr(outcome))
                 assert outcome.error is not None
                 texts += everything_about(outcome.error)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from imagejobs import __version__
+from imagejobs import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE, __version__
 
 __all__ = ["EXIT_CODES_HELP", "UsageError", "build_parser", "parse_duration"]
 
@@ -124,12 +124,18 @@ def _poll_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _budget_options(parser: argparse.ArgumentParser) -> None:
-    budget = parser.add_argument_group("request budget, shared by all jobs")
+    budget = parser.add_argument_group("request budget, shared by every request of the command")
     budget.add_argument(
-        "--max-in-flight", type=_positive_int, default=32, help="requests at once (default 32)"
+        "--max-in-flight",
+        type=_positive_int,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        help=f"requests at once (default {DEFAULT_MAX_IN_FLIGHT})",
     )
     budget.add_argument(
-        "--rate", type=_positive_float, default=20.0, help="requests per second (default 20)"
+        "--rate",
+        type=_positive_float,
+        default=DEFAULT_RATE,
+        help=f"requests per second, lowered further by 429s (default {DEFAULT_RATE:g})",
     )
 
 
@@ -183,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("job_id", metavar="JOB_ID")
     _service_options(watch)
     _poll_options(watch)
+    _budget_options(watch)
     _output_options(watch)
 
     get = _command(

@@ -59,6 +59,9 @@ def make_client(args: argparse.Namespace) -> Client:
     }
     if getattr(args, "allow_insecure", False):
         overrides["allow_insecure"] = True
+    for budget in ("max_in_flight", "rate"):
+        if getattr(args, budget, None) is not None:
+            overrides[budget] = getattr(args, budget)
     return Client.from_env(**overrides)
 
 
@@ -94,22 +97,13 @@ async def wait_jobs(
     job_ids: list[str],
     policy: PollPolicy,
     reporter: Reporter,
-    *,
-    max_in_flight: int,
-    rate: float,
 ) -> int:
     """Wait on every job, reporting as they go; return the exit code. Shared by demo."""
     unique = list(dict.fromkeys(job_ids))
     reporter.start(len(unique))
     ticker = asyncio.create_task(_keep_status_fresh(reporter))
     try:
-        async for outcome in client.wait_many(
-            unique,
-            policy,
-            max_in_flight=max_in_flight,
-            rate=rate,
-            on_transition=reporter.transition,
-        ):
+        async for outcome in client.wait_many(unique, policy, on_transition=reporter.transition):
             reporter.result(outcome)
     finally:
         ticker.cancel()
@@ -123,14 +117,7 @@ async def _wait(args: argparse.Namespace) -> int:
     policy = make_policy(args)
     reporter = make_reporter(args)
     async with make_client(args) as client:
-        return await wait_jobs(
-            client,
-            job_ids,
-            policy,
-            reporter,
-            max_in_flight=args.max_in_flight,
-            rate=args.rate,
-        )
+        return await wait_jobs(client, job_ids, policy, reporter)
 
 
 async def _watch(args: argparse.Namespace) -> int:
@@ -167,14 +154,14 @@ async def _demo(args: argparse.Namespace) -> int:
 
     scenario = demo_scenario(with_failure=args.with_failure)
     reporter = make_reporter(args)
-    async with load_scenario(scenario) as fake, fake.client() as client:
+    async with load_scenario(scenario) as fake, fake.client(max_in_flight=8, rate=20) as client:
         reporter.note(
             f"demo: a fake Workspace server at {fake.url} runs {len(scenario['jobs'])} "
             f"scripted jobs, one step every {STEP_SECONDS:g}s; waiting on all of them:"
         )
         policy = PollPolicy(initial_delay=0.5, max_delay=STEP_SECONDS, timeout=120)
         ids = [job["id"] for job in scenario["jobs"]]
-        return await wait_jobs(client, ids, policy, reporter, max_in_flight=8, rate=20)
+        return await wait_jobs(client, ids, policy, reporter)
 
 
 def _load_scenario_file(path: str) -> Any:

@@ -1,29 +1,63 @@
-"""A clock for tests: time moves only when the code under test sleeps."""
+"""A clock for tests: virtual time that jumps ahead whenever the event loop is idle."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from datetime import UTC, datetime, timedelta
 
 __all__ = ["FakeClock"]
 
+# Real timers due this soon hold virtual time back: a fake server's latency is a
+# real sleep, and jumping ahead while a reply is on its way would end waits early.
+_REAL_TIMER_HORIZON = 1.0
+
+
+def _busy_for(loop: asyncio.AbstractEventLoop) -> float | None:
+    """Return None if the loop has nothing to do but sleep, else how long to look again in.
+
+    Reads the standard event loop's own queues: ready callbacks, sockets with
+    something to read or write, and real timers due soon. On another loop it
+    only knows about ready callbacks, which is enough for in-process tests.
+    """
+    ready = getattr(loop, "_ready", None)
+    if ready:
+        return 0.0
+    selector = getattr(loop, "_selector", None)
+    # Level-triggered: looking does not consume the events the loop will handle next.
+    if selector is not None and selector.select(0):
+        return 0.0
+    scheduled = getattr(loop, "_scheduled", ())
+    soonest = min((h.when() for h in scheduled if not h.cancelled()), default=None)
+    if soonest is not None and soonest - loop.time() <= _REAL_TIMER_HORIZON:
+        return max(0.0, float(soonest - loop.time()))
+    return None
+
 
 class FakeClock:
-    """A :class:`~imagejobs.Clock` whose sleeps return at once and move time on.
+    """A :class:`~imagejobs.Clock` on virtual time, for tests of any number of waits.
 
-    Pass it as ``clock=`` to ``watch``, ``wait`` and ``wait_many`` so a wait of
-    an hour takes milliseconds, and as ``FakeWorkspace(clock=fake.monotonic)``
-    so the server's timelines and request log share the same time. ``sleeps``
-    lists every sleep requested, in order.
+    Pass it as ``Client(clock=...)`` and as ``FakeWorkspace(clock=fake.monotonic)``
+    so the server's timelines and request log share the same time. A sleep
+    waits until virtual time reaches its end; whenever every task is waiting
+    (no callback ready, no socket with data, no real timer due within a
+    second), time jumps to the earliest pending sleep. So an hour-long wait
+    takes milliseconds, concurrent waits interleave as they would in real
+    time, and a request in flight to an in-process server finishes before
+    time moves on. ``sleeps`` lists every sleep requested, in order.
     """
 
     def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
         self._start = start
         self._elapsed = 0.0
         self.sleeps: list[float] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._check: asyncio.Handle | None = None
 
     def __repr__(self) -> str:
-        return f"FakeClock(elapsed={self._elapsed:g})"
+        return f"FakeClock(elapsed={self._elapsed:g}, sleeping={len(self._sleepers)})"
 
     def monotonic(self) -> float:
         """Return the seconds elapsed since the clock was made."""
@@ -34,11 +68,53 @@ class FakeClock:
         return self._start + timedelta(seconds=self._elapsed)
 
     def advance(self, seconds: float) -> None:
-        """Move time on without sleeping."""
+        """Move time on by ``seconds`` and wake the sleeps that are then over."""
         self._elapsed += max(0.0, seconds)
+        self._wake_due()
 
     async def sleep(self, seconds: float) -> None:
-        """Record the sleep, move time on by it, and let other tasks run once."""
+        """Wait until virtual time has moved on by ``seconds``."""
         self.sleeps.append(seconds)
-        self.advance(seconds)
-        await asyncio.sleep(0)
+        if not seconds > 0:
+            await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._order), done))
+        self._look_again(loop, 0.0)
+        await done
+
+    def _look_again(self, loop: asyncio.AbstractEventLoop, after: float) -> None:
+        if self._check is not None:
+            if after > 0:
+                return  # a look is already planned, and sooner
+            self._check.cancel()
+        if after > 0:
+            self._check = loop.call_later(after, self._jump_if_idle, loop)
+        else:
+            self._check = loop.call_soon(self._jump_if_idle, loop)
+
+    def _jump_if_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._check = None
+        self._drop_abandoned()
+        if not self._sleepers:
+            return
+        busy = _busy_for(loop)
+        if busy is not None:
+            self._look_again(loop, busy)
+            return
+        self._elapsed = max(self._elapsed, self._sleepers[0][0])
+        self._wake_due()
+        if self._sleepers:
+            # Look again once the woken tasks have had their turn.
+            self._look_again(loop, 0.0)
+
+    def _drop_abandoned(self) -> None:
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
+
+    def _wake_due(self) -> None:
+        while self._sleepers and self._sleepers[0][0] <= self._elapsed:
+            _, _, done = heapq.heappop(self._sleepers)
+            if not done.done():
+                done.set_result(None)

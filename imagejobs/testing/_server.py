@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import ssl as _ssl
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -104,6 +106,9 @@ class FakeWorkspace:
     "signature mismatch" or "signature expired". Every request is
     recorded in :attr:`requests`; ``latency`` (real seconds) delays every answer,
     and :attr:`peak_in_flight` tells how many requests it was serving at once.
+    With ``rate_limit`` it throttles like the API gateway: a request that would
+    be more than ``rate_limit`` in the last second (on ``clock``) gets 429
+    ``APIGW.0308`` with no ``Retry-After``, as the real gateway documents none.
 
     Start it with ``async with FakeWorkspace() as fake:`` (or :meth:`start` and
     :meth:`close`); it listens on ``127.0.0.1`` on a free port, see :attr:`url`.
@@ -124,7 +129,10 @@ class FakeWorkspace:
         ssl: _ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rate_limit: float | None = None,
     ) -> None:
+        if rate_limit is not None and not rate_limit > 0:
+            raise ValueError(f"rate_limit must be a positive number a second, got {rate_limit!r}")
         if (ak is None) != (sk is None):
             raise ValueError("pass both ak and sk, or neither")
         if security_token is not None and ak is None:
@@ -138,6 +146,8 @@ class FakeWorkspace:
         self._faults = FaultState(faults) if faults is not None else None
         self._ssl = ssl
         self.latency = latency
+        self.rate_limit = rate_limit
+        self._accepted: deque[float] = deque()
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -199,15 +209,23 @@ class FakeWorkspace:
             raise RuntimeError("the fake server is not started")
         return self._url
 
+    @property
+    def throttled(self) -> int:
+        """How many requests got the gateway's 429 from ``rate_limit``."""
+        return sum(1 for request in self.requests if request.fault == "throttled")
+
     def client(self, **kwargs: Any) -> Client:
         """Return a :class:`~imagejobs.Client` set up for this server.
 
-        Keyword arguments override the defaults (project, endpoint, credentials).
+        Keyword arguments override the defaults: the project, endpoint and
+        credentials of this server, and no rate limit (a fake has no gateway
+        to spare; pass ``rate=`` to test your own budget).
         """
         options: dict[str, Any] = {
             "project_id": self.project_id,
             "endpoint": self.url,
             "credentials": self.credentials,
+            "rate": math.inf,
         }
         options.update(kwargs)
         return Client(**options)
@@ -332,6 +350,17 @@ class FakeWorkspace:
             return "security token missing or wrong"
         return problem
 
+    def _over_rate_limit(self, now: float) -> bool:
+        """Count a request against ``rate_limit``; return whether it is one too many."""
+        if self.rate_limit is None:
+            return False
+        while self._accepted and self._accepted[0] <= now - 1.0:
+            self._accepted.popleft()
+        if len(self._accepted) >= self.rate_limit:
+            return True
+        self._accepted.append(now)
+        return False
+
     @staticmethod
     def _route(path: str) -> tuple[str | None, str | None]:
         parts = path.split("/")
@@ -356,6 +385,12 @@ class FakeWorkspace:
         if job_id is None:
             message = "The API does not exist or has not been published in the environment"
             return Reply.error(404, "APIGW.0101", message), None, None
+        if self._over_rate_limit(now):
+            message = (
+                "The throttling threshold has been reached: policy user over ratelimit,"
+                f"limit:{self.rate_limit:g},time:1 second"
+            )
+            return Reply.error(429, "APIGW.0308", message), None, "throttled"
         if request.method != "GET":
             return (
                 Reply.error(405, "APIGW.0106", f"Method {request.method} is not allowed"),

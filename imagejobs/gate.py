@@ -1,0 +1,142 @@
+"""The gate every request of a client passes: it waits for the budget, earliest need first.
+
+A thin async layer over the pure :class:`RequestBudget`. Waiters queue here, in
+the order of their priority (the time their request became due), never in
+aiohttp's connection pool, so a request's timeout starts when it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from typing import Any
+
+from .budget import RequestBudget
+from .clock import Clock
+from .errors import ImageJobsError
+
+__all__ = ["Gate", "Pass"]
+
+
+class Pass:
+    """Leave to send one request; give it back with :meth:`Gate.release`."""
+
+    __slots__ = ("released", "sent_at")
+
+    def __init__(self, sent_at: float) -> None:
+        self.sent_at = sent_at
+        self.released = False
+
+
+class Gate:
+    """Grants requests as the budget allows, in order of priority (lowest first)."""
+
+    def __init__(self, budget: RequestBudget, clock: Clock) -> None:
+        self.budget = budget
+        self._clock = clock
+        self._waiting: list[tuple[float, int, asyncio.Future[Pass]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at = math.inf
+        self._closed: ImageJobsError | None = None
+
+    async def acquire(self, priority: float | None = None) -> Pass:
+        """Wait until a request may go, then return its pass.
+
+        Raises the gate's closing error if the gate is closed before or while waiting.
+        """
+        if self._closed is not None:
+            raise self._closed
+        now = self._clock.monotonic()
+        if not self._waiting and self.budget.try_start(now):
+            return Pass(now)
+        granted: asyncio.Future[Pass] = asyncio.get_running_loop().create_future()
+        order = now if priority is None else priority
+        heapq.heappush(self._waiting, (order, next(self._order), granted))
+        self._grant()
+        try:
+            return await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled() and granted.exception() is None:
+                # Granted, then cancelled before it could be used: hand it back.
+                self.release(granted.result())
+            raise
+
+    def release(
+        self,
+        ticket: Pass,
+        *,
+        answered: bool = False,
+        throttled: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        """Give back a pass, saying how its request ended (see :meth:`RequestBudget.finish`)."""
+        if ticket.released:
+            return
+        ticket.released = True
+        self.budget.finish(
+            self._clock.monotonic(),
+            sent_at=ticket.sent_at,
+            answered=answered,
+            throttled=throttled,
+            retry_after=retry_after,
+        )
+        self._grant()
+
+    def _grant(self) -> None:
+        now = self._clock.monotonic()
+        while self._waiting:
+            granted = self._waiting[0][2]
+            if granted.done():
+                heapq.heappop(self._waiting)
+                continue
+            if not self.budget.try_start(now):
+                break
+            heapq.heappop(self._waiting)
+            granted.set_result(Pass(now))
+        self._arm(now)
+
+    def _arm(self, now: float) -> None:
+        """Set a timer for when the rate or a pause next allows a start, if that is the wait."""
+        if not self._waiting or not self.budget.has_room:
+            self._cancel_timer()
+            return
+        when = self.budget.next_start(now)
+        if self._timer is not None and self._timer_at <= when:
+            return
+        self._cancel_timer()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().create_task(self._wake(when - now))
+
+    async def _wake(self, delay: float) -> None:
+        await self._clock.sleep(max(0.0, delay))
+        self._timer = None
+        self._timer_at = math.inf
+        self._grant()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = math.inf
+
+    async def close(self, error: ImageJobsError) -> None:
+        """Refuse every waiting and future request with ``error``."""
+        self._closed = error
+        for _, _, granted in self._waiting:
+            if not granted.done():
+                granted.set_exception(error)
+        self._waiting.clear()
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            await asyncio.gather(timer, return_exceptions=True)
+
+    def __repr__(self) -> str:
+        budget: Any = self.budget
+        return (
+            f"Gate(in_flight={budget.in_flight}/{budget.max_in_flight}, "
+            f"waiting={len(self._waiting)})"
+        )

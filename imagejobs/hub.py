@@ -1,0 +1,476 @@
+"""The hub: the one scheduler of a client, behind every wait.
+
+Callers subscribe to job IDs. However many subscribers a job has, the hub
+keeps one poll stream for it, polls it as often as its most demanding
+subscriber asks, and gives each subscriber the transitions from where it
+joined. A heap holds the streams by when their next poll is due, another
+the subscribers by deadline; one loop sleeps on the client's clock until
+the earlier of the two, or until a poll comes back or a subscriber comes or
+goes. A job nobody waits on is not polled.
+
+A poll that fails for a reason a later poll may not meet (a 5xx, a 429, no
+answer, a malformed body) is tried again with backoff; if the polls are
+still failing at a subscriber's deadline, that error is its outcome. An
+error no poll can fix ends the job's subscribers at once, and a refused
+credential (401) every subscriber of the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import heapq
+import itertools
+import math
+import random as _random
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import attrs
+
+from .clock import Clock
+from .errors import (
+    AuthenticationError,
+    ImageJobsError,
+    JobFailed,
+    JobNotFound,
+    MalformedResponse,
+    ResponseTooLarge,
+    ServerError,
+    Throttled,
+    TransportError,
+    WaitTimeout,
+)
+from .events import Outcome, Transition, diff
+from .gate import Gate
+from .models import ImageJob, JobStatus
+from .policy import PollPolicy
+from .retry import RetryPolicy
+
+__all__ = ["KEPT_TRANSITIONS", "Hub", "Mailbox", "Subscription", "is_poll_transient"]
+
+KEPT_TRANSITIONS = 256
+"""Transitions a subscription keeps for :class:`JobFailed` and :class:`WaitTimeout`.
+
+The most recent ones: a job whose sub-jobs flap for hours must not fill memory.
+"""
+
+Event = Transition | Outcome
+PollFunction = Callable[[str, float, Gate | None], Coroutine[Any, Any, ImageJob]]
+
+
+def is_poll_transient(error: BaseException) -> bool:
+    """Whether a later poll may succeed where this one failed."""
+    if isinstance(error, ResponseTooLarge):
+        return False
+    return isinstance(error, (ServerError, Throttled, TransportError, MalformedResponse))
+
+
+class Mailbox:
+    """Where one caller's subscriptions put their events, in the order they happen."""
+
+    def __init__(self) -> None:
+        self._items: deque[Event | BaseException] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, item: Event | BaseException) -> None:
+        """Add an event, or an exception that is a bug, for the caller to see."""
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> Event:
+        """Return the next event; raise the next item if it is an exception."""
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+@attrs.define(eq=False)
+class Subscription:
+    """One caller's wait on one job: its policy, deadline and what it was last told."""
+
+    job_id: str
+    policy: PollPolicy
+    mailbox: Mailbox
+    gate: Gate | None
+    started: float
+    deadline: float
+    last: ImageJob | None
+    delays: Iterator[float]
+    wants_at: float = 0.0
+    """When this subscriber wants the job polled next (jitter included)."""
+    grace_from: float | None = None
+    ended: bool = False
+    transitions: deque[Transition] = attrs.Factory(lambda: deque(maxlen=KEPT_TRANSITIONS))
+
+
+@attrs.define(eq=False)
+class _Stream:
+    """The polls of one job, shared by all its subscribers."""
+
+    job_id: str
+    subscribers: dict[Subscription, None] = attrs.Factory(dict)
+    snapshot: ImageJob | None = None
+    seen_at: float = -math.inf
+    polls: int = 0
+    poll: asyncio.Task[ImageJob] | None = None
+    poll_started: float = 0.0
+    # The number of the stream's live entry in the due heap; other entries are stale.
+    ticket: int | None = None
+    # One draw of jitter per poll, shared by all subscribers: each drawing its own
+    # would poll at the earliest of their draws, far more often than any one asks.
+    draw: float = 0.5
+    failing_since: float | None = None
+    failure: ImageJobsError | None = None
+    failures: int = 0
+    retry_at: float = -math.inf
+
+
+class Hub:
+    """One client's scheduler: subscriptions, one poll stream per job, deadlines."""
+
+    def __init__(
+        self,
+        poll: PollFunction,
+        clock: Clock,
+        retry: RetryPolicy,
+        *,
+        max_polls: int,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self._poll_job = poll
+        self._clock = clock
+        self._retry = retry
+        self._max_polls = max_polls
+        self._random = random
+        self._streams: dict[str, _Stream] = {}
+        self._due: list[tuple[float, int, _Stream]] = []
+        self._deadlines: list[tuple[float, int, Subscription]] = []
+        self._order = itertools.count()
+        self._returned: deque[tuple[_Stream, asyncio.Task[ImageJob]]] = deque()
+        self._polls: set[asyncio.Task[ImageJob]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_at = math.inf
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Hub(jobs={len(self._streams)}, polls_in_flight={len(self._polls)})"
+
+    # --- subscribing ---------------------------------------------------------------
+
+    def subscribe(
+        self,
+        job_id: str,
+        policy: PollPolicy,
+        since: ImageJob | None,
+        mailbox: Mailbox,
+        gate: Gate | None = None,
+    ) -> Subscription:
+        """Start telling ``mailbox`` about ``job_id``; its outcome is the last event."""
+        if self._closed:
+            raise ImageJobsError("the client is closed")
+        now = self._clock.monotonic()
+        deadline = math.inf if policy.timeout is None else now + policy.timeout
+        sub = Subscription(job_id, policy, mailbox, gate, now, deadline, since, policy.delays())
+        if since is not None and since.is_terminal:
+            self._end(sub, self._outcome(sub, now))
+            return sub
+        stream = self._streams.get(job_id)
+        if stream is None:
+            stream = self._streams[job_id] = _Stream(job_id)
+        stream.subscribers[sub] = None
+        if deadline < math.inf:
+            heapq.heappush(self._deadlines, (deadline, next(self._order), sub))
+        fresh = stream.snapshot is not None and now - stream.seen_at < policy.initial_delay
+        if fresh and stream.snapshot is not None:
+            # Seen a moment ago: as good as a new poll, and it costs nothing.
+            self._tell(sub, stream, stream.snapshot)
+        else:
+            sub.wants_at = now
+        self._reschedule(stream)
+        self._poke()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop telling a subscriber anything; its job is polled no more if nobody is left."""
+        if sub.ended:
+            return
+        sub.ended = True
+        self._leave(sub)
+
+    def _leave(self, sub: Subscription) -> None:
+        stream = self._streams.get(sub.job_id)
+        if stream is None or sub not in stream.subscribers:
+            return
+        del stream.subscribers[sub]
+        if not stream.subscribers:
+            self._drop(stream)
+            self._poke()  # the loop ends once no job is left
+        else:
+            self._reschedule(stream)
+
+    def _drop(self, stream: _Stream) -> None:
+        if self._streams.get(stream.job_id) is stream:
+            del self._streams[stream.job_id]
+        stream.ticket = None
+        if stream.poll is not None:
+            stream.poll.cancel()
+            stream.poll = None
+
+    def _end(self, sub: Subscription, outcome: Outcome | BaseException) -> None:
+        if sub.ended:
+            return
+        sub.ended = True
+        sub.mailbox.put(outcome)
+        self._leave(sub)
+
+    # --- what subscribers are told --------------------------------------------------
+
+    def _tell(self, sub: Subscription, stream: _Stream, job: ImageJob) -> None:
+        """Give a subscriber what changed since it last looked, and plan its next poll."""
+        changes = diff(sub.last, job, observed_at=self._clock.now(), poll=stream.polls)
+        sub.last = job
+        sub.transitions.extend(changes)
+        for change in changes:
+            sub.mailbox.put(change)
+        if job.is_terminal:
+            self._end(sub, self._outcome(sub, stream.seen_at))
+            return
+        if changes:
+            sub.delays = sub.policy.delays()
+        self._plan(sub, stream, stream.seen_at)
+
+    def _plan(self, sub: Subscription, stream: _Stream, base: float) -> None:
+        wants_at = base + sub.policy.jittered(next(sub.delays), stream.draw)
+        sub.wants_at = wants_at if wants_at < sub.deadline else math.inf
+
+    def _outcome(self, sub: Subscription, now: float) -> Outcome:
+        job = sub.last
+        if job is not None and job.is_terminal:
+            failed = job.status is not JobStatus.SUCCESS
+            return Outcome(sub.job_id, job, JobFailed(job, sub.transitions) if failed else None)
+        # The wait ended on its deadline, even if the loop got round to it a moment later.
+        now = min(now, sub.deadline)
+        stream = self._streams.get(sub.job_id)
+        if stream is not None and stream.failure is not None:
+            since = stream.failing_since if stream.failing_since is not None else now
+            error = _own_copy(stream.failure)
+            error.failing_for = max(0.0, now - since)
+            return Outcome(sub.job_id, job, error)
+        timeout = WaitTimeout(sub.job_id, job, now - sub.started, sub.transitions)
+        return Outcome(sub.job_id, job, timeout)
+
+    # --- the loop -------------------------------------------------------------------
+
+    def _poke(self) -> None:
+        """Make the loop look again now; start it if it is not running."""
+        if self._runner is None:
+            if self._streams and not self._closed:
+                self._runner = asyncio.get_running_loop().create_task(self._run())
+            return
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def _run(self) -> None:
+        try:
+            while self._streams:
+                now = self._clock.monotonic()
+                while self._returned:
+                    self._handle(*self._returned.popleft(), now)
+                self._expire(now)
+                self._launch(now)
+                if self._streams:
+                    await self._sleep_until(self._next_wake())
+        except Exception as bug:  # noqa: BLE001 - a bug must reach every waiter, not hang them
+            for stream in list(self._streams.values()):
+                for sub in list(stream.subscribers):
+                    self._end(sub, bug)
+        finally:
+            self._runner = None
+            self._cancel_timer()
+            if not self._streams:
+                self._returned.clear()  # polls of jobs nobody waits on any more
+
+    def _next_wake(self) -> float:
+        wake = math.inf
+        while self._deadlines and self._deadlines[0][2].ended:
+            heapq.heappop(self._deadlines)
+        if self._deadlines:
+            wake = self._deadlines[0][0]
+        entry = self._next_due()
+        if entry is not None and len(self._polls) < self._max_polls:
+            wake = min(wake, entry[0])
+        return wake
+
+    async def _sleep_until(self, wake: float) -> None:
+        self._wakeup = asyncio.get_running_loop().create_future()
+        if wake < math.inf:
+            if self._timer is None or self._timer_at != wake:
+                self._cancel_timer()
+                self._timer_at = wake
+                self._timer = asyncio.get_running_loop().create_task(
+                    self._ring(wake - self._clock.monotonic())
+                )
+        else:
+            self._cancel_timer()
+        try:
+            await self._wakeup
+        finally:
+            self._wakeup = None
+
+    async def _ring(self, delay: float) -> None:
+        await self._clock.sleep(max(0.0, delay))
+        self._timer = None
+        self._timer_at = math.inf
+        self._poke()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = math.inf
+
+    # --- deadlines, due polls, returned polls ------------------------------------------
+
+    def _expire(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, sub = heapq.heappop(self._deadlines)
+            if not sub.ended:
+                self._end(sub, self._outcome(sub, now))
+
+    def _reschedule(self, stream: _Stream) -> None:
+        if stream.poll is not None or not stream.subscribers:
+            return
+        when = max(min(sub.wants_at for sub in stream.subscribers), stream.retry_at)
+        if when == math.inf:
+            stream.ticket = None
+            return
+        stream.ticket = next(self._order)
+        heapq.heappush(self._due, (when, stream.ticket, stream))
+
+    def _next_due(self) -> tuple[float, int, _Stream] | None:
+        while self._due and self._due[0][1] != self._due[0][2].ticket:
+            heapq.heappop(self._due)
+        return self._due[0] if self._due else None
+
+    def _launch(self, now: float) -> None:
+        """Start the polls that are due, earliest first, a few more than the budget's room."""
+        while len(self._polls) < self._max_polls:
+            entry = self._next_due()
+            if entry is None or entry[0] > now:
+                return
+            heapq.heappop(self._due)
+            when, _, stream = entry
+            stream.ticket = None
+            # The poll goes through the call gate of the subscriber that asked first.
+            asking = min(stream.subscribers, key=lambda sub: sub.wants_at)
+            stream.polls += 1
+            stream.poll_started = now
+            task: asyncio.Task[ImageJob] = asyncio.get_running_loop().create_task(
+                self._poll_job(stream.job_id, when, asking.gate)
+            )
+            stream.poll = task
+            self._polls.add(task)
+            task.add_done_callback(functools.partial(self._returned_from, stream))
+
+    def _returned_from(self, stream: _Stream, task: asyncio.Task[ImageJob]) -> None:
+        self._polls.discard(task)
+        if not task.cancelled():
+            task.exception()  # seen here, so an abandoned poll's error is never reported as lost
+            self._returned.append((stream, task))
+        self._poke()
+
+    def _handle(self, stream: _Stream, task: asyncio.Task[ImageJob], now: float) -> None:
+        if self._streams.get(stream.job_id) is not stream or stream.poll is not task:
+            return  # its subscribers left while it was out
+        stream.poll = None
+        error = task.exception()
+        if error is None:
+            self._on_job(stream, task.result(), now)
+        else:
+            self._on_error(stream, error, now)
+        if self._streams.get(stream.job_id) is stream:
+            self._reschedule(stream)
+
+    def _on_job(self, stream: _Stream, job: ImageJob, now: float) -> None:
+        stream.snapshot = job
+        stream.seen_at = now
+        stream.draw = self._random()
+        stream.failing_since = stream.failure = None
+        stream.failures = 0
+        stream.retry_at = -math.inf
+        for sub in list(stream.subscribers):
+            self._tell(sub, stream, job)
+
+    def _on_error(self, stream: _Stream, error: BaseException, now: float) -> None:
+        subscribers = list(stream.subscribers)
+        if not isinstance(error, ImageJobsError):
+            for sub in subscribers:
+                self._end(sub, error)
+        elif isinstance(error, AuthenticationError):
+            # Credentials are refused for every job alike: no need to ask once per job.
+            for other in list(self._streams.values()):
+                for sub in list(other.subscribers):
+                    self._end(sub, Outcome(sub.job_id, sub.last, _own_copy(error)))
+        elif isinstance(error, JobNotFound) and stream.snapshot is None:
+            self._on_not_found(stream, error, now)
+        elif is_poll_transient(error):
+            if stream.failing_since is None:
+                stream.failing_since = stream.poll_started
+            stream.failure = error
+            stream.failures += 1
+            stream.retry_at = now + self._backoff(stream, error)
+        else:
+            for sub in subscribers:
+                self._end(sub, Outcome(sub.job_id, sub.last, _own_copy(error)))
+
+    def _on_not_found(self, stream: _Stream, error: JobNotFound, now: float) -> None:
+        """Poll a never-seen job again while a subscriber's grace runs: it may be new."""
+        stream.draw = self._random()
+        for sub in list(stream.subscribers):
+            if sub.grace_from is None:
+                sub.grace_from = max(stream.poll_started, sub.started)
+            if sub.last is None and now - sub.grace_from < sub.policy.not_found_grace:
+                self._plan(sub, stream, now)
+            else:
+                self._end(sub, Outcome(sub.job_id, sub.last, _own_copy(error)))
+
+    def _backoff(self, stream: _Stream, error: ImageJobsError) -> float:
+        """Return how long to wait after a failed poll: doubling, jittered, Retry-After a floor."""
+        cap = min([self._retry.max_delay, *(s.policy.max_delay for s in stream.subscribers)])
+        step = min(cap, self._retry.initial_delay * 2.0 ** min(stream.failures - 1, 60))
+        # Half fixed, half drawn: spread out, but never an instant retry.
+        delay = step * (0.5 + 0.5 * self._random())
+        retry_after = getattr(error, "retry_after", None) or 0.0
+        return max(delay, retry_after)
+
+    # --- closing --------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """End every subscription with :class:`ImageJobsError` and stop every task."""
+        self._closed = True
+        for stream in list(self._streams.values()):
+            for sub in list(stream.subscribers):
+                error = ImageJobsError(f"the client was closed while waiting for job {sub.job_id}")
+                self._end(sub, Outcome(sub.job_id, sub.last, error))
+        tasks = [*self._polls, *filter(None, (self._runner, self._timer))]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _own_copy(error: ImageJobsError) -> ImageJobsError:
+    """Return a copy of an error for one subscriber: each raises its own, with its own traceback."""
+    try:
+        return copy.copy(error)
+    except Exception:  # noqa: BLE001 - an error that cannot be copied is shared instead
+        return error
