@@ -43,6 +43,15 @@ _DROP = 0.7
 _CLIMB = 0.1
 # The accepted rate is measured over this many seconds.
 _WINDOW = 1.0
+# A gateway that throttles again at about the same rate has a steady limit: each
+# such drop stretches the climb in time (up to 16 times), so probes grow rarer.
+_SAME_CEILING = 0.2
+_MAX_STRETCH = 4
+# With no Retry-After, a drop also holds every request this long (doubling while
+# drops follow each other closely, up to 8 s): a gateway counting in windows
+# throttles everything until its window moves on, whatever the rate.
+_HOLD = 1.0
+_MAX_HOLD = 8.0
 # Never below this many requests a second, or the configured rate if lower.
 _FLOOR = 0.2
 
@@ -53,16 +62,19 @@ class AdaptiveRate:
 
     Before the first 429 it is ``max_rate``. A 429 drops it to 0.7 times the
     rate of answers the gateway accepted in the last second, and remembers
-    the rate it had as the ``ceiling``; it then climbs along a cubic curve
+    that accepted rate as the ``ceiling``; it then climbs along a cubic curve
     that reaches the ceiling after a few seconds, stays near it a while, and
     only then probes higher, never past ``max_rate`` and never faster than
-    twice the accepted rate (no climbing on demand that is not there).
+    twice the accepted rate (no climbing on demand that is not there). Each
+    drop at about the same ceiling as the last stretches the curve in time.
     """
 
     max_rate: float
     rate: float
     ceiling: float | None = None
     dropped_at: float = -math.inf
+    stretch: int = 0
+    hold: float = 0.0
     accepted: deque[float] = attrs.Factory(deque)
 
     @classmethod
@@ -85,7 +97,7 @@ class AdaptiveRate:
         """Return the rate allowed at ``now``, updating the climb since the last drop."""
         if self.ceiling is None or self.rate >= self.max_rate:
             return self.rate
-        since = now - self.dropped_at
+        since = (now - self.dropped_at) / 2**self.stretch
         knee = (self.ceiling * (1 - _DROP) / _CLIMB) ** (1 / 3)
         curve = self.ceiling + _CLIMB * (since - knee) ** 3
         if curve > self.rate:
@@ -99,21 +111,28 @@ class AdaptiveRate:
         if len(self.accepted) > 4 * max(self.rate, 1.0) + 16:
             self.measured(now)
 
-    def on_throttled(self, now: float, sent_at: float) -> bool:
-        """Drop the rate after a 429; return whether it dropped.
+    def on_throttled(self, now: float, sent_at: float) -> float | None:
+        """Drop the rate after a 429; return how long to hold all requests, or None.
 
-        A 429 to a request sent before the last drop was sent at the old rate
-        and is not counted again.
+        None means the 429 changed nothing: its request was sent before the
+        last drop, at the old rate.
         """
         if sent_at < self.dropped_at:
-            return False
+            return None
         before = self.current(now)
         accepted = self.measured(now)
         base = min(before, accepted) if accepted > 0 else before * (1 - _DROP)
-        self.ceiling = max(base, self.floor)
+        ceiling = max(base, self.floor)
+        if self.ceiling is not None and abs(ceiling - self.ceiling) <= _SAME_CEILING * self.ceiling:
+            self.stretch = min(self.stretch + 1, _MAX_STRETCH)
+        else:
+            self.stretch = 0
+        recent = now - self.dropped_at <= self.hold + 2 * _HOLD
+        self.hold = min(_MAX_HOLD, 2 * self.hold) if recent and self.hold else _HOLD
+        self.ceiling = ceiling
         self.rate = max(self.floor, base * _DROP)
         self.dropped_at = now
-        return True
+        return self.hold
 
 
 @attrs.define
@@ -194,12 +213,15 @@ class RequestBudget:
         if answered:
             self.adaptive.on_accepted(now)
         if throttled:
-            if self.adaptive.on_throttled(now, now if sent_at is None else sent_at):
+            hold = self.adaptive.on_throttled(now, now if sent_at is None else sent_at)
+            if hold is not None:
                 # The tokens saved up at the old rate would be a burst at the new one.
                 self.tokens = min(self.tokens, 0.0)
                 self.refilled_at = now
             if retry_after is not None and retry_after > 0:
                 self.pause_until(now + retry_after)
+            elif hold is not None:
+                self.pause_until(now + hold)
 
     def pause_until(self, until: float) -> None:
         """Allow no start before ``until`` (later pauses extend, earlier ones do not shorten)."""

@@ -428,7 +428,8 @@ class Client:
             return job
         finally:
             for gate, ticket in zip(gates, passes, strict=False):
-                gate.release(ticket, **ending)
+                # Only the client's own gate learns from 429s; a call's cap stays as given.
+                gate.release(ticket, **(ending if gate is self._gate else {}))
 
     async def _authorize(self, url: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}

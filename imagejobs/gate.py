@@ -11,7 +11,6 @@ import asyncio
 import heapq
 import itertools
 import math
-from typing import Any
 
 from .budget import RequestBudget
 from .clock import Clock
@@ -135,8 +134,5 @@ class Gate:
             await asyncio.gather(timer, return_exceptions=True)
 
     def __repr__(self) -> str:
-        budget: Any = self.budget
-        return (
-            f"Gate(in_flight={budget.in_flight}/{budget.max_in_flight}, "
-            f"waiting={len(self._waiting)})"
-        )
+        in_flight, cap = self.budget.in_flight, self.budget.max_in_flight
+        return f"Gate(in_flight={in_flight}/{cap}, waiting={len(self._waiting)})"

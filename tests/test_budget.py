@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import InvalidArgument
-from imagejobs.budget import RequestBudget
+from imagejobs.budget import AdaptiveRate, RequestBudget
 
 
 def test_in_flight_cap() -> None:
@@ -104,3 +104,105 @@ def test_waiting_until_next_start_always_ends_in_a_start(
                 break
         else:
             raise AssertionError("no start after 1000 waits")
+
+
+# --- the adaptive rate --------------------------------------------------------------
+
+
+def accept(rate: AdaptiveRate, count: int, start: float, end: float) -> None:
+    """Record ``count`` accepted answers spread evenly over [start, end)."""
+    for n in range(count):
+        rate.on_accepted(start + (end - start) * n / count)
+
+
+def test_a_429_drops_the_rate_to_a_share_of_what_the_gateway_accepted() -> None:
+    rate = AdaptiveRate.create(50.0)
+    accept(rate, 10, 0.5, 1.0)
+    hold = rate.on_throttled(1.0, sent_at=1.0)
+    assert hold == 1.0
+    assert rate.ceiling == 10
+    assert rate.current(1.0) == pytest.approx(7.0)
+
+
+def test_a_429_to_a_request_sent_before_the_drop_is_not_counted_again() -> None:
+    rate = AdaptiveRate.create(50.0)
+    accept(rate, 10, 0.5, 1.0)
+    rate.on_throttled(1.0, sent_at=1.0)
+    assert rate.on_throttled(1.01, sent_at=0.99) is None
+    assert 7.0 <= rate.current(1.01) < 7.1, "no second drop"
+
+
+def test_the_rate_climbs_back_to_the_ceiling_then_past_it_but_never_past_the_max() -> None:
+    rate = AdaptiveRate.create(12.0)
+    accept(rate, 10, 0.5, 1.0)
+    rate.on_throttled(1.0, sent_at=1.0)
+    seen = []
+    for tenth in range(11, 300):
+        now = tenth / 10
+        accept(rate, 1, now - 0.05, now)  # demand keeps up: enough answers to climb on
+        seen.append(rate.current(now))
+    assert seen == sorted(seen), "the climb never goes back down while no 429 comes"
+    assert max(seen) == 12.0
+    at_knee = seen[int((10 * 0.3 / 0.1) ** (1 / 3) * 10) - 1]
+    assert 9.0 <= at_knee <= 10.5, "back near the ceiling after the knee"
+
+
+def test_without_demand_the_rate_does_not_climb() -> None:
+    rate = AdaptiveRate.create(50.0)
+    accept(rate, 10, 0.5, 1.0)
+    rate.on_throttled(1.0, sent_at=1.0)
+    assert rate.current(100.0) == pytest.approx(7.0)
+
+
+def test_drops_at_the_same_ceiling_stretch_the_climb_and_close_drops_hold_longer() -> None:
+    rate = AdaptiveRate.create(50.0)
+    holds, stretches = [], []
+    for drop in range(4):
+        start = drop * 1.5
+        accept(rate, 10, start, start + 1.0)
+        holds.append(rate.on_throttled(start + 1.0, sent_at=start + 1.0))
+        stretches.append(rate.stretch)
+    assert stretches == [0, 1, 2, 3]
+    assert holds == [1.0, 2.0, 4.0, 8.0]
+    accept(rate, 30, 100.0, 101.0)
+    assert rate.on_throttled(101.0, sent_at=101.0) == 1.0, "a drop long after starts over"
+    assert rate.stretch == 0, "a very different ceiling starts over"
+
+
+def test_nothing_accepted_drops_hard_but_never_below_the_floor() -> None:
+    rate = AdaptiveRate.create(5.0)
+    for n in range(30):
+        rate.on_throttled(n * 10.0, sent_at=n * 10.0)
+    assert rate.current(300.0) == rate.floor
+
+
+@given(
+    max_rate=st.floats(min_value=0.05, max_value=1000),
+    events=st.lists(
+        st.tuples(st.floats(min_value=0, max_value=5), st.booleans()), min_size=1, max_size=200
+    ),
+)
+def test_the_rate_stays_between_the_floor_and_the_max(
+    max_rate: float, events: list[tuple[float, bool]]
+) -> None:
+    rate = AdaptiveRate.create(max_rate)
+    now = 0.0
+    for gap, throttled in events:
+        now += gap
+        if throttled:
+            hold = rate.on_throttled(now, sent_at=now)
+            assert hold is None or 0 < hold <= 8.0
+        else:
+            rate.on_accepted(now)
+        assert rate.floor <= rate.current(now) <= max_rate
+
+
+def test_a_budget_holds_every_start_after_a_429() -> None:
+    budget = RequestBudget.create(max_in_flight=10, rate=50, now=0)
+    assert budget.try_start(0)
+    budget.finish(0.5, sent_at=0, throttled=True)
+    assert budget.next_start(0.5) == 1.5
+    assert not budget.try_start(1.4)
+    assert budget.try_start(2.0)
+    budget.finish(2.1, sent_at=2.0, throttled=True, retry_after=30)
+    assert budget.next_start(2.1) == pytest.approx(32.1), "a Retry-After beats the hold"

@@ -1,0 +1,75 @@
+"""The gate: requests wait for the budget in order of need, on the client's clock."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from imagejobs import ImageJobsError
+from imagejobs.budget import RequestBudget
+from imagejobs.gate import Gate
+from imagejobs.testing import FakeClock
+
+
+def gate(max_in_flight: int, rate: float, clock: FakeClock) -> Gate:
+    return Gate(RequestBudget.create(max_in_flight, rate, clock.monotonic()), clock)
+
+
+async def test_waiters_are_served_earliest_need_first() -> None:
+    clock = FakeClock()
+    one = gate(1, math.inf, clock)
+    held = await one.acquire()
+    order: list[float] = []
+
+    async def need(priority: float) -> None:
+        ticket = await one.acquire(priority)
+        order.append(priority)
+        one.release(ticket, answered=True)
+
+    waiting = [asyncio.ensure_future(need(p)) for p in (5.0, 1.0, 3.0)]
+    await asyncio.sleep(0)
+    one.release(held, answered=True)
+    await asyncio.gather(*waiting)
+    assert order == [1.0, 3.0, 5.0]
+
+
+async def test_the_rate_spaces_grants_on_virtual_time() -> None:
+    clock = FakeClock()
+    slow = gate(10, 2.0, clock)
+    granted = []
+    for _ in range(5):
+        ticket = await slow.acquire()
+        granted.append(clock.monotonic())
+        slow.release(ticket, answered=True)
+    assert granted == pytest.approx([0, 0.5, 1.0, 1.5, 2.0])
+
+
+async def test_a_cancelled_waiter_gives_its_place_back() -> None:
+    clock = FakeClock()
+    one = gate(1, math.inf, clock)
+    held = await one.acquire()
+    cancelled = asyncio.ensure_future(one.acquire(0.0))
+    later = asyncio.ensure_future(one.acquire(1.0))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    one.release(held)
+    ticket = await later
+    assert one.budget.in_flight == 1
+    one.release(ticket)
+    one.release(ticket)  # a pass goes back once, however often it is handed in
+    assert one.budget.in_flight == 0
+
+
+async def test_closing_refuses_waiters_and_newcomers() -> None:
+    clock = FakeClock()
+    one = gate(1, math.inf, clock)
+    await one.acquire()
+    waiting = asyncio.ensure_future(one.acquire())
+    await asyncio.sleep(0)
+    await one.close(ImageJobsError("the client is closed"))
+    with pytest.raises(ImageJobsError, match="closed"):
+        await waiting
+    with pytest.raises(ImageJobsError, match="closed"):
+        await one.acquire()
