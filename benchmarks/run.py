@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 README = Path(__file__).parent / "README.md"
+LATENCY = 0.1  # seconds the server takes to answer in the service scenario
 MARK_START, MARK_END = "<!-- results -->", "<!-- /results -->"
 
 Runs = dict[str, list[dict[str, Any]]]
@@ -343,6 +344,90 @@ def many_waiters(server: Server, env: dict[str, str], count: int) -> tuple[str, 
     return text, {f"waiters_{count}": {"imagejobs": figures}}
 
 
+def service(
+    server: Server, env: dict[str, str], rounds: int, seconds: float
+) -> tuple[str, dict[str, Any]]:
+    from imagejobs import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE
+
+    print("service: 300 callers, 60 jobs", file=sys.stderr)
+    scale = 30.0  # one second here is thirty in real life
+    base = {
+        "count": 60,
+        "callers": 300,
+        "scale": scale,
+        "in_flight": DEFAULT_MAX_IN_FLIGHT,
+        "rate": DEFAULT_RATE,
+        "sdk_sleep": 30.0,
+    }
+
+    def one(variant: str, number: int) -> dict[str, Any]:
+        prefix = f"service{number}{variant[:3]}"
+        server.ask(f"timed {prefix} {base['count']} {seconds}")
+        result = run_variant("service", variant, server.url, {**base, "prefix": prefix}, env)
+        stats = json.loads(server.ask(f"stats {prefix}"))
+        return {**result, "served": stats["requests"], "peak": stats["peak_in_flight"]}
+
+    server.ask(f"latency {LATENCY}")
+    try:
+        runs = interleaved(rounds, ["imagejobs", "sdk_threads"], one)
+    finally:
+        server.ask("latency 0")
+    figures = summary(
+        runs,
+        {
+            "wall_s": lambda r: r["wall"],
+            "requests": lambda r: r["served"],
+            "requests_per_job": lambda r: r["served"] / base["count"],
+            "peak_in_flight": lambda r: r["peak"],
+            "cpu_s": lambda r: r["cpu"],
+            "succeeded": lambda r: r["requests"],
+        },
+    )
+    ratios = {
+        name: ratio(runs, "imagejobs", "sdk_threads", key)
+        for name, key in (("requests", lambda r: r["served"]), ("wall", lambda r: r["wall"]))
+    }
+    rows = [
+        [
+            v,
+            f"{f['succeeded']:.0f}/{base['callers']}",
+            f"{f['requests']:,.0f}",
+            f"{f['requests_per_job']:.1f}",
+            f"{f['peak_in_flight']:.0f}",
+            f"{f['wall_s']:.1f}",
+            f"{f['cpu_s']:.2f}",
+        ]
+        for v, f in figures.items()
+    ]
+    real = seconds * scale / 60
+    text = "\n".join(
+        [
+            "### 6. A service: 300 concurrent `wait()` calls on 60 jobs\n",
+            table(
+                [
+                    "variant",
+                    "callers answered",
+                    "requests",
+                    "per job",
+                    "peak in flight",
+                    "wall s",
+                    "client CPU s",
+                ],
+                [*rows],
+            ),
+            f"\nTime runs {scale:g}× fast: each job takes {seconds:g} s here ({real:g} minutes "
+            "in real life) through three sub-job stages; the server answers in "
+            f"{LATENCY * 1000:.0f} ms, a gateway's round trip. imagejobs: one `Client` with its "
+            f"default budget (`max_in_flight={DEFAULT_MAX_IN_FLIGHT}`, `rate={DEFAULT_RATE:g}`/s, "
+            f"scaled), every caller doing `await client.wait(job_id)` with the default policy "
+            "(scaled). The SDK as used today: a thread per caller running "
+            "`while True: show_image_job(); sleep(30)` (scaled). imagejobs/SDK, median of "
+            "per-round ratios: " + ", ".join(f"{k} **{v:.2f}×**" for k, v in ratios.items()) + "\n",
+        ]
+    )
+    return text, {"service": {"figures": figures, "ratios": ratios}}
+
+
 def startup(env: dict[str, str], rounds: int) -> tuple[str, dict[str, Any]]:
     print("startup", file=sys.stderr)
     commands = {
@@ -410,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                 parse_cost(env, rounds=1 if quick else 5, repeats=500 if quick else 5000),
                 many_jobs(server, env, count=200 if quick else 1000, rounds=1 if quick else 3),
                 many_waiters(server, env, count=1000 if quick else 10_000),
+                service(server, env, rounds=1 if quick else 3, seconds=10 if quick else 20),
                 startup(env, rounds=3 if quick else 10),
             ):
                 sections.append(text)

@@ -1,9 +1,12 @@
 """The benchmark's fake server, in a process of its own.
 
 It prints its URL, then obeys lines on stdin: ``jobs PREFIX COUNT POLLS`` scripts
-COUNT jobs named PREFIX-N that reach SUCCESS on their POLLS-th poll, and
-``stats PREFIX`` prints, as JSON, the requests for those jobs, the most started
-in any one second, and the most served at once.
+COUNT jobs named PREFIX-N that reach SUCCESS on their POLLS-th poll;
+``timed PREFIX COUNT SECONDS`` scripts COUNT jobs that go through three sub-job
+stages and reach SUCCESS SECONDS after their first poll, however often they are
+polled; ``latency SECONDS`` delays every answer from then on; ``stats PREFIX``
+prints, as JSON, the requests for those jobs, the most started in any one
+second, and the most served at once.
 """
 
 from __future__ import annotations
@@ -29,6 +32,24 @@ def big_job(sub_jobs: int = 200) -> dict[str, Any]:
     template = REFERENCE["sub_jobs"][0]
     subs = [{**template, "id": f"{n:018d}"} for n in range(sub_jobs)]
     return {**REFERENCE, "id": BIG_ID, "sub_jobs_total": sub_jobs, "sub_jobs": subs}
+
+
+def staged_job(job_id: str) -> list[dict[str, Any]]:
+    """Return a timeline of four steps: three sub-job stages, then SUCCESS."""
+
+    def step(status: str, *subs: str) -> dict[str, Any]:
+        sub_jobs = [
+            {"id": f"{job_id}-{n}", "status": sub, "job_type": "BUILD_IMAGE"}
+            for n, sub in enumerate(subs)
+        ]
+        return {"id": job_id, "status": status, "sub_jobs": sub_jobs}
+
+    return [
+        step("RUNNING", "RUNNING"),
+        step("RUNNING", "SUCCESS", "RUNNING"),
+        step("RUNNING", "SUCCESS", "SUCCESS", "RUNNING"),
+        step("SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS"),
+    ]
 
 
 def _stats(fake: FakeWorkspace, prefix: str) -> dict[str, Any]:
@@ -58,6 +79,16 @@ async def serve() -> None:
                     steps = [{**running, "id": job_id}] * (polls - 1)
                     fake.add_job([*steps, {"id": job_id, "status": "SUCCESS", "sub_jobs": []}])
                 fake.peak_in_flight = 0
+                print("ok", flush=True)
+            elif line[0] == "timed":
+                prefix, count, seconds = line[1], int(line[2]), float(line[3])
+                for n in range(count):
+                    job_id = f"{prefix}-{n}"
+                    fake.add_job(staged_job(job_id), every=seconds / 3)
+                fake.peak_in_flight = 0
+                print("ok", flush=True)
+            elif line[0] == "latency":
+                fake.latency = float(line[1])
                 print("ok", flush=True)
             elif line[0] == "stats":
                 print(json.dumps(_stats(fake, line[1])), flush=True)

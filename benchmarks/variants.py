@@ -59,7 +59,8 @@ def _imagejobs_client(url: str, **options: Any) -> Any:
 
 
 async def _imagejobs_gets(url: str, total: int, concurrency: int, job_id: str) -> int:
-    async with _imagejobs_client(url) as client:
+    # As fast as the floor may go: no rate, room for every worker.
+    async with _imagejobs_client(url, rate=float("inf"), max_in_flight=concurrency) as client:
         return await _hammer(lambda: client.get_job(job_id), total, concurrency)
 
 
@@ -71,10 +72,27 @@ async def _imagejobs_wait_many(url: str, prefix: str, count: int, params: dict[s
     policy = PollPolicy(initial_delay=delay, max_delay=delay * 4)
     budget = {"max_in_flight": params["in_flight"], "rate": params["rate"]}
     ended = 0
-    async with _imagejobs_client(url) as client:
-        async for outcome in client.wait_many(ids, policy, **budget):
+    async with _imagejobs_client(url, **budget) as client:
+        async for outcome in client.wait_many(ids, policy):
             ended += outcome.ok
     return ended
+
+
+def _callers(params: dict[str, Any]) -> list[str]:
+    """The job each caller of the service scenario waits on: ``callers`` over ``count`` jobs."""
+    return [f"{params['prefix']}-{n % params['count']}" for n in range(params["callers"])]
+
+
+async def _imagejobs_service(url: str, params: dict[str, Any]) -> int:
+    """A service: every caller awaits its job with ``client.wait``, on one shared client."""
+    from imagejobs import PollPolicy
+
+    scale = params["scale"]  # seconds of real life per second of benchmark
+    policy = PollPolicy(initial_delay=2 / scale, max_delay=30 / scale)
+    budget = {"max_in_flight": params["in_flight"], "rate": params["rate"] * scale}
+    async with _imagejobs_client(url, **budget) as client:
+        jobs = await asyncio.gather(*(client.wait(job_id, policy) for job_id in _callers(params)))
+    return sum(job.status.value == "SUCCESS" for job in jobs)
 
 
 # --- the floor: bare aiohttp ---------------------------------------------------
@@ -160,6 +178,23 @@ def _sdk_thread_polling(url: str, prefix: str, count: int, delay: float, threads
         return sum(pool.map(wait, [f"{prefix}-{n}" for n in range(count)]))
 
 
+def _sdk_service(url: str, params: dict[str, Any]) -> int:
+    """The service today: each caller blocks a thread in a get-and-sleep loop."""
+    callers = _callers(params)
+    client = _sdk_client(url, len(callers))
+    delay = params["sdk_sleep"] / params["scale"]
+
+    def wait(job_id: str) -> bool:
+        while True:
+            status = client.show_image_job(_sdk_request(job_id)).status
+            if status in ("SUCCESS", "FAILED"):
+                return bool(status == "SUCCESS")
+            time.sleep(delay)
+
+    with concurrent.futures.ThreadPoolExecutor(len(callers)) as pool:
+        return sum(pool.map(wait, callers))
+
+
 # --- parse cost ------------------------------------------------------------------
 
 
@@ -208,6 +243,10 @@ def run(scenario: str, variant: str, url: str, params: dict[str, Any]) -> dict[s
         if variant == "imagejobs":
             return _measure(lambda: asyncio.run(_imagejobs_wait_many(url, prefix, count, params)))
         return _measure(lambda: _sdk_thread_polling(url, prefix, count, delay, params["threads"]))
+    if scenario == "service":
+        if variant == "imagejobs":
+            return _measure(lambda: asyncio.run(_imagejobs_service(url, params)))
+        return _measure(lambda: _sdk_service(url, params))
     raise ValueError(f"unknown scenario {scenario!r} / variant {variant!r}")
 
 

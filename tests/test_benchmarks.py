@@ -28,6 +28,14 @@ def test_every_variant_of_every_scenario_runs(env: dict[str, str]) -> None:
             result = run_variant("jobs", variant, server.url, {**params, "threads": 2}, env)
             assert result["requests"] == 5  # every job succeeded
             assert '"requests": 10' in server.ask(f"stats {prefix}")
+        for variant in ("imagejobs", "sdk_threads"):
+            prefix = f"service{variant}"
+            assert server.ask(f"timed {prefix} 3 0.3") == "ok"
+            params = {"prefix": prefix, "count": 3, "callers": 9, "scale": 100.0}
+            params |= {"in_flight": 4, "rate": 1.5, "sdk_sleep": 5.0}
+            result = run_variant("service", variant, server.url, params, env)
+            assert result["requests"] == 9  # every caller saw its job succeed
+            assert '"requests": 0' not in server.ask(f"stats {prefix}")
     for variant in ("imagejobs", "floor", "sdk"):
         result = run_variant("parse", variant, "-", {"body": "big", "rounds": 2}, env)
         assert result["us_per_parse"] > 0
