@@ -163,9 +163,8 @@ async def _sdk_async_gets(url: str, total: int, concurrency: int, job_id: str) -
     return await _hammer(get, total, concurrency)
 
 
-def _sdk_thread_polling(url: str, prefix: str, count: int, delay: float, threads: int) -> int:
-    """The way it is done today: a thread per job at a time, a sleep between polls."""
-    client = _sdk_client(url, threads)
+def _sdk_wait_all(client: Any, job_ids: list[str], delay: float, threads: int) -> int:
+    """The way it is done today: a thread per wait, a get and a sleep until the job ends."""
 
     def wait(job_id: str) -> bool:
         while True:
@@ -175,24 +174,20 @@ def _sdk_thread_polling(url: str, prefix: str, count: int, delay: float, threads
             time.sleep(delay)
 
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        return sum(pool.map(wait, [f"{prefix}-{n}" for n in range(count)]))
+        return sum(pool.map(wait, job_ids))
+
+
+def _sdk_thread_polling(url: str, prefix: str, count: int, delay: float, threads: int) -> int:
+    """Many jobs, a pool of threads each polling one job at a time."""
+    job_ids = [f"{prefix}-{n}" for n in range(count)]
+    return _sdk_wait_all(_sdk_client(url, threads), job_ids, delay, threads)
 
 
 def _sdk_service(url: str, params: dict[str, Any]) -> int:
     """The service today: each caller blocks a thread in a get-and-sleep loop."""
     callers = _callers(params)
-    client = _sdk_client(url, len(callers))
     delay = params["sdk_sleep"] / params["scale"]
-
-    def wait(job_id: str) -> bool:
-        while True:
-            status = client.show_image_job(_sdk_request(job_id)).status
-            if status in ("SUCCESS", "FAILED"):
-                return bool(status == "SUCCESS")
-            time.sleep(delay)
-
-    with concurrent.futures.ThreadPoolExecutor(len(callers)) as pool:
-        return sum(pool.map(wait, callers))
+    return _sdk_wait_all(_sdk_client(url, len(callers)), callers, delay, len(callers))
 
 
 # --- parse cost ------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from imagejobs import Client, RetryPolicy
-from imagejobs.testing import FakeWorkspace
+from imagejobs.testing import FakeClock, FakeWorkspace
 
 # Deadlines are timing assertions, which this suite does not make.
 settings.register_profile("dev", max_examples=60, deadline=None)
@@ -53,3 +53,16 @@ async def client(fake: FakeWorkspace) -> AsyncIterator[Client]:
     """A client pointed at the ``fake`` server, sending one request per call (no retries)."""
     async with fake.client(retry=RetryPolicy(max_attempts=1)) as c:
         yield c
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Virtual time for one test."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def server(clock: FakeClock, keys: dict[str, Any]) -> AsyncIterator[FakeWorkspace]:
+    """A fake server on the ``clock``'s time, verifying AK/SK signatures."""
+    async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
+        yield fake

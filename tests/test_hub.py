@@ -58,17 +58,6 @@ def story(job_id: str) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def server(clock: FakeClock, keys: dict[str, Any]) -> AsyncIterator[FakeWorkspace]:
-    async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
-        yield fake
-
-
 def moves(transitions: list[Transition]) -> list[tuple[str | None, str | None, str | None]]:
     return [(t.sub_job_id, t.previous, t.current) for t in transitions]
 

@@ -73,17 +73,6 @@ def gaps(requests: list[Any]) -> list[float]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def server(clock: FakeClock, keys: dict[str, Any]) -> AsyncIterator[FakeWorkspace]:
-    async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def api(server: FakeWorkspace, clock: FakeClock) -> Any:
     # get_job's own retries are off, so a test sees every request the waiter makes.
     async with server.client(retry=RetryPolicy(max_attempts=1), clock=clock) as client:
