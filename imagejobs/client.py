@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import random
 import ssl as _ssl
+import weakref
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -157,6 +158,7 @@ class Client:
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         budget = RequestBudget.create(max_in_flight, rate, self.clock.monotonic())
         self._gate = Gate(budget, self.clock)
+        self._call_gates: weakref.WeakSet[Gate] = weakref.WeakSet()
         self._hub = Hub(self._poll, self.clock, self._retry, max_polls=max_in_flight)
 
     @classmethod
@@ -219,7 +221,9 @@ class Client:
             return
         self._closed = True
         await self._hub.close()
-        await self._gate.close(ImageJobsError("the client is closed"))
+        closed = ImageJobsError("the client is closed")
+        for gate in [self._gate, *self._call_gates]:
+            await gate.close(closed)
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
@@ -330,7 +334,9 @@ class Client:
         cap = self.max_in_flight if max_in_flight is None else max_in_flight
         per_second = self.rate if rate is None else rate
         check_limits(cap, per_second)
-        return Gate(RequestBudget.create(cap, per_second, self.clock.monotonic()), self.clock)
+        gate = Gate(RequestBudget.create(cap, per_second, self.clock.monotonic()), self.clock)
+        self._call_gates.add(gate)
+        return gate
 
     def job_url(self, job_id: str) -> str:
         """Return the URL of a job's details; raises :class:`InvalidArgument` for a bad ID."""
@@ -360,10 +366,12 @@ class Client:
                 return await self._attempt(session, url, refresh)
             except ImageJobsError as error:
                 elapsed = self.clock.monotonic() - started
+                # The gate holds every request until a Retry-After has passed.
+                held = getattr(error, "retry_after", None) or 0.0
                 if (
                     not is_transient(error)
                     or tries >= self._retry.max_attempts
-                    or elapsed >= self._retry.max_time
+                    or elapsed + held >= self._retry.max_time
                     or self._closed
                 ):
                     if tries > 1:

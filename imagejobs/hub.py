@@ -24,7 +24,7 @@ import heapq
 import itertools
 import math
 import random as _random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -76,6 +76,8 @@ class Mailbox:
         self._ready = asyncio.Event()
 
     def put(self, item: Event | BaseException) -> None:
+        # Unbounded on purpose: an event is never dropped. A caller who stops
+        # reading a watch should close it (``aclose``, ``break`` in ``async for``).
         """Add an event, or an exception that is a bug, for the caller to see."""
         self._items.append(item)
         self._ready.set()
@@ -103,6 +105,10 @@ class Subscription:
     deadline: float
     last: ImageJob | None
     delays: Iterator[float]
+    joined: int = 0
+    """When it joined, in the hub's order of events: a poll sent before then is older
+    than a ``since`` it brought, so it is not told that poll's answer."""
+    since_given: bool = False
     wants_at: float = 0.0
     """When this subscriber wants the job polled next (jitter included)."""
     grace_from: float | None = None
@@ -121,6 +127,8 @@ class _Stream:
     polls: int = 0
     poll: asyncio.Task[ImageJob] | None = None
     poll_started: float = 0.0
+    poll_order: int = 0
+    poll_gate: Gate | None = None
     # The number of the stream's live entry in the due heap; other entries are stale.
     ticket: int | None = None
     # One draw of jitter per poll, shared by all subscribers: each drawing its own
@@ -152,9 +160,14 @@ class Hub:
         self._streams: dict[str, _Stream] = {}
         self._due: list[tuple[float, int, _Stream]] = []
         self._deadlines: list[tuple[float, int, Subscription]] = []
+        self._ended_in_heap = 0
         self._order = itertools.count()
         self._returned: deque[tuple[_Stream, asyncio.Task[ImageJob]]] = deque()
         self._polls: set[asyncio.Task[ImageJob]] = set()
+        # Polls out per gate (None: the client's own), and streams due that wait for
+        # room in theirs: a slow call's cap must not hold back anyone else's polls.
+        self._out: Counter[Gate | None] = Counter()
+        self._parked: dict[Gate | None, list[_Stream]] = {}
         self._runner: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -180,6 +193,8 @@ class Hub:
         now = self._clock.monotonic()
         deadline = math.inf if policy.timeout is None else now + policy.timeout
         sub = Subscription(job_id, policy, mailbox, gate, now, deadline, since, policy.delays())
+        sub.joined = next(self._order)
+        sub.since_given = since is not None
         if since is not None and since.is_terminal:
             self._end(sub, self._outcome(sub, now))
             return sub
@@ -190,7 +205,7 @@ class Hub:
         if deadline < math.inf:
             heapq.heappush(self._deadlines, (deadline, next(self._order), sub))
         fresh = stream.snapshot is not None and now - stream.seen_at < policy.initial_delay
-        if fresh and stream.snapshot is not None:
+        if fresh and stream.snapshot is not None and since is None:
             # Seen a moment ago: as good as a new poll, and it costs nothing.
             self._tell(sub, stream, stream.snapshot)
         else:
@@ -206,7 +221,7 @@ class Hub:
         sub.ended = True
         self._leave(sub)
 
-    def _leave(self, sub: Subscription) -> None:
+    def _unlink(self, sub: Subscription) -> None:
         stream = self._streams.get(sub.job_id)
         if stream is None or sub not in stream.subscribers:
             return
@@ -231,6 +246,16 @@ class Hub:
         sub.ended = True
         sub.mailbox.put(outcome)
         self._leave(sub)
+
+    def _leave(self, sub: Subscription) -> None:
+        if sub.deadline < math.inf:
+            self._ended_in_heap += 1
+            if self._ended_in_heap > 64 and self._ended_in_heap > len(self._deadlines) // 2:
+                # Ended waits would stay in the heap until their deadline: drop them now.
+                self._deadlines = [entry for entry in self._deadlines if not entry[2].ended]
+                heapq.heapify(self._deadlines)
+                self._ended_in_heap = 0
+        self._unlink(sub)
 
     # --- what subscribers are told --------------------------------------------------
 
@@ -261,7 +286,7 @@ class Hub:
         now = min(now, sub.deadline)
         stream = self._streams.get(sub.job_id)
         if stream is not None and stream.failure is not None:
-            since = stream.failing_since if stream.failing_since is not None else now
+            since = max(sub.started, stream.failing_since or now)
             error = _own_copy(stream.failure)
             error.failing_for = max(0.0, now - since)
             return Outcome(sub.job_id, job, error)
@@ -306,7 +331,7 @@ class Hub:
         if self._deadlines:
             wake = self._deadlines[0][0]
         entry = self._next_due()
-        if entry is not None and len(self._polls) < self._max_polls:
+        if entry is not None:
             wake = min(wake, entry[0])
         return wake
 
@@ -355,6 +380,10 @@ class Hub:
             return
         stream.ticket = next(self._order)
         heapq.heappush(self._due, (when, stream.ticket, stream))
+        if len(self._due) > 64 + 4 * len(self._streams):
+            # Each reschedule leaves the stream's older entry behind: drop those now.
+            self._due = [entry for entry in self._due if entry[1] == entry[2].ticket]
+            heapq.heapify(self._due)
 
     def _next_due(self) -> tuple[float, int, _Stream] | None:
         while self._due and self._due[0][1] != self._due[0][2].ticket:
@@ -362,37 +391,64 @@ class Hub:
         return self._due[0] if self._due else None
 
     def _launch(self, now: float) -> None:
-        """Start the polls that are due, earliest first, a few more than the budget's room."""
-        while len(self._polls) < self._max_polls:
-            entry = self._next_due()
-            if entry is None or entry[0] > now:
-                return
+        """Start the polls that are due, earliest first, as far as each one's gate has room."""
+        while (entry := self._next_due()) is not None and entry[0] <= now:
             heapq.heappop(self._due)
             when, _, stream = entry
             stream.ticket = None
-            # The poll goes through the call gate of the subscriber that asked first.
-            asking = min(stream.subscribers, key=lambda sub: sub.wants_at)
+            gate = self._gate_for(stream)
+            if self._out[gate] >= self._room(gate):
+                self._parked.setdefault(gate, []).append(stream)
+                continue
+            self._out[gate] += 1
             stream.polls += 1
             stream.poll_started = now
+            stream.poll_order = next(self._order)
+            stream.poll_gate = gate
             task: asyncio.Task[ImageJob] = asyncio.get_running_loop().create_task(
-                self._poll_job(stream.job_id, when, asking.gate)
+                self._poll_job(stream.job_id, when, gate)
             )
             stream.poll = task
             self._polls.add(task)
-            task.add_done_callback(functools.partial(self._returned_from, stream))
+            task.add_done_callback(functools.partial(self._returned_from, stream, gate))
 
-    def _returned_from(self, stream: _Stream, task: asyncio.Task[ImageJob]) -> None:
+    @staticmethod
+    def _gate_for(stream: _Stream) -> Gate | None:
+        """Return the call gate a poll goes through: none if any subscriber has none."""
+        gates = {sub.gate for sub in stream.subscribers}
+        if None in gates or not gates:
+            return None
+        asking = min(stream.subscribers, key=lambda sub: sub.wants_at)
+        return asking.gate
+
+    def _room(self, gate: Gate | None) -> int:
+        return self._max_polls if gate is None else gate.budget.max_in_flight
+
+    def _returned_from(
+        self, stream: _Stream, gate: Gate | None, task: asyncio.Task[ImageJob]
+    ) -> None:
         self._polls.discard(task)
+        self._out[gate] -= 1
+        for parked in self._parked.pop(gate, []):
+            if self._streams.get(parked.job_id) is parked:
+                self._reschedule(parked)
         if not task.cancelled():
             task.exception()  # seen here, so an abandoned poll's error is never reported as lost
-            self._returned.append((stream, task))
+        self._returned.append((stream, task))
         self._poke()
 
     def _handle(self, stream: _Stream, task: asyncio.Task[ImageJob], now: float) -> None:
         if self._streams.get(stream.job_id) is not stream or stream.poll is not task:
             return  # its subscribers left while it was out
         stream.poll = None
-        error = task.exception()
+        if task.cancelled():
+            # Not by the hub (it lets go of a poll before cancelling it): something
+            # the request awaited was cancelled under it. Poll again, with backoff.
+            error: BaseException | None = TransportError(
+                f"the poll of job {stream.job_id} was cancelled"
+            )
+        else:
+            error = task.exception()
         if error is None:
             self._on_job(stream, task.result(), now)
         else:
@@ -408,6 +464,8 @@ class Hub:
         stream.failures = 0
         stream.retry_at = -math.inf
         for sub in list(stream.subscribers):
+            if sub.since_given and sub.joined > stream.poll_order:
+                continue  # sent before it joined: maybe older than its since; it asks anew
             self._tell(sub, stream, job)
 
     def _on_error(self, stream: _Stream, error: BaseException, now: float) -> None:
@@ -435,6 +493,9 @@ class Hub:
     def _on_not_found(self, stream: _Stream, error: JobNotFound, now: float) -> None:
         """Poll a never-seen job again while a subscriber's grace runs: it may be new."""
         stream.draw = self._random()
+        stream.failing_since = stream.failure = None  # an answer: the outage is over
+        stream.failures = 0
+        stream.retry_at = -math.inf
         for sub in list(stream.subscribers):
             if sub.grace_from is None:
                 sub.grace_from = max(stream.poll_started, sub.started)
@@ -471,6 +532,8 @@ class Hub:
 def _own_copy(error: ImageJobsError) -> ImageJobsError:
     """Return a copy of an error for one subscriber: each raises its own, with its own traceback."""
     try:
-        return copy.copy(error)
+        own = copy.copy(error)
     except Exception:  # noqa: BLE001 - an error that cannot be copied is shared instead
         return error
+    own.__cause__ = error.__cause__
+    return own

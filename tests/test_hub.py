@@ -480,3 +480,127 @@ async def test_a_transport_error_is_a_failed_poll_not_an_ending(keys: dict[str, 
             seen = [t async for t in client.watch(JOB)]
     assert moves(seen) == [(None, None, "RUNNING"), (None, "RUNNING", "SUCCESS")]
     assert len(fake.requests) == 3, "the cut-off answer was polled again, once"
+
+
+# --- found in review --------------------------------------------------------------
+
+
+class _FlakyAuthorization:
+    """Credentials whose first signing awaits a task that someone else cancels."""
+
+    def __init__(self, signer: Any) -> None:
+        self.signer = signer
+        self.calls = 0
+
+    async def authorize(
+        self, method: str, url: str, headers: dict[str, str], project_id: str
+    ) -> dict[str, str]:
+        self.calls += 1
+        if self.calls == 1:
+            shared = asyncio.ensure_future(asyncio.sleep(10))
+            asyncio.get_running_loop().call_soon(shared.cancel)
+            await shared
+        signed: dict[str, str] = await self.signer.authorize(method, url, headers, project_id)
+        return signed
+
+
+async def test_a_poll_cancelled_from_below_is_polled_again(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING"), snap("SUCCESS")])
+    flaky = _FlakyAuthorization(server.credentials)
+    async with server.client(clock=clock, credentials=flaky) as client:
+        job = await client.wait(JOB, PollPolicy(timeout=600))
+    assert job.status is JobStatus.SUCCESS
+    assert clock.monotonic() < 600
+
+
+async def test_a_since_newer_than_the_last_poll_never_goes_backwards(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    server.add_job(
+        [snap("RUNNING", "RUNNING"), snap("RUNNING", "SUCCESS"), snap("SUCCESS", "SUCCESS")],
+        every=1.0,
+    )
+    policy = PollPolicy(initial_delay=2, max_delay=2, jitter=0, timeout=60)
+    async with server.client(clock=clock) as client:
+        other = asyncio.ensure_future(client.wait(JOB, policy))  # the hub sees stage 0 at 0 s
+        await clock.sleep(1.5)
+        since = await client.get_job(JOB)  # stage 1, newer than what the hub saw
+        seen = [t async for t in client.watch(JOB, policy, since=since)]
+        await other
+    assert moves(seen) == [(None, "RUNNING", "SUCCESS")]
+
+
+async def test_a_narrow_call_holds_back_neither_other_calls_nor_shared_jobs(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    slow_ids = [f"slow-{n}" for n in range(10)]
+    for job_id in slow_ids:
+        server.add_job([snap("RUNNING", job_id=job_id)])
+    server.add_job([snap("RUNNING", job_id="shared"), snap("SUCCESS", job_id="shared")], every=3)
+    server.add_job([snap("SUCCESS", job_id="other")])
+    async with server.client(clock=clock, max_in_flight=4) as client:
+        crawl = client.wait_many([*slow_ids, "shared"], PollPolicy(timeout=600), rate=0.01)
+        crawling = asyncio.ensure_future(anext(crawl))
+        await clock.sleep(1)
+        other = await client.wait("other", PollPolicy(timeout=60))
+        assert clock.monotonic() == 1, "another call's poll went at once"
+        shared = await client.wait("shared", PollPolicy(initial_delay=2, max_delay=2, jitter=0))
+        # Done at 4 s, polled every 2 s or sooner: seen by 6 s, not at the crawl's 100 s.
+        assert clock.monotonic() <= 6, "a shared job's polls skip a narrow caller's cap"
+        crawling.cancel()
+        await crawl.aclose()
+    assert other.status is shared.status is JobStatus.SUCCESS
+
+
+async def test_ended_waits_do_not_pile_up_behind_a_long_one(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    server.add_job([snap("RUNNING", job_id="long")])
+    for n in range(500):
+        server.add_job([snap("SUCCESS", job_id=f"short-{n}")])
+    async with server.client(clock=clock) as client:
+        long = asyncio.ensure_future(client.wait("long", PollPolicy(timeout=3600)))
+        for n in range(500):
+            await client.wait(f"short-{n}")
+        hub = client._hub
+        assert len(hub._deadlines) < 200, "ended waits are dropped from the deadline heap"
+        assert len(hub._due) < 200
+        long.cancel()
+
+
+async def test_get_job_gives_up_at_once_on_a_retry_after_past_its_max_time(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    server.add_job([Reply.error(429, "APIGW.0308", "slow down", retry_after=600)], job_id=JOB)
+    async with server.client(clock=clock, retry=RetryPolicy(max_time=30)) as client:
+        with pytest.raises(Throttled) as info:
+            await client.get_job(JOB)
+    assert info.value.retry_after == 600
+    assert clock.monotonic() == 0
+    assert len(server.requests) == 1
+
+
+async def test_two_fake_clocks_on_one_loop_both_move_on() -> None:
+    first, second = FakeClock(), FakeClock()
+    await asyncio.gather(first.sleep(1), second.sleep(1))
+    assert first.monotonic() == second.monotonic() == 1
+
+
+async def test_closing_stops_a_narrow_calls_timer_too(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    for job_id in "abc":
+        server.add_job([snap("RUNNING", job_id=job_id)])
+    client = server.client(clock=clock)
+    outcomes = asyncio.ensure_future(_collect_outcomes_narrow(client, list("abc")))
+    await clock.sleep(5)
+    await client.close()
+    assert [o.kind for o in await outcomes] == ["error"] * 3
+    await asyncio.sleep(0)
+    assert _library_tasks() == set()
+
+
+async def _collect_outcomes_narrow(client: Client, ids: list[str]) -> list[Any]:
+    return [o async for o in client.wait_many(ids, rate=0.1)]

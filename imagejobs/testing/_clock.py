@@ -14,22 +14,32 @@ __all__ = ["FakeClock"]
 _REAL_TIMER_HORIZON = 1.0
 
 
+def _is_clock_check(handle: asyncio.Handle) -> bool:
+    """Whether a loop callback is a FakeClock's own look: another clock's is no work."""
+    callback = getattr(handle, "_callback", None)
+    return getattr(callback, "__func__", None) is FakeClock._jump_if_idle
+
+
 def _busy_for(loop: asyncio.AbstractEventLoop) -> float | None:
     """Return None if the loop has nothing to do but sleep, else how long to look again in.
 
     Reads the standard event loop's own queues: ready callbacks, sockets with
     something to read or write, and real timers due soon. On another loop it
     only knows about ready callbacks, which is enough for in-process tests.
+    Work in threads (``run_in_executor``, name resolution) is not seen.
     """
-    ready = getattr(loop, "_ready", None)
-    if ready:
+    ready = getattr(loop, "_ready", ())
+    if any(not _is_clock_check(handle) for handle in ready):
         return 0.0
     selector = getattr(loop, "_selector", None)
     # Level-triggered: looking does not consume the events the loop will handle next.
     if selector is not None and selector.select(0):
         return 0.0
     scheduled = getattr(loop, "_scheduled", ())
-    soonest = min((h.when() for h in scheduled if not h.cancelled()), default=None)
+    soonest = min(
+        (h.when() for h in scheduled if not h.cancelled() and not _is_clock_check(h)),
+        default=None,
+    )
     if soonest is not None and soonest - loop.time() <= _REAL_TIMER_HORIZON:
         return max(0.0, float(soonest - loop.time()))
     return None
@@ -46,6 +56,11 @@ class FakeClock:
     takes milliseconds, concurrent waits interleave as they would in real
     time, and a request in flight to an in-process server finishes before
     time moves on. ``sleeps`` lists every sleep requested, in order.
+
+    What it cannot see: work in threads, such as resolving a host name (serve
+    the fake on ``127.0.0.1``, as it does by default, not ``localhost``), and
+    real timers more than a second away (a fake server's ``latency`` above
+    that lets virtual time move on while it waits).
     """
 
     def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
