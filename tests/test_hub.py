@@ -192,10 +192,10 @@ async def test_get_job_spends_the_same_budget(keys: dict[str, Any]) -> None:
 
 
 async def test_requests_queue_in_the_client_not_in_the_pool(keys: dict[str, Any]) -> None:
-    # 200 answers of 0.2 s, 50 at a time, take 0.8 s: more than the 0.5 s a request may
+    # 400 answers of 0.1 s, 50 at a time, take 0.8 s: more than the 0.5 s a request may
     # take. Had they queued in aiohttp's pool, the timeout would count the queueing.
-    ids = [f"{n:03d}" for n in range(200)]
-    async with FakeWorkspace(latency=0.2, **keys) as fake:
+    ids = [f"{n:03d}" for n in range(400)]
+    async with FakeWorkspace(latency=0.1, **keys) as fake:
         for job_id in ids:
             fake.add_job([snap("SUCCESS", job_id=job_id)])
         async with fake.client(
@@ -203,7 +203,7 @@ async def test_requests_queue_in_the_client_not_in_the_pool(keys: dict[str, Any]
         ) as c:
             jobs = await asyncio.gather(*(c.wait(job_id) for job_id in ids))
     assert [job.id for job in jobs] == ids
-    assert len(fake.requests) == 200
+    assert len(fake.requests) == 400
     assert fake.peak_in_flight == 50
 
 
