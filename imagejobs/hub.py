@@ -128,7 +128,6 @@ class _Stream:
     poll: asyncio.Task[ImageJob] | None = None
     poll_started: float = 0.0
     poll_order: int = 0
-    poll_gate: Gate | None = None
     # The number of the stream's live entry in the due heap; other entries are stale.
     ticket: int | None = None
     # One draw of jitter per poll, shared by all subscribers: each drawing its own
@@ -404,7 +403,6 @@ class Hub:
             stream.polls += 1
             stream.poll_started = now
             stream.poll_order = next(self._order)
-            stream.poll_gate = gate
             task: asyncio.Task[ImageJob] = asyncio.get_running_loop().create_task(
                 self._poll_job(stream.job_id, when, gate)
             )
@@ -429,6 +427,8 @@ class Hub:
     ) -> None:
         self._polls.discard(task)
         self._out[gate] -= 1
+        if not self._out[gate]:
+            del self._out[gate]  # a finished call's gate is not kept alive here
         for parked in self._parked.pop(gate, []):
             if self._streams.get(parked.job_id) is parked:
                 self._reschedule(parked)

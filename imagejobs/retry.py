@@ -37,12 +37,13 @@ def is_transient(error: BaseException) -> bool:
 
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
-    """How one request is retried when the failure is transient.
+    """How one request (:meth:`Client.get_job`) is retried when the failure is transient.
 
     At most ``max_attempts`` tries (``1`` switches retries off) within
     ``max_time`` seconds. Delays start at ``initial_delay`` and double up to
     ``max_delay``, each drawn with full jitter; a ``Retry-After`` from the
-    server is a floor. Each try is signed afresh.
+    server is a floor. Each try is signed afresh. A wait does not retry a poll
+    this way: it polls again after the same doubling delays, until its deadline.
     """
 
     max_attempts: int = attrs.field(default=4, validator=number_validator(minimum=1, whole=True))

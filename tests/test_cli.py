@@ -18,7 +18,7 @@ import pytest
 from imagejobs import from_wire, to_wire
 from imagejobs.cli._args import parse_duration
 from imagejobs.cli._report import most_severe
-from imagejobs.testing import FakeWorkspace, Reply
+from imagejobs.testing import FakeWorkspace, Reply, Step
 
 # The fake has no gateway limit to respect: no budget to slow the test down.
 FAST = ["--initial-delay", "10ms", "--max-delay", "50ms", "--rate", "10000"]
@@ -119,6 +119,28 @@ async def test_success_exits_0_with_grep_able_lines(fake: FakeWorkspace, home: P
     )
     assert lines[-1].startswith("result ok success status=SUCCESS duration=")
     assert lines[-1].endswith(" resources=res-ok-0")
+
+
+async def test_an_outage_during_a_wait_does_not_fail_the_step(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    busy = Reply.error(503, "WKS.0503", "Service unavailable")
+    steps: list[Step] = [job("flaky", "RUNNING"), busy, busy, busy, busy]
+    fake.add_job([*steps, job("flaky", "SUCCESS")], job_id="flaky")
+    run = await cli("wait", "flaky", *FAST, env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    assert run.stderr.splitlines()[-1].startswith("result flaky success status=SUCCESS")
+
+
+async def test_polls_failing_at_the_deadline_exit_4_saying_so(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    busy = Reply.error(503, "WKS.0503", "Service unavailable")
+    fake.add_job([job("down", "RUNNING"), busy], job_id="down")
+    run = await cli("wait", "down", *FAST, "--timeout", "300ms", env=fake_env(fake, home))
+    assert run.code == 4, run.stderr
+    assert "503 WKS.0503: Service unavailable" in run.stderr
+    assert "polls failing for" in run.stderr
 
 
 async def test_a_failed_job_exits_1_and_prints_its_error(fake: FakeWorkspace, home: Path) -> None:
