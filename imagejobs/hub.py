@@ -113,7 +113,18 @@ class Subscription:
     """When this subscriber wants the job polled next (jitter included)."""
     grace_from: float | None = None
     ended: bool = False
-    transitions: deque[Transition] = attrs.Factory(lambda: deque(maxlen=KEPT_TRANSITIONS))
+    transitions: list[Transition] = attrs.Factory(list)
+    """What it was told, the most recent :data:`KEPT_TRANSITIONS` (see :meth:`kept`)."""
+
+    def keep(self, changes: list[Transition]) -> None:
+        """Remember transitions; the oldest go once there are twice as many as kept."""
+        self.transitions.extend(changes)
+        if len(self.transitions) >= 2 * KEPT_TRANSITIONS:
+            del self.transitions[:-KEPT_TRANSITIONS]
+
+    def kept(self) -> list[Transition]:
+        """Return the most recent transitions, at most :data:`KEPT_TRANSITIONS`."""
+        return self.transitions[-KEPT_TRANSITIONS:]
 
 
 @attrs.define(eq=False)
@@ -166,7 +177,7 @@ class Hub:
         # Polls out per gate (None: the client's own), and streams due that wait for
         # room in theirs: a slow call's cap must not hold back anyone else's polls.
         self._out: Counter[Gate | None] = Counter()
-        self._parked: dict[Gate | None, list[_Stream]] = {}
+        self._parked: dict[Gate | None, list[tuple[float, int, _Stream]]] = {}
         self._runner: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -262,7 +273,7 @@ class Hub:
         """Give a subscriber what changed since it last looked, and plan its next poll."""
         changes = diff(sub.last, job, observed_at=self._clock.now(), poll=stream.polls)
         sub.last = job
-        sub.transitions.extend(changes)
+        sub.keep(changes)
         for change in changes:
             sub.mailbox.put(change)
         if job.is_terminal:
@@ -280,7 +291,7 @@ class Hub:
         job = sub.last
         if job is not None and job.is_terminal:
             failed = job.status is not JobStatus.SUCCESS
-            return Outcome(sub.job_id, job, JobFailed(job, sub.transitions) if failed else None)
+            return Outcome(sub.job_id, job, JobFailed(job, sub.kept()) if failed else None)
         # The wait ended on its deadline, even if the loop got round to it a moment later.
         now = min(now, sub.deadline)
         stream = self._streams.get(sub.job_id)
@@ -289,7 +300,7 @@ class Hub:
             error = _own_copy(stream.failure)
             error.failing_for = max(0.0, now - since)
             return Outcome(sub.job_id, job, error)
-        timeout = WaitTimeout(sub.job_id, job, now - sub.started, sub.transitions)
+        timeout = WaitTimeout(sub.job_id, job, now - sub.started, sub.kept())
         return Outcome(sub.job_id, job, timeout)
 
     # --- the loop -------------------------------------------------------------------
@@ -397,7 +408,7 @@ class Hub:
             stream.ticket = None
             gate = self._gate_for(stream)
             if self._out[gate] >= self._room(gate):
-                self._parked.setdefault(gate, []).append(stream)
+                heapq.heappush(self._parked.setdefault(gate, []), (when, next(self._order), stream))
                 continue
             self._out[gate] += 1
             stream.polls += 1
@@ -427,15 +438,25 @@ class Hub:
     ) -> None:
         self._polls.discard(task)
         self._out[gate] -= 1
+        self._unpark(gate)
         if not self._out[gate]:
             del self._out[gate]  # a finished call's gate is not kept alive here
-        for parked in self._parked.pop(gate, []):
-            if self._streams.get(parked.job_id) is parked:
-                self._reschedule(parked)
         if not task.cancelled():
             task.exception()  # seen here, so an abandoned poll's error is never reported as lost
         self._returned.append((stream, task))
         self._poke()
+
+    def _unpark(self, gate: Gate | None) -> None:
+        """Put back as many parked streams, earliest first, as the gate has room for."""
+        parked = self._parked.get(gate)
+        room = self._room(gate) - self._out[gate]
+        while parked and room > 0:
+            _, _, stream = heapq.heappop(parked)
+            if self._streams.get(stream.job_id) is stream and stream.poll is None:
+                self._reschedule(stream)
+                room -= 1
+        if not parked:
+            self._parked.pop(gate, None)
 
     def _handle(self, stream: _Stream, task: asyncio.Task[ImageJob], now: float) -> None:
         if self._streams.get(stream.job_id) is not stream or stream.poll is not task:
