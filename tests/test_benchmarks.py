@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.run import fake_server, run_variant
+from benchmarks.throttling import GATEWAYS, LIMITERS, simulate
 
 
 @pytest.fixture
@@ -39,3 +40,11 @@ def test_every_variant_of_every_scenario_runs(env: dict[str, str]) -> None:
     for variant in ("imagejobs", "floor", "sdk"):
         result = run_variant("parse", variant, "-", {"body": "big", "rounds": 2}, env)
         assert result["us_per_parse"] > 0
+
+
+def test_the_throttling_simulation_ends_every_job_under_each_limiter() -> None:
+    for gateway in GATEWAYS.values():
+        for limiter in LIMITERS.values():
+            result = simulate(limiter(50.0), gateway(10), jobs=20)
+            assert result["requests"] >= 20 * 2  # every job polled until it ended
+            assert 0 <= result["throttled_share"] < 1
