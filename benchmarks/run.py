@@ -539,9 +539,9 @@ def main(argv: list[str] | None = None) -> int:
                 parse_cost(env, rounds=1 if quick else 5, repeats=500 if quick else 5000),
                 many_jobs(server, env, count=200 if quick else 1000, rounds=1 if quick else 3),
                 many_waiters(server, env, count=1000 if quick else 10_000),
+                startup(env, rounds=3 if quick else 10),
                 service(server, env, rounds=1 if quick else 3, seconds=10 if quick else 20),
                 throttling(seeds=3 if quick else 9),
-                startup(env, rounds=3 if quick else 10),
             ):
                 sections.append(text)
                 data.update(figures)
