@@ -13,7 +13,6 @@ import ssl as _ssl
 import weakref
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
@@ -25,7 +24,7 @@ from ._version import __version__
 from .auth import Credentials, RefreshableCredentials
 from .budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE, RequestBudget, check_limits
 from .clock import SYSTEM_CLOCK, Clock
-from .codec import decode_response
+from .codec import decode_response, parse_http_date
 from .config import from_environment
 from .errors import (
     ApiError,
@@ -68,11 +67,16 @@ logger = logging.getLogger("imagejobs")
 def _check_endpoint(endpoint: object) -> str:
     if not isinstance(endpoint, str):
         raise InvalidArgument(f"endpoint must be a string, got {type(endpoint).__name__}")
-    parts = urlsplit(endpoint.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument(
-            f"endpoint {endpoint!r} is not an http(s) URL like https://host[:port]"
-        )
+    problem = f"endpoint {endpoint!r} is not an http(s) URL like https://host[:port]"
+    try:
+        parts = urlsplit(endpoint.strip())
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # out of range, or not a number: urllib raises only when asked
+        endpoint.encode("utf-8")  # a lone surrogate cannot go in a URL
+    except (ValueError, UnicodeEncodeError):
+        raise InvalidArgument(problem) from None
+    if not usable:
+        raise InvalidArgument(problem)
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidArgument("endpoint must not contain a query, a fragment or user information")
     return endpoint.strip().rstrip("/")
@@ -353,9 +357,8 @@ class Client:
         when no answer came back; :class:`MalformedResponse` for a body that is not
         a job (:class:`ResponseTooLarge` for one over the size cap).
         """
-        url = self.job_url(job_id)
+        call = _Call(job_id, self.job_url(job_id))
         session = self._get_session()
-        refresh = _Refresh()
         waits = self._retry.waits(random.random)
         next(waits)
         started = self.clock.monotonic()
@@ -363,7 +366,7 @@ class Client:
         while True:
             tries += 1
             try:
-                return await self._attempt(session, url, refresh)
+                return await self._attempt(session, call)
             except ImageJobsError as error:
                 elapsed = self.clock.monotonic() - started
                 # The gate holds every request until a Retry-After has passed.
@@ -385,32 +388,30 @@ class Client:
     async def _poll(self, job_id: str, priority: float, call_gate: Gate | None) -> ImageJob:
         """Fetch a job once for the hub: no retries (the hub polls again with backoff)."""
         return await self._attempt(
-            self._get_session(), self.job_url(job_id), _Refresh(), priority, call_gate
+            self._get_session(), _Call(job_id, self.job_url(job_id)), priority, call_gate
         )
 
     async def _attempt(
         self,
         session: aiohttp.ClientSession,
-        url: str,
-        refresh: _Refresh,
+        call: _Call,
         priority: float | None = None,
         call_gate: Gate | None = None,
     ) -> ImageJob:
         """One try: sign afresh, send, decode; on a 401, refresh a token once."""
         try:
-            return await self._exchange(session, url, refresh, priority, call_gate)
+            return await self._exchange(session, call, priority, call_gate)
         except AuthenticationError:
-            if refresh.done or not isinstance(self._credentials, RefreshableCredentials):
+            if call.refreshed or not isinstance(self._credentials, RefreshableCredentials):
                 raise
-        refresh.done = True
-        await self._credentials.refresh(refresh.sent)
-        return await self._exchange(session, url, refresh, priority, call_gate)
+        call.refreshed = True
+        await self._credentials.refresh(call.sent)
+        return await self._exchange(session, call, priority, call_gate)
 
     async def _exchange(
         self,
         session: aiohttp.ClientSession,
-        url: str,
-        refresh: _Refresh,
+        call: _Call,
         priority: float | None,
         call_gate: Gate | None,
     ) -> ImageJob:
@@ -423,8 +424,8 @@ class Client:
         try:
             for gate in gates:
                 passes.append(await gate.acquire(priority))
-            refresh.sent = headers = await self._authorize(url)
-            job = await self._get(session, url, headers)
+            call.sent = headers = await self._authorize(call.url)
+            job = await self._get(session, call, headers)
         except Throttled as error:
             ending = {"throttled": True, "retry_after": error.retry_after}
             raise
@@ -446,8 +447,9 @@ class Client:
         return await self._credentials.authorize("GET", url, headers, self.project_id)
 
     async def _get(
-        self, session: aiohttp.ClientSession, url: str, headers: Mapping[str, str]
+        self, session: aiohttp.ClientSession, call: _Call, headers: Mapping[str, str]
     ) -> ImageJob:
+        url = call.url
         try:
             async with session.get(
                 url,
@@ -469,7 +471,7 @@ class Client:
             request_id = response.headers.get("X-Request-Id", "none")
             logger.debug("GET %s: %s (request id %s)", url, response.status, request_id)
         try:
-            return decode_response(response.status, response.headers, body)
+            return decode_response(response.status, response.headers, body, job_id=call.job_id)
         except AuthenticationError as error:
             raise _with_clock_hint(error, response.headers.get("Date")) from None
 
@@ -510,15 +512,20 @@ def _check_pool(session: aiohttp.ClientSession, max_in_flight: int) -> None:
         )
 
 
-class _Refresh:
-    """Whether this request already refreshed its token: once per request, not per try.
+class _Call:
+    """One request for a job, across its tries.
 
-    ``sent`` holds the headers of the last try, for the credentials to see which
-    token was refused.
+    ``refreshed`` says whether it already refreshed its token (once per request,
+    not per try); ``sent`` holds the headers of the last try, for the
+    credentials to see which token was refused.
     """
 
-    def __init__(self) -> None:
-        self.done = False
+    __slots__ = ("job_id", "refreshed", "sent", "url")
+
+    def __init__(self, job_id: str, url: str) -> None:
+        self.job_id = job_id
+        self.url = url
+        self.refreshed = False
         self.sent: Mapping[str, str] = {}
 
 
@@ -527,12 +534,9 @@ def _with_clock_hint(error: AuthenticationError, server_date: str | None) -> Aut
     if "expired" not in error.error_msg.lower():
         return error
     hint = "the gateway accepts signatures up to 15 minutes old: check this machine's clock"
-    try:
-        server_now = parsedate_to_datetime(server_date) if server_date else None
-    except (TypeError, ValueError):
-        server_now = None
+    server_now = parse_http_date(server_date)
     if server_now is not None:
-        skew = (datetime.now(UTC) - server_now.astimezone(UTC)).total_seconds()
+        skew = (datetime.now(UTC) - server_now).total_seconds()
         side = "ahead of" if skew >= 0 else "behind"
         hint += f", which is {abs(skew):.0f}s {side} the server's"
     hinted = type(error)(

@@ -45,6 +45,7 @@ __all__ = [
     "decode_response",
     "format_time",
     "from_wire",
+    "parse_http_date",
     "parse_retry_after",
     "parse_time",
     "to_wire",
@@ -273,6 +274,23 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def parse_http_date(value: str | None) -> datetime | None:
+    """Return an HTTP date as an aware UTC datetime, or ``None`` if it is not one.
+
+    A date without a zone, or with ``-0000`` ("UTC, local zone unknown"), is UTC.
+    Never raises: a header is outside input, and an absurd year is just unusable.
+    """
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+        if when.tzinfo is None:
+            return when.replace(tzinfo=UTC)
+        return when.astimezone(UTC)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Return a ``Retry-After`` header's delay in seconds, or ``None`` if unusable.
 
@@ -284,13 +302,13 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        when = parse_http_date(value)
+        if when is None:
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - now).total_seconds()
+        try:
+            seconds = (when - now).total_seconds()
+        except OverflowError:
+            return None
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
@@ -348,22 +366,39 @@ def decode_error(
     return cls(status, None, _raw_text(body), request_id, retry_after)
 
 
+def _job_from(status: int, body: bytes, job_id: str | None) -> ImageJob:
+    data = _load_json(body)
+    if isinstance(data, dict) and "id" not in data and "error_code" in data:
+        error = decode_error(status, body)
+        raise MalformedResponse(
+            f"a {status} whose body is an error, not a job: {error.error_code}: {error.error_msg}"
+        )
+    job = from_wire(data)
+    if job_id is not None and job.id != job_id:
+        detail = f"the answer is job {job.id!r}, not the job asked for ({job_id!r})"
+        raise MalformedResponse(detail, "$.id")
+    return job
+
+
 def decode_response(
     status: int,
     headers: Mapping[str, str],
     body: bytes,
     now: datetime | None = None,
+    *,
+    job_id: str | None = None,
 ) -> ImageJob:
     """Turn one HTTP response into a job, or raise what it means.
 
     Raises the :class:`ApiError` subclass for an error status, and
-    :class:`MalformedResponse` for a 2xx body that is not a job. ``now`` is used
-    to read a ``Retry-After`` given as a date (default: the current time).
+    :class:`MalformedResponse` for a 2xx body that is not a job, that is an
+    error object, or (given ``job_id``, the job asked for) that is another job.
+    ``now`` is used to read a ``Retry-After`` given as a date (default: now).
     """
     request_id = _header(headers, "X-Request-Id")
     if 200 <= status <= 299:
         try:
-            return from_wire(_load_json(body))
+            return _job_from(status, body, job_id)
         except MalformedResponse as exc:
             raise MalformedResponse(exc.detail, exc.path, status, request_id) from exc
     retry_after = parse_retry_after(_header(headers, "Retry-After"), now or datetime.now(UTC))

@@ -41,6 +41,11 @@ def check_id(name: str, value: object) -> str:
     bad = _FORBIDDEN_IN_ID.search(value)
     if bad:
         raise InvalidArgument(f"{name} {shown} contains {bad.group()!r}, not allowed in an ID")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate: what Python makes of bytes that are not UTF-8 (argv, files).
+        raise InvalidArgument(f"{name} {shown} is not valid Unicode text") from None
     return value
 
 

@@ -1,0 +1,162 @@
+"""What a hostile or broken gateway, or a careless caller, can send us: each ends in the tree."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imagejobs import (
+    AuthenticationError,
+    Client,
+    InvalidArgument,
+    MalformedResponse,
+    PollPolicy,
+    RetryPolicy,
+)
+from imagejobs.codec import decode_response, parse_http_date, parse_retry_after
+from imagejobs.testing import FakeClock, FakeWorkspace, Reply
+
+JOB = "702364883651395584"
+RUNNING = {"id": JOB, "status": "RUNNING", "sub_jobs": []}
+DONE = {"id": JOB, "status": "SUCCESS", "sub_jobs": []}
+
+DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "Xyz"]
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+@st.composite
+def http_dates(draw: st.DrawFn) -> str:
+    """Strings shaped like HTTP dates, with any year, any zone and junk mixed in."""
+    day = draw(st.sampled_from(DAYS))
+    month = draw(st.sampled_from([*MONTHS, "Foo"]))
+    year = draw(st.integers(min_value=-10, max_value=10**12))
+    zone = draw(
+        st.one_of(
+            st.sampled_from(["GMT", "UTC", "-0000", "+0000", "EST", "+2359", "-2359", "Z"]),
+            st.from_regex(r"[+-]\d{4}", fullmatch=True),
+            st.text(max_size=5),
+        )
+    )
+    clock = draw(st.from_regex(r"\d{1,2}:\d{1,2}:\d{1,2}", fullmatch=True))
+    return f"{day}, {draw(st.integers(0, 99))} {month} {year} {clock} {zone}"
+
+
+@given(st.one_of(http_dates(), st.text()))
+def test_any_http_date_is_read_or_refused_never_raised(text: str) -> None:
+    when = parse_http_date(text)
+    assert when is None or when.utcoffset() == timedelta(0)
+    delay = parse_retry_after(text, datetime.now(UTC))
+    assert delay is None or 0 <= delay < float("inf")
+
+
+def test_a_date_in_minus_0000_is_utc() -> None:
+    stamp = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    assert parse_http_date(format_datetime(stamp, usegmt=True)) == stamp
+    assert parse_http_date("Fri, 27 Nov 2026 10:00:00 -0000") == stamp
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run with this machine's zone 8 hours from UTC, where a naive date goes wrong."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("far_from_utc")
+@pytest.mark.parametrize("zone", ["GMT", "-0000"])
+async def test_the_clock_hint_reads_a_server_date_in_any_utc_spelling(
+    keys: dict[str, Any], zone: str
+) -> None:
+    later = datetime.now(UTC) + timedelta(minutes=20)
+    date = later.strftime("%a, %d %b %Y %H:%M:%S ") + zone
+    expired = Reply.error(401, "APIGW.0301", "Incorrect IAM authentication information: expired")
+    async with FakeWorkspace(**keys) as fake:
+        fake.add_job([Reply(status=401, body=expired.body, headers={"Date": date})], job_id=JOB)
+        async with fake.client() as client:
+            with pytest.raises(AuthenticationError) as info:
+                await client.get_job(JOB)
+    message = str(info.value)
+    skew = int(message.rsplit(", which is ", 1)[1].split("s ", 1)[0])
+    assert 1190 <= skew <= 1210, message  # 20 minutes, whatever this machine's zone
+    assert "behind the server's" in message
+
+
+async def test_an_absurd_retry_after_date_ends_nothing_but_that_poll(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    absurd = Reply(
+        status=429,
+        body=b'{"error_code": "APIGW.0308", "error_msg": "slow down"}',
+        headers={"Retry-After": "Sun, 06 Nov 99999 08:49:37 GMT"},
+    )
+    server.add_job([RUNNING, absurd, DONE], job_id=JOB)
+    server.add_job([{**DONE, "id": "2"}], job_id="2")
+    async with server.client(clock=clock) as client:
+        outcomes = {o.job_id: o async for o in client.wait_many([JOB, "2"])}
+    assert outcomes[JOB].ok
+    assert outcomes["2"].ok
+
+
+@pytest.mark.parametrize(
+    "job_id", ["\ud800", "abc\udcff", "\udfff" + JOB], ids=["lone", "escaped", "leading"]
+)
+async def test_an_id_that_is_not_unicode_text_is_refused_before_any_request(
+    server: FakeWorkspace, job_id: str
+) -> None:
+    async with server.client() as client:
+        with pytest.raises(InvalidArgument, match="not valid Unicode text"):
+            await client.get_job(job_id)
+        with pytest.raises(InvalidArgument, match="not valid Unicode text"):
+            await client.wait(job_id)
+        with pytest.raises(InvalidArgument, match="not valid Unicode text"):
+            client.wait_many(["1", job_id])
+    with pytest.raises(InvalidArgument, match="project_id"):
+        Client(project_id="p\ud800", endpoint=server.url)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["https://[::1", "https://host:99999", "https://host:port", "https://h\ud800st", "ftp://x"],
+)
+def test_an_endpoint_that_is_not_a_url_is_an_invalid_argument(endpoint: str) -> None:
+    with pytest.raises(InvalidArgument, match="is not an http"):
+        Client(project_id="p", endpoint=endpoint)
+
+
+async def test_an_answer_about_another_job_is_refused(server: FakeWorkspace) -> None:
+    server.add_job([{**DONE, "id": "2"}], job_id="1")
+    async with server.client(retry=RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(MalformedResponse) as info:
+            await client.get_job("1")
+    assert info.value.path == "$.id"
+    assert "the answer is job '2', not the job asked for ('1')" in str(info.value)
+
+
+async def test_a_wait_never_takes_another_jobs_success_for_its_own(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    server.add_job([{**RUNNING, "id": "1"}, {**DONE, "id": "2"}], job_id="1")
+    async with server.client(clock=clock) as client:
+        with pytest.raises(MalformedResponse, match="not the job asked for"):
+            await client.wait("1", PollPolicy(timeout=60))
+
+
+def test_a_200_carrying_an_error_names_its_code() -> None:
+    body = b'{"error_code": "WKS.00081104", "error_msg": "The job does not exist."}'
+    with pytest.raises(MalformedResponse) as info:
+        decode_response(200, {"X-Request-Id": "r9"}, body, job_id=JOB)
+    message = str(info.value)
+    assert "a 200 whose body is an error, not a job: WKS.00081104" in message
+    assert "The job does not exist." in message
+    assert info.value.request_id == "r9"
