@@ -6,6 +6,7 @@ the pure modules; this module only moves bytes.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import random
@@ -101,12 +102,25 @@ class Client:
     The service is at ``endpoint``, or else at the known endpoint of ``region``.
     Credentials are refused over plain ``http://`` to anything but a loopback
     address unless ``allow_insecure`` is true (then a warning is logged). TLS
-    certificates are verified; pass ``ssl`` (an :class:`ssl.SSLContext`) to
-    trust another authority. ``retry`` says how transient failures are retried
+    certificates are verified, also through a borrowed session whose connector
+    says otherwise; pass ``ssl`` (an :class:`ssl.SSLContext`) to trust another
+    authority, or ``ssl=False`` with ``allow_insecure=True`` to check nothing.
+    ``retry`` says how :meth:`get_job` retries transient failures
     (``RetryPolicy(max_attempts=1)`` for never); redirects are never followed,
     and a body over ``max_body_size`` bytes is refused unread.
+
+    Everything the client sends shares one budget: at most ``max_in_flight``
+    requests at once and ``rate`` a second. A 429 lowers the rate for the
+    whole client, which climbs back while no 429 comes; a ``Retry-After``
+    holds every request of the client until it has passed. Requests wait for
+    the budget in the client, never in aiohttp's pool, so ``timeout`` counts
+    from when a request is sent. Every wait (:meth:`wait`, :meth:`watch`,
+    :meth:`wait_many`, :meth:`watch_many`) goes through one scheduler, the
+    hub: a job is polled once however many callers wait on it. ``clock`` is
+    where time comes from (:class:`imagejobs.testing.FakeClock` in tests).
+
     Raises :class:`InvalidArgument` at once for a bad ``project_id``,
-    ``endpoint``, ``region`` or ``timeout``.
+    ``endpoint``, ``region``, ``timeout``, ``ssl``, ``max_in_flight`` or ``rate``.
     """
 
     def __init__(
@@ -119,7 +133,7 @@ class Client:
         session: aiohttp.ClientSession | None = None,
         timeout: float = DEFAULT_REQUEST_TIMEOUT,
         retry: RetryPolicy | None = None,
-        ssl: _ssl.SSLContext | None = None,
+        ssl: _ssl.SSLContext | bool | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         allow_insecure: bool = False,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -152,7 +166,7 @@ class Client:
         if max_body_size < 1:
             raise InvalidArgument(f"max_body_size must be positive, got {max_body_size}")
         self.max_body_size = max_body_size
-        self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
+        self._ssl = _tls_context(ssl, allow_insecure=allow_insecure)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgument(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self._retry = retry if retry is not None else RetryPolicy()
@@ -497,6 +511,33 @@ class Client:
             http_status=response.status,
             request_id=response.headers.get("X-Request-Id"),
         )
+
+
+def _tls_context(ssl: object, *, allow_insecure: bool) -> _ssl.SSLContext | bool:
+    """Return what to verify servers with: a context, or False only when told twice.
+
+    The default is a verifying context of our own, passed on every request, so a
+    borrowed session whose connector was made with ``ssl=False`` verifies anyway.
+    """
+    if ssl is None or ssl is True:
+        return _default_tls_context()
+    if ssl is False:
+        if not allow_insecure:
+            raise InvalidArgument(
+                "ssl=False turns TLS certificate checks off, and credentials would go to "
+                "whoever answers; pass allow_insecure=True as well if that is meant"
+            )
+        logger.warning("TLS certificate checks are off (ssl=False, allow_insecure)")
+        return False
+    if not isinstance(ssl, _ssl.SSLContext):
+        raise InvalidArgument(f"ssl must be an ssl.SSLContext, got {type(ssl).__name__}")
+    return ssl
+
+
+@functools.cache
+def _default_tls_context() -> _ssl.SSLContext:
+    # One per process: making a context loads the system's certificates.
+    return _ssl.create_default_context()
 
 
 def _check_pool(session: aiohttp.ClientSession, max_in_flight: int) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
+import aiohttp
 import pytest
 import trustme
 
-from imagejobs import RetryPolicy, TransportError
+from imagejobs import InvalidArgument, RetryPolicy, TransportError
 from imagejobs.testing import FakeWorkspace
 
 JOB = "702364883651395584"
@@ -44,3 +46,29 @@ async def test_trusting_the_authority_explicitly_works(
     async with tls_fake.client(ssl=context) as client:
         assert (await client.get_job(JOB)).id == JOB
     assert tls_fake.requests[-1].headers["Authorization"].startswith("SDK-HMAC-SHA256 ")
+
+
+async def test_turning_checks_off_takes_allow_insecure_too(
+    tls_fake: FakeWorkspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(InvalidArgument, match="ssl=False turns TLS certificate checks off"):
+        tls_fake.client(ssl=False)
+    with pytest.raises(InvalidArgument, match=r"ssl must be an ssl\.SSLContext"):
+        tls_fake.client(ssl="no")
+    with caplog.at_level(logging.WARNING, logger="imagejobs"):
+        client = tls_fake.client(ssl=False, allow_insecure=True)
+    assert "TLS certificate checks are off" in caplog.text
+    async with client:
+        assert (await client.get_job(JOB)).id == JOB
+
+
+async def test_a_borrowed_session_that_checks_nothing_is_checked_anyway(
+    tls_fake: FakeWorkspace,
+) -> None:
+    connector = aiohttp.TCPConnector(ssl=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = tls_fake.client(session=session, retry=RetryPolicy(max_attempts=1))
+        with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get_job(JOB)
+        await client.close()
+    assert tls_fake.requests == []
