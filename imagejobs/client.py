@@ -490,18 +490,21 @@ class Client:
             raise _with_clock_hint(error, response.headers.get("Date")) from None
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        """Read the body, refusing one over the size cap before it fills memory."""
+        """Read the body, refusing one over the size cap before it fills memory.
+
+        The cap holds on the decoded bytes: a gzip body that is small on the
+        wire (its ``Content-Length``) can inflate a thousandfold, so the body is
+        always read in pieces as aiohttp decodes it, whatever its framing.
+        """
         length = response.content_length
         if length is not None and length > self.max_body_size:
             raise self._too_large(response, f"response of {length} bytes")
-        if length is not None:
-            return await response.read()  # no longer than announced, and under the cap
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_any():
             size += len(chunk)
             if size > self.max_body_size:
-                raise self._too_large(response, "response")
+                raise self._too_large(response, "decoded response")
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -18,6 +22,7 @@ from imagejobs import (
     InvalidArgument,
     MalformedResponse,
     PollPolicy,
+    ResponseTooLarge,
     RetryPolicy,
 )
 from imagejobs.codec import decode_response, parse_http_date, parse_retry_after
@@ -160,3 +165,37 @@ def test_a_200_carrying_an_error_names_its_code() -> None:
     assert "a 200 whose body is an error, not a job: WKS.00081104" in message
     assert "The job does not exist." in message
     assert info.value.request_id == "r9"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_the_size_cap_holds_on_decoded_bytes(keys: dict[str, Any], encoding: str) -> None:
+    inflated = 64 * 2**20
+    compress = gzip.compress if encoding == "gzip" else zlib.compress
+    bomb = Reply(
+        body=compress(b" " * inflated),
+        headers={"Content-Type": "application/json", "Content-Encoding": encoding},
+    )
+    async with FakeWorkspace(**keys) as fake:
+        fake.add_job([bomb], job_id=JOB)
+        options = {"max_body_size": 2**20, "retry": RetryPolicy(max_attempts=1)}
+        async with fake.client(**options) as client:
+            tracemalloc.start()
+            try:
+                with pytest.raises(ResponseTooLarge, match="decoded response is over the"):
+                    await client.get_job(JOB)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    assert len(bomb.body) < 2**20, "small on the wire, under the cap by its Content-Length"
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MB held for a 1 MB cap"
+
+
+async def test_a_compressed_job_under_the_cap_is_read(keys: dict[str, Any]) -> None:
+    body = gzip.compress(json.dumps(DONE).encode())
+    reply = Reply(
+        body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+    async with FakeWorkspace(**keys) as fake:
+        fake.add_job([reply], job_id=JOB)
+        async with fake.client() as client:
+            assert (await client.get_job(JOB)).status.value == "SUCCESS"
