@@ -18,10 +18,21 @@ import attrs
 
 from .errors import InvalidArgument
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "DEFAULT_RATE", "AdaptiveRate", "RequestBudget", "check_limits"]
+__all__ = [
+    "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_RATE",
+    "MAX_RETRY_AFTER",
+    "AdaptiveRate",
+    "RequestBudget",
+    "check_limits",
+]
 
 DEFAULT_MAX_IN_FLIGHT = 4
 """Requests a client has in flight at most: at a few requests a second, plenty."""
+
+MAX_RETRY_AFTER = 30.0
+"""Seconds a ``Retry-After`` may hold every request of a client, whatever it says:
+a gateway asking for a day would otherwise stop every wait until its deadline."""
 
 DEFAULT_RATE = 1.5
 """Requests a client sends a second at most: 90 a minute, under the gateway's lowest
@@ -219,7 +230,7 @@ class RequestBudget:
                 self.tokens = min(self.tokens, 0.0)
                 self.refilled_at = now
             if retry_after is not None and retry_after > 0:
-                self.pause_until(now + retry_after)
+                self.pause_until(now + min(retry_after, MAX_RETRY_AFTER))
             elif hold is not None:
                 self.pause_until(now + hold)
 

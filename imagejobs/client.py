@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import math
 import random
 import ssl as _ssl
 import weakref
@@ -379,6 +380,10 @@ class Client:
         tries = 0
         while True:
             tries += 1
+            # max_time bounds the whole call: the last try gets only the time left.
+            call.timeout = min(
+                self.timeout, self._retry.max_time - (self.clock.monotonic() - started)
+            )
             try:
                 return await self._attempt(session, call)
             except ImageJobsError as error:
@@ -469,12 +474,17 @@ class Client:
                 url,
                 headers=headers,
                 allow_redirects=False,
-                timeout=self._client_timeout,
+                timeout=(
+                    self._client_timeout
+                    if call.timeout >= self.timeout
+                    else aiohttp.ClientTimeout(total=max(call.timeout, 0.001))
+                ),
                 ssl=self._ssl,
             ) as response:
                 body = await self._read(response)
         except TimeoutError as exc:
-            raise TransportError(f"GET {url} timed out after {self.timeout:g}s") from exc
+            waited = min(call.timeout, self.timeout)
+            raise TransportError(f"GET {url} timed out after {waited:g}s") from exc
         except (aiohttp.ClientError, RuntimeError) as exc:
             if self._closed:
                 raise ImageJobsError(f"GET {url}: the client was closed") from None
@@ -561,16 +571,18 @@ class _Call:
 
     ``refreshed`` says whether it already refreshed its token (once per request,
     not per try); ``sent`` holds the headers of the last try, for the
-    credentials to see which token was refused.
+    credentials to see which token was refused; ``timeout`` is what is left of
+    the retry policy's ``max_time`` for the next try.
     """
 
-    __slots__ = ("job_id", "refreshed", "sent", "url")
+    __slots__ = ("job_id", "refreshed", "sent", "timeout", "url")
 
     def __init__(self, job_id: str, url: str) -> None:
         self.job_id = job_id
         self.url = url
         self.refreshed = False
         self.sent: Mapping[str, str] = {}
+        self.timeout = math.inf  # seconds this try may take, if less than the client's
 
 
 def _with_clock_hint(error: AuthenticationError, server_date: str | None) -> AuthenticationError:

@@ -527,11 +527,14 @@ class Hub:
 
     def _backoff(self, stream: _Stream, error: ImageJobsError) -> float:
         """Return how long to wait after a failed poll: doubling, jittered, Retry-After a floor."""
-        cap = min([self._retry.max_delay, *(s.policy.max_delay for s in stream.subscribers)])
+        gaps = [sub.policy.max_delay for sub in stream.subscribers]
+        cap = min(self._retry.max_delay, *gaps)  # as often as the most demanding one asks
+        longest = max(gaps)
         step = min(cap, self._retry.initial_delay * 2.0 ** min(stream.failures - 1, 60))
         # Half fixed, half drawn: spread out, but never an instant retry.
         delay = step * (0.5 + 0.5 * self._random())
-        retry_after = getattr(error, "retry_after", None) or 0.0
+        # A Retry-After is a floor, up to the longest gap a subscriber's policy allows.
+        retry_after = min(getattr(error, "retry_after", None) or 0.0, longest)
         return max(delay, retry_after)
 
     # --- closing --------------------------------------------------------------------

@@ -24,6 +24,7 @@ from imagejobs import (
     PollPolicy,
     ResponseTooLarge,
     RetryPolicy,
+    TransportError,
 )
 from imagejobs.codec import decode_response, parse_http_date, parse_retry_after
 from imagejobs.testing import FakeClock, FakeWorkspace, Reply
@@ -199,3 +200,33 @@ async def test_a_compressed_job_under_the_cap_is_read(keys: dict[str, Any]) -> N
         fake.add_job([reply], job_id=JOB)
         async with fake.client() as client:
             assert (await client.get_job(JOB)).status.value == "SUCCESS"
+
+
+async def test_max_time_bounds_the_whole_call_not_just_the_start_of_each_try(
+    keys: dict[str, Any],
+) -> None:
+    silent = Reply(body=b"{}", delay=30)
+    async with FakeWorkspace(**keys) as fake:
+        fake.add_job([silent], job_id=JOB)
+        retry = RetryPolicy(max_time=0.3, max_attempts=5)
+        async with fake.client(timeout=30, retry=retry) as client:
+            with pytest.raises(TransportError, match=r"timed out after 0\.\d+s"):
+                await client.get_job(JOB)
+    assert len(fake.requests) == 1, "the one try took all the time there was"
+
+
+@pytest.mark.parametrize("retry_after", ["86400", "1e300", "Sun, 06 Nov 2994 08:49:37 GMT"])
+async def test_a_huge_retry_after_is_capped_at_the_policys_longest_gap(
+    server: FakeWorkspace, clock: FakeClock, retry_after: str
+) -> None:
+    throttled = Reply(
+        status=429,
+        body=b'{"error_code": "APIGW.0308", "error_msg": "come back tomorrow"}',
+        headers={"Retry-After": retry_after},
+    )
+    server.add_job([RUNNING, throttled, DONE], job_id=JOB)
+    policy = PollPolicy(initial_delay=2, max_delay=30, jitter=0)
+    async with server.client(clock=clock) as client:
+        job = await client.wait(JOB, policy)
+    assert job.status.value == "SUCCESS"
+    assert [r.at for r in server.requests] == [0, 2, 32]
