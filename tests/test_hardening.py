@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import time
@@ -13,12 +14,13 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagejobs import (
     AuthenticationError,
     Client,
+    ImageJobsError,
     InvalidArgument,
     MalformedResponse,
     PollPolicy,
@@ -230,3 +232,44 @@ async def test_a_huge_retry_after_is_capped_at_the_policys_longest_gap(
         job = await client.wait(JOB, policy)
     assert job.status.value == "SUCCESS"
     assert [r.at for r in server.requests] == [0, 2, 32]
+
+
+def _encode(payload: bytes, encoding: str, corrupt: bool) -> bytes:
+    if encoding == "gzip":
+        body = gzip.compress(payload)
+    elif encoding == "deflate":
+        body = zlib.compress(payload)
+    else:
+        body = payload
+    if corrupt and body:
+        body = body[: len(body) // 2] + bytes(reversed(body[len(body) // 2 :]))
+    return body
+
+
+async def _fetch_raw(body: bytes, encoding: str) -> object:
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    async with FakeWorkspace() as fake:
+        fake.add_job([Reply(body=body, headers=headers)], job_id=JOB)
+        options = {"max_body_size": 4096, "retry": RetryPolicy(max_attempts=1)}
+        async with fake.client(**options) as client:
+            try:
+                return await client.get_job(JOB)
+            except ImageJobsError as error:
+                return error
+
+
+@settings(max_examples=40)
+@given(
+    payload=st.one_of(
+        st.binary(max_size=2048),
+        st.just(json.dumps(DONE).encode()),
+        st.integers(1, 20).map(lambda n: b" " * (n * 1024)),
+    ),
+    encoding=st.sampled_from(["gzip", "deflate", "identity", "br", "x-unknown"]),
+    corrupt=st.booleans(),
+)
+def test_any_encoded_body_is_a_job_or_an_error_of_the_tree(
+    payload: bytes, encoding: str, corrupt: bool
+) -> None:
+    result = asyncio.run(_fetch_raw(_encode(payload, encoding, corrupt), encoding))
+    assert isinstance(result, ImageJobsError) or getattr(result, "id", None) == JOB
