@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
+import subprocess
+import sys
 import time
 import tracemalloc
 import zlib
@@ -273,3 +276,30 @@ def test_any_encoded_body_is_a_job_or_an_error_of_the_tree(
 ) -> None:
     result = asyncio.run(_fetch_raw(_encode(payload, encoding, corrupt), encoding))
     assert isinstance(result, ImageJobsError) or getattr(result, "id", None) == JOB
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([b"wait", b"ab\xffcd"], "job_id 'ab\\udcffcd' is not valid Unicode text"),
+        ([b"get", b"1", b"--endpoint", b"https://[::1"], "is not an http(s) URL"),
+    ],
+)
+def test_the_command_line_says_bad_input_in_one_line_and_exits_2(
+    args: list[bytes], message: str, tmp_path: Any
+) -> None:
+    env = {
+        "HOME": str(tmp_path),
+        "PATH": os.environ.get("PATH", ""),
+        "HUAWEICLOUD_SDK_AK": "AKEXAMPLE0000000000",
+        "HUAWEICLOUD_SDK_SK": "an-example-secret-key",
+        "HUAWEICLOUD_SDK_PROJECT_ID": "0123456789abcdef0123456789abcdef",
+        "IMAGEJOBS_REGION": "cn-north-4",
+    }
+    command = [sys.executable.encode(), b"-m", b"imagejobs", *args]
+    result = subprocess.run(command, capture_output=True, env=env, timeout=60, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.decode(errors="replace").splitlines()
+    assert len(lines) == 1
+    assert message in lines[0]
+    assert "Traceback" not in lines[0]
