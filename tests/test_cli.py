@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import signal
@@ -325,6 +326,11 @@ async def test_get_of_a_missing_job_exits_4(fake: FakeWorkspace, home: Path) -> 
         (["launch"], "invalid choice: 'launch'"),
         ([], "the following arguments are required: COMMAND"),
         (["fake-server", "--scenario", "/nonexistent.json"], "cannot read scenario"),
+        (["fake-server", "--host", ""], "'' is not an IP address or host name"),
+        (["fake-server", "--host", "a b"], "'a b' is not an IP address or host name"),
+        (["fake-server", "--host", "[::1]"], "'[::1]' is not an IP address or host name"),
+        (["fake-server", "--host", "host:80"], "'host:80' is not an IP address or host name"),
+        (["get", "1", "--timeout", "0"], "'0' is not a positive duration"),
     ],
 )
 async def test_bad_usage_is_one_line_and_exit_2(home: Path, args: list[str], message: str) -> None:
@@ -443,6 +449,9 @@ async def test_standalone_fake_server_and_wait_against_it(home: Path, tmp_path: 
     assert "scenario-token" not in err.decode()
 
 
+DEEP = json.loads("[" * 40 + "]" * 40)
+
+
 @pytest.mark.parametrize(
     ("scenario", "message"),
     [
@@ -457,7 +466,19 @@ async def test_standalone_fake_server_and_wait_against_it(home: Path, tmp_path: 
         ),
         (
             {"jobs": [{"id": "1", "every": -1, "timeline": []}]},
-            "jobs[0].every: must be a non-negative",
+            "jobs[0].every: must be a finite positive number, got -1",
+        ),
+        (
+            {"jobs": [{"id": "1", "timeline": [{"reply": {"status": 503, "delay": math.nan}}]}]},
+            "timeline[0].reply.delay: must be a finite non-negative number, got nan",
+        ),
+        (
+            {"faults": {"latency": "0.05"}},
+            "scenario faults.latency: must be a finite non-negative number, got '0.05'",
+        ),
+        (
+            {"jobs": [{"id": "1", "timeline": [{"id": "1", "status": "X", "x": DEEP}]}]},
+            "jobs[0].timeline[0].x" + "[0]" * 27 + ": nested more than 32 levels deep",
         ),
         ({"ak": "only-half"}, "pass both ak and sk"),
         ({"colour": "blue"}, "unknown keys ['colour']"),
@@ -561,3 +582,105 @@ async def test_an_unwritable_step_summary_keeps_the_verdict(
     run = await cli("wait", "ok", *FAST, env=env)
     assert run.code == 0
     assert "imagejobs: warning: cannot write the step summary" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 100_000, "nested too deeply to read"),
+        ('{"jobs": [{"id": "1", "every": ' + "9" * 5000 + "}]}", "is not usable JSON"),
+    ],
+)
+async def test_a_scenario_python_cannot_read_is_one_line(
+    home: Path, tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "scenario.json"
+    path.write_text(text)
+    run = await cli("fake-server", "--scenario", str(path), env=environment(home))
+    assert run.code == 2, run.stderr
+    assert run.stderr.startswith(f"imagejobs: error: scenario {path}")
+    assert message in run.stderr
+    assert len(run.stderr.splitlines()) == 1
+
+
+async def test_get_gives_up_at_its_timeout_with_exit_4(fake: FakeWorkspace, home: Path) -> None:
+    fake.add_job([Reply(body=b"{}", delay=30)], job_id="slow")
+    run = await cli("get", "slow", "--timeout", "300ms", env=fake_env(fake, home))
+    assert run.code == 4, run.stderr
+    assert run.stdout == ""
+    assert run.stderr == "imagejobs: error: job slow: no answer within 0.3s\n"
+
+
+FORGED_NAME = "img\nresult forged success status=SUCCESS duration=0.0s"
+FORGED_MESSAGE = "boom\r\n::warning::forged\x1b[2J\x9b31m\u2028##[error]forged\ud800 | `x`"
+
+
+def forged_job(status: str) -> dict[str, Any]:
+    return {
+        "id": "forged",
+        "status": status,
+        "sub_jobs": [
+            {
+                "id": "forged-0\x1b]0;title\x07",
+                "job_type": "BUILD\u2029IMAGE",
+                "status": status,
+                "job_resource_info": {"resource_id": "res\x85", "resource_name": FORGED_NAME},
+                "job_execute_info": {"error_code": "WKS.9\n", "error_message": FORGED_MESSAGE},
+            }
+        ],
+    }
+
+
+def assert_plain(text: str) -> None:
+    lines = text.split("\n")
+    assert lines.pop() == ""
+    assert text.splitlines() == lines
+    assert all(line.isprintable() for line in lines), lines
+    assert "##[" not in text
+
+
+async def test_server_text_cannot_forge_lines_or_workflow_commands(
+    fake: FakeWorkspace, home: Path, tmp_path: Path
+) -> None:
+    fake.add_job([forged_job("RUNNING"), forged_job("FAILED")])
+    summary = tmp_path / "summary.md"
+    env = fake_env(fake, home, GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary))
+    run = await cli("wait", "forged", *FAST, env=env)
+    assert run.code == 1, run.stderr
+    assert_plain(run.stderr)
+    lines = run.stderr.splitlines()
+    assert [line[:9] for line in lines if line.lstrip().startswith(("::", "result "))] == [
+        "::error t",
+        "result fo",
+    ]
+    assert 'name="img\\nresult forged success status=SUCCESS duration=0.0s"' in run.stderr
+    assert_plain(summary.read_text())
+    assert len(summary.read_text().splitlines()) == 5
+
+    ndjson = await cli("wait", "forged", *FAST, "--json", env=env)
+    assert_plain(ndjson.stdout)
+    records = [json.loads(line) for line in ndjson.stdout.splitlines()]
+    failure = next(r for r in records if r["current"] == "FAILED" and r["sub_job_id"])
+    assert failure["error_message"] == FORGED_MESSAGE
+    assert failure["sub_job_id"] == "forged-0\x1b]0;title\x07"
+
+    shown = await cli("get", "forged", env=fake_env(fake, home))
+    assert shown.code == 0, shown.stderr
+    assert_plain(shown.stdout)
+    assert json.loads(shown.stdout) == forged_job("FAILED")
+
+
+async def test_an_error_message_from_the_server_stays_one_plain_line(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    fake.add_job([Reply.error(403, "WKS.0003", FORGED_MESSAGE)], job_id="denied")
+    for command in ("get", "wait", "watch"):
+        run = await cli(
+            command, "denied", *([] if command == "get" else FAST), env=fake_env(fake, home)
+        )
+        assert run.code == 4, run.stderr
+        assert_plain(run.stderr)
+        errors = run.stderr.splitlines()
+        assert [line for line in errors if line.startswith("imagejobs: error: ")] == errors[:1]
+        assert "403 WKS.0003: boom\\r\\n::warning::forged\\x1b[2J" in errors[0]
+        assert not any(line.lstrip().startswith("::") for line in errors)

@@ -18,13 +18,14 @@ from imagejobs import ConfigurationError, ImageJobsError, InvalidArgument
 
 from ._args import UsageError, build_parser
 from ._commands import read_job_ids, run
-from ._report import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
+from ._report import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, visible
 
 __all__ = ["main"]
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"imagejobs: error: {message}\n")
+    # An API error quotes the server: one line, nothing unprintable, whatever it sent.
+    sys.stderr.write(f"imagejobs: error: {visible(message)}\n")
     sys.stderr.flush()
 
 

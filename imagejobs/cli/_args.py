@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -79,6 +80,31 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
     return value
+
+
+# RFC 1123 host names (underscores tolerated, as resolvers do): what fits in a URL.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?",
+    re.ASCII,
+)
+
+
+def _host(text: str) -> str:
+    """Return ``text`` if it is an IP address or a host name the printed URL can carry."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        if _HOST_NAME.fullmatch(text):
+            return text
+    else:
+        # A zone (fe80::1%eth0) would need escaping in the URL that gets printed.
+        if not isinstance(address, ipaddress.IPv6Address) or address.scope_id is None:
+            return text
+    shown = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+    raise argparse.ArgumentTypeError(
+        f"{shown} is not an IP address or host name (127.0.0.1, ::1, localhost)"
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument("job_id", metavar="JOB_ID")
     _service_options(get)
+    get.add_argument(
+        "--timeout",
+        type=parse_duration,
+        help="give up after this, retries included (durations: 0.5, 90s, 250ms, 30m, 2h)",
+    )
     get.add_argument("--debug", action="store_true", help="request log and tracebacks")
 
     demo = _command(
@@ -222,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=None,
     )
     fake.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        "--host", type=_host, default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     fake.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
     fake.add_argument("--scenario", metavar="FILE", help="JSON scenario file (see README)")

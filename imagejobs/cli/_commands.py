@@ -19,12 +19,13 @@ from imagejobs import (
     Outcome,
     PollPolicy,
     Transition,
+    TransportError,
     WaitTimeout,
     to_wire,
 )
 
 from ._demo import STEP_SECONDS, demo_scenario
-from ._report import Reporter
+from ._report import Reporter, json_text, visible
 
 if TYPE_CHECKING:
     from imagejobs import Client
@@ -143,9 +144,16 @@ async def _watch(args: argparse.Namespace) -> int:
 
 
 async def _get(args: argparse.Namespace) -> int:
+    deadline = asyncio.timeout(args.timeout)
     async with make_client(args) as client:
-        job = await client.get_job(args.job_id)
-    sys.stdout.write(json.dumps(to_wire(job), indent=2, ensure_ascii=False) + "\n")
+        try:
+            async with deadline:
+                job = await client.get_job(args.job_id)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise TransportError(f"job {args.job_id}: no answer within {args.timeout:g}s") from None
+    sys.stdout.write(json_text(to_wire(job), indent=2) + "\n")
     return 0
 
 
@@ -171,6 +179,11 @@ def _load_scenario_file(path: str) -> Any:
         raise ConfigurationError(f"cannot read scenario {path}: {exc.strerror}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"scenario {path} is not JSON: {exc}") from None
+    except RecursionError:
+        raise ConfigurationError(f"scenario {path}: nested too deeply to read") from None
+    except ValueError as exc:
+        # Python's own limits, such as the digits of an integer.
+        raise ConfigurationError(f"scenario {path} is not usable JSON: {exc}") from None
 
 
 async def _fake_server(args: argparse.Namespace) -> int:
@@ -195,7 +208,7 @@ async def _fake_server(args: argparse.Namespace) -> int:
         elif fake.token is not None:
             auth = "X-Auth-Token"
         sys.stderr.write(
-            f"fake Workspace server at {fake.url}: project {fake.project_id}, "
+            f"fake Workspace server at {fake.url}: project {visible(fake.project_id)}, "
             f"{len(scenario.get('jobs', []))} jobs, auth {auth}; Ctrl-C stops it\n"
         )
         sys.stderr.flush()

@@ -7,6 +7,7 @@ what, keeps the live status line on a terminal, and computes the exit code.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,10 +38,12 @@ __all__ = [
     "format_duration",
     "format_result",
     "format_transition",
+    "json_text",
     "most_severe",
     "result_record",
     "summary_table",
     "transition_record",
+    "visible",
 ]
 
 EXIT_SUCCESS = 0
@@ -72,6 +75,54 @@ def _utc(moment: datetime | None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# GitHub's runner takes `##[command]` anywhere in a line of the step's output, and
+# `::command::` at its start; server text must not be able to issue either.
+_OLD_COMMAND = re.compile(r"##\[")
+
+
+def visible(text: str) -> str:
+    """Return ``text`` with what is not printable written as Python escapes.
+
+    Control characters (C0, DEL, C1), line and paragraph separators, format
+    characters and lone surrogates become ``\\n``, ``\\x1b``, ``\\u2028``, ``\\ud800``...,
+    and ``##[`` becomes ``##\\[``: nothing from the server can end a line, move the
+    cursor, issue a workflow command or fail to encode.
+    """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return _OLD_COMMAND.sub(r"##\\[", text)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def _json_safe(dumped: str) -> str:
+    # ensure_ascii=False leaves DEL, C1, U+2028... and lone surrogates raw inside
+    # strings; as \u escapes they decode to the same value and print as one line.
+    # A raw newline can only be indentation: json.dumps escapes those in strings.
+    if not dumped.isprintable():
+        dumped = "".join(c if c.isprintable() or c == "\n" else _json_escape(c) for c in dumped)
+    return _OLD_COMMAND.sub(r"##\\u005b", dumped)
+
+
+def json_text(value: object, *, indent: int | None = None) -> str:
+    """Return ``value`` as JSON that decodes to it exactly, printable and safe to log.
+
+    Only the spelling of strings changes: what :func:`visible` would escape is
+    written as ``\\uXXXX``, so no value can break a line or issue a command.
+    """
+    return _json_safe(json.dumps(value, indent=indent, ensure_ascii=False))
+
+
+def _quoted(text: str) -> str:
+    return _json_safe(json.dumps(text, ensure_ascii=False))
+
+
 def _status(value: object) -> str:
     return "-" if value is None else str(value)
 
@@ -87,11 +138,18 @@ def _failure_of(sub_job: SubJob | None) -> tuple[str | None, str | None]:
     return info.error_code or None, info.error_message or None
 
 
+_NOT_BARE = re.compile(r'[\s"=,\\]|##\[')
+
+
 def _word(text: str) -> str:
-    """Return ``text`` as one field: bare if it is one word, else JSON-quoted."""
-    if text and not any(c.isspace() or c in '"=' for c in text):
+    """Return ``text`` as one field: bare if it is one plain word, else JSON-quoted.
+
+    Server text goes through here, so a field can neither split into two nor
+    carry anything unprintable.
+    """
+    if text and text.isprintable() and not _NOT_BARE.search(text):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return _quoted(text)
 
 
 def format_transition(transition: Transition) -> str:
@@ -100,21 +158,22 @@ def format_transition(transition: Transition) -> str:
     if transition.sub_job_id is None:
         subject, job_type = "job", job.job_type
     else:
-        subject = f"sub {transition.sub_job_id}"
+        subject = f"sub {_word(transition.sub_job_id)}"
         job_type = sub_job.job_type if sub_job is not None else None
     line = (
-        f"{_utc(transition.observed_at)} {transition.job_id} {subject} {_status(job_type)} "
-        f"{_status(transition.previous)} -> {_status(transition.current)}"
+        f"{_utc(transition.observed_at)} {_word(transition.job_id)} {subject} "
+        f"{_word(_status(job_type))} "
+        f"{_word(_status(transition.previous))} -> {_word(_status(transition.current))}"
     )
     resource = sub_job.job_resource_info if sub_job is not None else None
     if resource is not None and resource.resource_id:
-        line += f" resource={_short(resource.resource_id)}"
+        line += f" resource={_word(_short(resource.resource_id))}"
     if resource is not None and resource.resource_name:
         line += f" name={_word(resource.resource_name)}"
     if transition.current in (SubJobStatus.FAILED, SubJobStatus.ABNORMAL):
         code, message = _failure_of(sub_job)
         if code or message:
-            line += f" error={code or '-'} message={json.dumps(message or '', ensure_ascii=False)}"
+            line += f" error={_word(code or '-')} message={_quoted(message or '')}"
     return line
 
 
@@ -180,19 +239,19 @@ def format_result(outcome: Outcome, waited: float) -> str:
     """Return the summary line of one job."""
     status = "-" if outcome.job is None else str(outcome.job.status)
     line = (
-        f"result {outcome.job_id} {outcome.kind} status={status} "
+        f"result {_word(outcome.job_id)} {outcome.kind} status={_word(status)} "
         f"duration={format_duration(job_duration(outcome, waited))}"
     )
     produced = resource_ids(outcome.job)
     if produced:
-        line += f" resources={','.join(produced)}"
+        line += f" resources={','.join(map(_word, produced))}"
     if outcome.error is not None:
-        line += f" error={json.dumps(str(outcome.error), ensure_ascii=False)}"
+        line += f" error={_quoted(str(outcome.error))}"
     return line
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return visible(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def _escape_property(text: str) -> str:
@@ -200,27 +259,45 @@ def _escape_property(text: str) -> str:
 
 
 def annotation(title: str, message: str) -> str:
-    """Return a GitHub Actions ``::error`` workflow command."""
+    """Return a GitHub Actions ``::error`` workflow command, escaped to stay one command."""
     return f"::error title={_escape_property(title)}::{_escape_data(message)}"
 
 
 def annotations_for(outcome: Outcome) -> list[str]:
     """Return the ``::error`` lines for a job that did not succeed."""
-    title = f"Image job {outcome.job_id} {outcome.kind}"
+    title = f"Image job {visible(outcome.job_id)} {outcome.kind}"
     if isinstance(outcome.error, JobFailed):
         lines = []
         for sub_job in outcome.error.failed_sub_jobs:
             code, message = _failure_of(sub_job)
-            text = f"sub-job {sub_job.id} ({_status(sub_job.job_type)}) {sub_job.status}"
-            lines.append(annotation(title, f"{text}: {code or '-'}: {message or ''}"))
-        return lines or [annotation(title, str(outcome.error))]
+            # Escaped before the template, so a newline from the server shows as
+            # \n instead of becoming a second line of the annotation.
+            text = (
+                f"sub-job {visible(sub_job.id)} ({visible(_status(sub_job.job_type))}) "
+                f"{visible(str(sub_job.status))}: {visible(code or '-')}: "
+                f"{visible(message or '')}"
+            )
+            lines.append(annotation(title, text))
+        return lines or [annotation(title, visible(str(outcome.error)))]
     if outcome.error is not None:
-        return [annotation(title, str(outcome.error))]
+        return [annotation(title, visible(str(outcome.error)))]
     return []
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+# Backslash escapes make any ASCII punctuation literal in GitHub's Markdown; these are
+# the ones that end a table cell or start markup (code, emphasis, links, HTML, math).
+_MARKUP = re.compile(r"([\\`*_{}\[\]<>|~&!#$])")
+
+
+def _md(text: str) -> str:
+    return _MARKUP.sub(r"\\\1", visible(text))
+
+
+def _code(text: str) -> str:
+    shown = visible(text)
+    if shown and not any(c in shown for c in "`|"):
+        return f"`{shown}`"
+    return _md(text)
 
 
 def summary_table(rows: list[tuple[Outcome, float]]) -> str:
@@ -235,14 +312,14 @@ def summary_table(rows: list[tuple[Outcome, float]]) -> str:
         status = "-" if outcome.job is None else str(outcome.job.status)
         detail = "" if outcome.error is None else str(outcome.error)
         cells = [
-            f"`{outcome.job_id}`",
+            _code(outcome.job_id),
             outcome.kind,
-            status,
+            _md(status),
             format_duration(job_duration(outcome, waited)),
-            ", ".join(resource_ids(outcome.job)),
-            detail,
+            ", ".join(map(_md, resource_ids(outcome.job))),
+            _md(detail),
         ]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -307,12 +384,12 @@ class Reporter:
 
     def _say(self, line: str) -> None:
         self._clear_status()
-        self._stderr.write(line + "\n")
+        self._stderr.write(visible(line) + "\n")
         self._stderr.flush()
         self._draw_status()
 
     def _emit(self, record: dict[str, Any]) -> None:
-        self._stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._stdout.write(json_text(record) + "\n")
         self._stdout.flush()
 
     def note(self, line: str) -> None:

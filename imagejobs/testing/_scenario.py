@@ -17,7 +17,8 @@ Format::
     }
 
 A step is a job snapshot in wire form, or ``{"reply": {...}}`` for an error reply
-(``status``, ``error_code``, ``error_msg``; ``retry_after`` and ``delay`` optional).
+(``status`` 200 to 599, ``error_code``, ``error_msg``; ``retry_after`` and ``delay``
+optional). Durations are finite seconds from 0 to 86400 (``every`` above 0).
 ``"faults"``, at the top or in a job, injects faults: ``{"rate": 0.3, "seed": 1,
 "kinds": ["503", "drop"], "at": {"2": "truncated"}, "latency": 0.05,
 "retry_after": 0.01}``, every key optional (see :class:`Faults`).
@@ -25,12 +26,15 @@ A step is a job snapshot in wire form, or ``{"reply": {...}}`` for an error repl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from imagejobs import ConfigurationError, ImageJobsError, from_wire
+from imagejobs import ConfigurationError, ImageJobsError, InvalidArgument, from_wire
+from imagejobs.validation import check_header_value, check_id
 
-from ._faults import Faults
+from ._faults import FAULT_KINDS, OVERSIZED, Faults
 from ._reply import Reply
 from ._server import FakeWorkspace, Step
 
@@ -40,35 +44,101 @@ _TOP_KEYS = {"project_id", "token", "ak", "sk", "security_token", "faults", "job
 _JOB_KEYS = {"id", "every", "faults", "timeline"}
 _REPLY_KEYS = {"status", "error_code", "error_msg", "retry_after", "delay"}
 
+# A scenario is a few levels deep; far deeper is a broken file, and would overflow
+# the stack where the fake encodes a step or a message quotes a value.
+_MAX_DEPTH = 32
+# Longer waits are typos (milliseconds given as seconds) or would hang a test.
+_LONGEST = 86400.0
+_REQUEST_NUMBER = re.compile(r"[1-9][0-9]{0,17}")
+
 
 def _fail(where: str, problem: str) -> ConfigurationError:
     return ConfigurationError(f"scenario {where}: {problem}")
 
 
-def _number(where: str, value: object) -> float | None:
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _child(where: str, key: object) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    name = key if isinstance(key, str) and key.isidentifier() else f"[{_shown(key)}]"
+    return name if where == "file" else f"{where}.{name}"
+
+
+def _check_depth(data: object) -> None:
+    """Refuse data nested deeper than ``_MAX_DEPTH``, naming where, without recursing."""
+    pending: list[tuple[str, object, int]] = [("file", data, 1)]
+    while pending:
+        where, value, depth = pending.pop()
+        if isinstance(value, Mapping):
+            children: list[tuple[object, object]] = list(value.items())
+        elif isinstance(value, list):
+            children = list(enumerate(value))
+        else:
+            continue
+        if depth > _MAX_DEPTH:
+            raise _fail(where, f"nested more than {_MAX_DEPTH} levels deep")
+        pending.extend((_child(where, key), child, depth + 1) for key, child in children)
+
+
+def _finite(where: str, value: object, what: str) -> float:
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise _fail(where, f"must be a finite {what}, got {_shown(value)}")
+
+
+def _seconds(where: str, value: object, *, positive: bool = False) -> float | None:
+    """Return a duration from the scenario (None if absent), checked for type and range."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise _fail(where, f"must be a non-negative number, got {value!r}")
-    return float(value)
+    what = "positive number" if positive else "non-negative number"
+    number = _finite(where, value, what)
+    if number < 0 or (positive and number == 0):
+        raise _fail(where, f"must be a finite {what}, got {_shown(value)}")
+    if number > _LONGEST:
+        raise _fail(where, f"must be at most {_LONGEST:g} seconds, got {_shown(value)}")
+    return number
+
+
+def _text(where: str, value: object, default: str) -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _fail(where, f"must be a string, got {_shown(value)}")
+    return value
+
+
+def _unknown_keys(where: str, spec: Mapping[Any, Any], known: set[str]) -> None:
+    unknown = set(spec) - known
+    if unknown:
+        raise _fail(where, f"unknown keys {sorted(unknown, key=repr)}")
 
 
 def _reply(where: str, spec: object) -> Reply:
     if not isinstance(spec, Mapping):
         raise _fail(where, "must be an object")
-    unknown = set(spec) - _REPLY_KEYS
-    if unknown:
-        raise _fail(where, f"unknown keys {sorted(unknown)}")
+    _unknown_keys(where, spec, _REPLY_KEYS)
     status = spec.get("status")
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        raise _fail(f"{where}.status", f"must be an HTTP status, got {status!r}")
+    # 1xx would leave the client waiting for the real answer, which never comes.
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        raise _fail(
+            f"{where}.status", f"must be an HTTP status from 200 to 599, got {_shown(status)}"
+        )
     reply = Reply.error(
         status,
-        str(spec.get("error_code", "WKS.0000")),
-        str(spec.get("error_msg", "")),
-        retry_after=_number(f"{where}.retry_after", spec.get("retry_after")),
+        _text(f"{where}.error_code", spec.get("error_code"), "WKS.0000"),
+        _text(f"{where}.error_msg", spec.get("error_msg"), ""),
+        retry_after=_seconds(f"{where}.retry_after", spec.get("retry_after")),
     )
-    delay = _number(f"{where}.delay", spec.get("delay")) or 0.0
+    delay = _seconds(f"{where}.delay", spec.get("delay")) or 0.0
     return Reply(status=reply.status, body=reply.body, headers=reply.headers, delay=delay)
 
 
@@ -84,11 +154,66 @@ def _step(where: str, step: object) -> Step:
     return dict(step)
 
 
+def _fault_kind(where: str, kind: object) -> str:
+    if not isinstance(kind, str) or kind not in (*FAULT_KINDS, OVERSIZED):
+        known = ", ".join(FAULT_KINDS)
+        raise _fail(where, f"unknown fault kind {_shown(kind)}; known: {known}")
+    return kind
+
+
+def _rate(where: str, value: object) -> float:
+    rate = _finite(where, value, "number from 0 to 1")
+    if not 0 <= rate <= 1:
+        raise _fail(where, f"must be a finite number from 0 to 1, got {rate!r}")
+    return rate
+
+
+def _seed(where: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(where, f"must be a non-negative whole number, got {_shown(value)}")
+    return value
+
+
+def _kinds(where: str, value: object) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise _fail(where, f"must be a non-empty list, got {_shown(value)}")
+    return [_fault_kind(f"{where}[{n}]", kind) for n, kind in enumerate(value)]
+
+
+def _at(where: str, value: object) -> dict[int, str]:
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"must be an object, got {_shown(value)}")
+    at = {}
+    for number, kind in value.items():
+        place = f"{where}[{_shown(number)}]"
+        if not isinstance(number, str) or not _REQUEST_NUMBER.fullmatch(number):
+            raise _fail(place, "a key must be a request number, counting from 1")
+        at[int(number)] = _fault_kind(place, kind)
+    return at
+
+
+_FAULT_CHECKS: dict[str, Callable[[str, object], Any]] = {
+    "rate": _rate,
+    "seed": _seed,
+    "kinds": _kinds,
+    "at": _at,
+    "latency": _seconds,
+    "retry_after": _seconds,
+}
+
+
 def _faults(where: str, spec: object) -> Faults:
+    """Return the plan, each value checked here so a mistake is named, not a TypeError."""
     if not isinstance(spec, Mapping):
         raise _fail(where, "must be an object")
+    _unknown_keys(where, spec, set(_FAULT_CHECKS))
+    options = {
+        key: check(f"{where}.{key}", spec[key])
+        for key, check in _FAULT_CHECKS.items()
+        if spec.get(key) is not None
+    }
     try:
-        return Faults.from_scenario(spec)
+        return Faults(**options)
     except (TypeError, ValueError) as exc:
         raise _fail(where, str(exc)) from None
 
@@ -101,15 +226,20 @@ def load_scenario(data: object, **options: Any) -> FakeWorkspace:
     """
     if not isinstance(data, Mapping):
         raise _fail("file", "must hold a JSON object")
-    unknown = set(data) - _TOP_KEYS
-    if unknown:
-        raise _fail("file", f"unknown keys {sorted(unknown)}")
+    _check_depth(data)
+    _unknown_keys("file", data, _TOP_KEYS)
     settings = {
         key: data[key] for key in _TOP_KEYS - {"jobs", "faults"} if data.get(key) is not None
     }
     for key, value in settings.items():
         if not isinstance(value, str) or not value:
             raise _fail(key, "must be a non-empty string")
+        # What no client could send would only make every request fail.
+        check = check_id if key == "project_id" else check_header_value
+        try:
+            check(key, value)
+        except InvalidArgument as exc:
+            raise _fail(key, str(exc)) from None
     if data.get("faults") is not None:
         options = {**options, "faults": _faults("faults", data["faults"])}
     try:
@@ -123,15 +253,13 @@ def load_scenario(data: object, **options: Any) -> FakeWorkspace:
         where = f"jobs[{index}]"
         if not isinstance(job, Mapping) or not isinstance(job.get("timeline"), list):
             raise _fail(where, "must be an object with a timeline list")
-        unknown = set(job) - _JOB_KEYS
-        if unknown:
-            raise _fail(where, f"unknown keys {sorted(unknown)}")
+        _unknown_keys(where, job, _JOB_KEYS)
         steps = [_step(f"{where}.timeline[{n}]", s) for n, s in enumerate(job["timeline"])]
         job_id = job.get("id")
-        if job_id is not None and not isinstance(job_id, str):
-            raise _fail(f"{where}.id", "must be a string")
+        if job_id is not None and (not isinstance(job_id, str) or not job_id):
+            raise _fail(f"{where}.id", "must be a non-empty string")
         faults = _faults(f"{where}.faults", job["faults"]) if job.get("faults") else None
-        every = _number(f"{where}.every", job.get("every"))
+        every = _seconds(f"{where}.every", job.get("every"), positive=True)
         try:
             fake.add_job(steps, job_id=job_id, every=every, faults=faults)
         except ValueError as exc:
