@@ -485,12 +485,16 @@ class Client:
         except TimeoutError as exc:
             waited = min(call.timeout, self.timeout)
             raise TransportError(f"GET {url} timed out after {waited:g}s") from exc
-        except (aiohttp.ClientError, RuntimeError) as exc:
+        except ImageJobsError:
+            raise
+        except Exception as exc:
             if self._closed:
                 raise ImageJobsError(f"GET {url}: the client was closed") from None
-            if isinstance(exc, RuntimeError):
-                raise
-            raise TransportError(f"GET {url} failed: {str(exc) or type(exc).__name__}") from exc
+            # aiohttp's own errors, and whatever else a broken answer provokes in it.
+            kind = "" if isinstance(exc, aiohttp.ClientError) else f"{type(exc).__name__}: "
+            raise TransportError(
+                f"GET {url} failed: {kind}{str(exc) or type(exc).__name__}"
+            ) from exc
         if logger.isEnabledFor(logging.DEBUG):
             request_id = response.headers.get("X-Request-Id", "none")
             logger.debug("GET %s: %s (request id %s)", url, response.status, request_id)
@@ -498,6 +502,11 @@ class Client:
             return decode_response(response.status, response.headers, body, job_id=call.job_id)
         except AuthenticationError as error:
             raise _with_clock_hint(error, response.headers.get("Date")) from None
+        except ImageJobsError:
+            raise
+        except Exception as exc:
+            detail = f"unreadable answer: {type(exc).__name__}: {exc}"
+            raise MalformedResponse(detail, http_status=response.status) from exc
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         """Read the body, refusing one over the size cap before it fills memory.

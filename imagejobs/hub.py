@@ -22,6 +22,7 @@ import copy
 import functools
 import heapq
 import itertools
+import logging
 import math
 import random as _random
 from collections import Counter, deque
@@ -50,6 +51,8 @@ from .policy import PollPolicy
 from .retry import RetryPolicy
 
 __all__ = ["KEPT_TRANSITIONS", "Hub", "Mailbox", "Subscription", "is_poll_transient"]
+
+logger = logging.getLogger("imagejobs")
 
 KEPT_TRANSITIONS = 256
 """Transitions a subscription keeps for :class:`JobFailed` and :class:`WaitTimeout`.
@@ -492,8 +495,15 @@ class Hub:
     def _on_error(self, stream: _Stream, error: BaseException, now: float) -> None:
         subscribers = list(stream.subscribers)
         if not isinstance(error, ImageJobsError):
+            # Outside the tree: a bug, or input nothing foresaw. It ends this job's
+            # waits with a typed error saying what it was, and no one else's.
+            logger.warning("polling job %s failed unexpectedly", stream.job_id, exc_info=error)
+            unexpected = ImageJobsError(
+                f"polling job {stream.job_id} failed unexpectedly: {type(error).__name__}: {error}"
+            )
+            unexpected.__cause__ = error
             for sub in subscribers:
-                self._end(sub, error)
+                self._end(sub, Outcome(sub.job_id, sub.last, _own_copy(unexpected)))
         elif isinstance(error, AuthenticationError):
             # Credentials are refused for every job alike: no need to ask once per job.
             for other in list(self._streams.values()):

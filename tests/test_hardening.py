@@ -303,3 +303,35 @@ def test_the_command_line_says_bad_input_in_one_line_and_exits_2(
     assert len(lines) == 1
     assert message in lines[0]
     assert "Traceback" not in lines[0]
+
+
+class _BrokenForOneJob:
+    """Credentials that fail in an unforeseen way, for one job only."""
+
+    def __init__(self, signer: Any, job_id: str) -> None:
+        self.signer, self.job_id = signer, job_id
+
+    async def authorize(
+        self, method: str, url: str, headers: dict[str, str], project_id: str
+    ) -> dict[str, str]:
+        if url.endswith("/" + self.job_id):
+            raise KeyError("no key for this one")
+        signed: dict[str, str] = await self.signer.authorize(method, url, headers, project_id)
+        return signed
+
+
+async def test_an_unforeseen_error_in_one_poll_ends_only_that_job(
+    server: FakeWorkspace, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    for job_id in ("ok-1", "odd", "ok-2"):
+        server.add_job([{**RUNNING, "id": job_id}, {**DONE, "id": job_id}])
+    broken = _BrokenForOneJob(server.credentials, "odd")
+    async with server.client(clock=clock, credentials=broken) as client:
+        outcomes = {o.job_id: o async for o in client.wait_many(["ok-1", "odd", "ok-2"])}
+    assert outcomes["ok-1"].ok
+    assert outcomes["ok-2"].ok
+    error = outcomes["odd"].error
+    assert type(error) is ImageJobsError
+    assert "polling job odd failed unexpectedly: KeyError" in str(error)
+    assert isinstance(error.__cause__, KeyError)
+    assert "polling job odd failed unexpectedly" in caplog.text

@@ -31,8 +31,15 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from imagejobs import ConfigurationError, ImageJobsError, InvalidArgument, from_wire
-from imagejobs.validation import check_header_value, check_id
+from imagejobs import (
+    AkSkCredentials,
+    Client,
+    ConfigurationError,
+    ImageJobsError,
+    InvalidArgument,
+    TokenCredentials,
+    from_wire,
+)
 
 from ._faults import FAULT_KINDS, OVERSIZED, Faults
 from ._reply import Reply
@@ -54,6 +61,15 @@ _REQUEST_NUMBER = re.compile(r"[1-9][0-9]{0,17}")
 
 def _fail(where: str, problem: str) -> ConfigurationError:
     return ConfigurationError(f"scenario {where}: {problem}")
+
+
+_CHECKS: dict[str, Callable[[str], object]] = {
+    "project_id": lambda value: Client(project_id=value, endpoint="http://127.0.0.1"),
+    "token": TokenCredentials,
+    "ak": lambda value: AkSkCredentials(value, "sk"),
+    "sk": lambda value: AkSkCredentials("ak", value),
+    "security_token": lambda value: AkSkCredentials("ak", "sk", value),
+}
 
 
 def _shown(value: object) -> str:
@@ -234,10 +250,10 @@ def load_scenario(data: object, **options: Any) -> FakeWorkspace:
     for key, value in settings.items():
         if not isinstance(value, str) or not value:
             raise _fail(key, "must be a non-empty string")
-        # What no client could send would only make every request fail.
-        check = check_id if key == "project_id" else check_header_value
+        # What no client could send would only make every request fail: ask the
+        # public API the client itself uses whether it would take the value.
         try:
-            check(key, value)
+            _CHECKS[key](value)
         except InvalidArgument as exc:
             raise _fail(key, str(exc)) from None
     if data.get("faults") is not None:
