@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import math
 import random
+import re
 import ssl as _ssl
 import weakref
 from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -45,7 +46,7 @@ from .models import ImageJob
 from .policy import PollPolicy
 from .regions import endpoint_for
 from .retry import RetryPolicy, is_transient
-from .validation import check_id
+from .validation import check_id, is_host
 from .waiter import OutcomeCallback, TransitionCallback
 
 __all__ = [
@@ -66,16 +67,23 @@ USER_AGENT = f"imagejobs/{__version__}"
 logger = logging.getLogger("imagejobs")
 
 
+# host, [IPv6] or user@host (refused below with its own message), then an optional :port
+_NETLOC = re.compile(r"(?:[^@/\s]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^\[\]:@/\s]+)(?::\d+)?")
+
+
 def _check_endpoint(endpoint: object) -> str:
     if not isinstance(endpoint, str):
         raise InvalidArgument(f"endpoint must be a string, got {type(endpoint).__name__}")
     problem = f"endpoint {endpoint!r} is not an http(s) URL like https://host[:port]"
     try:
         parts = urlsplit(endpoint.strip())
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
         _ = parts.port  # out of range, or not a number: urllib raises only when asked
-        endpoint.encode("utf-8")  # a lone surrogate cannot go in a URL
-    except (ValueError, UnicodeEncodeError):
+        usable = (
+            parts.scheme in ("http", "https")
+            and _NETLOC.fullmatch(parts.netloc) is not None
+            and is_host(parts.hostname or "")
+        )
+    except (ValueError, UnicodeError):
         raise InvalidArgument(problem) from None
     if not usable:
         raise InvalidArgument(problem)
@@ -167,7 +175,7 @@ class Client:
         if max_body_size < 1:
             raise InvalidArgument(f"max_body_size must be positive, got {max_body_size}")
         self.max_body_size = max_body_size
-        self._ssl = _tls_context(ssl, allow_insecure=allow_insecure)
+        self._ssl = _tls_context(ssl, allow_insecure=allow_insecure, session=session)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgument(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self._retry = retry if retry is not None else RetryPolicy()
@@ -388,18 +396,18 @@ class Client:
                 return await self._attempt(session, call)
             except ImageJobsError as error:
                 elapsed = self.clock.monotonic() - started
-                # The gate holds every request until a Retry-After has passed.
-                held = getattr(error, "retry_after", None) or 0.0
+                delay = waits.send(error) if is_transient(error) else 0.0
+                # No try that could not start within max_time: the error at hand is
+                # more use than a timeout of a try given no time.
                 if (
                     not is_transient(error)
                     or tries >= self._retry.max_attempts
-                    or elapsed + held >= self._retry.max_time
+                    or elapsed + delay >= self._retry.max_time
                     or self._closed
                 ):
                     if tries > 1:
                         error.attempts = tries
                     raise
-                delay = min(waits.send(error), self._retry.max_time - elapsed)
                 logger.debug("retrying in %.2fs after attempt %d: %s", delay, tries, error)
             # The gate holds the next try too while a Retry-After runs.
             await self.clock.sleep(delay)
@@ -417,15 +425,28 @@ class Client:
         priority: float | None = None,
         call_gate: Gate | None = None,
     ) -> ImageJob:
-        """One try: sign afresh, send, decode; on a 401, refresh a token once."""
+        """One try: sign afresh, send, decode; on a 401, refresh a token once.
+
+        An exception outside the error tree (from credentials, or anything aiohttp
+        did not foresee) becomes an :class:`ImageJobsError` naming only its type:
+        its text may quote a header, and it is no reason to try again.
+        """
         try:
+            try:
+                return await self._exchange(session, call, priority, call_gate)
+            except AuthenticationError:
+                if call.refreshed or not isinstance(self._credentials, RefreshableCredentials):
+                    raise
+            call.refreshed = True
+            await self._credentials.refresh(call.sent)
             return await self._exchange(session, call, priority, call_gate)
-        except AuthenticationError:
-            if call.refreshed or not isinstance(self._credentials, RefreshableCredentials):
-                raise
-        call.refreshed = True
-        await self._credentials.refresh(call.sent)
-        return await self._exchange(session, call, priority, call_gate)
+        except ImageJobsError:
+            raise
+        except Exception as exc:
+            if self._closed:
+                raise ImageJobsError(f"GET {call.url}: the client was closed") from None
+            unexpected = f"GET {call.url} failed unexpectedly: {type(exc).__name__}"
+            raise ImageJobsError(unexpected) from exc
 
     async def _exchange(
         self,
@@ -485,16 +506,15 @@ class Client:
         except TimeoutError as exc:
             waited = min(call.timeout, self.timeout)
             raise TransportError(f"GET {url} timed out after {waited:g}s") from exc
-        except ImageJobsError:
-            raise
-        except Exception as exc:
+        except aiohttp.InvalidURL:
+            # Refused by aiohttp's own URL parser: no later try can fix it.
+            raise InvalidArgument(f"GET {url}: not a URL aiohttp can send to") from None
+        except (aiohttp.ClientError, RuntimeError) as exc:
             if self._closed:
                 raise ImageJobsError(f"GET {url}: the client was closed") from None
-            # aiohttp's own errors, and whatever else a broken answer provokes in it.
-            kind = "" if isinstance(exc, aiohttp.ClientError) else f"{type(exc).__name__}: "
-            raise TransportError(
-                f"GET {url} failed: {kind}{str(exc) or type(exc).__name__}"
-            ) from exc
+            if isinstance(exc, RuntimeError):
+                raise
+            raise TransportError(f"GET {url} failed: {str(exc) or type(exc).__name__}") from exc
         if logger.isEnabledFor(logging.DEBUG):
             request_id = response.headers.get("X-Request-Id", "none")
             logger.debug("GET %s: %s (request id %s)", url, response.status, request_id)
@@ -535,25 +555,39 @@ class Client:
         )
 
 
-def _tls_context(ssl: object, *, allow_insecure: bool) -> _ssl.SSLContext | bool:
-    """Return what to verify servers with: a context, or False only when told twice.
+def _tls_context(
+    ssl: object, *, allow_insecure: bool, session: aiohttp.ClientSession | None
+) -> _ssl.SSLContext | bool:
+    """Return what to verify servers with: a context, True, or False only when told twice.
 
-    The default is a verifying context of our own, passed on every request, so a
-    borrowed session whose connector was made with ``ssl=False`` verifies anyway.
+    A context that checks nothing counts as ``ssl=False``. By default a borrowed
+    session's connector decides, if it verifies; if it was made not to, our own
+    verifying context goes with every request instead.
     """
-    if ssl is None or ssl is True:
-        return _default_tls_context()
+    if isinstance(ssl, _ssl.SSLContext) and not _verifies(ssl):
+        ssl = False
     if ssl is False:
         if not allow_insecure:
             raise InvalidArgument(
-                "ssl=False turns TLS certificate checks off, and credentials would go to "
-                "whoever answers; pass allow_insecure=True as well if that is meant"
+                "ssl=False (or a context that checks nothing) turns TLS certificate checks "
+                "off, and credentials would go to whoever answers; pass allow_insecure=True "
+                "as well if that is meant"
             )
         logger.warning("TLS certificate checks are off (ssl=False, allow_insecure)")
         return False
+    if ssl is None or ssl is True:
+        connector = session.connector if session is not None else None
+        own = getattr(connector, "_ssl", True)  # aiohttp keeps the connector's choice here
+        if isinstance(own, _ssl.SSLContext) and _verifies(own):
+            return True  # the session's own trust (a private authority, say) applies
+        return _default_tls_context()
     if not isinstance(ssl, _ssl.SSLContext):
         raise InvalidArgument(f"ssl must be an ssl.SSLContext, got {type(ssl).__name__}")
     return ssl
+
+
+def _verifies(context: _ssl.SSLContext) -> bool:
+    return context.verify_mode != _ssl.CERT_NONE and context.check_hostname
 
 
 @functools.cache

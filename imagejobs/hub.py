@@ -498,8 +498,9 @@ class Hub:
             # Outside the tree: a bug, or input nothing foresaw. It ends this job's
             # waits with a typed error saying what it was, and no one else's.
             logger.warning("polling job %s failed unexpectedly", stream.job_id, exc_info=error)
+            # Its type only: its text may quote what it was given, secrets included.
             unexpected = ImageJobsError(
-                f"polling job {stream.job_id} failed unexpectedly: {type(error).__name__}: {error}"
+                f"polling job {stream.job_id} failed unexpectedly: {type(error).__name__}"
             )
             unexpected.__cause__ = error
             for sub in subscribers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from collections.abc import Callable
@@ -10,7 +11,7 @@ import attrs
 
 from .errors import InvalidArgument
 
-__all__ = ["check_header_value", "check_id", "number_validator"]
+__all__ = ["check_header_value", "check_id", "is_host", "number_validator"]
 
 _UNSAFE_HEADER_VALUE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -47,6 +48,29 @@ def check_id(name: str, value: object) -> str:
         # A lone surrogate: what Python makes of bytes that are not UTF-8 (argv, files).
         raise InvalidArgument(f"{name} {shown} is not valid Unicode text") from None
     return value
+
+
+# RFC 1123 labels (underscores tolerated, as resolvers do), after IDNA encoding.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?",
+    re.ASCII,
+)
+
+
+def is_host(text: str) -> bool:
+    """Whether ``text`` is an IP address or a host name a URL can carry (IDNA allowed)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        encoded = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return bool(_HOST_NAME.fullmatch(encoded))
 
 
 def check_header_value(name: str, value: object) -> str:

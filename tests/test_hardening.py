@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -138,7 +139,17 @@ async def test_an_id_that_is_not_unicode_text_is_refused_before_any_request(
 
 @pytest.mark.parametrize(
     "endpoint",
-    ["https://[::1", "https://host:99999", "https://host:port", "https://h\ud800st", "ftp://x"],
+    [
+        "https://[::1",
+        "https://[::1]x",
+        "https://host:99999",
+        "https://host:port",
+        "https://h\ud800st",
+        "https://a..b",
+        "https://host\x00.com",
+        "https://\u2028host",
+        "ftp://x",
+    ],
 )
 def test_an_endpoint_that_is_not_a_url_is_an_invalid_argument(endpoint: str) -> None:
     with pytest.raises(InvalidArgument, match="is not an http"):
@@ -321,7 +332,7 @@ class _BrokenForOneJob:
 
 
 async def test_an_unforeseen_error_in_one_poll_ends_only_that_job(
-    server: FakeWorkspace, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    server: FakeWorkspace, clock: FakeClock
 ) -> None:
     for job_id in ("ok-1", "odd", "ok-2"):
         server.add_job([{**RUNNING, "id": job_id}, {**DONE, "id": job_id}])
@@ -332,6 +343,41 @@ async def test_an_unforeseen_error_in_one_poll_ends_only_that_job(
     assert outcomes["ok-2"].ok
     error = outcomes["odd"].error
     assert type(error) is ImageJobsError
-    assert "polling job odd failed unexpectedly: KeyError" in str(error)
+    assert str(error).endswith("/odd failed unexpectedly: KeyError")
+    assert "no key for this one" not in str(error), "only the type: its text may hold secrets"
     assert isinstance(error.__cause__, KeyError)
-    assert "polling job odd failed unexpectedly" in caplog.text
+    assert len(server.requests_for("odd")) == 0, "no point in trying again"
+
+
+class _BytesToken:
+    """Credentials that hand over a token as bytes, as read from a file."""
+
+    async def authorize(
+        self, method: str, url: str, headers: dict[str, str], project_id: str
+    ) -> dict[str, Any]:
+        return {**headers, "X-Auth-Token": b"SUPERSECRET-TOKEN"}
+
+
+async def test_an_unforeseen_error_never_quotes_what_was_sent(server: FakeWorkspace) -> None:
+    server.add_job([DONE], job_id=JOB)
+    async with server.client(credentials=_BytesToken()) as client:
+        with pytest.raises(ImageJobsError) as info:
+            await client.get_job(JOB)
+    assert "SUPERSECRET" not in str(info.value)
+    assert "failed unexpectedly: TypeError" in str(info.value)
+    assert info.value.attempts == 1, "not retried"
+
+
+def test_log_lines_quoting_the_server_are_escaped_too() -> None:
+    from imagejobs.cli import _VisibleFormatter  # noqa: PLC0415 - the CLI's own handler
+
+    formatter = _VisibleFormatter("imagejobs: %(levelname)s: %(message)s")
+    hostile = "busy\n::error title=pwned::INJECTED\n##[error]x \x1b[31mred"
+    record = logging.LogRecord(
+        "imagejobs", logging.DEBUG, __file__, 1, "retrying: %s", (hostile,), None
+    )
+    line = formatter.format(record)
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert "##[" not in line
+    assert line.startswith("imagejobs: DEBUG: retrying: busy\\n::error")

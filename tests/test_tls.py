@@ -51,7 +51,7 @@ async def test_trusting_the_authority_explicitly_works(
 async def test_turning_checks_off_takes_allow_insecure_too(
     tls_fake: FakeWorkspace, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with pytest.raises(InvalidArgument, match="ssl=False turns TLS certificate checks off"):
+    with pytest.raises(InvalidArgument, match="turns TLS certificate checks off"):
         tls_fake.client(ssl=False)
     with pytest.raises(InvalidArgument, match=r"ssl must be an ssl\.SSLContext"):
         tls_fake.client(ssl="no")
@@ -72,3 +72,26 @@ async def test_a_borrowed_session_that_checks_nothing_is_checked_anyway(
             await client.get_job(JOB)
         await client.close()
     assert tls_fake.requests == []
+
+
+async def test_a_context_that_checks_nothing_counts_as_ssl_false(tls_fake: FakeWorkspace) -> None:
+    lax = ssl.create_default_context()
+    lax.check_hostname = False
+    lax.verify_mode = ssl.CERT_NONE
+    with pytest.raises(InvalidArgument, match="checks nothing"):
+        tls_fake.client(ssl=lax)
+    async with tls_fake.client(ssl=lax, allow_insecure=True) as client:
+        assert (await client.get_job(JOB)).id == JOB
+
+
+async def test_a_borrowed_session_that_trusts_a_private_authority_keeps_it(
+    tls_fake: FakeWorkspace, authority: trustme.CA
+) -> None:
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    connector = aiohttp.TCPConnector(ssl=context)
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        tls_fake.client(session=session) as client,
+    ):
+        assert (await client.get_job(JOB)).id == JOB

@@ -13,6 +13,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from imagejobs import ConfigurationError, ImageJobsError, InvalidArgument
 
@@ -29,6 +30,17 @@ def _error(message: str) -> None:
     sys.stderr.flush()
 
 
+class _VisibleFormatter(logging.Formatter):
+    """Log lines quote the server (errors, retries): escape them like every other line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return visible(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        # A traceback keeps its lines, indented, so none can start a workflow command.
+        return "\n".join("  " + visible(line) for line in super().formatException(ei).split("\n"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: the process's); return the exit code."""
     try:
@@ -37,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(str(exc))
         return EXIT_USAGE
     debug = getattr(args, "debug", False)
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="imagejobs: %(levelname)s: %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_VisibleFormatter("imagejobs: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     if debug:
         logging.getLogger("imagejobs").setLevel(logging.DEBUG)
     try:
