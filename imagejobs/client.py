@@ -385,13 +385,12 @@ class Client:
         waits = self._retry.waits(random.random)
         next(waits)
         started = self.clock.monotonic()
+        # max_time bounds the whole call, waits for the budget included: the last
+        # try gets only the time left.
+        call.deadline = started + self._retry.max_time
         tries = 0
         while True:
             tries += 1
-            # max_time bounds the whole call: the last try gets only the time left.
-            call.timeout = min(
-                self.timeout, self._retry.max_time - (self.clock.monotonic() - started)
-            )
             try:
                 return await self._attempt(session, call)
             except ImageJobsError as error:
@@ -463,7 +462,13 @@ class Client:
         ending: dict[str, Any] = {}
         try:
             for gate in gates:
-                passes.append(await gate.acquire(priority))
+                try:
+                    passes.append(await gate.acquire(priority, call.deadline))
+                except TimeoutError:
+                    raise TransportError(
+                        f"GET {call.url}: not sent, the client's request budget held it past "
+                        f"the retry policy's max_time ({self._retry.max_time:g}s)"
+                    ) from None
             call.sent = headers = await self._authorize(call.url)
             job = await self._get(session, call, headers)
         except Throttled as error:
@@ -490,22 +495,19 @@ class Client:
         self, session: aiohttp.ClientSession, call: _Call, headers: Mapping[str, str]
     ) -> ImageJob:
         url = call.url
+        left = min(self.timeout, call.deadline - self.clock.monotonic())
+        timeout = (
+            self._client_timeout
+            if left >= self.timeout
+            else aiohttp.ClientTimeout(total=max(left, 0.001))
+        )
         try:
             async with session.get(
-                url,
-                headers=headers,
-                allow_redirects=False,
-                timeout=(
-                    self._client_timeout
-                    if call.timeout >= self.timeout
-                    else aiohttp.ClientTimeout(total=max(call.timeout, 0.001))
-                ),
-                ssl=self._ssl,
+                url, headers=headers, allow_redirects=False, timeout=timeout, ssl=self._ssl
             ) as response:
                 body = await self._read(response)
         except TimeoutError as exc:
-            waited = min(call.timeout, self.timeout)
-            raise TransportError(f"GET {url} timed out after {waited:g}s") from exc
+            raise TransportError(f"GET {url} timed out after {max(left, 0.0):.3g}s") from exc
         except aiohttp.InvalidURL:
             # Refused by aiohttp's own URL parser: no later try can fix it.
             raise InvalidArgument(f"GET {url}: not a URL aiohttp can send to") from None
@@ -614,18 +616,18 @@ class _Call:
 
     ``refreshed`` says whether it already refreshed its token (once per request,
     not per try); ``sent`` holds the headers of the last try, for the
-    credentials to see which token was refused; ``timeout`` is what is left of
-    the retry policy's ``max_time`` for the next try.
+    credentials to see which token was refused; ``deadline`` is when the retry
+    policy's ``max_time`` runs out, on the client's clock.
     """
 
-    __slots__ = ("job_id", "refreshed", "sent", "timeout", "url")
+    __slots__ = ("deadline", "job_id", "refreshed", "sent", "url")
 
     def __init__(self, job_id: str, url: str) -> None:
         self.job_id = job_id
         self.url = url
         self.refreshed = False
         self.sent: Mapping[str, str] = {}
-        self.timeout = math.inf  # seconds this try may take, if less than the client's
+        self.deadline = math.inf  # on the client's clock: when the retry policy's max_time ends
 
 
 def _with_clock_hint(error: AuthenticationError, server_date: str | None) -> AuthenticationError:

@@ -41,20 +41,28 @@ class Gate:
         self._timer_at = math.inf
         self._closed: ImageJobsError | None = None
 
-    async def acquire(self, priority: float | None = None) -> Pass:
+    async def acquire(self, priority: float | None = None, deadline: float = math.inf) -> Pass:
         """Wait until a request may go, then return its pass.
 
-        Raises the gate's closing error if the gate is closed before or while waiting.
+        Raises :class:`TimeoutError` if no pass came by ``deadline`` (on the
+        gate's clock), and the gate's closing error if it is closed before or
+        while waiting.
         """
         if self._closed is not None:
             raise self._closed
         now = self._clock.monotonic()
         if not self._waiting and self.budget.try_start(now):
             return Pass(now)
-        granted: asyncio.Future[Pass] = asyncio.get_running_loop().create_future()
+        if deadline <= now:
+            raise TimeoutError
+        loop = asyncio.get_running_loop()
+        granted: asyncio.Future[Pass] = loop.create_future()
         order = now if priority is None else priority
         heapq.heappush(self._waiting, (order, next(self._order), granted))
         self._grant()
+        expiry = None
+        if deadline < math.inf and not granted.done():
+            expiry = loop.create_task(self._expire(granted, deadline - now))
         try:
             return await granted
         except asyncio.CancelledError:
@@ -62,6 +70,14 @@ class Gate:
                 # Granted, then cancelled before it could be used: hand it back.
                 self.release(granted.result())
             raise
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+
+    async def _expire(self, granted: asyncio.Future[Pass], delay: float) -> None:
+        await self._clock.sleep(delay)
+        if not granted.done():
+            granted.set_exception(TimeoutError())
 
     def release(
         self,

@@ -73,3 +73,16 @@ async def test_closing_refuses_waiters_and_newcomers() -> None:
         await waiting
     with pytest.raises(ImageJobsError, match="closed"):
         await one.acquire()
+
+
+async def test_a_waiter_gives_up_at_its_deadline_and_leaves_its_place() -> None:
+    clock = FakeClock()
+    slow = gate(10, 0.5, clock)
+    first = await slow.acquire()
+    with pytest.raises(TimeoutError):
+        await slow.acquire(deadline=1.0)
+    assert clock.monotonic() == 1.0
+    slow.release(first)
+    second = await slow.acquire()
+    assert clock.monotonic() == 2.0, "the rate, not the abandoned waiter, set the pace"
+    slow.release(second)

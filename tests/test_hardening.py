@@ -381,3 +381,15 @@ def test_log_lines_quoting_the_server_are_escaped_too() -> None:
     assert "\x1b" not in line
     assert "##[" not in line
     assert line.startswith("imagejobs: DEBUG: retrying: busy\\n::error")
+
+
+async def test_max_time_counts_the_wait_for_the_budget(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    server.add_job([DONE], job_id=JOB)
+    async with server.client(clock=clock, rate=0.2, retry=RetryPolicy(max_time=1)) as client:
+        await client.get_job(JOB)
+        with pytest.raises(TransportError, match="request budget held it past"):
+            await client.get_job(JOB)
+    assert clock.monotonic() == 1
+    assert len(server.requests) == 1
