@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -291,6 +292,11 @@ def parse_http_date(value: str | None) -> datetime | None:
         return None
 
 
+# RFC 9110's delta-seconds, ASCII digits only (float() would take "1_0" or "٣"), and a
+# fraction, which some gateways send.
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Return a ``Retry-After`` header's delay in seconds, or ``None`` if unusable.
 
@@ -299,9 +305,9 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    try:
+    if _DELTA_SECONDS.fullmatch(value):
         seconds = float(value)
-    except ValueError:
+    else:
         when = parse_http_date(value)
         if when is None:
             return None

@@ -300,7 +300,7 @@ NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
     [
         ("5", 5.0),
         (" 2.5 ", 2.5),
-        ("-3", 0.0),
+        ("-3", None),  # not delta-seconds: ignored
         ("Thu, 26 Nov 2026 12:00:30 GMT", 30.0),
         ("Thu, 26 Nov 2026 11:00:00 GMT", 0.0),
         ("soon", None),

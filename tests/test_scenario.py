@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -124,3 +125,22 @@ def test_every_setting_in_range_still_loads() -> None:
         ],
     }
     assert isinstance(load_scenario(scenario), FakeWorkspace)
+
+
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        (
+            {"id": "1", "timeline": [{"id": "999", "status": "RUNNING"}]},
+            "jobs[0].timeline[0].id: is '999', but the job is '1'",
+        ),
+        (
+            {"id": "a/b", "timeline": [{"id": "a/b", "status": "RUNNING"}]},
+            "jobs[0].id: job ID 'a/b' contains",
+        ),
+        ({"id": "1", "faults": [], "timeline": [{"id": "1", "status": "RUNNING"}]}, "faults"),
+    ],
+)
+def test_a_job_no_client_could_read_is_refused(job: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        load_scenario({"jobs": [job]})

@@ -218,6 +218,31 @@ _FAULT_CHECKS: dict[str, Callable[[str, object], Any]] = {
 }
 
 
+def _same_job(where: str, job_id: str | None, steps: list[Step]) -> None:
+    """Refuse a job no client could ask for, or whose snapshots are of another job."""
+    ids = [(n, _snapshot_id(step)) for n, step in enumerate(steps)]
+    named = job_id or next((found for _, found in ids if found is not None), None)
+    if named is None:
+        return  # add_job says a job needs an ID
+    try:
+        _CHECKS["project_id"](named)  # job and project IDs follow the same rules
+    except InvalidArgument as exc:
+        raise _fail(f"{where}.id", str(exc).replace("project_id", "job ID")) from None
+    for n, found in ids:
+        if found is not None and found != named:
+            raise _fail(
+                f"{where}.timeline[{n}].id",
+                f"is {found!r}, but the job is {named!r}: every client would refuse the answer",
+            )
+
+
+def _snapshot_id(step: Step) -> str | None:
+    if isinstance(step, Mapping) and isinstance(step.get("id"), str):
+        found: str = step["id"]
+        return found
+    return None
+
+
 def _faults(where: str, spec: object) -> Faults:
     """Return the plan, each value checked here so a mistake is named, not a TypeError."""
     if not isinstance(spec, Mapping):
@@ -274,7 +299,8 @@ def load_scenario(data: object, **options: Any) -> FakeWorkspace:
         job_id = job.get("id")
         if job_id is not None and (not isinstance(job_id, str) or not job_id):
             raise _fail(f"{where}.id", "must be a non-empty string")
-        faults = _faults(f"{where}.faults", job["faults"]) if job.get("faults") else None
+        _same_job(where, job_id, steps)
+        faults = _faults(f"{where}.faults", job["faults"]) if "faults" in job else None
         every = _seconds(f"{where}.every", job.get("every"), positive=True)
         try:
             fake.add_job(steps, job_id=job_id, every=every, faults=faults)
