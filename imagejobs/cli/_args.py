@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -82,29 +81,19 @@ def _port(text: str) -> int:
     return value
 
 
-# RFC 1123 host names (underscores tolerated, as resolvers do): what fits in a URL.
-_HOST_NAME = re.compile(
-    r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?",
-    re.ASCII,
-)
-
-
 def _host(text: str) -> str:
-    """Return ``text`` if it is an IP address or a host name the printed URL can carry."""
+    """Return ``text`` if the URL printed for it (``http://HOST:PORT``) is one a client takes."""
+    from imagejobs import Client, InvalidArgument  # noqa: PLC0415 - aiohttp only when used
+
+    url = f"http://[{text}]" if ":" in text else f"http://{text}"
     try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        if _HOST_NAME.fullmatch(text):
-            return text
-    else:
-        # A zone (fe80::1%eth0) would need escaping in the URL that gets printed.
-        if not isinstance(address, ipaddress.IPv6Address) or address.scope_id is None:
-            return text
-    shown = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
-    raise argparse.ArgumentTypeError(
-        f"{shown} is not an IP address or host name (127.0.0.1, ::1, localhost)"
-    )
+        Client(project_id="p", endpoint=url)
+    except InvalidArgument:
+        shown = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+        raise argparse.ArgumentTypeError(
+            f"{shown} is not an IP address or host name (127.0.0.1, ::1, localhost)"
+        ) from None
+    return text
 
 
 class _Parser(argparse.ArgumentParser):
