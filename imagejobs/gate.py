@@ -13,7 +13,7 @@ import itertools
 import math
 
 from .budget import RequestBudget
-from .clock import Clock
+from .clock import Alarm, Clock
 from .errors import ImageJobsError
 
 __all__ = ["Gate", "Pass"]
@@ -37,8 +37,7 @@ class Gate:
         self._clock = clock
         self._waiting: list[tuple[float, int, asyncio.Future[Pass]]] = []
         self._order = itertools.count()
-        self._timer: asyncio.Task[None] | None = None
-        self._timer_at = math.inf
+        self._alarm = Alarm(clock, self._grant)
         self._closed: ImageJobsError | None = None
 
     async def acquire(self, priority: float | None = None, deadline: float = math.inf) -> Pass:
@@ -114,28 +113,11 @@ class Gate:
         self._arm(now)
 
     def _arm(self, now: float) -> None:
-        """Set a timer for when the rate or a pause next allows a start, if that is the wait."""
+        """Wake when the rate or a pause next allows a start, if that is the wait."""
         if not self._waiting or not self.budget.has_room:
-            self._cancel_timer()
-            return
-        when = self.budget.next_start(now)
-        if self._timer is not None and self._timer_at <= when:
-            return
-        self._cancel_timer()
-        self._timer_at = when
-        self._timer = asyncio.get_running_loop().create_task(self._wake(when - now))
-
-    async def _wake(self, delay: float) -> None:
-        await self._clock.sleep(max(0.0, delay))
-        self._timer = None
-        self._timer_at = math.inf
-        self._grant()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-            self._timer_at = math.inf
+            self._alarm.cancel()  # only a release can help, and it looks again itself
+        else:
+            self._alarm.set(self.budget.next_start(now))
 
     async def close(self, error: ImageJobsError) -> None:
         """Refuse every waiting and future request with ``error``."""
@@ -144,10 +126,7 @@ class Gate:
             if not granted.done():
                 granted.set_exception(error)
         self._waiting.clear()
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-            await asyncio.gather(timer, return_exceptions=True)
+        await self._alarm.close()
 
     def __repr__(self) -> str:
         in_flight, cap = self.budget.in_flight, self.budget.max_in_flight

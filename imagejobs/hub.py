@@ -31,16 +31,13 @@ from typing import Any
 
 import attrs
 
-from .clock import Clock
+from .clock import Alarm, Clock
 from .errors import (
     AuthenticationError,
     ImageJobsError,
     JobFailed,
     JobNotFound,
-    MalformedResponse,
-    ResponseTooLarge,
     ServerError,
-    Throttled,
     TransportError,
     WaitTimeout,
 )
@@ -48,7 +45,7 @@ from .events import Outcome, Transition, diff
 from .gate import Gate
 from .models import ImageJob, JobStatus
 from .policy import PollPolicy
-from .retry import RetryPolicy
+from .retry import RetryPolicy, is_transient
 
 __all__ = ["KEPT_TRANSITIONS", "Hub", "Mailbox", "Subscription", "is_poll_transient"]
 
@@ -65,10 +62,11 @@ PollFunction = Callable[[str, float, Gate | None], Coroutine[Any, Any, ImageJob]
 
 
 def is_poll_transient(error: BaseException) -> bool:
-    """Whether a later poll may succeed where this one failed."""
-    if isinstance(error, ResponseTooLarge):
-        return False
-    return isinstance(error, (ServerError, Throttled, TransportError, MalformedResponse))
+    """Whether a later poll may succeed where this one failed: what a retry may fix, or any 5xx.
+
+    A poll comes again anyway, seconds later, so a 501 is worth another look too.
+    """
+    return is_transient(error) or isinstance(error, ServerError)
 
 
 class Mailbox:
@@ -183,8 +181,7 @@ class Hub:
         self._parked: dict[Gate | None, list[tuple[float, int, _Stream]]] = {}
         self._runner: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
-        self._timer: asyncio.Task[None] | None = None
-        self._timer_at = math.inf
+        self._alarm = Alarm(clock, self._poke)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -333,7 +330,7 @@ class Hub:
                     self._end(sub, bug)
         finally:
             self._runner = None
-            self._cancel_timer()
+            self._alarm.cancel()
             if not self._streams:
                 self._returned.clear()  # polls of jobs nobody waits on any more
 
@@ -350,31 +347,11 @@ class Hub:
 
     async def _sleep_until(self, wake: float) -> None:
         self._wakeup = asyncio.get_running_loop().create_future()
-        if wake < math.inf:
-            if self._timer is None or self._timer_at != wake:
-                self._cancel_timer()
-                self._timer_at = wake
-                self._timer = asyncio.get_running_loop().create_task(
-                    self._ring(wake - self._clock.monotonic())
-                )
-        else:
-            self._cancel_timer()
+        self._alarm.set(wake)
         try:
             await self._wakeup
         finally:
             self._wakeup = None
-
-    async def _ring(self, delay: float) -> None:
-        await self._clock.sleep(max(0.0, delay))
-        self._timer = None
-        self._timer_at = math.inf
-        self._poke()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-            self._timer_at = math.inf
 
     # --- deadlines, due polls, returned polls ------------------------------------------
 
@@ -557,11 +534,12 @@ class Hub:
             for sub in list(stream.subscribers):
                 error = ImageJobsError(f"the client was closed while waiting for job {sub.job_id}")
                 self._end(sub, Outcome(sub.job_id, sub.last, error))
-        tasks = [*self._polls, *filter(None, (self._runner, self._timer))]
+        tasks = [*self._polls, *filter(None, [self._runner])]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._alarm.close()
 
 
 def _own_copy(error: ImageJobsError) -> ImageJobsError:
