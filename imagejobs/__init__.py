@@ -38,6 +38,7 @@ from .events import Outcome, Transition
 from .models import (
     ExecuteInfo,
     ImageJob,
+    ImageJobInfo,
     JobStatus,
     JobType,
     ResourceInfo,
@@ -80,6 +81,7 @@ __all__ = [
     "Credentials",
     "ExecuteInfo",
     "ImageJob",
+    "ImageJobInfo",
     "ImageJobsError",
     "InvalidArgument",
     "JobFailed",

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_RATE",
     "MAX_RETRY_AFTER",
+    "PACE",
     "AdaptiveRate",
     "RequestBudget",
     "check_limits",
@@ -38,9 +39,16 @@ DEFAULT_RATE = 1.5
 """Requests a client sends a second at most: 90 a minute, under the gateway's lowest
 published per-user limit for Workspace APIs (100 a minute). A 429 lowers it further."""
 
-# The bucket holds a quarter second's worth of requests, between 1 and 10:
-# enough to start a few polls at once, too few to look like a burst to a gateway.
-_BURST_SECONDS = 0.25
+# The bucket holds a tenth of a second's worth of requests, between 1 and 10: a
+# gateway counting a sliding second throttles whatever a bucket lets through beyond
+# the rate, so a client told the gateway's own limit must not burst over it.
+_BURST_SECONDS = 0.1
+PACE = 0.99
+"""The share of the rate requests are paced at.
+
+A hair under: paced at exactly the gateway's limit, a request lands on the edge of
+the gateway's sliding second, where the least clock difference makes it the
+limit's one too many, and a 429 holds every request of the client."""
 _MAX_BURST = 10.0
 # Refills are sums of float products, so a token due at t can be 0.9999999999999998
 # at t, and t plus the tiny wait left rounds back to t: with a clock that only moves
@@ -186,7 +194,7 @@ class RequestBudget:
             if math.isinf(rate):
                 self.tokens = math.inf
             else:
-                gained = (now - self.refilled_at) * rate
+                gained = (now - self.refilled_at) * rate * PACE
                 self.tokens = min(self.burst(now), self.tokens + gained)
             self.refilled_at = now
 
@@ -246,7 +254,7 @@ class RequestBudget:
         else:
             rate = self.adaptive.current(now)
             # At least one step of the float past now, or a tiny wait could round to none.
-            token_at = max(now + (1 - self.tokens) / rate, math.nextafter(now, math.inf))
+            token_at = max(now + (1 - self.tokens) / (rate * PACE), math.nextafter(now, math.inf))
         return max(token_at, self.paused_until)
 
 

@@ -14,10 +14,10 @@ import random
 import re
 import ssl as _ssl
 import weakref
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -27,7 +27,15 @@ from ._version import __version__
 from .auth import Credentials, RefreshableCredentials
 from .budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE, RequestBudget, check_limits
 from .clock import SYSTEM_CLOCK, Clock
-from .codec import decode_response, parse_http_date
+from .codec import (
+    Page,
+    decode_answer,
+    parse_http_date,
+    read_count,
+    read_job,
+    read_job_page,
+    read_sub_job_page,
+)
 from .config import from_environment
 from .errors import (
     ApiError,
@@ -42,7 +50,7 @@ from .errors import (
 from .events import Outcome, Transition
 from .gate import Gate, Pass
 from .hub import Hub
-from .models import ImageJob
+from .models import ImageJob, ImageJobInfo, SubJob
 from .policy import PollPolicy
 from .regions import endpoint_for
 from .retry import RetryPolicy, is_transient
@@ -52,6 +60,7 @@ from .waiter import OutcomeCallback, TransitionCallback
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_REQUEST_TIMEOUT",
+    "MAX_PAGE_SIZE",
     "USER_AGENT",
     "Client",
 ]
@@ -65,6 +74,43 @@ DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 USER_AGENT = f"imagejobs/{__version__}"
 
 logger = logging.getLogger("imagejobs")
+
+_T = TypeVar("_T")
+
+MAX_PAGE_SIZE = 100
+"""The most items the service returns a page; it refuses a larger ``limit``."""
+
+# Status and job-type filters: the open sets' spelling, and count's comma-separated list.
+_FILTER = re.compile(r"[A-Za-z0-9_]{1,64}(?:,[A-Za-z0-9_]{1,64}){0,15}", re.ASCII)
+
+
+def _check_filter(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a string, got {type(value).__name__}")
+    if not _FILTER.fullmatch(value):
+        raise InvalidArgument(
+            f"{name} {value[:80]!r} is not a status or job type "
+            "(letters, digits and underscores, like RUNNING or CREATE_SERVER)"
+        )
+    return str(value)
+
+
+def _check_page_size(page_size: object) -> int:
+    if isinstance(page_size, bool) or not isinstance(page_size, int):
+        raise InvalidArgument(f"page_size must be a whole number, got {page_size!r}")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidArgument(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+    return page_size
+
+
+def _with_query(url: str, query: Mapping[str, str | int | None]) -> str:
+    # Sorted and encoded as the signature's canonical query, so what is signed is what is sent.
+    pairs = sorted((key, str(value)) for key, value in query.items() if value is not None)
+    if not pairs:
+        return url
+    return url + "?" + "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in pairs)
 
 
 # host, [IPv6] or user@host (refused below with its own message), then an optional :port
@@ -125,11 +171,16 @@ class Client:
     the budget in the client, never in aiohttp's pool, so ``timeout`` counts
     from when a request is sent. Every wait (:meth:`wait`, :meth:`watch`,
     :meth:`wait_many`, :meth:`watch_many`) goes through one scheduler, the
-    hub: a job is polled once however many callers wait on it. ``clock`` is
-    where time comes from (:class:`imagejobs.testing.FakeClock` in tests).
+    hub: a job is polled once however many callers wait on it. When many jobs
+    are in play, the hub sweeps: it pages the lists of active jobs, a hundred
+    a request, and GETs only the jobs that left them (see README, "Sweeps").
+    ``sweeps=None`` (the default) sweeps when polling every job by GET would
+    take over a third of the budget, ``True`` whenever a list is cheaper than
+    the GETs it saves, ``False`` never. ``clock`` is where time comes from
+    (:class:`imagejobs.testing.FakeClock` in tests).
 
     Raises :class:`InvalidArgument` at once for a bad ``project_id``,
-    ``endpoint``, ``region``, ``timeout``, ``ssl``, ``max_in_flight`` or ``rate``.
+    ``endpoint``, ``region``, ``timeout``, ``ssl``, ``max_in_flight``, ``rate`` or ``sweeps``.
     """
 
     def __init__(
@@ -148,6 +199,7 @@ class Client:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         rate: float = DEFAULT_RATE,
         clock: Clock | None = None,
+        sweeps: bool | None = None,
     ) -> None:
         self.project_id = check_id("project_id", project_id)
         if endpoint is None:
@@ -168,7 +220,11 @@ class Client:
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        self._jobs_url = f"{self.endpoint}/v1/{quote(self.project_id, safe='')}/image-server-jobs/"
+        project_url = f"{self.endpoint}/v1/{quote(self.project_id, safe='')}"
+        self._jobs_url = f"{project_url}/image-server-jobs/"
+        self._job_list_url = f"{project_url}/image-server-jobs"
+        self._sub_job_list_url = f"{project_url}/image-server-sub-jobs"
+        self._sub_job_count_url = f"{project_url}/image-server-sub-jobs/actions/count"
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
             raise InvalidArgument(f"max_body_size must be a whole number, got {max_body_size!r}")
@@ -186,7 +242,17 @@ class Client:
         budget = RequestBudget.create(max_in_flight, rate, self.clock.monotonic())
         self._gate = Gate(budget, self.clock)
         self._call_gates: weakref.WeakSet[Gate] = weakref.WeakSet()
-        self._hub = Hub(self._poll, self.clock, self._retry, max_polls=max_in_flight)
+        if sweeps is not None and not isinstance(sweeps, bool):
+            raise InvalidArgument(f"sweeps must be True, False or None, got {sweeps!r}")
+        self._hub = Hub(
+            self._poll,
+            self.clock,
+            self._retry,
+            max_polls=max_in_flight,
+            list_page=self._list_page,
+            sweeps=sweeps,
+            rate=budget.adaptive.current,
+        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -380,7 +446,91 @@ class Client:
         when no answer came back; :class:`MalformedResponse` for a body that is not
         a job (:class:`ResponseTooLarge` for one over the size cap).
         """
-        call = _Call(job_id, self.job_url(job_id))
+        return await self._send(_Call(self.job_url(job_id), read_job(job_id)))
+
+    def list_jobs(
+        self,
+        status: str | None = None,
+        job_type: str | None = None,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> AsyncGenerator[ImageJobInfo]:
+        """Yield the project's jobs, filtered by ``status`` and ``job_type``, paging for you.
+
+        Each page is one request (``page_size`` items, 1 to 100), with the same
+        signing, retries, budget and size cap as :meth:`get_job`. The service
+        documents no order, and a list that changes while it is paged can skip
+        a job (or show one twice; each is yielded once): a list is a snapshot in
+        motion, a hint of what is running, never proof that a job ended. The
+        English API reference marks ``job_type`` mandatory: pass it. Raises
+        :class:`InvalidArgument` before any request for a bad filter or page size.
+        """
+        query = {
+            "status": _check_filter("status", status),
+            "job_type": _check_filter("job_type", job_type),
+        }
+        size = _check_page_size(page_size)
+        return self._paged(self._job_list_url, query, size, read_job_page)
+
+    def list_sub_jobs(
+        self,
+        job_id: str | None = None,
+        status: str | None = None,
+        job_type: str | None = None,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> AsyncGenerator[SubJob]:
+        """Yield sub-jobs (of one job, given ``job_id``), filtered by ``status`` and ``job_type``.
+
+        Each :class:`SubJob` names its parent in ``job_id``. Paging, order and
+        errors as in :meth:`list_jobs`.
+        """
+        query = {
+            "job_id": None if job_id is None else check_id("job_id", job_id),
+            "status": _check_filter("status", status),
+            "job_type": _check_filter("job_type", job_type),
+        }
+        size = _check_page_size(page_size)
+        return self._paged(self._sub_job_list_url, query, size, read_sub_job_page)
+
+    async def count_sub_jobs(
+        self, job_id: str | None = None, status: str | None = None, job_type: str | None = None
+    ) -> int:
+        """Return how many sub-jobs match: one request.
+
+        ``job_type`` may be a comma-separated list; without it the service counts
+        ``CREATE_SERVER``, ``CREATE_SERVER_IMAGE`` and ``DELETE_SERVER`` sub-jobs.
+        """
+        query = {
+            "job_id": None if job_id is None else check_id("job_id", job_id),
+            "status": _check_filter("status", status),
+            "job_type": _check_filter("job_type", job_type),
+        }
+        return await self._send(_Call(_with_query(self._sub_job_count_url, query), read_count))
+
+    async def _paged(
+        self,
+        url: str,
+        query: Mapping[str, str | None],
+        size: int,
+        read: Callable[[bytes], Page[Any]],
+    ) -> AsyncGenerator[Any]:
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            page_url = _with_query(url, {**query, "offset": offset, "limit": size})
+            page = await self._send(_Call(page_url, read))
+            for item in page.items:
+                if item.id not in seen:
+                    seen.add(item.id)
+                    yield item
+            # By what came back, not by the page size: a shorter page skips nothing.
+            offset += len(page.items)
+            if not page.items or offset >= page.count:
+                return
+
+    async def _send(self, call: _Call[_T]) -> _T:
+        """Send one call, retrying transient failures as the client's :class:`RetryPolicy` says."""
         session = self._get_session()
         waits = self._retry.waits(random.random)
         next(waits)
@@ -413,17 +563,32 @@ class Client:
 
     async def _poll(self, job_id: str, priority: float, call_gate: Gate | None) -> ImageJob:
         """Fetch a job once for the hub: no retries (the hub polls again with backoff)."""
-        return await self._attempt(
-            self._get_session(), _Call(job_id, self.job_url(job_id)), priority, call_gate
-        )
+        call = _Call(self.job_url(job_id), read_job(job_id))
+        return await self._attempt(self._get_session(), call, priority, call_gate)
+
+    async def _list_page(
+        self,
+        sub_jobs: bool,
+        query: Mapping[str, str | int | None],
+        priority: float,
+        call_gate: Gate | None,
+    ) -> Page[Any]:
+        """Fetch one page of the job or sub-job list for the hub's sweeps, once."""
+        if sub_jobs:
+            call: _Call[Page[Any]] = _Call(
+                _with_query(self._sub_job_list_url, query), read_sub_job_page
+            )
+        else:
+            call = _Call(_with_query(self._job_list_url, query), read_job_page)
+        return await self._attempt(self._get_session(), call, priority, call_gate)
 
     async def _attempt(
         self,
         session: aiohttp.ClientSession,
-        call: _Call,
+        call: _Call[_T],
         priority: float | None = None,
         call_gate: Gate | None = None,
-    ) -> ImageJob:
+    ) -> _T:
         """One try: sign afresh, send, decode; on a 401, refresh a token once.
 
         An exception outside the error tree (from credentials, or anything aiohttp
@@ -450,10 +615,10 @@ class Client:
     async def _exchange(
         self,
         session: aiohttp.ClientSession,
-        call: _Call,
+        call: _Call[_T],
         priority: float | None,
         call_gate: Gate | None,
-    ) -> ImageJob:
+    ) -> _T:
         """Wait for the budget (the call's, then the client's), sign, send, and report back."""
         gates = (self._gate,) if call_gate is None else (call_gate, self._gate)
         passes: list[Pass] = []
@@ -470,7 +635,7 @@ class Client:
                         f"the retry policy's max_time ({self._retry.max_time:g}s)"
                     ) from None
             call.sent = headers = await self._authorize(call.url)
-            job = await self._get(session, call, headers)
+            answer = await self._get(session, call, headers)
         except Throttled as error:
             ending = {"throttled": True, "retry_after": error.retry_after}
             raise
@@ -479,7 +644,7 @@ class Client:
             raise
         else:
             ending = {"answered": True}
-            return job
+            return answer
         finally:
             for gate, ticket in zip(gates, passes, strict=False):
                 # Only the client's own gate learns from 429s; a call's cap stays as given.
@@ -492,8 +657,8 @@ class Client:
         return await self._credentials.authorize("GET", url, headers, self.project_id)
 
     async def _get(
-        self, session: aiohttp.ClientSession, call: _Call, headers: Mapping[str, str]
-    ) -> ImageJob:
+        self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
+    ) -> _T:
         url = call.url
         left = min(self.timeout, call.deadline - self.clock.monotonic())
         timeout = (
@@ -521,7 +686,7 @@ class Client:
             request_id = response.headers.get("X-Request-Id", "none")
             logger.debug("GET %s: %s (request id %s)", url, response.status, request_id)
         try:
-            return decode_response(response.status, response.headers, body, job_id=call.job_id)
+            return decode_answer(response.status, response.headers, body, call.read)
         except AuthenticationError as error:
             raise _with_clock_hint(error, response.headers.get("Date")) from None
         except ImageJobsError:
@@ -611,8 +776,8 @@ def _check_pool(session: aiohttp.ClientSession, max_in_flight: int) -> None:
         )
 
 
-class _Call:
-    """One request for a job, across its tries.
+class _Call(Generic[_T]):
+    """One request, across its tries: its URL and how to read a 2xx body.
 
     ``refreshed`` says whether it already refreshed its token (once per request,
     not per try); ``sent`` holds the headers of the last try, for the
@@ -620,11 +785,11 @@ class _Call:
     policy's ``max_time`` runs out, on the client's clock.
     """
 
-    __slots__ = ("deadline", "job_id", "refreshed", "sent", "url")
+    __slots__ = ("deadline", "read", "refreshed", "sent", "url")
 
-    def __init__(self, job_id: str, url: str) -> None:
-        self.job_id = job_id
+    def __init__(self, url: str, read: Callable[[bytes], _T]) -> None:
         self.url = url
+        self.read = read
         self.refreshed = False
         self.sent: Mapping[str, str] = {}
         self.deadline = math.inf  # on the client's clock: when the retry policy's max_time ends

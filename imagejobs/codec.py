@@ -15,8 +15,9 @@ import typing
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
@@ -33,6 +34,7 @@ from .errors import (
 from .models import (
     ExecuteInfo,
     ImageJob,
+    ImageJobInfo,
     JobStatus,
     JobType,
     ResourceInfo,
@@ -41,7 +43,9 @@ from .models import (
 )
 
 __all__ = [
+    "Page",
     "converter",
+    "decode_answer",
     "decode_error",
     "decode_response",
     "format_time",
@@ -49,6 +53,10 @@ __all__ = [
     "parse_http_date",
     "parse_retry_after",
     "parse_time",
+    "read_count",
+    "read_job",
+    "read_job_page",
+    "read_sub_job_page",
     "to_wire",
 ]
 
@@ -188,12 +196,12 @@ def _make_converter(*, detailed: bool) -> cattrs.Converter:
 
     conv.register_structure_hook_func(lambda t: t == tuple[SubJob, ...], structure_sub_jobs)
 
-    for model in (ResourceInfo, ExecuteInfo, SubJob, ImageJob):
+    for model in (ResourceInfo, ExecuteInfo, SubJob, ImageJob, ImageJobInfo):
         conv.register_structure_hook(model, _object_hook(make_dict_structure_fn(model, conv)))
 
     conv.register_unstructure_hook(datetime, format_time)
     # Absent optional values stay absent on the wire; an empty list does not.
-    for model in (ResourceInfo, ExecuteInfo, SubJob):
+    for model in (ResourceInfo, ExecuteInfo, SubJob, ImageJobInfo):
         unstructure = make_dict_unstructure_fn(model, conv, _cattrs_omit_if_default=True)
         conv.register_unstructure_hook(model, unstructure)
     unstructure_job = make_dict_unstructure_fn(
@@ -237,24 +245,104 @@ def from_wire(data: object) -> ImageJob:
     :class:`MalformedResponse` naming the JSON path of the first bad value when
     a required field (``id``, ``status``) is missing or a value has the wrong type.
     """
+    return _structure(data, ImageJob, "job")
+
+
+def _structure(data: object, model: type[_T], what: str, path: str = "$") -> _T:
     if not isinstance(data, dict):
-        raise MalformedResponse(f"expected a JSON object, got {_describe(data)}")
+        raise MalformedResponse(f"expected a JSON object, got {_describe(data)}", path)
     with contextlib.suppress(Exception):  # decoded again below, to name the place
-        return _fast_converter.structure(data, ImageJob)
+        return _fast_converter.structure(data, model)
     try:
-        return converter.structure(data, ImageJob)
+        return converter.structure(data, model)
     except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
         problems = cattrs.transform_error(exc, format_exception=_format_error)
     except Exception as exc:  # no parse failure may escape untyped
-        raise MalformedResponse(f"unreadable job ({type(exc).__name__})") from exc
-    detail, _, path = problems[0].rpartition(" @ ")
+        raise MalformedResponse(f"unreadable {what} ({type(exc).__name__})", path) from exc
+    detail, _, where = problems[0].rpartition(" @ ")
     if len(problems) > 1:
         detail += f" (and {len(problems) - 1} more)"
-    raise MalformedResponse(detail, path)
+    raise MalformedResponse(detail, path + where.removeprefix("$"))
 
 
-def to_wire(job: ImageJob) -> dict[str, Any]:
-    """Return the JSON-ready dictionary the service would send for ``job``."""
+@attrs.frozen
+class Page(Generic[_T]):
+    """One page of a list: ``count`` items match in all, ``items`` are this page's."""
+
+    count: int
+    items: tuple[_T, ...]
+
+
+def _page(data: object, model: type[_T], what: str) -> Page[_T]:
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"expected a JSON object, got {_describe(data)}")
+    count = data.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise MalformedResponse(f"expected a count of 0 or more, got {_describe(count)}", "$.count")
+    items = data.get("items")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise MalformedResponse(f"expected an array, got {_describe(items)}", "$.items")
+    return Page(
+        count, tuple(_structure(item, model, what, f"$.items[{n}]") for n, item in enumerate(items))
+    )
+
+
+def read_job(job_id: str | None = None) -> Callable[[bytes], ImageJob]:
+    """Return a reader of a job's details (that must be job ``job_id``, if given)."""
+
+    def read(body: bytes) -> ImageJob:
+        data = _load_json(body)
+        if isinstance(data, dict) and "id" not in data and "error_code" in data:
+            raise _ErrorBody("a job", data)
+        job = from_wire(data)
+        if job_id is not None and job.id != job_id:
+            detail = f"the answer is job {job.id!r}, not the job asked for ({job_id!r})"
+            raise MalformedResponse(detail, "$.id")
+        return job
+
+    return read
+
+
+def read_job_page(body: bytes) -> Page[ImageJobInfo]:
+    """Read a page of the job list (``{"count": n, "items": [...]}``)."""
+    return _page(_answer_object(body, "a job list"), ImageJobInfo, "job")
+
+
+def read_sub_job_page(body: bytes) -> Page[SubJob]:
+    """Read a page of the sub-job list (``{"count": n, "items": [...]}``)."""
+    return _page(_answer_object(body, "a sub-job list"), SubJob, "sub-job")
+
+
+def read_count(body: bytes) -> int:
+    """Read the sub-job count (``{"count": n}``)."""
+    data = _answer_object(body, "a count")
+    count = data.get("count") if isinstance(data, dict) else None
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise MalformedResponse(f"expected a count of 0 or more, got {_describe(count)}", "$.count")
+    return count
+
+
+def _answer_object(body: bytes, what: str) -> object:
+    data = _load_json(body)
+    if isinstance(data, dict) and "count" not in data and "error_code" in data:
+        raise _ErrorBody(what, data)
+    return data
+
+
+class _ErrorBody(MalformedResponse):
+    """A 2xx whose body is the service's error object; :func:`decode_answer` names the status."""
+
+    def __init__(self, what: str, data: dict[str, Any]) -> None:
+        self.what = what
+        self.code = data.get("error_code")
+        self.msg = data.get("error_msg")
+        super().__init__(f"the body is an error, not {what}: {self.code}: {self.msg}")
+
+
+def to_wire(job: ImageJob | ImageJobInfo | SubJob) -> dict[str, Any]:
+    """Return the JSON-ready dictionary the service would send for a job, list item or sub-job."""
     result: dict[str, Any] = converter.unstructure(job)
     return result
 
@@ -372,20 +460,6 @@ def decode_error(
     return cls(status, None, _raw_text(body), request_id, retry_after)
 
 
-def _job_from(status: int, body: bytes, job_id: str | None) -> ImageJob:
-    data = _load_json(body)
-    if isinstance(data, dict) and "id" not in data and "error_code" in data:
-        error = decode_error(status, body)
-        raise MalformedResponse(
-            f"a {status} whose body is an error, not a job: {error.error_code}: {error.error_msg}"
-        )
-    job = from_wire(data)
-    if job_id is not None and job.id != job_id:
-        detail = f"the answer is job {job.id!r}, not the job asked for ({job_id!r})"
-        raise MalformedResponse(detail, "$.id")
-    return job
-
-
 def decode_response(
     status: int,
     headers: Mapping[str, str],
@@ -401,10 +475,28 @@ def decode_response(
     error object, or (given ``job_id``, the job asked for) that is another job.
     ``now`` is used to read a ``Retry-After`` given as a date (default: now).
     """
+    return decode_answer(status, headers, body, read_job(job_id), now)
+
+
+def decode_answer(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    read: Callable[[bytes], _T],
+    now: datetime | None = None,
+) -> _T:
+    """Turn one HTTP response into what ``read`` makes of a 2xx body, or raise what it means.
+
+    As :func:`decode_response`, for any answer: ``read`` is :func:`read_job`,
+    :func:`read_job_page`, :func:`read_sub_job_page` or :func:`read_count`.
+    """
     request_id = _header(headers, "X-Request-Id")
     if 200 <= status <= 299:
         try:
-            return _job_from(status, body, job_id)
+            return read(body)
+        except _ErrorBody as exc:
+            detail = f"a {status} whose body is an error, not {exc.what}: {exc.code}: {exc.msg}"
+            raise MalformedResponse(detail, exc.path, status, request_id) from exc
         except MalformedResponse as exc:
             raise MalformedResponse(exc.detail, exc.path, status, request_id) from exc
     retry_after = parse_retry_after(_header(headers, "Retry-After"), now or datetime.now(UTC))

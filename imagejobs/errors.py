@@ -143,7 +143,7 @@ class TransportError(ImageJobsError):
 
 
 class MalformedResponse(ImageJobsError):
-    """A response that is not a job in the documented shape.
+    """A response that is not what was asked for (a job, a list page, a count) as documented.
 
     ``path`` is the JSON path of the first bad value in wire names
     (``$.sub_jobs[0].status``), or ``$`` when the body as a whole is wrong.

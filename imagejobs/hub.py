@@ -8,6 +8,12 @@ the subscribers by deadline; one loop sleeps on the client's clock until
 the earlier of the two, or until a poll comes back or a subscriber comes or
 goes. A job nobody waits on is not polled.
 
+When many jobs are in play, sweeps (see :mod:`imagejobs.sweep`) page the
+lists of active jobs instead: a job that stays on its list is not fetched,
+and one that leaves it is fetched with a GET, which alone can end a wait.
+Jobs whose subscribers want every sub-job transition are always polled by
+GET, since only a job's details show its sub-jobs.
+
 A poll that fails for a reason a later poll may not meet (a 5xx, a 429, no
 answer, a malformed body) is tried again with backoff; if the polls are
 still failing at a subscriber's deadline, that error is its outcome. An
@@ -26,12 +32,13 @@ import logging
 import math
 import random as _random
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from .clock import Alarm, Clock
+from .codec import Page
 from .errors import (
     AuthenticationError,
     ImageJobsError,
@@ -43,11 +50,19 @@ from .errors import (
 )
 from .events import Outcome, Transition, diff
 from .gate import Gate
-from .models import ImageJob, JobStatus
+from .models import ImageJob, ImageJobInfo, JobStatus
 from .policy import PollPolicy
 from .retry import RetryPolicy, is_transient
+from .sweep import PAGE_SIZE, SWEEP_SHARE, Known, Listing, Plan, plan_round, read_round
 
-__all__ = ["KEPT_TRANSITIONS", "Hub", "Mailbox", "Subscription", "is_poll_transient"]
+__all__ = [
+    "KEPT_TRANSITIONS",
+    "LIST_TRUST",
+    "Hub",
+    "Mailbox",
+    "Subscription",
+    "is_poll_transient",
+]
 
 logger = logging.getLogger("imagejobs")
 
@@ -57,8 +72,18 @@ KEPT_TRANSITIONS = 256
 The most recent ones: a job whose sub-jobs flap for hours must not fill memory.
 """
 
+LIST_TRUST = 10
+"""A swept job is still fetched once this many of its longest poll gaps passed without a GET.
+
+Lists are hints: one that lags, or never shows a job's end, must not hide it for ever.
+"""
+
 Event = Transition | Outcome
 PollFunction = Callable[[str, float, Gate | None], Coroutine[Any, Any, ImageJob]]
+ListFunction = Callable[
+    [bool, Mapping[str, str | int | None], float, Gate | None], Coroutine[Any, Any, Page[Any]]
+]
+_Found = tuple[dict[Listing, list[ImageJobInfo]], dict[Listing, int], int]
 
 
 def is_poll_transient(error: BaseException) -> bool:
@@ -110,6 +135,8 @@ class Subscription:
     """When it joined, in the hub's order of events: a poll sent before then is older
     than a ``since`` it brought, so it is not told that poll's answer."""
     since_given: bool = False
+    wants_transitions: bool = True
+    """Whether it is told sub-job transitions: then its job is polled by GET, never swept."""
     wants_at: float = 0.0
     """When this subscriber wants the job polled next (jitter included)."""
     grace_from: float | None = None
@@ -149,6 +176,14 @@ class _Stream:
     failure: ImageJobsError | None = None
     failures: int = 0
     retry_at: float = -math.inf
+    known: Known | None = None
+    """What the last GET, or the last sweep that saw it, said of the job."""
+    swept: bool = False
+    """Covered by sweeps: no GET of its own until a sweep asks for one."""
+    get_now: bool = False
+    """A sweep saw it leave its list (or change): a GET must say what happened."""
+    fetched_at: float = -math.inf
+    """When it was last fetched by GET (or first subscribed to)."""
 
 
 class Hub:
@@ -162,8 +197,26 @@ class Hub:
         *,
         max_polls: int,
         random: Callable[[], float] = _random.random,
+        list_page: ListFunction | None = None,
+        sweeps: bool | None = None,
+        rate: Callable[[float], float] = lambda _: math.inf,
     ) -> None:
         self._poll_job = poll
+        self._list_page = list_page
+        self._sweeps = sweeps
+        self._sweeps_off = False
+        self._rate = rate
+        self._counts: dict[Listing, int] = {}
+        self._cover = Plan((), frozenset())
+        self._replan = False
+        self._sweep: asyncio.Task[_Found] | None = None
+        self._sweeping = self._cover
+        self._last_sweep = (-math.inf, 0)
+        self._sweep_at = math.inf
+        self._sweep_failures = 0
+        self._sweep_retry_at = -math.inf
+        self._quiet_sweeps = 0
+        self.sweeps_done = 0
         self._clock = clock
         self._retry = retry
         self._max_polls = max_polls
@@ -185,7 +238,8 @@ class Hub:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"Hub(jobs={len(self._streams)}, polls_in_flight={len(self._polls)})"
+        swept = len(self._cover.covered)
+        return f"Hub(jobs={len(self._streams)}, swept={swept}, polls_in_flight={len(self._polls)})"
 
     # --- subscribing ---------------------------------------------------------------
 
@@ -196,8 +250,14 @@ class Hub:
         since: ImageJob | None,
         mailbox: Mailbox,
         gate: Gate | None = None,
+        *,
+        wants_transitions: bool = True,
     ) -> Subscription:
-        """Start telling ``mailbox`` about ``job_id``; its outcome is the last event."""
+        """Start telling ``mailbox`` about ``job_id``; its outcome is the last event.
+
+        A subscriber that does not want transitions (``wants_transitions=False``)
+        lets the job be swept; it still gets them, from the job's GETs.
+        """
         if self._closed:
             raise ImageJobsError("the client is closed")
         now = self._clock.monotonic()
@@ -205,12 +265,13 @@ class Hub:
         sub = Subscription(job_id, policy, mailbox, gate, now, deadline, since, policy.delays())
         sub.joined = next(self._order)
         sub.since_given = since is not None
+        sub.wants_transitions = wants_transitions
         if since is not None and since.is_terminal:
             self._end(sub, self._outcome(sub, now))
             return sub
         stream = self._streams.get(job_id)
         if stream is None:
-            stream = self._streams[job_id] = _Stream(job_id)
+            stream = self._streams[job_id] = _Stream(job_id, fetched_at=now)
         stream.subscribers[sub] = None
         if deadline < math.inf:
             heapq.heappush(self._deadlines, (deadline, next(self._order), sub))
@@ -220,6 +281,7 @@ class Hub:
             self._tell(sub, stream, stream.snapshot)
         else:
             sub.wants_at = now
+        self._replan = True
         self._reschedule(stream)
         self._poke()
         return sub
@@ -236,6 +298,7 @@ class Hub:
         if stream is None or sub not in stream.subscribers:
             return
         del stream.subscribers[sub]
+        self._replan = True
         if not stream.subscribers:
             self._drop(stream)
             self._poke()  # the loop ends once no job is left
@@ -320,8 +383,13 @@ class Hub:
                 now = self._clock.monotonic()
                 while self._returned:
                     self._handle(*self._returned.popleft(), now)
+                if self._sweep is not None and self._sweep.done():
+                    self._on_sweep(self._sweep, now)
                 self._expire(now)
+                if self._replan:
+                    self._regroup(now)
                 self._launch(now)
+                self._launch_sweep(now)
                 if self._streams:
                     await self._sleep_until(self._next_wake())
         except Exception as bug:  # noqa: BLE001 - a bug must reach every waiter, not hang them
@@ -331,6 +399,9 @@ class Hub:
         finally:
             self._runner = None
             self._alarm.cancel()
+            if not self._streams and self._sweep is not None:
+                self._sweep.cancel()  # nobody is left to tell what it finds
+                self._sweep = None
             if not self._streams:
                 self._returned.clear()  # polls of jobs nobody waits on any more
 
@@ -343,7 +414,7 @@ class Hub:
         entry = self._next_due()
         if entry is not None:
             wake = min(wake, entry[0])
-        return wake
+        return min(wake, self._sweep_at)
 
     async def _sleep_until(self, wake: float) -> None:
         self._wakeup = asyncio.get_running_loop().create_future()
@@ -363,6 +434,9 @@ class Hub:
 
     def _reschedule(self, stream: _Stream) -> None:
         if stream.poll is not None or not stream.subscribers:
+            return
+        if stream.swept and not stream.get_now:
+            stream.ticket = None  # the sweeps look at it
             return
         when = max(min(sub.wants_at for sub in stream.subscribers), stream.retry_at)
         if when == math.inf:
@@ -460,6 +534,10 @@ class Hub:
     def _on_job(self, stream: _Stream, job: ImageJob, now: float) -> None:
         stream.snapshot = job
         stream.seen_at = now
+        stream.known = Known.of(job)
+        stream.get_now = False
+        stream.fetched_at = now
+        self._replan = True
         stream.draw = self._random()
         stream.failing_since = stream.failure = None
         stream.failures = 0
@@ -517,13 +595,195 @@ class Hub:
         """Return how long to wait after a failed poll: doubling, jittered, Retry-After a floor."""
         gaps = [sub.policy.max_delay for sub in stream.subscribers]
         cap = min(self._retry.max_delay, *gaps)  # as often as the most demanding one asks
-        longest = max(gaps)
-        step = min(cap, self._retry.initial_delay * 2.0 ** min(stream.failures - 1, 60))
+        return self._delay_after(stream.failures, error, cap, max(gaps))
+
+    def _delay_after(
+        self, failures: int, error: ImageJobsError, cap: float, longest: float
+    ) -> float:
+        step = min(cap, self._retry.initial_delay * 2.0 ** min(failures - 1, 60))
         # Half fixed, half drawn: spread out, but never an instant retry.
         delay = step * (0.5 + 0.5 * self._random())
         # A Retry-After is a floor, up to the longest gap a subscriber's policy allows.
         retry_after = min(getattr(error, "retry_after", None) or 0.0, longest)
         return max(delay, retry_after)
+
+    # --- sweeps ---------------------------------------------------------------------
+
+    def _regroup(self, now: float) -> None:
+        """Decide afresh which jobs the sweeps cover; the others are polled by GET."""
+        self._replan = False
+        plan = Plan((), frozenset())
+        if self._sweeping_allowed(now):
+            candidates = {
+                stream.job_id: stream.known
+                for stream in self._streams.values()
+                if stream.poll is None
+                and not stream.get_now
+                and not any(sub.wants_transitions for sub in stream.subscribers)
+            }
+            plan = plan_round(candidates, self._counts)
+        self._cover = plan
+        for stream in self._streams.values():
+            swept = stream.job_id in plan.covered
+            if swept != stream.swept:
+                stream.swept = swept
+                self._reschedule(stream)
+
+    def _sweeping_allowed(self, now: float) -> bool:
+        """Whether sweeps may run: on, and (unless forced) GETs alone would strain the budget."""
+        if self._sweeps is False or self._sweeps_off or self._list_page is None:
+            return False
+        if self._sweeps is True or self._cover.listings:
+            return True  # once on, sweeps go on while a list is cheaper than its GETs
+        # Requests a second if every job were polled by GET at its policy's first pace.
+        demand = 0.0
+        for stream in self._streams.values():
+            demand += max(1.0 / sub.policy.initial_delay for sub in stream.subscribers)
+        return demand > SWEEP_SHARE * self._rate(now)
+
+    def _launch_sweep(self, now: float) -> None:
+        """Start a sweep once a covered job wants a look, and its share of the budget allows."""
+        self._sweep_at = math.inf
+        plan = self._cover
+        if self._sweep is not None or not plan.listings or self._list_page is None:
+            return
+        wants = min(
+            (sub.wants_at for job_id in plan.covered for sub in self._streams[job_id].subscribers),
+            default=math.inf,
+        )
+        started, pages = self._last_sweep
+        rate = self._rate(now)
+        gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
+        # Sweeps back off like one poll stream: their policies' first delay after a
+        # sweep that saw a change, doubling (up to their shortest longest gap) while none do.
+        policies = [
+            sub.policy for job_id in plan.covered for sub in self._streams[job_id].subscribers
+        ]
+        if policies and started > -math.inf:
+            first = min(policy.initial_delay for policy in policies)
+            longest = min(policy.max_delay for policy in policies)
+            multiplier = min(policy.multiplier for policy in policies)
+            gap = max(gap, min(longest, first * multiplier ** min(self._quiet_sweeps, 60)))
+        due = max(wants, started + gap, self._sweep_retry_at)
+        if due > now:
+            self._sweep_at = due
+            return
+        self._sweeping = plan
+        self._last_sweep = (now, plan.pages)
+        task = asyncio.get_running_loop().create_task(self._run_sweep(plan, due))
+        task.add_done_callback(lambda _: self._poke())
+        self._sweep = task
+
+    async def _run_sweep(self, plan: Plan, priority: float) -> _Found:
+        """Page every list of the plan (lists side by side, each page after page)."""
+        assert self._list_page is not None  # noqa: S101 - checked before the sweep starts
+        list_page = self._list_page
+
+        async def page_through(listing: Listing) -> tuple[list[ImageJobInfo], int, int]:
+            items: list[ImageJobInfo] = []
+            offset = pages = 0
+            while True:
+                query: dict[str, str | int | None] = {
+                    "job_type": listing.job_type,
+                    "status": listing.status,
+                    "offset": offset,
+                    "limit": PAGE_SIZE,
+                }
+                page = await list_page(False, query, priority, None)
+                pages += 1
+                items.extend(page.items)
+                offset += len(page.items)
+                if not page.items or offset >= page.count:
+                    return items, page.count, pages
+
+        tasks = {
+            listing: asyncio.get_running_loop().create_task(page_through(listing))
+            for listing in plan.listings
+        }
+        try:
+            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks.values():
+                task.cancel()  # the first failure ends the sweep: no request for nothing
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        found: dict[Listing, list[ImageJobInfo]] = {}
+        counts: dict[Listing, int] = {}
+        total = 0
+        for task in tasks.values():
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+        for listing, task in tasks.items():
+            items, count, pages = task.result()
+            found[listing], counts[listing] = items, count
+            total += pages
+        return found, counts, total
+
+    def _on_sweep(self, task: asyncio.Task[_Found], now: float) -> None:
+        self._sweep = None
+        plan = self._sweeping
+        started = self._last_sweep[0]
+        error: BaseException | None
+        if task.cancelled():
+            error = TransportError("a sweep of the job lists was cancelled")
+        else:
+            error = task.exception()
+        if error is not None:
+            self._on_sweep_error(plan, error, started, now)
+            return
+        found, counts, pages = task.result()
+        self.sweeps_done += 1
+        self._counts.update(counts)
+        self._last_sweep = (started, pages)
+        self._sweep_failures = 0
+        self._sweep_retry_at = -math.inf
+        streams = [
+            stream
+            for job_id in plan.covered
+            if (stream := self._streams.get(job_id)) is not None and stream.swept
+        ]
+        verdict = read_round(plan, found, {stream.job_id: stream.known for stream in streams})
+        news = bool(verdict.to_get) or plan.covered != self._cover.covered
+        for stream in streams:
+            seen = verdict.seen.get(stream.job_id)
+            longest = max(sub.policy.max_delay for sub in stream.subscribers)
+            if seen is None or started - stream.fetched_at >= LIST_TRUST * longest:
+                stream.get_now = True
+                for sub in stream.subscribers:
+                    sub.wants_at = started
+                self._reschedule(stream)
+                continue
+            changed = seen != stream.known
+            news = news or changed
+            stream.known = seen
+            stream.failing_since = stream.failure = None
+            stream.draw = self._random()
+            for sub in stream.subscribers:
+                if changed:
+                    sub.delays = sub.policy.delays()
+                self._plan(sub, stream, started)
+        self._quiet_sweeps = 0 if news else self._quiet_sweeps + 1
+        self._replan = True
+
+    def _on_sweep_error(self, plan: Plan, error: BaseException, started: float, now: float) -> None:
+        if isinstance(error, ImageJobsError) and is_poll_transient(error):
+            self._sweep_failures += 1
+            self._sweep_retry_at = now + self._delay_after(
+                self._sweep_failures, error, self._retry.max_delay, self._retry.max_delay
+            )
+            for job_id in plan.covered:
+                stream = self._streams.get(job_id)
+                if stream is not None and stream.swept and stream.failure is None:
+                    stream.failing_since, stream.failure = started, error
+            return
+        # The lists are refused (no permission to list, a job_type the gateway will
+        # not take...) or unreadable: the jobs are polled by GET, as without sweeps.
+        self._sweeps_off = True
+        self._replan = True
+        if isinstance(error, ImageJobsError):
+            logger.warning("sweeps are off: the job list failed (%s); polling each job", error)
+        else:
+            logger.warning("sweeps are off: the job list failed unexpectedly", exc_info=error)
 
     # --- closing --------------------------------------------------------------------
 
@@ -534,7 +794,7 @@ class Hub:
             for sub in list(stream.subscribers):
                 error = ImageJobsError(f"the client was closed while waiting for job {sub.job_id}")
                 self._end(sub, Outcome(sub.job_id, sub.last, error))
-        tasks = [*self._polls, *filter(None, [self._runner])]
+        tasks = [*self._polls, *filter(None, [self._runner, self._sweep])]
         for task in tasks:
             task.cancel()
         if tasks:

@@ -20,6 +20,7 @@ import attrs
 __all__ = [
     "ExecuteInfo",
     "ImageJob",
+    "ImageJobInfo",
     "JobStatus",
     "JobType",
     "ResourceInfo",
@@ -151,3 +152,24 @@ class ImageJob:
             if sub.id == sub_job_id:
                 return sub
         return None
+
+
+@attrs.frozen(kw_only=True)
+class ImageJobInfo:
+    """A job as the job list shows it: its status and size, without the sub-jobs.
+
+    A list is a hint: it may lag behind the job's details, and a list that
+    changes while it is paged can skip or repeat a job.
+    """
+
+    id: str
+    job_type: JobType | None = None
+    begin_time: datetime | None = None
+    end_time: datetime | None = None
+    status: JobStatus
+    sub_jobs_total: int | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the list shows the job ended (SUCCESS or FAILED); only a GET proves it."""
+        return self.status.is_terminal

@@ -71,13 +71,20 @@ async def _events(
     policy: PollPolicy,
     since: ImageJob | None = None,
     gate: Gate | None = None,
+    *,
+    transitions: bool,
 ) -> AsyncGenerator[Event]:
-    """Yield every job's transitions and, last for each job, its outcome."""
+    """Yield every job's transitions and, last for each job, its outcome.
+
+    ``transitions`` says whether the caller looks at them: if not, the jobs may be swept.
+    """
     mailbox = Mailbox()
     subscriptions = []
     try:
         for job_id in job_ids:
-            subscriptions.append(hub.subscribe(job_id, policy, since, mailbox, gate))
+            subscriptions.append(
+                hub.subscribe(job_id, policy, since, mailbox, gate, wants_transitions=transitions)
+            )
         left = len(subscriptions)
         while left:
             event = await mailbox.get()
@@ -100,7 +107,7 @@ def watch(
 async def _watch(
     hub: Hub, job_id: str, policy: PollPolicy, since: ImageJob | None
 ) -> AsyncGenerator[Transition]:
-    async with aclosing(_events(hub, [job_id], policy, since)) as events:
+    async with aclosing(_events(hub, [job_id], policy, since, transitions=True)) as events:
         async for event in events:
             if isinstance(event, Transition):
                 yield event
@@ -121,7 +128,8 @@ async def wait(
     check_id("job_id", job_id)
     checked = _check_policy(policy)
     since = _check_since(job_id, since)
-    async with aclosing(_events(hub, [job_id], checked, since)) as events:
+    wanted = on_transition is not None
+    async with aclosing(_events(hub, [job_id], checked, since, transitions=wanted)) as events:
         async for event in events:
             if isinstance(event, Transition):
                 await _call(on_transition, event)
@@ -153,7 +161,8 @@ async def _wait_many(
     gate: Gate | None,
     on_transition: TransitionCallback | None,
 ) -> AsyncGenerator[Outcome]:
-    async with aclosing(_events(hub, ids, policy, gate=gate)) as events:
+    wanted = on_transition is not None
+    async with aclosing(_events(hub, ids, policy, gate=gate, transitions=wanted)) as events:
         async for event in events:
             if isinstance(event, Outcome):
                 yield event
@@ -181,7 +190,7 @@ async def _watch_many(
     on_outcome: OutcomeCallback | None,
 ) -> AsyncGenerator[Transition]:
     first_error: ImageJobsError | None = None
-    async with aclosing(_events(hub, ids, policy, gate=gate)) as events:
+    async with aclosing(_events(hub, ids, policy, gate=gate, transitions=True)) as events:
         async for event in events:
             if isinstance(event, Transition):
                 yield event

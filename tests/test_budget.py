@@ -24,12 +24,13 @@ def test_in_flight_cap() -> None:
 
 def test_rate_with_small_burst() -> None:
     budget = RequestBudget.create(max_in_flight=100, rate=20, now=0)
-    assert budget.burst(0) == 5
+    assert budget.burst(0) == 2
     started = sum(budget.try_start(0) for _ in range(100))
-    assert started == 5
-    assert budget.next_start(0) == pytest.approx(0.05)
-    assert not budget.try_start(0.04)
-    assert budget.try_start(0.05)
+    assert started == 2
+    # A hair under the rate: a gateway counting the same rate never sees one too many.
+    assert budget.next_start(0) == pytest.approx(1 / (20 * 0.99))
+    assert not budget.try_start(0.05)
+    assert budget.try_start(0.051)
 
 
 def test_unlimited_rate_never_stalls() -> None:
@@ -77,8 +78,9 @@ def test_a_token_due_by_float_sums_is_usable_at_once() -> None:
     budget = RequestBudget.create(max_in_flight=100, rate=50, now=0)
     while budget.try_start(0.04):
         pass
-    assert budget.next_start(0.06) == 0.06
-    assert budget.try_start(0.06)
+    due = budget.next_start(0.06)
+    assert 0.06 <= due < 0.061
+    assert budget.try_start(due), "the token due then was not usable then"
 
 
 @given(

@@ -193,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     _service_options(wait)
     _poll_options(wait)
     _budget_options(wait)
+    wait.add_argument(
+        "--no-sweeps",
+        action="store_true",
+        help="poll each job by GET, never page the job lists (see README, Sweeps)",
+    )
     _output_options(wait)
 
     watch = _command(
@@ -221,6 +226,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up after this, retries included (durations: 0.5, 90s, 250ms, 30m, 2h)",
     )
     get.add_argument("--debug", action="store_true", help="request log and tracebacks")
+
+    listing = _command(
+        commands,
+        "list",
+        "list the project's jobs (filtered by status and job type)",
+        "List the project's jobs, one line each (ID, type, status, sub-jobs, begin, end), "
+        "paging through the job list. The service documents no order, and a list that "
+        "changes while it is paged can skip or repeat a job: it is a hint, not proof. "
+        "The English API reference says job_type is mandatory: pass --job-type.",
+        epilog="exit codes: 0 listed, 2 usage or configuration error, 4 an API error\n\n"
+        + CREDENTIALS_HELP,
+    )
+    listing.add_argument("--status", help="WAITING, RUNNING, SUCCESS or FAILED")
+    listing.add_argument(
+        "--job-type", help="e.g. CREATE_SERVER, CREATE_SERVER_IMAGE, DELETE_SERVER"
+    )
+    listing.add_argument(
+        "--limit", type=_positive_int, help="stop after this many jobs (default: all)"
+    )
+    _service_options(listing)
+    listing.add_argument("--json", action="store_true", help="NDJSON on stdout: one job a line")
+    listing.add_argument("--debug", action="store_true", help="request log and tracebacks")
 
     demo = _command(
         commands,

@@ -63,6 +63,8 @@ def make_client(args: argparse.Namespace) -> Client:
     for budget in ("max_in_flight", "rate"):
         if getattr(args, budget, None) is not None:
             overrides[budget] = getattr(args, budget)
+    if getattr(args, "no_sweeps", False):
+        overrides["sweeps"] = False
     return Client.from_env(**overrides)
 
 
@@ -103,8 +105,10 @@ async def wait_jobs(
     unique = list(dict.fromkeys(job_ids))
     reporter.start(len(unique))
     ticker = asyncio.create_task(_keep_status_fresh(reporter))
+    # Quiet, no transition is shown: without a listener the jobs may be swept.
+    listener = reporter.transition if reporter.shows_transitions else None
     try:
-        async for outcome in client.wait_many(unique, policy, on_transition=reporter.transition):
+        async for outcome in client.wait_many(unique, policy, on_transition=listener):
             reporter.result(outcome)
     finally:
         ticker.cancel()
@@ -155,6 +159,38 @@ async def _get(args: argparse.Namespace) -> int:
             raise TransportError(f"job {args.job_id}: no answer within {args.timeout:g}s") from None
     sys.stdout.write(json_text(to_wire(job), indent=2) + "\n")
     return 0
+
+
+async def _list(args: argparse.Namespace) -> int:
+    async with make_client(args) as client:
+        shown = 0
+        async for info in client.list_jobs(args.status, args.job_type):
+            if args.json:
+                line = json_text(to_wire(info))
+            else:
+                line = "  ".join(
+                    visible(part)
+                    for part in (
+                        info.id,
+                        _text(info.job_type),
+                        info.status,
+                        f"{_text(info.sub_jobs_total)} sub-jobs",
+                        _text(info.begin_time and info.begin_time.isoformat()),
+                        _text(info.end_time and info.end_time.isoformat()),
+                    )
+                )
+            sys.stdout.write(line + "\n")
+            shown += 1
+            if args.limit is not None and shown >= args.limit:
+                break
+    sys.stdout.flush()
+    if not shown and not args.json:
+        sys.stderr.write("imagejobs: no job matches\n")
+    return 0
+
+
+def _text(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -222,6 +258,7 @@ _COMMANDS = {
     "wait": _wait,
     "watch": _watch,
     "get": _get,
+    "list": _list,
     "demo": _demo,
     "fake-server": _fake_server,
 }

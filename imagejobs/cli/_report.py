@@ -357,6 +357,11 @@ class Reporter:
         self._total = 0
         self._status_shown = False
 
+    @property
+    def shows_transitions(self) -> bool:
+        """Whether transitions are printed (human lines or NDJSON), so worth polling for."""
+        return self._human or self._json
+
     def start(self, total: int) -> None:
         """Note how many jobs are being waited on, for the live line."""
         self._total = total

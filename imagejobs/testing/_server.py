@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 import ssl as _ssl
 import time
 import uuid
@@ -27,6 +28,7 @@ from imagejobs import (
     verify_signature,
 )
 
+from . import _lists
 from ._faults import OVERSIZED, Faults, FaultState, fault_reply
 from ._reply import Reply
 
@@ -57,6 +59,8 @@ class RecordedRequest:
     """The index of the timeline step this request was answered with, if any."""
     fault: str | None = None
     """The injected fault this request met, if any."""
+    query: Mapping[str, str] = attrs.field(factory=dict)
+    """The query parameters sent (the first value of a repeated one)."""
 
 
 _MiB = 1024 * 1024
@@ -67,19 +71,64 @@ class _Script:
     steps: tuple[Step, ...]
     every: float | None
     faults: FaultState | None = None
-    polls: int = 0
     started_at: float | None = None
+    polls: int = 0
+    served: int = 0
+    """The index of the step the last GET was answered with."""
+
+    def _timed_index(self, every: float, now: float) -> int:
+        if self.started_at is None:
+            self.started_at = now
+        index = max(0, math.floor((now - self.started_at) / every))
+        return min(index, len(self.steps) - 1)
 
     def next_step(self, now: float) -> tuple[int, Step]:
+        """Return the step a GET gets, and move a per-poll timeline on."""
         if self.every is None:
-            index = self.polls
+            index = min(self.polls, len(self.steps) - 1)
         else:
-            if self.started_at is None:
-                self.started_at = now
-            index = int((now - self.started_at) / self.every)
+            index = self._timed_index(self.every, now)
         self.polls += 1
-        index = min(index, len(self.steps) - 1)
+        self.served = index
         return index, self.steps[index]
+
+    def snapshot(self, now: float) -> Mapping[str, Any] | None:
+        """Return what a list shows of the job in wire form, or None if nothing yet.
+
+        That is the step a GET now gets (for a per-poll timeline, the one the last
+        GET got) or, if that step is a raw reply, the latest snapshot before it.
+        """
+        index = self.served if self.every is None else self._timed_index(self.every, now)
+        for step in reversed(self.steps[: index + 1]):
+            if isinstance(step, ImageJob):
+                return to_wire(step)
+            if isinstance(step, Mapping):
+                return step
+        return None
+
+
+@attrs.frozen
+class _Route:
+    kind: str
+    """``"job"`` (a job's details), ``"jobs"``, ``"sub-jobs"`` or ``"count"``."""
+    project_id: str
+    job_id: str | None = None
+
+
+def _route(path: str) -> _Route | None:
+    parts = path.split("/")
+    if len(parts) < 4 or parts[0] != "" or parts[1] != "v1":
+        return None
+    project_id, rest = parts[2], parts[3:]
+    if rest == ["image-server-jobs"]:
+        return _Route("jobs", project_id)
+    if len(rest) == 2 and rest[0] == "image-server-jobs":
+        return _Route("job", project_id, rest[1])
+    if rest == ["image-server-sub-jobs"]:
+        return _Route("sub-jobs", project_id)
+    if rest == ["image-server-sub-jobs", "actions", "count"]:
+        return _Route("count", project_id)
+    return None
 
 
 def _job_id_of(step: Step) -> str | None:
@@ -95,9 +144,29 @@ class FakeWorkspace:
     """A fake of the Workspace image-job API, serving scripted timelines over HTTP.
 
     Each job follows a timeline of steps, advanced one step per poll, or one step
-    every ``every`` seconds from its first poll; the last step repeats forever.
-    Unknown jobs get 404, other paths 404 and other methods 405, all in the
-    service's error shape with an ``X-Request-Id``.
+    every ``every`` seconds from the first request that looks at it, GET or
+    list (or from its ``start``, see :meth:`add_job`); the last step
+    repeats forever. Unknown jobs get 404, other paths 404 and other methods
+    405, all in the service's error shape with an ``X-Request-Id``.
+
+    It also serves the three lists: jobs (``GET .../image-server-jobs``, filters
+    ``status`` and ``job_type``), sub-jobs (``.../image-server-sub-jobs``,
+    filters ``status``, ``job_type`` and the parent ``job_id``; each item
+    carries its parent's ``job_id`` and the ``project_id``) and the sub-job
+    count (``.../image-server-sub-jobs/actions/count``, where ``job_type`` may
+    be a comma-separated list and defaults to ``CREATE_SERVER``,
+    ``CREATE_SERVER_IMAGE`` and ``DELETE_SERVER``). Lists page with ``offset``
+    (from 0) and ``limit`` (1 to 100, default 10); a bad one gets 400
+    ``WKS.00211102``, as does a job list without ``job_type`` when
+    ``require_job_type`` is set (the English reference says the real service
+    demands it). ``count`` is the number of matches, ``items`` one page of them.
+    A list shows each job as its last GET saw it (its first step before any
+    GET), or for an ``every`` timeline as a GET would see it now; if that step
+    is a raw :class:`Reply`, the latest snapshot before it (no snapshot, no
+    item). Listing never moves a timeline on. The order of items is no order
+    a caller could guess (the real one is undocumented), but it stays the same
+    while the jobs do, so paging sees each item once: items are sorted by a hash
+    of their ID and ``list_seed`` (random unless given; see :attr:`list_seed`).
 
     With ``token`` or ``ak``/``sk`` set, every request must authenticate with
     that ``X-Auth-Token`` or an ``SDK-HMAC-SHA256`` signature by that key pair
@@ -113,7 +182,7 @@ class FakeWorkspace:
     Start it with ``async with FakeWorkspace() as fake:`` (or :meth:`start` and
     :meth:`close`); it listens on ``127.0.0.1`` on a free port, see :attr:`url`.
     With ``ssl`` (a server :class:`ssl.SSLContext`) it speaks https; ``faults``
-    injects failures into every job's requests (see :class:`Faults`).
+    injects failures into every request for a job or a list (see :class:`Faults`).
     """
 
     def __init__(
@@ -130,6 +199,8 @@ class FakeWorkspace:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         rate_limit: float | None = None,
+        require_job_type: bool = False,
+        list_seed: int | None = None,
     ) -> None:
         if rate_limit is not None and not rate_limit > 0:
             raise ValueError(f"rate_limit must be a positive number a second, got {rate_limit!r}")
@@ -147,6 +218,9 @@ class FakeWorkspace:
         self._ssl = ssl
         self.latency = latency
         self.rate_limit = rate_limit
+        self.require_job_type = require_job_type
+        self.list_seed = secrets.randbits(64) if list_seed is None else list_seed
+        """The seed of the list order: pass it as ``list_seed`` to see the same order again."""
         self._accepted: deque[float] = deque()
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
@@ -177,25 +251,41 @@ class FakeWorkspace:
         *,
         job_id: str | None = None,
         every: float | None = None,
+        start: float | None = None,
         faults: Faults | None = None,
     ) -> str:
         """Script a job and return its ID.
 
         ``timeline`` is the list of steps the job goes through; the ID is
         ``job_id`` or else the ``id`` of the first snapshot. ``every`` advances the
-        timeline by time (seconds per step) instead of one step per poll. Adding
-        a job again replaces its script. ``faults`` injects faults into this job's
-        requests only (the server's own ``faults`` apply to every job's).
+        timeline by time (seconds per step) instead of one step per GET, from
+        ``start`` (a time on the server's ``clock``) or else from the first
+        request that looks at the job: its GET, or any list or count except one
+        limited to another job's sub-jobs. Adding a job again replaces its script.
+        ``faults`` injects faults into this job's GETs only (the server's own
+        ``faults`` apply to every request, lists included).
+
+        Raises ValueError for an empty timeline, an ``every`` that is not a
+        positive number, a ``start`` that is not a finite number or comes
+        without ``every``, or no ID.
         """
         steps = tuple(timeline)
         if not steps:
             raise ValueError("a timeline needs at least one step")
         if every is not None and not every > 0:
             raise ValueError(f"every must be a positive number of seconds, got {every!r}")
+        if start is not None:
+            is_number = isinstance(start, int | float) and not isinstance(start, bool)
+            if not (is_number and math.isfinite(start)):
+                raise ValueError(f"start must be a finite time on the clock, got {start!r}")
+            if every is None:
+                raise ValueError("start= goes with every=: a per-poll timeline has no clock")
         job_id = job_id or next(filter(None, map(_job_id_of, steps)), None)
         if job_id is None:
             raise ValueError("pass job_id= when no step is a snapshot with an id")
-        self._scripts[job_id] = _Script(steps, every, FaultState(faults) if faults else None)
+        self._scripts[job_id] = _Script(
+            steps, every, FaultState(faults) if faults else None, started_at=start
+        )
         return job_id
 
     def requests_for(self, job_id: str) -> list[RecordedRequest]:
@@ -274,21 +364,23 @@ class FakeWorkspace:
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         now = self._clock()
         request_id = uuid.uuid4().hex
-        project_id, job_id = self._route(request.path)
+        route = _route(request.path)
         body = await request.read()
-        reply, step, fault = self._reply(request, body, now, project_id, job_id)
+        query = dict(request.query)
+        reply, step, fault = self._reply(request, body, now, route, query)
         self.requests.append(
             RecordedRequest(
                 at=now,
                 method=request.method,
                 path=request.path,
-                project_id=project_id,
-                job_id=job_id,
+                project_id=route.project_id if route is not None else None,
+                job_id=route.job_id if route is not None else None,
                 status=reply.status,
                 request_id=request_id,
                 headers=dict(request.headers),
                 step=step,
                 fault=fault,
+                query=query,
             )
         )
         delay = self.latency + reply.delay
@@ -361,28 +453,16 @@ class FakeWorkspace:
         self._accepted.append(now)
         return False
 
-    @staticmethod
-    def _route(path: str) -> tuple[str | None, str | None]:
-        parts = path.split("/")
-        if (
-            len(parts) == 5
-            and parts[0] == ""
-            and parts[1] == "v1"
-            and parts[3] == "image-server-jobs"
-        ):
-            return parts[2], parts[4]
-        return None, None
-
     def _reply(
         self,
         request: web.Request,
         body: bytes,
         now: float,
-        project_id: str | None,
-        job_id: str | None,
+        route: _Route | None,
+        query: Mapping[str, str],
     ) -> tuple[Reply, int | None, str | None]:
         """Return the reply, the timeline step it serves (if any) and the fault (if any)."""
-        if job_id is None:
+        if route is None:
             message = "The API does not exist or has not been published in the environment"
             return Reply.error(404, "APIGW.0101", message), None, None
         if self._over_rate_limit(now):
@@ -401,15 +481,17 @@ class FakeWorkspace:
         if problem is not None:
             message = f"Incorrect IAM authentication information: {problem}"
             return Reply.error(401, "APIGW.0301", message), None, None
-        script = self._scripts.get(job_id)
-        if project_id != self.project_id or script is None:
+        if route.job_id is None:
+            return self._list_reply(route, query, now)
+        script = self._scripts.get(route.job_id)
+        if route.project_id != self.project_id or script is None:
             return Reply.error(404, "WKS.00081104", "The job does not exist."), None, None
         faults = script.faults or self._faults
         fault = plan = None
         if faults is not None:
             fault, plan = faults.pick(), faults.plan
         if plan is not None and fault is not None and fault != "slow":
-            return fault_reply(fault, job_id, plan), None, fault
+            return fault_reply(fault, route.job_id, plan), None, fault
         index, step = script.next_step(now)
         if isinstance(step, Reply):
             reply = step
@@ -420,3 +502,56 @@ class FakeWorkspace:
         if plan is not None and fault == "slow":
             reply = attrs.evolve(reply, delay=reply.delay + plan.latency)
         return reply, index, fault
+
+    def _list_reply(
+        self, route: _Route, query: Mapping[str, str], now: float
+    ) -> tuple[Reply, None, str | None]:
+        """Answer a list or count request that passed the gateway's checks."""
+        if route.project_id != self.project_id:
+            return Reply.error(404, "WKS.00081104", "The project does not exist."), None, None
+        fault = plan = None
+        if self._faults is not None:
+            fault, plan = self._faults.pick(), self._faults.plan
+        if plan is not None and fault is not None and fault != "slow":
+            return fault_reply(fault, "", plan), None, fault
+        reply = self._list_answer(route.kind, query, now)
+        if plan is not None and fault == "slow":
+            reply = attrs.evolve(reply, delay=reply.delay + plan.latency)
+        return reply, None, fault
+
+    def _list_answer(self, kind: str, query: Mapping[str, str], now: float) -> Reply:
+        if kind == "jobs":
+            page = _lists.job_list_page(query, require_job_type=self.require_job_type)
+            if isinstance(page, Reply):
+                return page
+            return _lists.list_jobs(self._snapshots(now), query, page, seed=self.list_seed)
+        parent = _lists.parent_filter(query)
+        if kind == "count":
+            jobs = self._snapshots(now, parent)
+            return _lists.count_sub_jobs(jobs, query, project_id=self.project_id)
+        page = _lists.sub_job_list_page(query)
+        if isinstance(page, Reply):
+            return page
+        return _lists.list_sub_jobs(
+            self._snapshots(now, parent),
+            query,
+            page,
+            seed=self.list_seed,
+            project_id=self.project_id,
+        )
+
+    def _snapshots(
+        self, now: float, only: str | None = None
+    ) -> list[tuple[str, Mapping[str, Any]]]:
+        """Return each job's (ID, snapshot) a list shows now: of every job, or of ``only``.
+
+        Looking starts the clock of a time-based timeline not yet started.
+        """
+        job_ids = list(self._scripts) if only is None else [only]
+        shown = []
+        for job_id in job_ids:
+            script = self._scripts.get(job_id)
+            snapshot = script.snapshot(now) if script is not None else None
+            if snapshot is not None:
+                shown.append((job_id, snapshot))
+        return shown

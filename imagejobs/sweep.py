@@ -1,0 +1,207 @@
+"""Sweeps: which of many jobs changed, read from the job lists a hundred jobs a request. Pure.
+
+A sweep pages the list of active jobs (``WAITING`` or ``RUNNING``) of each job
+type in play. A job that is still on its list, with the same number of
+sub-jobs, has not ended and needs no request of its own; a job that left its
+list, or that the list shows otherwise changed, is fetched with a GET. A list
+is a hint, never proof: only a GET ends a job, so a list that skips a job
+while it is paged costs a GET, never a wrong outcome.
+
+Which lists to page is a matter of cost: a list is worth paging when the jobs
+it covers outnumber its pages. Old finished jobs are never paged: the lists
+are always filtered by an active status.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from .models import ImageJob, ImageJobInfo, JobStatus, JobType
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "PAGE_SIZE",
+    "SWEEP_SHARE",
+    "Known",
+    "Listing",
+    "Plan",
+    "Verdict",
+    "pages_for",
+    "plan_round",
+    "read_round",
+]
+
+ACTIVE_STATUSES = (JobStatus.WAITING, JobStatus.RUNNING)
+
+PAGE_SIZE = 100
+"""Items a sweep asks for per page: the most the service gives."""
+
+SWEEP_SHARE = 1 / 3
+"""The share of the request budget sweeps may take; the rest is for GETs.
+
+Sweeps start only when GETs of every job at its policy's first pace would
+take more than this share, and a sweep comes no sooner than its pages allow
+at this share of the client's rate.
+"""
+
+# Job types a first sweep looks under for jobs nobody has seen yet: the open set's
+# known members (the API page's three and the SDK's four).
+DISCOVERABLE_TYPES = tuple(member.value for member in JobType)
+
+
+@attrs.frozen(order=True)
+class Listing:
+    """One list a sweep pages: the jobs of one type in one active status."""
+
+    job_type: str
+    status: str
+
+
+@attrs.frozen
+class Known:
+    """What the hub knows of a job, from its last GET or the last list that showed it."""
+
+    job_type: str | None
+    status: JobStatus
+    sub_jobs_total: int | None
+
+    @classmethod
+    def of(cls, job: ImageJob | ImageJobInfo) -> Known:
+        """Return what a snapshot or a list item says of its job."""
+        job_type = None if job.job_type is None else job.job_type.value
+        return cls(job_type, job.status, job.sub_jobs_total)
+
+    @property
+    def listing(self) -> Listing | None:
+        """Return the list this job should be on, or None if it is on none a sweep pages."""
+        if self.job_type is None or self.status not in ACTIVE_STATUSES:
+            return None
+        return Listing(self.job_type, self.status.value)
+
+
+@attrs.frozen
+class Plan:
+    """One sweep: the lists to page, and the jobs it decides about."""
+
+    listings: tuple[Listing, ...]
+    covered: frozenset[str]
+
+    @property
+    def pages(self) -> int:
+        """The least number of requests it takes (one page per list)."""
+        return len(self.listings)
+
+
+@attrs.frozen
+class Verdict:
+    """What a sweep found: jobs seen unchanged (as the lists show them), and jobs to GET."""
+
+    seen: Mapping[str, Known]
+    to_get: frozenset[str]
+
+
+def pages_for(count: int) -> int:
+    """Return the requests it takes to page a list of ``count`` items (at least one)."""
+    return max(1, math.ceil(count / PAGE_SIZE))
+
+
+def plan_round(
+    jobs: Mapping[str, Known | None],
+    counts: Mapping[Listing, int],
+    discoverable: Iterable[str] = DISCOVERABLE_TYPES,
+) -> Plan:
+    """Choose the lists whose pages cost fewer requests than a GET of each job they cover.
+
+    ``jobs`` are the candidates: what is known of each (``None`` for a job not
+    seen yet); ``counts`` the totals the lists last reported. Per job type in
+    play, its ``RUNNING`` list (and its ``WAITING`` list while one of its jobs
+    waits) is paged when it covers more jobs than it has pages. Jobs not seen
+    yet are looked for under every ``discoverable`` type too, when they
+    outnumber those lists' pages; otherwise they are left to GETs.
+    """
+    by_type: dict[str, int] = {}
+    waiting: set[str] = set()
+    unknown: list[str] = []
+    for job_id, known in jobs.items():
+        listing = None if known is None else known.listing
+        if listing is None:
+            if known is None:
+                unknown.append(job_id)
+            continue
+        by_type[listing.job_type] = by_type.get(listing.job_type, 0) + 1
+        if listing.status == JobStatus.WAITING:
+            waiting.add(listing.job_type)
+
+    chosen: list[Listing] = []
+    for job_type, count in sorted(by_type.items()):
+        lists = [Listing(job_type, JobStatus.RUNNING.value)]
+        if job_type in waiting:
+            lists.append(Listing(job_type, JobStatus.WAITING.value))
+        cost = sum(pages_for(counts.get(listing, count)) for listing in lists)
+        if count > cost:
+            chosen.extend(lists)
+
+    discover = False
+    if unknown:
+        types = sorted({*discoverable, *by_type})
+        extra = [
+            Listing(job_type, status.value)
+            for job_type in types
+            for status in ACTIVE_STATUSES
+            if Listing(job_type, status.value) not in chosen
+        ]
+        if len(unknown) > sum(pages_for(counts.get(listing, 0)) for listing in extra):
+            chosen.extend(extra)
+            discover = True
+
+    paged = set(chosen)
+    covered = {
+        job_id
+        for job_id, known in jobs.items()
+        if (known is None and discover) or (known is not None and known.listing in paged)
+    }
+    return Plan(tuple(chosen), frozenset(covered))
+
+
+def read_round(
+    plan: Plan,
+    found: Mapping[Listing, Sequence[ImageJobInfo]],
+    jobs: Mapping[str, Known | None],
+) -> Verdict:
+    """Decide, for each job the plan covers, whether the lists show it unchanged.
+
+    A covered job must be GET when it is on none of the lists, when a list
+    shows it ended or in a status no sweep pages, when two lists disagree
+    about it, or when its number of sub-jobs changed. Every other covered job
+    was seen, as the list shows it.
+    """
+    shown: dict[str, ImageJobInfo] = {}
+    doubtful: set[str] = set()
+    for items in found.values():
+        for info in items:
+            if info.id not in plan.covered:
+                continue
+            earlier = shown.setdefault(info.id, info)
+            if earlier is not info and Known.of(earlier) != Known.of(info):
+                doubtful.add(info.id)
+    seen: dict[str, Known] = {}
+    to_get: set[str] = set()
+    for job_id in plan.covered:
+        shown_as = shown.get(job_id)
+        before = jobs.get(job_id)
+        now = None if shown_as is None else Known.of(shown_as)
+        if now is None or job_id in doubtful or now.listing is None or _grew(before, now):
+            to_get.add(job_id)
+        else:
+            seen[job_id] = now
+    return Verdict(seen, frozenset(to_get))
+
+
+def _grew(before: Known | None, now: Known) -> bool:
+    """Whether the number of sub-jobs changed (a count one side lacks is no news)."""
+    if before is None or before.sub_jobs_total is None or now.sub_jobs_total is None:
+        return False
+    return before.sub_jobs_total != now.sub_jobs_total

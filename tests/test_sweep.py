@@ -1,0 +1,172 @@
+"""Sweep planning and reading: which lists to page, and which jobs still need a GET. Pure."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imagejobs import ImageJobInfo, JobStatus, JobType
+from imagejobs.sweep import (
+    ACTIVE_STATUSES,
+    DISCOVERABLE_TYPES,
+    Known,
+    Listing,
+    Plan,
+    pages_for,
+    plan_round,
+    read_round,
+)
+
+RUNNING, WAITING = JobStatus.RUNNING, JobStatus.WAITING
+
+
+def known(job_type: str = "CREATE_SERVER", status: JobStatus = RUNNING, total: int = 1) -> Known:
+    return Known(job_type, status, total)
+
+
+def info(job_id: str, job_type: str = "CREATE_SERVER", status: str = "RUNNING", total: int = 1):
+    return ImageJobInfo(
+        id=job_id, job_type=JobType(job_type), status=JobStatus(status), sub_jobs_total=total
+    )
+
+
+def test_pages_for_counts_whole_pages_and_at_least_one() -> None:
+    assert [pages_for(n) for n in (0, 1, 100, 101, 250)] == [1, 1, 1, 2, 3]
+
+
+def test_one_job_of_a_type_is_left_to_gets() -> None:
+    plan = plan_round({"a": known()}, {})
+    assert plan == Plan((), frozenset())
+
+
+def test_two_jobs_of_a_type_are_swept_with_their_running_list() -> None:
+    plan = plan_round({"a": known(), "b": known()}, {})
+    assert plan.listings == (Listing("CREATE_SERVER", "RUNNING"),)
+    assert plan.covered == {"a", "b"}
+
+
+def test_a_waiting_job_adds_its_types_waiting_list() -> None:
+    jobs = {"a": known(), "b": known(status=WAITING), "c": known()}
+    plan = plan_round(jobs, {})
+    assert set(plan.listings) == {
+        Listing("CREATE_SERVER", "RUNNING"),
+        Listing("CREATE_SERVER", "WAITING"),
+    }
+    assert plan.covered == {"a", "b", "c"}
+
+
+def test_a_list_crowded_by_other_jobs_is_not_worth_its_pages() -> None:
+    jobs = {f"j{n}": known() for n in range(3)}
+    # 950 running jobs of that type in the tenant: 10 pages to find 3 jobs.
+    plan = plan_round(jobs, {Listing("CREATE_SERVER", "RUNNING"): 950})
+    assert plan.covered == frozenset()
+    crowded = plan_round(
+        {f"j{n}": known() for n in range(11)}, {Listing("CREATE_SERVER", "RUNNING"): 950}
+    )
+    assert crowded.covered == {f"j{n}" for n in range(11)}
+
+
+def test_ended_and_unknown_statuses_are_never_swept() -> None:
+    jobs = {
+        "a": known(status=JobStatus.SUCCESS),
+        "b": known(status=JobStatus.FAILED),
+        "c": known(status=JobStatus("PAUSED")),
+        "d": Known(None, RUNNING, 1),
+    }
+    assert plan_round(jobs, {}).covered == frozenset()
+
+
+def test_many_unseen_jobs_are_looked_for_under_every_known_type() -> None:
+    jobs: dict[str, Known | None] = {f"u{n}": None for n in range(40)}
+    plan = plan_round(jobs, {})
+    assert plan.covered == set(jobs)
+    assert {listing.job_type for listing in plan.listings} == set(DISCOVERABLE_TYPES)
+    assert {listing.status for listing in plan.listings} == {"WAITING", "RUNNING"}
+
+
+def test_a_few_unseen_jobs_are_left_to_gets() -> None:
+    jobs: dict[str, Known | None] = {"u1": None, "u2": None, "a": known(), "b": known()}
+    plan = plan_round(jobs, {})
+    assert plan.covered == {"a", "b"}
+
+
+def test_a_job_still_on_its_list_is_seen_and_needs_no_get() -> None:
+    jobs = {"a": known(), "b": known(status=WAITING)}
+    plan = Plan(
+        (Listing("CREATE_SERVER", "RUNNING"), Listing("CREATE_SERVER", "WAITING")), {"a", "b"}
+    )
+    found = {Listing("CREATE_SERVER", "RUNNING"): [info("a"), info("b")]}
+    verdict = read_round(plan, found, jobs)
+    assert verdict.to_get == frozenset()
+    assert verdict.seen["b"].status is RUNNING
+
+
+def test_a_job_that_left_its_list_or_grew_or_shows_ended_is_fetched() -> None:
+    jobs = {"gone": known(), "grew": known(total=1), "ended": known(), "same": known()}
+    plan = Plan((Listing("CREATE_SERVER", "RUNNING"),), frozenset(jobs))
+    found = {
+        Listing("CREATE_SERVER", "RUNNING"): [
+            info("grew", total=2),
+            info("ended", status="SUCCESS"),
+            info("same"),
+        ]
+    }
+    verdict = read_round(plan, found, jobs)
+    assert verdict.to_get == {"gone", "grew", "ended"}
+    assert set(verdict.seen) == {"same"}
+
+
+def test_two_lists_disagreeing_about_a_job_send_it_to_a_get() -> None:
+    jobs = {"a": known()}
+    plan = Plan((Listing("CREATE_SERVER", "RUNNING"), Listing("CREATE_SERVER", "WAITING")), {"a"})
+    found = {
+        Listing("CREATE_SERVER", "RUNNING"): [info("a")],
+        Listing("CREATE_SERVER", "WAITING"): [info("a", status="WAITING")],
+    }
+    assert read_round(plan, found, jobs).to_get == {"a"}
+
+
+statuses = st.sampled_from(["WAITING", "RUNNING", "SUCCESS", "FAILED", "PAUSED"])
+types = st.sampled_from(["CREATE_SERVER", "DELETE_SERVER", "BUILD_IMAGE"])
+job_ids = st.lists(st.from_regex(r"[0-9]{6}", fullmatch=True), unique=True, max_size=60)
+
+
+@given(
+    ids=job_ids,
+    data=st.data(),
+)
+def test_a_sweep_never_ends_a_job_and_decides_every_job_it_covers(
+    ids: list[str], data: st.DataObject
+) -> None:
+    jobs: dict[str, Known | None] = {}
+    truth: dict[str, ImageJobInfo] = {}
+    for job_id in ids:
+        job_type = data.draw(types)
+        if data.draw(st.booleans()):
+            jobs[job_id] = Known(job_type, data.draw(st.sampled_from(ACTIVE_STATUSES)), 1)
+        else:
+            jobs[job_id] = None
+        truth[job_id] = info(
+            job_id, job_type, data.draw(statuses), data.draw(st.sampled_from([1, 2]))
+        )
+    plan = plan_round(jobs, {})
+    assert all(listing.status in ("WAITING", "RUNNING") for listing in plan.listings)
+    # The lists as a paging client may see them: each item maybe skipped or repeated.
+    found: dict[Listing, list[ImageJobInfo]] = {}
+    for listing in plan.listings:
+        shown = [
+            item
+            for item in truth.values()
+            if item.job_type == listing.job_type and item.status == listing.status
+        ]
+        kept = [item for item in shown for _ in range(data.draw(st.integers(0, 2)))]
+        found[listing] = kept
+    verdict = read_round(plan, found, jobs)
+    assert set(verdict.seen) | verdict.to_get == plan.covered
+    assert not set(verdict.seen) & verdict.to_get
+    for job_id, seen in verdict.seen.items():
+        assert seen.status in ACTIVE_STATUSES, "a list alone ended a job"
+        assert truth[job_id].status == seen.status
+    for job_id in plan.covered:
+        if truth[job_id].status not in ACTIVE_STATUSES:
+            assert job_id in verdict.to_get, "an ended job was taken as still running"
