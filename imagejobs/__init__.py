@@ -16,7 +16,7 @@ from .auth import (
 )
 from .budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE
 from .clock import Clock
-from .codec import from_wire, to_wire
+from .codec import MAX_PAGE_SIZE, from_wire, to_wire
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -70,6 +70,7 @@ __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_RATE",
     "DEFAULT_REQUEST_TIMEOUT",
+    "MAX_PAGE_SIZE",
     "REGIONS",
     "AkSkCredentials",
     "ApiError",

@@ -28,6 +28,7 @@ from .auth import Credentials, RefreshableCredentials
 from .budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE, RequestBudget, check_limits
 from .clock import SYSTEM_CLOCK, Clock
 from .codec import (
+    MAX_PAGE_SIZE,
     Page,
     decode_answer,
     parse_http_date,
@@ -60,7 +61,6 @@ from .waiter import OutcomeCallback, TransitionCallback
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_REQUEST_TIMEOUT",
-    "MAX_PAGE_SIZE",
     "USER_AGENT",
     "Client",
 ]
@@ -77,21 +77,21 @@ logger = logging.getLogger("imagejobs")
 
 _T = TypeVar("_T")
 
-MAX_PAGE_SIZE = 100
-"""The most items the service returns a page; it refuses a larger ``limit``."""
+# Status and job-type filters: the open sets' spelling.
+_FILTER = re.compile(r"[A-Za-z0-9_]{1,64}", re.ASCII)
+# The count takes a comma-separated list of job types.
+_FILTERS = re.compile(r"[A-Za-z0-9_]{1,64}(?:,[A-Za-z0-9_]{1,64}){0,15}", re.ASCII)
 
-# Status and job-type filters: the open sets' spelling, and count's comma-separated list.
-_FILTER = re.compile(r"[A-Za-z0-9_]{1,64}(?:,[A-Za-z0-9_]{1,64}){0,15}", re.ASCII)
 
-
-def _check_filter(name: str, value: object) -> str | None:
+def _check_filter(name: str, value: object, *, several: bool = False) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidArgument(f"{name} must be a string, got {type(value).__name__}")
-    if not _FILTER.fullmatch(value):
+    if not (_FILTERS if several else _FILTER).fullmatch(value):
+        listed = " or a comma-separated list of them" if several else ""
         raise InvalidArgument(
-            f"{name} {value[:80]!r} is not a status or job type "
+            f"{name} {value[:80]!r} is not a status or job type{listed} "
             "(letters, digits and underscores, like RUNNING or CREATE_SERVER)"
         )
     return str(value)
@@ -470,7 +470,7 @@ class Client:
             "job_type": _check_filter("job_type", job_type),
         }
         size = _check_page_size(page_size)
-        return self._paged(self._job_list_url, query, size, read_job_page)
+        return self._paged(self._job_list_url, query, size, read_job_page, lambda info: info.id)
 
     def list_sub_jobs(
         self,
@@ -491,7 +491,10 @@ class Client:
             "job_type": _check_filter("job_type", job_type),
         }
         size = _check_page_size(page_size)
-        return self._paged(self._sub_job_list_url, query, size, read_sub_job_page)
+        # Sub-job IDs are only known unique within their job.
+        return self._paged(
+            self._sub_job_list_url, query, size, read_sub_job_page, lambda sub: (sub.job_id, sub.id)
+        )
 
     async def count_sub_jobs(
         self, job_id: str | None = None, status: str | None = None, job_type: str | None = None
@@ -504,7 +507,7 @@ class Client:
         query = {
             "job_id": None if job_id is None else check_id("job_id", job_id),
             "status": _check_filter("status", status),
-            "job_type": _check_filter("job_type", job_type),
+            "job_type": _check_filter("job_type", job_type, several=True),
         }
         return await self._send(_Call(_with_query(self._sub_job_count_url, query), read_count))
 
@@ -514,15 +517,16 @@ class Client:
         query: Mapping[str, str | None],
         size: int,
         read: Callable[[bytes], Page[Any]],
+        key: Callable[[Any], object],
     ) -> AsyncGenerator[Any]:
-        seen: set[str] = set()
+        seen: set[object] = set()
         offset = 0
         while True:
             page_url = _with_query(url, {**query, "offset": offset, "limit": size})
             page = await self._send(_Call(page_url, read))
             for item in page.items:
-                if item.id not in seen:
-                    seen.add(item.id)
+                if key(item) not in seen:
+                    seen.add(key(item))
                     yield item
             # By what came back, not by the page size: a shorter page skips nothing.
             offset += len(page.items)

@@ -43,6 +43,7 @@ from .models import (
 )
 
 __all__ = [
+    "MAX_PAGE_SIZE",
     "Page",
     "converter",
     "decode_answer",
@@ -61,6 +62,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+MAX_PAGE_SIZE = 100
+"""The most items a list gives a page: a larger ``limit`` is refused (400 ``WKS.00211102``)."""
 
 # How much of an unexpected error body ends up in an exception message.
 _RAW_TEXT_LIMIT = 200
@@ -318,7 +322,9 @@ def read_sub_job_page(body: bytes) -> Page[SubJob]:
 def read_count(body: bytes) -> int:
     """Read the sub-job count (``{"count": n}``)."""
     data = _answer_object(body, "a count")
-    count = data.get("count") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise MalformedResponse(f"expected a JSON object, got {_describe(data)}")
+    count = data.get("count")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise MalformedResponse(f"expected a count of 0 or more, got {_describe(count)}", "$.count")
     return count

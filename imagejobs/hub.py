@@ -11,8 +11,9 @@ goes. A job nobody waits on is not polled.
 When many jobs are in play, sweeps (see :mod:`imagejobs.sweep`) page the
 lists of active jobs instead: a job that stays on its list is not fetched,
 and one that leaves it is fetched with a GET, which alone can end a wait.
-Jobs whose subscribers want every sub-job transition are always polled by
-GET, since only a job's details show its sub-jobs.
+A job whose subscribers want every sub-job transition is swept only once a
+GET has shown its sub-jobs, and with the sub-job lists too; every
+transition comes from a GET's snapshot.
 
 A poll that fails for a reason a later poll may not meet (a 5xx, a 429, no
 answer, a malformed body) is tried again with backoff; if the polls are
@@ -50,10 +51,20 @@ from .errors import (
 )
 from .events import Outcome, Transition, diff
 from .gate import Gate
-from .models import ImageJob, ImageJobInfo, JobStatus
+from .models import ImageJob, ImageJobInfo, JobStatus, SubJob
 from .policy import PollPolicy
 from .retry import RetryPolicy, is_transient
-from .sweep import PAGE_SIZE, SWEEP_SHARE, Known, Listing, Plan, plan_round, read_round
+from .sweep import (
+    PAGE_SIZE,
+    SWEEP_SHARE,
+    Known,
+    Listing,
+    Plan,
+    SubJobs,
+    active_sub_jobs,
+    plan_round,
+    read_round,
+)
 
 __all__ = [
     "KEPT_TRANSITIONS",
@@ -83,7 +94,7 @@ PollFunction = Callable[[str, float, Gate | None], Coroutine[Any, Any, ImageJob]
 ListFunction = Callable[
     [bool, Mapping[str, str | int | None], float, Gate | None], Coroutine[Any, Any, Page[Any]]
 ]
-_Found = tuple[dict[Listing, list[ImageJobInfo]], dict[Listing, int], int]
+_Found = tuple[dict[Listing, list[ImageJobInfo | SubJob]], dict[Listing, int], int]
 
 
 def is_poll_transient(error: BaseException) -> bool:
@@ -136,7 +147,7 @@ class Subscription:
     than a ``since`` it brought, so it is not told that poll's answer."""
     since_given: bool = False
     wants_transitions: bool = True
-    """Whether it is told sub-job transitions: then its job is polled by GET, never swept."""
+    """Whether it is told sub-job transitions: then its job's sub-jobs are swept too."""
     wants_at: float = 0.0
     """When this subscriber wants the job polled next (jitter included)."""
     grace_from: float | None = None
@@ -614,20 +625,28 @@ class Hub:
         self._replan = False
         plan = Plan((), frozenset())
         if self._sweeping_allowed(now):
-            candidates = {
-                stream.job_id: stream.known
-                for stream in self._streams.values()
-                if stream.poll is None
-                and not stream.get_now
-                and not any(sub.wants_transitions for sub in stream.subscribers)
-            }
-            plan = plan_round(candidates, self._counts)
+            candidates: dict[str, Known | None] = {}
+            subs: dict[str, SubJobs] = {}
+            for stream in self._streams.values():
+                if stream.poll is not None or stream.get_now:
+                    continue
+                if _watched(stream):
+                    active = self._sub_jobs_of(stream)
+                    if active is None:
+                        continue  # a GET shows its sub-jobs first
+                    subs[stream.job_id] = active
+                candidates[stream.job_id] = stream.known
+            plan = plan_round(candidates, self._counts, subs=subs)
         self._cover = plan
         for stream in self._streams.values():
             swept = stream.job_id in plan.covered
             if swept != stream.swept:
                 stream.swept = swept
                 self._reschedule(stream)
+
+    @staticmethod
+    def _sub_jobs_of(stream: _Stream) -> SubJobs | None:
+        return None if stream.snapshot is None else active_sub_jobs(stream.snapshot)
 
     def _sweeping_allowed(self, now: float) -> bool:
         """Whether sweeps may run: on, and (unless forced) GETs alone would strain the budget."""
@@ -679,8 +698,8 @@ class Hub:
         assert self._list_page is not None  # noqa: S101 - checked before the sweep starts
         list_page = self._list_page
 
-        async def page_through(listing: Listing) -> tuple[list[ImageJobInfo], int, int]:
-            items: list[ImageJobInfo] = []
+        async def page_through(listing: Listing) -> tuple[list[ImageJobInfo | SubJob], int, int]:
+            items: list[ImageJobInfo | SubJob] = []
             offset = pages = 0
             while True:
                 query: dict[str, str | int | None] = {
@@ -689,7 +708,7 @@ class Hub:
                     "offset": offset,
                     "limit": PAGE_SIZE,
                 }
-                page = await list_page(False, query, priority, None)
+                page = await list_page(listing.sub, query, priority, None)
                 pages += 1
                 items.extend(page.items)
                 offset += len(page.items)
@@ -706,7 +725,7 @@ class Hub:
             for task in tasks.values():
                 task.cancel()  # the first failure ends the sweep: no request for nothing
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-        found: dict[Listing, list[ImageJobInfo]] = {}
+        found: dict[Listing, list[ImageJobInfo | SubJob]] = {}
         counts: dict[Listing, int] = {}
         total = 0
         for task in tasks.values():
@@ -742,7 +761,13 @@ class Hub:
             for job_id in plan.covered
             if (stream := self._streams.get(job_id)) is not None and stream.swept
         ]
-        verdict = read_round(plan, found, {stream.job_id: stream.known for stream in streams})
+        subs = {
+            stream.job_id: active
+            for stream in streams
+            if _watched(stream) and (active := self._sub_jobs_of(stream)) is not None
+        }
+        known = {stream.job_id: stream.known for stream in streams}
+        verdict = read_round(plan, found, known, subs)
         news = bool(verdict.to_get) or plan.covered != self._cover.covered
         for stream in streams:
             seen = verdict.seen.get(stream.job_id)
@@ -800,6 +825,11 @@ class Hub:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._alarm.close()
+
+
+def _watched(stream: _Stream) -> bool:
+    """Whether a subscriber of the job wants its sub-job transitions."""
+    return any(sub.wants_transitions for sub in stream.subscribers)
 
 
 def _own_copy(error: ImageJobsError) -> ImageJobsError:

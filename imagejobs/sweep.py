@@ -10,33 +10,47 @@ while it is paged costs a GET, never a wrong outcome.
 Which lists to page is a matter of cost: a list is worth paging when the jobs
 it covers outnumber its pages. Old finished jobs are never paged: the lists
 are always filtered by an active status.
+
+A job whose subscribers want every sub-job transition is swept only if the
+sub-job lists cover its active sub-jobs too: one that left its list (or
+moved) gets a GET, and its transitions come from that GET's snapshot.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import attrs
 
-from .models import ImageJob, ImageJobInfo, JobStatus, JobType
+from .codec import MAX_PAGE_SIZE
+from .models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob, SubJobStatus
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "ACTIVE_SUB_STATUSES",
     "PAGE_SIZE",
     "SWEEP_SHARE",
     "Known",
     "Listing",
     "Plan",
     "Verdict",
+    "active_sub_jobs",
     "pages_for",
     "plan_round",
     "read_round",
 ]
 
 ACTIVE_STATUSES = (JobStatus.WAITING, JobStatus.RUNNING)
+ACTIVE_SUB_STATUSES = (
+    SubJobStatus.WAITING,
+    SubJobStatus.RUNNING,
+    SubJobStatus.ROLLBACK,
+    SubJobStatus.ABORTING,
+)
+"""Sub-job statuses on the way somewhere: a sub-job in one is looked for on its list."""
 
-PAGE_SIZE = 100
+PAGE_SIZE = MAX_PAGE_SIZE
 """Items a sweep asks for per page: the most the service gives."""
 
 SWEEP_SHARE = 1 / 3
@@ -54,10 +68,27 @@ DISCOVERABLE_TYPES = tuple(member.value for member in JobType)
 
 @attrs.frozen(order=True)
 class Listing:
-    """One list a sweep pages: the jobs of one type in one active status."""
+    """One list a sweep pages: the jobs (or ``sub`` jobs) of one type in one active status."""
 
     job_type: str
     status: str
+    sub: bool = False
+
+
+SubJobs = Collection[tuple[str, Listing]]
+"""A watched job's active sub-jobs: each one's ID and the sub-job list it should be on."""
+
+
+def active_sub_jobs(job: ImageJob) -> frozenset[tuple[str, Listing]] | None:
+    """Return the job's active sub-jobs and their lists, or None if one cannot be listed."""
+    active = []
+    for sub in job.sub_jobs:
+        if sub.status not in ACTIVE_SUB_STATUSES:
+            continue
+        if sub.job_type is None:
+            return None
+        active.append((sub.id, Listing(sub.job_type.value, sub.status.value, sub=True)))
+    return frozenset(active)
 
 
 @attrs.frozen
@@ -112,6 +143,7 @@ def plan_round(
     jobs: Mapping[str, Known | None],
     counts: Mapping[Listing, int],
     discoverable: Iterable[str] = DISCOVERABLE_TYPES,
+    subs: Mapping[str, SubJobs] | None = None,
 ) -> Plan:
     """Choose the lists whose pages cost fewer requests than a GET of each job they cover.
 
@@ -120,8 +152,12 @@ def plan_round(
     play, its ``RUNNING`` list (and its ``WAITING`` list while one of its jobs
     waits) is paged when it covers more jobs than it has pages. Jobs not seen
     yet are looked for under every ``discoverable`` type too, when they
-    outnumber those lists' pages; otherwise they are left to GETs.
+    outnumber those lists' pages; otherwise they are left to GETs. A job in
+    ``subs`` (one whose transitions are wanted) is covered only if the sub-job
+    lists of all its active sub-jobs are paged too, each chosen when the jobs
+    needing it outnumber its pages.
     """
+    subs = subs or {}
     by_type: dict[str, int] = {}
     waiting: set[str] = set()
     unknown: list[str] = []
@@ -134,55 +170,97 @@ def plan_round(
         by_type[listing.job_type] = by_type.get(listing.job_type, 0) + 1
         if listing.status == JobStatus.WAITING:
             waiting.add(listing.job_type)
+    chosen = _job_lists(by_type, waiting, counts)
+    discovery = _discovery_lists(len(unknown), sorted({*discoverable, *by_type}), chosen, counts)
+    chosen += discovery + _sub_job_lists(subs, counts)
+    paged = set(chosen)
+    covered = {
+        job_id
+        for job_id, known in jobs.items()
+        if (known is None and discovery and job_id not in subs)
+        or (
+            known is not None
+            and known.listing in paged
+            and all(listing in paged for _, listing in subs.get(job_id, ()))
+        )
+    }
+    return Plan(tuple(chosen), frozenset(covered))
 
+
+def _job_lists(
+    by_type: Mapping[str, int], waiting: set[str], counts: Mapping[Listing, int]
+) -> list[Listing]:
+    """Per job type, its RUNNING (and WAITING) list, if it covers more jobs than it has pages."""
     chosen: list[Listing] = []
     for job_type, count in sorted(by_type.items()):
         lists = [Listing(job_type, JobStatus.RUNNING.value)]
         if job_type in waiting:
             lists.append(Listing(job_type, JobStatus.WAITING.value))
-        cost = sum(pages_for(counts.get(listing, count)) for listing in lists)
-        if count > cost:
+        if count > sum(pages_for(counts.get(listing, count)) for listing in lists):
             chosen.extend(lists)
+    return chosen
 
-    discover = False
-    if unknown:
-        types = sorted({*discoverable, *by_type})
-        extra = [
-            Listing(job_type, status.value)
-            for job_type in types
-            for status in ACTIVE_STATUSES
-            if Listing(job_type, status.value) not in chosen
-        ]
-        if len(unknown) > sum(pages_for(counts.get(listing, 0)) for listing in extra):
-            chosen.extend(extra)
-            discover = True
 
-    paged = set(chosen)
-    covered = {
-        job_id
-        for job_id, known in jobs.items()
-        if (known is None and discover) or (known is not None and known.listing in paged)
-    }
-    return Plan(tuple(chosen), frozenset(covered))
+def _discovery_lists(
+    unknown: int, types: list[str], chosen: list[Listing], counts: Mapping[Listing, int]
+) -> list[Listing]:
+    """Every active list of every type not chosen yet, if the unseen jobs outnumber their pages."""
+    extra = [
+        Listing(job_type, status.value)
+        for job_type in types
+        for status in ACTIVE_STATUSES
+        if Listing(job_type, status.value) not in chosen
+    ]
+    if unknown > sum(pages_for(counts.get(listing, 0)) for listing in extra):
+        return extra
+    return []
+
+
+def _sub_job_lists(subs: Mapping[str, SubJobs], counts: Mapping[Listing, int]) -> list[Listing]:
+    """The sub-job lists needed by more watched jobs than they have pages."""
+    needing: dict[Listing, set[str]] = {}
+    on_list: dict[Listing, int] = {}
+    for job_id, active in subs.items():
+        for _, listing in active:
+            needing.setdefault(listing, set()).add(job_id)
+            on_list[listing] = on_list.get(listing, 0) + 1
+    return [
+        listing
+        for listing, needers in sorted(needing.items())
+        if len(needers) > pages_for(counts.get(listing, on_list[listing]))
+    ]
 
 
 def read_round(
     plan: Plan,
-    found: Mapping[Listing, Sequence[ImageJobInfo]],
+    found: Mapping[Listing, Sequence[ImageJobInfo | SubJob]],
     jobs: Mapping[str, Known | None],
+    subs: Mapping[str, SubJobs] | None = None,
 ) -> Verdict:
     """Decide, for each job the plan covers, whether the lists show it unchanged.
 
     A covered job must be GET when it is on none of the lists, when a list
     shows it ended or in a status no sweep pages, when two lists disagree
-    about it, or when its number of sub-jobs changed. Every other covered job
+    about it, or when its number of sub-jobs changed; a job in ``subs`` (its
+    transitions are wanted, and only a GET tells them) also when its status
+    changed, when one of its active sub-jobs is not on its list, or when a
+    sub-job list shows it one it does not have there. Every other covered job
     was seen, as the list shows it.
     """
+    subs = subs or {}
     shown: dict[str, ImageJobInfo] = {}
     doubtful: set[str] = set()
-    for items in found.values():
+    listed_subs: dict[str, set[tuple[str, Listing]]] = {}
+    for listing, items in found.items():
+        if listing.sub:
+            for sub in items:
+                parent = sub.job_id if isinstance(sub, SubJob) else None
+                if parent is not None and parent in subs:
+                    place = Listing(listing.job_type, sub.status.value, sub=True)
+                    listed_subs.setdefault(parent, set()).add((sub.id, place))
+            continue
         for info in items:
-            if info.id not in plan.covered:
+            if not isinstance(info, ImageJobInfo) or info.id not in plan.covered:
                 continue
             earlier = shown.setdefault(info.id, info)
             if earlier is not info and Known.of(earlier) != Known.of(info):
@@ -193,7 +271,16 @@ def read_round(
         shown_as = shown.get(job_id)
         before = jobs.get(job_id)
         now = None if shown_as is None else Known.of(shown_as)
-        if now is None or job_id in doubtful or now.listing is None or _grew(before, now):
+        if (
+            now is None
+            or job_id in doubtful
+            or now.listing is None
+            or _grew(before, now)
+            or (
+                job_id in subs
+                and (now != before or listed_subs.get(job_id, set()) != set(subs[job_id]))
+            )
+        ):
             to_get.add(job_id)
         else:
             seen[job_id] = now

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import sweeps
 from benchmarks.run import fake_server, run_variant
 from benchmarks.throttling import GATEWAYS, LIMITERS, simulate
 
@@ -48,3 +49,13 @@ def test_the_throttling_simulation_ends_every_job_under_each_limiter() -> None:
             result = simulate(limiter(50.0), gateway(10), jobs=20)
             assert result["requests"] >= 20 * 2  # every job polled until it ended
             assert 0 <= result["throttled_share"] < 1
+
+
+def test_the_sweeps_scenario_gets_every_outcome_right_both_ways() -> None:
+    for variant in sweeps.VARIANTS:
+        result = sweeps.simulate(variant, jobs=30, old=60, seconds=10.0, seed=1)
+        assert result["right"] == 30
+        assert result["answered_400"] == 0
+        assert result["requests"] >= 30  # a GET ended each job
+    swept = sweeps.simulate("sweeps", jobs=30, old=60, seconds=10.0, seed=1)
+    assert swept["lists"] > 0

@@ -684,3 +684,159 @@ async def test_an_error_message_from_the_server_stays_one_plain_line(
         assert [line for line in errors if line.startswith("imagejobs: error: ")] == errors[:1]
         assert "403 WKS.0003: boom\\r\\n::warning::forged\\x1b[2J" in errors[0]
         assert not any(line.lstrip().startswith("::") for line in errors)
+
+
+# --- imagejobs list -------------------------------------------------------------
+
+LIST_FIELDS = {"id", "job_type", "begin_time", "end_time", "status", "sub_jobs_total"}
+
+
+def listed_job(job_id: str, status: str, job_type: str = "CREATE_SERVER_IMAGE") -> dict[str, Any]:
+    return {
+        **job(job_id, status, ("RUNNING", ""), ("SUCCESS", "")),
+        "job_type": job_type,
+        "begin_time": "2024-05-20T10:39:49.61Z",
+        "sub_jobs_total": 2,
+    }
+
+
+def script_list(fake: FakeWorkspace) -> None:
+    fake.add_job([listed_job("run-image", "RUNNING")])
+    fake.add_job([listed_job("run-server", "RUNNING", "CREATE_SERVER")])
+    fake.add_job([{**listed_job("done-image", "SUCCESS"), "end_time": "2024-05-20T11:03:24.206Z"}])
+    fake.add_job([listed_job("odd", "PAUSED", "MAKE_COFFEE")])
+
+
+def list_queries(fake: FakeWorkspace) -> list[dict[str, str]]:
+    return [dict(r.query) for r in fake.requests if r.path.endswith("/image-server-jobs")]
+
+
+async def test_list_prints_one_line_per_job(fake: FakeWorkspace, home: Path) -> None:
+    script_list(fake)
+    run = await cli("list", env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    assert run.stderr == ""
+    rows = {line.split("  ")[0]: line.split("  ") for line in run.stdout.splitlines()}
+    assert sorted(rows) == ["done-image", "odd", "run-image", "run-server"]
+    assert rows["run-image"][:4] == ["run-image", "CREATE_SERVER_IMAGE", "RUNNING", "2 sub-jobs"]
+    assert rows["run-server"][1:3] == ["CREATE_SERVER", "RUNNING"]
+    assert rows["odd"][1:3] == ["MAKE_COFFEE", "PAUSED"]  # unknown values shown as sent
+    assert rows["done-image"] == [
+        "done-image",
+        "CREATE_SERVER_IMAGE",
+        "SUCCESS",
+        "2 sub-jobs",
+        "2024-05-20T10:39:49.61Z",  # as the service writes them
+        "2024-05-20T11:03:24.206Z",
+    ]
+    assert rows["run-image"][-1] == "-"  # no end time yet
+    assert list_queries(fake) == [{"limit": "100", "offset": "0"}]
+
+
+async def test_list_json_is_one_job_a_line(fake: FakeWorkspace, home: Path) -> None:
+    script_list(fake)
+    run = await cli("list", "--json", env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    records = {r["id"]: r for r in map(json.loads, run.stdout.splitlines())}
+    assert sorted(records) == ["done-image", "odd", "run-image", "run-server"]
+    assert all(set(r) <= LIST_FIELDS for r in records.values())
+    assert records["done-image"] == {
+        "id": "done-image",
+        "job_type": "CREATE_SERVER_IMAGE",
+        "begin_time": "2024-05-20T10:39:49.61Z",
+        "end_time": "2024-05-20T11:03:24.206Z",
+        "status": "SUCCESS",
+        "sub_jobs_total": 2,
+    }
+    assert (records["odd"]["status"], records["odd"]["job_type"]) == ("PAUSED", "MAKE_COFFEE")
+    assert "sub_jobs" not in records["run-image"]
+
+
+async def test_list_stops_at_its_limit(fake: FakeWorkspace, home: Path) -> None:
+    script_list(fake)
+    run = await cli("list", "--limit", "2", env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    assert len(run.stdout.splitlines()) == 2
+    ndjson = await cli("list", "--limit", "3", "--json", env=fake_env(fake, home))
+    assert ndjson.code == 0, ndjson.stderr
+    assert len({json.loads(line)["id"] for line in ndjson.stdout.splitlines()}) == 3
+    assert len(list_queries(fake)) == 2
+
+
+async def test_list_passes_its_filters_to_the_service(fake: FakeWorkspace, home: Path) -> None:
+    script_list(fake)
+    run = await cli(
+        "list", "--status", "RUNNING", "--job-type", "CREATE_SERVER", env=fake_env(fake, home)
+    )
+    assert run.code == 0, run.stderr
+    assert [line.split("  ")[0] for line in run.stdout.splitlines()] == ["run-server"]
+    assert list_queries(fake) == [
+        {"status": "RUNNING", "job_type": "CREATE_SERVER", "limit": "100", "offset": "0"}
+    ]
+    running = await cli("list", "--status", "RUNNING", "--json", env=fake_env(fake, home))
+    ids = sorted(json.loads(line)["id"] for line in running.stdout.splitlines())
+    assert ids == ["run-image", "run-server"]
+
+
+async def test_list_with_no_match_says_so_on_stderr(fake: FakeWorkspace, home: Path) -> None:
+    script_list(fake)
+    run = await cli("list", "--status", "FAILED", env=fake_env(fake, home))
+    assert (run.code, run.stdout) == (0, "")
+    assert run.stderr == "imagejobs: no job matches\n"
+    quiet = await cli("list", "--status", "FAILED", "--json", env=fake_env(fake, home))
+    assert (quiet.code, quiet.stdout, quiet.stderr) == (0, "", "")
+
+
+async def test_list_without_job_type_where_the_service_demands_it_exits_4(
+    keys: dict[str, Any], home: Path
+) -> None:
+    async with FakeWorkspace(require_job_type=True, **keys) as fake:
+        script_list(fake)
+        run = await cli("list", env=fake_env(fake, home))
+        assert run.code == 4, run.stderr
+        assert run.stdout == ""
+        assert len(run.stderr.splitlines()) == 1
+        assert run.stderr.startswith("imagejobs: error: 400 WKS.00211102: ")
+        assert "job_type is required" in run.stderr
+        assert "Traceback" not in run.stderr
+        assert len(fake.requests) == 1  # a 400 is not retried
+
+        typed = await cli("list", "--job-type", "CREATE_SERVER_IMAGE", env=fake_env(fake, home))
+        assert typed.code == 0, typed.stderr
+        assert sorted(line.split("  ")[0] for line in typed.stdout.splitlines()) == [
+            "done-image",
+            "run-image",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--status", "RUN NING"], "status 'RUN NING' is not a status or job type"),
+        (["--job-type", "a;b"], "job_type 'a;b' is not a status or job type"),
+        (["--limit", "0"], "'0' must be at least 1"),
+        (["--no-sweeps"], "unrecognized arguments: --no-sweeps"),
+    ],
+)
+async def test_list_refuses_bad_options_before_any_request(
+    fake: FakeWorkspace, home: Path, args: list[str], message: str
+) -> None:
+    script_list(fake)
+    run = await cli("list", *args, env=fake_env(fake, home))
+    assert run.code == 2, run.stderr
+    assert run.stdout == ""
+    assert len(run.stderr.splitlines()) == 1
+    assert message in run.stderr
+    assert fake.requests == []
+
+
+async def test_wait_accepts_no_sweeps_and_polls_by_get_only(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    script(fake)
+    run = await cli("wait", "ok", "bad", *FAST, "--no-sweeps", env=fake_env(fake, home))
+    assert run.code == 1, run.stderr
+    assert "result ok success" in run.stderr
+    assert "result bad failed" in run.stderr
+    assert fake.requests
+    assert all(r.job_id in {"ok", "bad"} for r in fake.requests)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -16,6 +17,7 @@ from imagejobs import (
     BadRequest,
     ExecuteInfo,
     ImageJob,
+    ImageJobInfo,
     JobNotFound,
     JobStatus,
     JobType,
@@ -30,11 +32,16 @@ from imagejobs import (
     to_wire,
 )
 from imagejobs.codec import (
+    Page,
+    decode_answer,
     decode_error,
     decode_response,
     format_time,
     parse_retry_after,
     parse_time,
+    read_count,
+    read_job_page,
+    read_sub_job_page,
 )
 
 MINIMAL = {"id": "702364883651395584", "status": "RUNNING"}
@@ -388,3 +395,240 @@ jobs = st.builds(
 def test_valid_jobs_round_trip_through_json(job: ImageJob) -> None:
     wire = json.loads(json.dumps(to_wire(job)))
     assert from_wire(wire) == job
+
+
+# --- List pages and the count -------------------------------------------------
+
+PageReader = Callable[[bytes], Page[Any]]
+PAGE_READERS = [
+    pytest.param(read_job_page, id="jobs"),
+    pytest.param(read_sub_job_page, id="sub-jobs"),
+]
+INFO_WIRE = {
+    "id": "702364883651395584",
+    "job_type": "CREATE_SERVER_IMAGE",
+    "begin_time": "2024-05-20T10:39:49.61Z",
+    "end_time": "2024-05-20T18:03:24.206+08:00",
+    "status": "SUCCESS",
+    "sub_jobs_total": 2,
+}
+SUB_WIRE = {
+    "id": "702364884037271552",
+    "job_type": "CREATE_SERVER_IMAGE",
+    "status": "ABNORMAL",
+    "job_execute_info": {"error_code": "WKS.9", "error_message": "boom"},
+    "project_id": "a4da8115c9d8464ead3a38309130523f",
+    "job_id": "702364883651395584",
+}
+
+
+def answer(read: Callable[[bytes], Any], data: object, status: int = 200) -> Any:
+    body = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return decode_answer(status, {"X-Request-Id": "req-1"}, body, read)
+
+
+def test_a_good_job_page() -> None:
+    odd = {"id": "2", "status": "PAUSED", "job_type": "MAKE_COFFEE", "extra": [1]}
+    page = answer(read_job_page, {"count": 57, "items": [INFO_WIRE, odd]})
+    assert isinstance(page, Page)
+    assert page.count == 57
+    first, second = page.items
+    assert first == ImageJobInfo(
+        id="702364883651395584",
+        job_type=JobType.CREATE_SERVER_IMAGE,
+        begin_time=datetime(2024, 5, 20, 10, 39, 49, 610000, tzinfo=UTC),
+        end_time=datetime(2024, 5, 20, 10, 3, 24, 206000, tzinfo=UTC),
+        status=JobStatus.SUCCESS,
+        sub_jobs_total=2,
+    )
+    assert second.status.value == "PAUSED"
+    assert not second.status.is_known
+    assert second.job_type is not None
+    assert second.job_type.value == "MAKE_COFFEE"
+    assert to_wire(first) == {**INFO_WIRE, "end_time": "2024-05-20T10:03:24.206Z"}
+
+
+def test_a_good_sub_job_page() -> None:
+    page = answer(read_sub_job_page, {"count": 1, "items": [SUB_WIRE]})
+    (item,) = page.items
+    assert type(item) is SubJob
+    assert item.status is SubJobStatus.ABNORMAL
+    assert item.status.is_failure
+    assert item.job_id == "702364883651395584"
+    assert item.job_execute_info == ExecuteInfo(error_code="WKS.9", error_message="boom")
+
+
+@pytest.mark.parametrize("read", PAGE_READERS)
+@pytest.mark.parametrize("items", [None, [], "absent"])
+def test_no_items_is_an_empty_page(read: PageReader, items: object) -> None:
+    data: dict[str, object] = {"count": 0}
+    if items != "absent":
+        data["items"] = items
+    assert answer(read, data) == Page(0, ())
+
+
+@pytest.mark.parametrize("read", [*PAGE_READERS, pytest.param(read_count, id="count")])
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        ("absent", "null"),
+        (None, "null"),
+        (-1, "-1"),
+        (True, "True"),
+        (False, "False"),
+        ("3", '"3"'),
+        (2.0, "2.0"),
+        ([3], "array"),
+    ],
+)
+def test_a_bad_count_is_malformed_at_count(
+    read: Callable[[bytes], Any], count: object, shown: str
+) -> None:
+    data: dict[str, object] = {"items": []}
+    if count != "absent":
+        data["count"] = count
+    with pytest.raises(MalformedResponse, match="expected a count of 0 or more") as info:
+        answer(read, data)
+    assert info.value.path == "$.count"
+    assert shown in info.value.detail
+    assert (info.value.http_status, info.value.request_id) == (200, "req-1")
+
+
+def test_a_good_count() -> None:
+    assert answer(read_count, {"count": 0}) == 0
+    assert answer(read_count, {"count": 12345}) == 12345
+
+
+@pytest.mark.parametrize("read", PAGE_READERS)
+@pytest.mark.parametrize("items", [{}, "items", 3, True, {"0": INFO_WIRE}])
+def test_items_that_are_not_an_array_are_malformed(read: PageReader, items: object) -> None:
+    with pytest.raises(MalformedResponse, match="expected an array") as info:
+        answer(read, {"count": 1, "items": items})
+    assert info.value.path == "$.items"
+
+
+@pytest.mark.parametrize(
+    ("read", "good", "bad", "path", "message"),
+    [
+        (read_job_page, INFO_WIRE, {**INFO_WIRE, "status": 3}, "$.items[1].status", "string"),
+        (read_job_page, INFO_WIRE, {**INFO_WIRE, "status": None}, "$.items[1].status", ""),
+        (read_job_page, INFO_WIRE, {"status": "RUNNING"}, "$.items[1].id", ""),
+        (
+            read_job_page,
+            INFO_WIRE,
+            {**INFO_WIRE, "begin_time": "yesterday"},
+            "$.items[1].begin_time",
+            "ISO 8601",
+        ),
+        (
+            read_job_page,
+            INFO_WIRE,
+            {**INFO_WIRE, "sub_jobs_total": "2"},
+            "$.items[1].sub_jobs_total",
+            "integer",
+        ),
+        (read_job_page, INFO_WIRE, "702364883651395584", "$.items[1]", "JSON object"),
+        (read_job_page, INFO_WIRE, None, "$.items[1]", "JSON object"),
+        (read_sub_job_page, SUB_WIRE, {**SUB_WIRE, "status": 7}, "$.items[1].status", "string"),
+        (
+            read_sub_job_page,
+            SUB_WIRE,
+            {**SUB_WIRE, "job_execute_info": {"error_code": 9}},
+            "$.items[1].job_execute_info.error_code",
+            "string",
+        ),
+        (read_sub_job_page, SUB_WIRE, [SUB_WIRE], "$.items[1]", "JSON object"),
+    ],
+)
+def test_a_bad_item_is_named_by_its_path(
+    read: PageReader, good: object, bad: object, path: str, message: str
+) -> None:
+    with pytest.raises(MalformedResponse) as info:
+        answer(read, {"count": 2, "items": [good, bad]})
+    assert info.value.path == path
+    assert message in info.value.detail
+    assert f"@ {path}" in str(info.value)
+    assert info.value.http_status == 200
+
+
+@pytest.mark.parametrize(
+    ("read", "what"),
+    [
+        (read_job_page, "a job list"),
+        (read_sub_job_page, "a sub-job list"),
+        (read_count, "a count"),
+    ],
+)
+def test_a_200_whose_body_is_an_error_is_malformed_and_says_so(
+    read: Callable[[bytes], Any], what: str
+) -> None:
+    body = {"error_code": "WKS.00211102", "error_msg": "Invalid parameter: limit"}
+    with pytest.raises(MalformedResponse) as info:
+        answer(read, body)
+    error = info.value
+    assert f"a 200 whose body is an error, not {what}" in str(error)
+    assert "WKS.00211102: Invalid parameter: limit" in str(error)
+    assert (error.http_status, error.request_id, error.path) == (200, "req-1", "$")
+
+
+@pytest.mark.parametrize("read", [*PAGE_READERS, pytest.param(read_count, id="count")])
+@pytest.mark.parametrize(
+    ("body", "message", "path"),
+    [
+        (b"", "empty body", "$"),
+        (b'{"count": ', "not JSON", "$"),
+        (b"[]", "expected", "$"),
+        (b"null", "expected", "$"),
+    ],
+)
+def test_a_page_or_count_that_is_not_an_object_is_malformed(
+    read: Callable[[bytes], Any], body: bytes, message: str, path: str
+) -> None:
+    with pytest.raises(MalformedResponse, match=message) as info:
+        answer(read, body)
+    assert info.value.http_status == 200
+    assert info.value.path.startswith(path)
+
+
+@pytest.mark.parametrize("read", [*PAGE_READERS, pytest.param(read_count, id="count")])
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequest),
+        (401, AuthenticationError),
+        (403, PermissionDenied),
+        (404, JobNotFound),
+        (429, Throttled),
+        (500, ServerError),
+        (503, ServerError),
+        (418, ApiError),
+    ],
+)
+def test_an_error_status_on_a_list_is_its_api_error(
+    read: Callable[[bytes], Any], status: int, cls: type[ApiError]
+) -> None:
+    body = {"error_code": "WKS.00211102", "error_msg": "Invalid parameter: job_type is required"}
+    with pytest.raises(cls) as info:
+        answer(read, body, status)
+    error = info.value
+    assert type(error) is cls
+    assert (error.http_status, error.error_code, error.request_id) == (
+        status,
+        "WKS.00211102",
+        "req-1",
+    )
+    assert error.error_msg == "Invalid parameter: job_type is required"
+
+
+@given(json_values | st.fixed_dictionaries({"count": json_values, "items": json_values}))
+def test_any_json_gives_a_page_or_malformed_response(data: object) -> None:
+    for read in (read_job_page, read_sub_job_page):
+        try:
+            page = answer(read, data)
+        except MalformedResponse as exc:
+            assert exc.path.startswith("$")
+            assert exc.http_status == 200
+        else:
+            assert isinstance(page, Page)
+            assert isinstance(page.count, int)
+            assert page.count >= 0

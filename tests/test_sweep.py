@@ -5,13 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagejobs import ImageJobInfo, JobStatus, JobType
+from imagejobs import ImageJobInfo, JobStatus, JobType, SubJob, SubJobStatus
 from imagejobs.sweep import (
     ACTIVE_STATUSES,
     DISCOVERABLE_TYPES,
     Known,
     Listing,
     Plan,
+    active_sub_jobs,
     pages_for,
     plan_round,
     read_round,
@@ -170,3 +171,64 @@ def test_a_sweep_never_ends_a_job_and_decides_every_job_it_covers(
     for job_id in plan.covered:
         if truth[job_id].status not in ACTIVE_STATUSES:
             assert job_id in verdict.to_get, "an ended job was taken as still running"
+
+
+def sub_item(sub_id: str, parent: str, status: str = "RUNNING") -> SubJob:
+    return SubJob(
+        id=sub_id, job_id=parent, job_type=JobType("CREATE_SERVER"), status=SubJobStatus(status)
+    )
+
+
+def on_sub_list(status: str = "RUNNING") -> Listing:
+    return Listing("CREATE_SERVER", status, sub=True)
+
+
+def test_watched_jobs_are_covered_only_with_the_lists_of_their_active_sub_jobs() -> None:
+    jobs = {f"w{n}": known() for n in range(4)}
+    subs = {f"w{n}": {(f"s{n}", on_sub_list())} for n in range(4)}
+    plan = plan_round(jobs, {}, subs=subs)
+    assert on_sub_list() in plan.listings
+    assert plan.covered == set(jobs)
+    # A sub-job list crowded by other jobs' sub-jobs is not worth it: no watched job is swept.
+    crowded = plan_round(jobs, {on_sub_list(): 5000}, subs=subs)
+    assert crowded.covered == frozenset()
+    assert Listing("CREATE_SERVER", "RUNNING") in crowded.listings  # the lists alone: no job
+
+
+def test_a_watched_job_is_fetched_when_a_sub_job_or_its_status_moves() -> None:
+    jobs = {"still": known(), "moved": known(), "left": known(), "woke": known(status=WAITING)}
+    subs = {job_id: {(f"{job_id}-s", on_sub_list())} for job_id in jobs}
+    plan = Plan(
+        (Listing("CREATE_SERVER", "RUNNING"), Listing("CREATE_SERVER", "WAITING"), on_sub_list()),
+        frozenset(jobs),
+    )
+    found = {
+        Listing("CREATE_SERVER", "RUNNING"): [info(j) for j in jobs],
+        on_sub_list(): [
+            sub_item("still-s", "still"),
+            sub_item("moved-s", "moved", "ROLLBACK"),  # on a list it was not expected on
+            sub_item("woke-s", "woke"),
+        ],
+    }
+    verdict = read_round(plan, found, jobs, subs)
+    assert set(verdict.seen) == {"still"}
+    assert verdict.to_get == {"moved", "left", "woke"}
+
+
+def test_active_sub_jobs_are_the_ones_on_the_way_somewhere() -> None:
+    from imagejobs import ImageJob  # noqa: PLC0415
+
+    job = ImageJob(
+        id="j",
+        status=RUNNING,
+        sub_jobs=(
+            sub_item("a", "j"),
+            sub_item("b", "j", "SUCCESS"),
+            sub_item("c", "j", "ABORTING"),
+        ),
+    )
+    assert active_sub_jobs(job) == {("a", on_sub_list()), ("c", on_sub_list("ABORTING"))}
+    untyped = ImageJob(
+        id="j", status=RUNNING, sub_jobs=(SubJob(id="x", status=SubJobStatus.RUNNING),)
+    )
+    assert active_sub_jobs(untyped) is None  # cannot be looked for on a list

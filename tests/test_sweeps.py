@@ -123,20 +123,36 @@ async def test_a_few_jobs_with_a_roomy_budget_are_polled_by_get(
         assert [r for r in fake.requests if r.job_id is None] == []
 
 
-async def test_watchers_get_every_sub_job_transition_by_get(
-    clock: FakeClock, keys: dict[str, Any]
+async def test_watchers_are_swept_with_the_sub_job_lists_and_miss_no_transition(
+    keys: dict[str, Any],
 ) -> None:
-    async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
-        ends = script_tenant(fake, count=40, old=40, seconds=30)
-        async with fake.client(clock=clock, rate=5) as client:
-            moves: list[Transition] = [
-                t async for t in client.watch_many(list(ends), PollPolicy(max_delay=2))
-            ]
-        assert [r for r in fake.requests if r.job_id is None] == []
-    # Every job's one sub-job is reported, ending in the job's own final status.
-    last = {t.job_id: t.current for t in moves if t.sub_job_id is not None}
-    assert last == {job_id: final for job_id, (_, final) in ends.items()}
-    assert sum(t.previous == "RUNNING" for t in moves if t.sub_job_id is not None) > 30
+    async def transitions(**options: Any) -> tuple[list[Transition], list[Any]]:
+        clock = FakeClock()  # each run from time zero, as the jobs' timelines are
+        random.seed(11)  # the jitter: the same draws for both runs
+        async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
+            ends = script_tenant(fake, count=60, old=60, seconds=120)
+            async with fake.client(clock=clock, rate=5, **options) as client:
+                seen = [t async for t in client.watch_many(list(ends))]
+            return seen, list(fake.requests)
+
+    swept, swept_requests = await transitions()
+    polled, polled_requests = await transitions(sweeps=False)
+    sub_lists = [r for r in swept_requests if r.path.endswith("/image-server-sub-jobs")]
+    assert sub_lists, "no sub-job list was paged"
+    for request in sub_lists:
+        assert request.query.get("status") in ("WAITING", "RUNNING", "ROLLBACK", "ABORTING")
+
+    # Every change a GET-only watch reports, the swept watch reports too, each once.
+    def story(seen: list[Transition]) -> Counter[tuple[str, str | None, Any, Any]]:
+        return Counter((t.job_id, t.sub_job_id, t.previous, t.current) for t in seen)
+
+    assert story(swept) == story(polled)
+    last: dict[tuple[str, str | None], Any] = {}
+    for t in swept:  # each job's and sub-job's changes form one unbroken chain
+        assert t.previous == last.get((t.job_id, t.sub_job_id))
+        last[t.job_id, t.sub_job_id] = t.current
+    assert all(t.job.status == t.current for t in swept if t.sub_job_id is None)
+    assert len(swept_requests) < len(polled_requests)
 
 
 async def test_a_list_that_never_shows_the_end_does_not_hide_it(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from imagejobs import (
+    MAX_PAGE_SIZE,
     ConfigurationError,
     ImageJobsError,
     JobFailed,
@@ -164,9 +165,11 @@ async def _get(args: argparse.Namespace) -> int:
 async def _list(args: argparse.Namespace) -> int:
     async with make_client(args) as client:
         shown = 0
-        async for info in client.list_jobs(args.status, args.job_type):
+        page_size = MAX_PAGE_SIZE if args.limit is None else min(args.limit, MAX_PAGE_SIZE)
+        async for info in client.list_jobs(args.status, args.job_type, page_size=page_size):
+            wire = to_wire(info)
             if args.json:
-                line = json_text(to_wire(info))
+                line = json_text(wire)
             else:
                 line = "  ".join(
                     visible(part)
@@ -175,8 +178,8 @@ async def _list(args: argparse.Namespace) -> int:
                         _text(info.job_type),
                         info.status,
                         f"{_text(info.sub_jobs_total)} sub-jobs",
-                        _text(info.begin_time and info.begin_time.isoformat()),
-                        _text(info.end_time and info.end_time.isoformat()),
+                        _text(wire.get("begin_time")),
+                        _text(wire.get("end_time")),
                     )
                 )
             sys.stdout.write(line + "\n")
