@@ -642,6 +642,12 @@ class Hub:
             swept = stream.job_id in plan.covered
             if swept != stream.swept:
                 stream.swept = swept
+                if not swept and not stream.get_now:
+                    # Sweeps looked at it every few seconds: its GETs start from the
+                    # policy's first delay, not from a gap grown while it was swept.
+                    for sub in stream.subscribers:
+                        sub.delays = sub.policy.delays()
+                        self._plan(sub, stream, min(now, sub.wants_at))
                 self._reschedule(stream)
 
     @staticmethod
