@@ -83,6 +83,13 @@ KEPT_TRANSITIONS = 256
 The most recent ones: a job whose sub-jobs flap for hours must not fill memory.
 """
 
+REGROUP_EVERY = 0.5
+"""Seconds between two decisions of which jobs the sweeps cover, once many jobs are in play.
+
+Each decision looks at every job: with thousands in play, not after every answer."""
+
+_FEW_JOBS = 64
+
 LIST_TRUST = 10
 """A swept job is still fetched once this many of its longest poll gaps passed without a GET.
 
@@ -227,6 +234,8 @@ class Hub:
         self._sweep_failures = 0
         self._sweep_retry_at = -math.inf
         self._quiet_sweeps = 0
+        self._regroup_after = -math.inf
+        self._sweep_due_known = False
         self.sweeps_done = 0
         self._clock = clock
         self._retry = retry
@@ -397,7 +406,7 @@ class Hub:
                 if self._sweep is not None and self._sweep.done():
                     self._on_sweep(self._sweep, now)
                 self._expire(now)
-                if self._replan:
+                if self._replan and (now >= self._regroup_after or len(self._streams) <= _FEW_JOBS):
                     self._regroup(now)
                 self._launch(now)
                 self._launch_sweep(now)
@@ -425,6 +434,8 @@ class Hub:
         entry = self._next_due()
         if entry is not None:
             wake = min(wake, entry[0])
+        if self._replan:
+            wake = min(wake, self._regroup_after)  # a no-op with few jobs: regrouped already
         return min(wake, self._sweep_at)
 
     async def _sleep_until(self, wake: float) -> None:
@@ -623,8 +634,13 @@ class Hub:
     def _regroup(self, now: float) -> None:
         """Decide afresh which jobs the sweeps cover; the others are polled by GET."""
         self._replan = False
+        self._regroup_after = now + REGROUP_EVERY
+        self._sweep_due_known = False
         plan = Plan((), frozenset())
-        if self._sweeping_allowed(now):
+        allowed = self._sweeping_allowed(now)
+        if not allowed and not self._cover.covered:
+            return  # nothing swept, nothing to sweep: no need to look at every job
+        if allowed:
             candidates: dict[str, Known | None] = {}
             subs: dict[str, SubJobs] = {}
             for stream in self._streams.values():
@@ -660,44 +676,56 @@ class Hub:
             return False
         if self._sweeps is True or self._cover.listings:
             return True  # once on, sweeps go on while a list is cheaper than its GETs
+        rate = self._rate(now)
+        if math.isinf(rate):
+            return False
         # Requests a second if every job were polled by GET at its policy's first pace.
         demand = 0.0
         for stream in self._streams.values():
             demand += max(1.0 / sub.policy.initial_delay for sub in stream.subscribers)
-        return demand > SWEEP_SHARE * self._rate(now)
+        return demand > SWEEP_SHARE * rate
 
     def _launch_sweep(self, now: float) -> None:
         """Start a sweep once a covered job wants a look, and its share of the budget allows."""
-        self._sweep_at = math.inf
         plan = self._cover
         if self._sweep is not None or not plan.listings or self._list_page is None:
+            self._sweep_at = math.inf
             return
-        wants = min(
-            (sub.wants_at for job_id in plan.covered for sub in self._streams[job_id].subscribers),
-            default=math.inf,
-        )
+        if not self._sweep_due_known:
+            self._sweep_at = self._sweep_due(plan, now)
+            self._sweep_due_known = True
+        if self._sweep_at > now:
+            return
+        self._sweep_at = math.inf
+        self._sweep_due_known = False
+        self._sweeping = plan
+        self._last_sweep = (now, plan.pages)
+        task = asyncio.get_running_loop().create_task(self._run_sweep(plan, now))
+        task.add_done_callback(lambda _: self._poke())
+        self._sweep = task
+
+    def _sweep_due(self, plan: Plan, now: float) -> float:
+        """Return when the next sweep is due: its jobs' wants, its pace and its backoff allowing."""
+        # A job may have left since the plan was made (the next regroup drops it).
+        subscribers = [
+            sub
+            for job_id in plan.covered
+            if (stream := self._streams.get(job_id)) is not None
+            for sub in stream.subscribers
+        ]
+        wants = min((sub.wants_at for sub in subscribers), default=math.inf)
         started, pages = self._last_sweep
         rate = self._rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
         # Sweeps back off like one poll stream: their policies' first delay after a
         # sweep that saw a change, doubling (up to their shortest longest gap) while none do.
-        policies = [
-            sub.policy for job_id in plan.covered for sub in self._streams[job_id].subscribers
-        ]
+        policies = [sub.policy for sub in subscribers]
         if policies and started > -math.inf:
             first = min(policy.initial_delay for policy in policies)
             longest = min(policy.max_delay for policy in policies)
             multiplier = min(policy.multiplier for policy in policies)
             gap = max(gap, min(longest, first * multiplier ** min(self._quiet_sweeps, 60)))
-        due = max(wants, started + gap, self._sweep_retry_at)
-        if due > now:
-            self._sweep_at = due
-            return
-        self._sweeping = plan
-        self._last_sweep = (now, plan.pages)
-        task = asyncio.get_running_loop().create_task(self._run_sweep(plan, due))
-        task.add_done_callback(lambda _: self._poke())
-        self._sweep = task
+        return max(wants, started + gap, self._sweep_retry_at)
 
     async def _run_sweep(self, plan: Plan, priority: float) -> _Found:
         """Page every list of the plan (lists side by side, each page after page)."""
@@ -746,6 +774,7 @@ class Hub:
 
     def _on_sweep(self, task: asyncio.Task[_Found], now: float) -> None:
         self._sweep = None
+        self._sweep_due_known = False
         plan = self._sweeping
         started = self._last_sweep[0]
         error: BaseException | None
