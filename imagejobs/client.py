@@ -524,13 +524,15 @@ class Client:
         while True:
             page_url = _with_query(url, {**query, "offset": offset, "limit": size})
             page = await self._send(_Call(page_url, read))
+            known = len(seen)
             for item in page.items:
                 if key(item) not in seen:
                     seen.add(key(item))
                     yield item
             # By what came back, not by the page size: a shorter page skips nothing.
             offset += len(page.items)
-            if not page.items or offset >= page.count:
+            # A page of nothing new: a server that ignores the offset would loop for ever.
+            if not page.items or offset >= page.count or len(seen) == known:
                 return
 
     async def _send(self, call: _Call[_T]) -> _T:

@@ -42,6 +42,7 @@ from .clock import Alarm, Clock
 from .codec import Page
 from .errors import (
     AuthenticationError,
+    BadRequest,
     ImageJobsError,
     JobFailed,
     JobNotFound,
@@ -62,6 +63,7 @@ from .sweep import (
     Plan,
     SubJobs,
     active_sub_jobs,
+    pages_for,
     plan_round,
     read_round,
 )
@@ -101,7 +103,16 @@ PollFunction = Callable[[str, float, Gate | None], Coroutine[Any, Any, ImageJob]
 ListFunction = Callable[
     [bool, Mapping[str, str | int | None], float, Gate | None], Coroutine[Any, Any, Page[Any]]
 ]
-_Found = tuple[dict[Listing, list[ImageJobInfo | SubJob]], dict[Listing, int], int]
+_Found = tuple[dict[Listing, list[ImageJobInfo | SubJob]], dict[Listing, int], int, set[Listing]]
+
+SWEEP_FAILURES = 3
+"""Sweeps that fail in a row (5xx, 429, no answer) before they pause for :data:`SWEEP_PAUSE`."""
+
+SWEEP_PAUSE = 60.0
+"""Seconds sweeps pause after failing :data:`SWEEP_FAILURES` times: each job is polled by GET."""
+
+COUNT_TTL = 300.0
+"""Seconds a list's count is believed: a crowded list may thin out."""
 
 
 def is_poll_transient(error: BaseException) -> bool:
@@ -202,6 +213,8 @@ class _Stream:
     """A sweep saw it leave its list (or change): a GET must say what happened."""
     fetched_at: float = -math.inf
     """When it was last fetched by GET (or first subscribed to)."""
+    get_since: float = -math.inf
+    """When the sweep that asked for a GET started: only a GET sent since then answers it."""
 
 
 class Hub:
@@ -223,8 +236,11 @@ class Hub:
         self._list_page = list_page
         self._sweeps = sweeps
         self._sweeps_off = False
+        self._sweeps_paused_until = -math.inf
+        self._refused: set[Listing] = set()
+        self._abandoned: set[asyncio.Task[_Found]] = set()
         self._rate = rate
-        self._counts: dict[Listing, int] = {}
+        self._counts: dict[Listing, tuple[int, float]] = {}
         self._cover = Plan((), frozenset())
         self._replan = False
         self._sweep: asyncio.Task[_Found] | None = None
@@ -301,6 +317,9 @@ class Hub:
             self._tell(sub, stream, stream.snapshot)
         else:
             sub.wants_at = now
+            if stream.swept and wants_transitions:
+                # A sweep would not tell it where the job is now; a GET does.
+                self._ask_for_get(stream, now)
         self._replan = True
         self._reschedule(stream)
         self._poke()
@@ -421,6 +440,8 @@ class Hub:
             self._alarm.cancel()
             if not self._streams and self._sweep is not None:
                 self._sweep.cancel()  # nobody is left to tell what it finds
+                self._abandoned.add(self._sweep)  # close() still waits for it to end
+                self._sweep.add_done_callback(self._abandoned.discard)
                 self._sweep = None
             if not self._streams:
                 self._returned.clear()  # polls of jobs nobody waits on any more
@@ -557,7 +578,8 @@ class Hub:
         stream.snapshot = job
         stream.seen_at = now
         stream.known = Known.of(job)
-        stream.get_now = False
+        if stream.poll_started >= stream.get_since:
+            stream.get_now = False  # a GET sent before a sweep asked for one does not answer it
         stream.fetched_at = now
         self._replan = True
         stream.draw = self._random()
@@ -652,7 +674,12 @@ class Hub:
                         continue  # a GET shows its sub-jobs first
                     subs[stream.job_id] = active
                 candidates[stream.job_id] = stream.known
-            plan = plan_round(candidates, self._counts, subs=subs)
+            counts = {
+                listing: count
+                for listing, (count, at) in self._counts.items()
+                if now - at < COUNT_TTL
+            }
+            plan = plan_round(candidates, counts, subs=subs, refused=self._refused)
         self._cover = plan
         for stream in self._streams.values():
             swept = stream.job_id in plan.covered
@@ -670,13 +697,28 @@ class Hub:
     def _sub_jobs_of(stream: _Stream) -> SubJobs | None:
         return None if stream.snapshot is None else active_sub_jobs(stream.snapshot)
 
+    def _ask_for_get(self, stream: _Stream, since: float) -> None:
+        """Have a swept job fetched by GET as soon as it may, by a request sent after ``since``."""
+        stream.get_now = True
+        stream.get_since = since
+        for sub in stream.subscribers:
+            sub.wants_at = min(sub.wants_at, since)
+        self._reschedule(stream)
+
+    def _overdue(self, stream: _Stream, now: float) -> bool:
+        """Whether a swept job went without a GET for too long to trust the lists about it."""
+        longest = max(sub.policy.max_delay for sub in stream.subscribers)
+        return now - stream.fetched_at >= LIST_TRUST * longest
+
     def _sweeping_allowed(self, now: float) -> bool:
         """Whether sweeps may run: on, and (unless forced) GETs alone would strain the budget."""
         if self._sweeps is False or self._sweeps_off or self._list_page is None:
             return False
+        if now < self._sweeps_paused_until:
+            return False
         if self._sweeps is True or self._cover.listings:
             return True  # once on, sweeps go on while a list is cheaper than its GETs
-        rate = self._rate(now)
+        rate = self._sweep_rate(now)
         if math.isinf(rate):
             return False
         # Requests a second if every job were polled by GET at its policy's first pace.
@@ -700,7 +742,9 @@ class Hub:
         self._sweep_due_known = False
         self._sweeping = plan
         self._last_sweep = (now, plan.pages)
-        task = asyncio.get_running_loop().create_task(self._run_sweep(plan, now))
+        task = asyncio.get_running_loop().create_task(
+            self._run_sweep(plan, now, self._sweep_gate())
+        )
         task.add_done_callback(lambda _: self._poke())
         self._sweep = task
 
@@ -715,7 +759,7 @@ class Hub:
         ]
         wants = min((sub.wants_at for sub in subscribers), default=math.inf)
         started, pages = self._last_sweep
-        rate = self._rate(now)
+        rate = self._sweep_rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
         # Sweeps back off like one poll stream: their policies' first delay after a
         # sweep that saw a change, doubling (up to their shortest longest gap) while none do.
@@ -727,13 +771,40 @@ class Hub:
             gap = max(gap, min(longest, first * multiplier ** min(self._quiet_sweeps, 60)))
         return max(wants, started + gap, self._sweep_retry_at)
 
-    async def _run_sweep(self, plan: Plan, priority: float) -> _Found:
-        """Page every list of the plan (lists side by side, each page after page)."""
+    def _sweep_gate(self) -> Gate | None:
+        """Return the gate sweeps go through: a call's own if every swept job is that call's."""
+        gates: set[Gate | None] = set()
+        for job_id in self._cover.covered:
+            stream = self._streams.get(job_id)
+            if stream is not None:
+                gates.update(sub.gate for sub in stream.subscribers)
+        calls = [gate for gate in gates if gate is not None]
+        if None in gates or not calls:
+            return None
+        # Several calls' caps: the narrowest, so no call's share is overrun.
+        return min(calls, key=lambda gate: gate.budget.rate)
+
+    def _sweep_rate(self, now: float) -> float:
+        gate = self._sweep_gate()
+        rate = self._rate(now)
+        return rate if gate is None else min(rate, gate.budget.rate)
+
+    async def _run_sweep(self, plan: Plan, priority: float, gate: Gate | None) -> _Found:
+        """Page every list of the plan (lists side by side, each page after page).
+
+        A list is paged to its end, unless its first page shows it far longer
+        than planned (its count is noted, and the plan will see), a page brings
+        nothing new, or the service refuses it (a 400: noted, and the list is
+        never chosen again); then it is incomplete, and the other lists go on.
+        """
         assert self._list_page is not None  # noqa: S101 - checked before the sweep starts
         list_page = self._list_page
+        incomplete: set[Listing] = set()
 
         async def page_through(listing: Listing) -> tuple[list[ImageJobInfo | SubJob], int, int]:
             items: list[ImageJobInfo | SubJob] = []
+            ids: set[tuple[str | None, str]] = set()
+            allowance = pages_for(self._counts.get(listing, (0, 0.0))[0]) + 2
             offset = pages = 0
             while True:
                 query: dict[str, str | int | None] = {
@@ -742,11 +813,22 @@ class Hub:
                     "offset": offset,
                     "limit": PAGE_SIZE,
                 }
-                page = await list_page(listing.sub, query, priority, None)
+                try:
+                    page = await list_page(listing.sub, query, priority, gate)
+                except BadRequest as refusal:
+                    logger.warning("not sweeping %s: the list was refused (%s)", listing, refusal)
+                    self._refused.add(listing)
+                    incomplete.add(listing)
+                    return items, 0, pages + 1
                 pages += 1
+                known_ids = len(ids)
+                ids.update((getattr(item, "job_id", None), item.id) for item in page.items)
                 items.extend(page.items)
                 offset += len(page.items)
                 if not page.items or offset >= page.count:
+                    return items, page.count, pages
+                if len(ids) == known_ids or pages_for(page.count) > max(allowance, pages + 1):
+                    incomplete.add(listing)  # nothing new, or far longer than planned
                     return items, page.count, pages
 
         tasks = {
@@ -770,7 +852,7 @@ class Hub:
             items, count, pages = task.result()
             found[listing], counts[listing] = items, count
             total += pages
-        return found, counts, total
+        return found, counts, total, incomplete
 
     def _on_sweep(self, task: asyncio.Task[_Found], now: float) -> None:
         self._sweep = None
@@ -785,9 +867,9 @@ class Hub:
         if error is not None:
             self._on_sweep_error(plan, error, started, now)
             return
-        found, counts, pages = task.result()
+        found, counts, pages, incomplete = task.result()
         self.sweeps_done += 1
-        self._counts.update(counts)
+        self._counts.update((listing, (count, now)) for listing, count in counts.items())
         self._last_sweep = (started, pages)
         self._sweep_failures = 0
         self._sweep_retry_at = -math.inf
@@ -802,17 +884,15 @@ class Hub:
             if _watched(stream) and (active := self._sub_jobs_of(stream)) is not None
         }
         known = {stream.job_id: stream.known for stream in streams}
-        verdict = read_round(plan, found, known, subs)
+        verdict = read_round(plan, found, known, subs, incomplete)
         news = bool(verdict.to_get) or plan.covered != self._cover.covered
         for stream in streams:
-            seen = verdict.seen.get(stream.job_id)
-            longest = max(sub.policy.max_delay for sub in stream.subscribers)
-            if seen is None or started - stream.fetched_at >= LIST_TRUST * longest:
-                stream.get_now = True
-                for sub in stream.subscribers:
-                    sub.wants_at = started
-                self._reschedule(stream)
+            if stream.job_id in verdict.to_get or self._overdue(stream, started):
+                self._ask_for_get(stream, started)
                 continue
+            seen = verdict.seen.get(stream.job_id)
+            if seen is None:
+                continue  # it may be on a list not paged to the end: this sweep cannot tell
             changed = seen != stream.known
             news = news or changed
             stream.known = seen
@@ -826,8 +906,25 @@ class Hub:
         self._replan = True
 
     def _on_sweep_error(self, plan: Plan, error: BaseException, started: float, now: float) -> None:
+        for job_id in plan.covered:
+            stream = self._streams.get(job_id)
+            if stream is not None and stream.swept and self._overdue(stream, started):
+                self._ask_for_get(stream, started)  # the safety net holds through outages too
         if isinstance(error, ImageJobsError) and is_poll_transient(error):
             self._sweep_failures += 1
+            if self._sweep_failures >= SWEEP_FAILURES:
+                # The lists keep failing: each job is polled by GET for a while instead.
+                logger.warning(
+                    "sweeps pause for %gs: the job list failed %d times in a row (%s)",
+                    SWEEP_PAUSE,
+                    self._sweep_failures,
+                    error,
+                )
+                self._sweeps_paused_until = now + SWEEP_PAUSE
+                self._sweep_failures = 0
+                self._replan = True
+                self._regroup_after = -math.inf
+                return
             self._sweep_retry_at = now + self._delay_after(
                 self._sweep_failures, error, self._retry.max_delay, self._retry.max_delay
             )
@@ -854,7 +951,7 @@ class Hub:
             for sub in list(stream.subscribers):
                 error = ImageJobsError(f"the client was closed while waiting for job {sub.job_id}")
                 self._end(sub, Outcome(sub.job_id, sub.last, error))
-        tasks = [*self._polls, *filter(None, [self._runner, self._sweep])]
+        tasks = [*self._polls, *self._abandoned, *filter(None, [self._runner, self._sweep])]
         for task in tasks:
             task.cancel()
         if tasks:

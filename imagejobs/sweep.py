@@ -79,13 +79,21 @@ SubJobs = Collection[tuple[str, Listing]]
 """A watched job's active sub-jobs: each one's ID and the sub-job list it should be on."""
 
 
+_SETTLED_SUB_STATUSES = (SubJobStatus.SUCCESS, SubJobStatus.FAILED)
+
+
 def active_sub_jobs(job: ImageJob) -> frozenset[tuple[str, Listing]] | None:
-    """Return the job's active sub-jobs and their lists, or None if one cannot be listed."""
+    """Return the job's active sub-jobs and their lists, or None if one cannot be followed.
+
+    None when a sub-job has no type, or is in a status that is neither settled
+    nor active (``ABNORMAL``, a value the enum does not know): where it goes
+    next, no list a sweep pages may show.
+    """
     active = []
     for sub in job.sub_jobs:
-        if sub.status not in ACTIVE_SUB_STATUSES:
+        if sub.status in _SETTLED_SUB_STATUSES:
             continue
-        if sub.job_type is None:
+        if sub.job_type is None or sub.status not in ACTIVE_SUB_STATUSES:
             return None
         active.append((sub.id, Listing(sub.job_type.value, sub.status.value, sub=True)))
     return frozenset(active)
@@ -144,6 +152,7 @@ def plan_round(
     counts: Mapping[Listing, int],
     discoverable: Iterable[str] = DISCOVERABLE_TYPES,
     subs: Mapping[str, SubJobs] | None = None,
+    refused: Collection[Listing] = (),
 ) -> Plan:
     """Choose the lists whose pages cost fewer requests than a GET of each job they cover.
 
@@ -155,7 +164,8 @@ def plan_round(
     outnumber those lists' pages; otherwise they are left to GETs. A job in
     ``subs`` (one whose transitions are wanted) is covered only if the sub-job
     lists of all its active sub-jobs are paged too, each chosen when the jobs
-    needing it outnumber its pages.
+    needing it outnumber its pages. A list in ``refused`` (the service would not
+    page it) is never chosen, nor are the jobs that would need it covered.
     """
     subs = subs or {}
     by_type: dict[str, int] = {}
@@ -173,6 +183,7 @@ def plan_round(
     chosen = _job_lists(by_type, waiting, counts)
     discovery = _discovery_lists(len(unknown), sorted({*discoverable, *by_type}), chosen, counts)
     chosen += discovery + _sub_job_lists(subs, counts)
+    chosen = [listing for listing in chosen if listing not in refused]
     paged = set(chosen)
     covered = {
         job_id
@@ -236,6 +247,7 @@ def read_round(
     found: Mapping[Listing, Sequence[ImageJobInfo | SubJob]],
     jobs: Mapping[str, Known | None],
     subs: Mapping[str, SubJobs] | None = None,
+    incomplete: Collection[Listing] = (),
 ) -> Verdict:
     """Decide, for each job the plan covers, whether the lists show it unchanged.
 
@@ -244,10 +256,12 @@ def read_round(
     about it, or when its number of sub-jobs changed; a job in ``subs`` (its
     transitions are wanted, and only a GET tells them) also when its status
     changed, when one of its active sub-jobs is not on its list, or when a
-    sub-job list shows it one it does not have there. Every other covered job
-    was seen, as the list shows it.
+    sub-job list shows it one it does not have there. A job that one of the
+    ``incomplete`` lists (not paged to the end) may hold is neither: this
+    sweep cannot tell. Every other covered job was seen, as the list shows it.
     """
     subs = subs or {}
+    unsure = set(incomplete)
     shown: dict[str, ImageJobInfo] = {}
     doubtful: set[str] = set()
     listed_subs: dict[str, set[tuple[str, Listing]]] = {}
@@ -271,6 +285,8 @@ def read_round(
         shown_as = shown.get(job_id)
         before = jobs.get(job_id)
         now = None if shown_as is None else Known.of(shown_as)
+        if unsure and _may_be_on(unsure, before, subs.get(job_id, ())):
+            continue
         if (
             now is None
             or job_id in doubtful
@@ -285,6 +301,15 @@ def read_round(
         else:
             seen[job_id] = now
     return Verdict(seen, frozenset(to_get))
+
+
+def _may_be_on(unsure: set[Listing], before: Known | None, active: SubJobs) -> bool:
+    """Whether a job (or one of its sub-jobs) may be on one of the lists not paged to the end."""
+    if any(listing in unsure for _, listing in active):
+        return True
+    if before is None or before.job_type is None:
+        return any(not listing.sub for listing in unsure)
+    return any(not listing.sub and listing.job_type == before.job_type for listing in unsure)
 
 
 def _grew(before: Known | None, now: Known) -> bool:

@@ -488,3 +488,30 @@ async def test_breaking_out_early_sends_no_further_request(
     assert len(fake.requests) == 1 + 2 + 1
     await client.close()
     assert len(fake.requests) == 4
+
+
+async def test_a_server_that_ignores_the_offset_does_not_keep_the_client_paging() -> None:
+    from aiohttp import web  # noqa: PLC0415
+
+    served = 0
+
+    async def same_page(request: web.Request) -> web.Response:
+        nonlocal served
+        served += 1
+        items = [{"id": f"j{n}", "status": "RUNNING"} for n in range(5)]
+        return web.json_response({"count": 10**6, "items": items})
+
+    app = web.Application()
+    app.router.add_get("/v1/{project}/image-server-jobs", same_page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        endpoint = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with Client(project_id="p1", endpoint=endpoint) as client:
+            ids = [info.id async for info in client.list_jobs(job_type="CREATE_SERVER")]
+    finally:
+        await runner.cleanup()
+    assert ids == [f"j{n}" for n in range(5)]
+    assert served == 2, "a page of nothing new did not end the listing"

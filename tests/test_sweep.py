@@ -232,3 +232,24 @@ def test_active_sub_jobs_are_the_ones_on_the_way_somewhere() -> None:
         id="j", status=RUNNING, sub_jobs=(SubJob(id="x", status=SubJobStatus.RUNNING),)
     )
     assert active_sub_jobs(untyped) is None  # cannot be looked for on a list
+
+
+def test_a_sub_job_in_a_status_no_list_follows_keeps_its_job_out_of_sweeps() -> None:
+    from imagejobs import ImageJob  # noqa: PLC0415
+
+    for status in ("ABNORMAL", "PAUSED"):
+        job = ImageJob(id="j", status=RUNNING, sub_jobs=(sub_item("a", "j", status),))
+        assert active_sub_jobs(job) is None, status
+
+
+def test_a_job_a_list_not_paged_to_the_end_may_hold_is_left_undecided() -> None:
+    jobs = {"a": known(), "b": known(job_type="DELETE_SERVER")}
+    running = Listing("CREATE_SERVER", "RUNNING")
+    other = Listing("DELETE_SERVER", "RUNNING")
+    plan = Plan((running, other), frozenset(jobs))
+    verdict = read_round(
+        plan, {running: [], other: [info("b", "DELETE_SERVER")]}, jobs, {}, {running}
+    )
+    assert "a" not in verdict.seen
+    assert "a" not in verdict.to_get
+    assert set(verdict.seen) == {"b"}

@@ -6,12 +6,13 @@ Virtual time (FakeClock), so minutes of jobs take a moment and nothing is timed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
 from typing import Any
 
 from imagejobs import JobType, Outcome, PollPolicy, Transition
-from imagejobs.testing import FakeClock, FakeWorkspace
+from imagejobs.testing import FakeClock, FakeWorkspace, Faults
 
 TYPES = ("CREATE_SERVER", "CREATE_SERVER_IMAGE", "DELETE_SERVER")
 
@@ -187,3 +188,78 @@ async def test_many_concurrent_waits_share_the_sweeps(
         )
         assert [r for r in fake.requests if r.job_id is None], "no sweep ran"
         assert len(fake.requests) <= 2.5 * len(ids)
+
+
+async def test_lists_that_keep_failing_hand_their_jobs_back_to_gets(
+    clock: FakeClock, keys: dict[str, Any], caplog: Any
+) -> None:
+    lists_fail = Faults(rate=1.0, kinds=("500",))
+    async with FakeWorkspace(clock=clock.monotonic, list_faults=lists_fail, **keys) as fake:
+        ends = script_tenant(fake, count=30, old=10, seconds=40)
+        policy = PollPolicy(timeout=3000)
+        async with fake.client(clock=clock, sweeps=True) as client:
+            outcomes = [o async for o in client.wait_many(list(ends), policy)]
+    assert all(o.job is not None and o.job.status.value == ends[o.job_id][1] for o in outcomes)
+    # Seen by GETs soon after the end, not at the deadline.
+    assert clock.monotonic() < 200
+    assert "sweeps pause" in caplog.text
+
+
+async def test_a_list_crowded_by_other_jobs_is_given_up_after_one_page(
+    clock: FakeClock, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
+        for n in range(3000):  # someone else's running jobs, of the same type
+            fake.add_job([job(f"8{n:017d}", "CREATE_SERVER", "RUNNING")])
+        ids = [f"6{n:017d}" for n in range(30)]
+        for n, job_id in enumerate(ids):
+            steps = [
+                job(job_id, "CREATE_SERVER", "RUNNING"),
+                job(job_id, "CREATE_SERVER", "SUCCESS"),
+            ]
+            fake.add_job(steps, every=20 + n, start=0)
+        async with fake.client(clock=clock, sweeps=True) as client:
+            outcomes = [o async for o in client.wait_many(ids)]
+        assert all(o.ok for o in outcomes)
+        pages = [r for r in fake.requests if r.path.endswith("/image-server-jobs")]
+        assert len(pages) < 40, "the crowded list was paged through"
+
+
+async def test_a_new_watcher_of_a_swept_job_is_told_at_once(
+    clock: FakeClock, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
+        ends = script_tenant(fake, count=30, old=10, seconds=600)
+        ids = sorted(ends, key=lambda job_id: ends[job_id][0])
+        async with fake.client(clock=clock, sweeps=True) as client:
+
+            async def watch_all() -> None:
+                async for _ in client.watch_many(ids):
+                    pass
+
+            waiting = asyncio.ensure_future(watch_all())
+            await clock.sleep(300)
+            assert [r for r in fake.requests if r.job_id is None], "no sweep ran"
+            joined = clock.monotonic()
+            first = await anext(client.watch(ids[-1]))
+            told = clock.monotonic()
+            waiting.cancel()
+    assert first.current is not None
+    assert told - joined < 5, "the new watcher waited for the job to change"
+
+
+async def test_sweeps_keep_to_a_calls_narrowed_share(
+    clock: FakeClock, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
+        ends = script_tenant(fake, count=60, old=10, seconds=300)
+        async with fake.client(clock=clock, rate=10, sweeps=True) as client:
+            calls = client.wait_many(list(ends), rate=0.5)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(60):
+                    async for _ in calls:
+                        pass
+            await calls.aclose()
+        early = [r for r in fake.requests if r.at < 60]
+    # Half a request a second for a minute, a burst and what was in flight aside.
+    assert len(early) <= 0.5 * 60 + 5

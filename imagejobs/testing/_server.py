@@ -182,7 +182,9 @@ class FakeWorkspace:
     Start it with ``async with FakeWorkspace() as fake:`` (or :meth:`start` and
     :meth:`close`); it listens on ``127.0.0.1`` on a free port, see :attr:`url`.
     With ``ssl`` (a server :class:`ssl.SSLContext`) it speaks https; ``faults``
-    injects failures into every request for a job or a list (see :class:`Faults`).
+    injects failures into every request for a job or a list (see :class:`Faults`),
+    ``list_faults`` into list and count requests only (lists that fail while
+    job details answer).
     """
 
     def __init__(
@@ -201,6 +203,7 @@ class FakeWorkspace:
         rate_limit: float | None = None,
         require_job_type: bool = False,
         list_seed: int | None = None,
+        list_faults: Faults | None = None,
     ) -> None:
         if rate_limit is not None and not rate_limit > 0:
             raise ValueError(f"rate_limit must be a positive number a second, got {rate_limit!r}")
@@ -215,6 +218,7 @@ class FakeWorkspace:
         self.security_token = security_token
         self._now = now
         self._faults = FaultState(faults) if faults is not None else None
+        self._list_faults = FaultState(list_faults) if list_faults is not None else None
         self._ssl = ssl
         self.latency = latency
         self.rate_limit = rate_limit
@@ -510,8 +514,9 @@ class FakeWorkspace:
         if route.project_id != self.project_id:
             return Reply.error(404, "WKS.00081104", "The project does not exist."), None, None
         fault = plan = None
-        if self._faults is not None:
-            fault, plan = self._faults.pick(), self._faults.plan
+        for faults in (self._list_faults, self._faults):
+            if faults is not None and fault is None:
+                fault, plan = faults.pick(), faults.plan
         if plan is not None and fault is not None and fault != "slow":
             return fault_reply(fault, "", plan), None, fault
         reply = self._list_answer(route.kind, query, now)
