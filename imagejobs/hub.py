@@ -580,6 +580,9 @@ class Hub:
         stream.known = Known.of(job)
         if stream.poll_started >= stream.get_since:
             stream.get_now = False  # a GET sent before a sweep asked for one does not answer it
+            # Polled by GET from here until a regroup covers it again, so that what this
+            # answer showed (a job no list can follow, say) never waits for that.
+            stream.swept = False
         stream.fetched_at = now
         self._replan = True
         stream.draw = self._random()
