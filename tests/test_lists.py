@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagejobs import (
+    MAX_PAGE_SIZE,
     BadRequest,
     Client,
     ImageJobInfo,
@@ -24,7 +25,6 @@ from imagejobs import (
     SubJob,
     SubJobStatus,
 )
-from imagejobs.client import MAX_PAGE_SIZE
 from imagejobs.testing import FAKE_PROJECT_ID, FakeClock, FakeWorkspace, Faults
 
 JOBS = f"/v1/{FAKE_PROJECT_ID}/image-server-jobs"

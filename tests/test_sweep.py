@@ -25,7 +25,9 @@ def known(job_type: str = "CREATE_SERVER", status: JobStatus = RUNNING, total: i
     return Known(job_type, status, total)
 
 
-def info(job_id: str, job_type: str = "CREATE_SERVER", status: str = "RUNNING", total: int = 1):
+def info(
+    job_id: str, job_type: str = "CREATE_SERVER", status: str = "RUNNING", total: int = 1
+) -> ImageJobInfo:
     return ImageJobInfo(
         id=job_id, job_type=JobType(job_type), status=JobStatus(status), sub_jobs_total=total
     )
@@ -94,7 +96,8 @@ def test_a_few_unseen_jobs_are_left_to_gets() -> None:
 def test_a_job_still_on_its_list_is_seen_and_needs_no_get() -> None:
     jobs = {"a": known(), "b": known(status=WAITING)}
     plan = Plan(
-        (Listing("CREATE_SERVER", "RUNNING"), Listing("CREATE_SERVER", "WAITING")), {"a", "b"}
+        (Listing("CREATE_SERVER", "RUNNING"), Listing("CREATE_SERVER", "WAITING")),
+        frozenset({"a", "b"}),
     )
     found = {Listing("CREATE_SERVER", "RUNNING"): [info("a"), info("b")]}
     verdict = read_round(plan, found, jobs)
@@ -119,7 +122,10 @@ def test_a_job_that_left_its_list_or_grew_or_shows_ended_is_fetched() -> None:
 
 def test_two_lists_disagreeing_about_a_job_send_it_to_a_get() -> None:
     jobs = {"a": known()}
-    plan = Plan((Listing("CREATE_SERVER", "RUNNING"), Listing("CREATE_SERVER", "WAITING")), {"a"})
+    plan = Plan(
+        (Listing("CREATE_SERVER", "RUNNING"), Listing("CREATE_SERVER", "WAITING")),
+        frozenset({"a"}),
+    )
     found = {
         Listing("CREATE_SERVER", "RUNNING"): [info("a")],
         Listing("CREATE_SERVER", "WAITING"): [info("a", status="WAITING")],
@@ -202,7 +208,7 @@ def test_a_watched_job_is_fetched_when_a_sub_job_or_its_status_moves() -> None:
         (Listing("CREATE_SERVER", "RUNNING"), Listing("CREATE_SERVER", "WAITING"), on_sub_list()),
         frozenset(jobs),
     )
-    found = {
+    found: dict[Listing, list[ImageJobInfo | SubJob]] = {
         Listing("CREATE_SERVER", "RUNNING"): [info(j) for j in jobs],
         on_sub_list(): [
             sub_item("still-s", "still"),
@@ -227,7 +233,7 @@ def test_active_sub_jobs_are_the_ones_on_the_way_somewhere() -> None:
             sub_item("c", "j", "ABORTING"),
         ),
     )
-    assert active_sub_jobs(job) == {("a", on_sub_list()), ("c", on_sub_list("ABORTING"))}
+    assert active_sub_jobs(job) == frozenset({("a", on_sub_list()), ("c", on_sub_list("ABORTING"))})
     untyped = ImageJob(
         id="j", status=RUNNING, sub_jobs=(SubJob(id="x", status=SubJobStatus.RUNNING),)
     )

@@ -87,7 +87,10 @@ async def test_sweeps_see_every_end_for_few_requests_and_never_end_a_job_from_a_
         assert outcome.job is not None
         assert outcome.job.status.value == ends[job_id][1]
         if outcome.kind == "failed":
-            codes = [s.job_execute_info.error_code for s in outcome.job.failed_sub_jobs]
+            codes = [
+                s.job_execute_info.error_code if s.job_execute_info else None
+                for s in outcome.job.failed_sub_jobs
+            ]
             assert codes == ["WKS.0042"]
     assert Counter(o.kind for o, _ in seen.values()) == {"success": 190, "failed": 10}
     assert not [r for r in requests if r.status == 400]
