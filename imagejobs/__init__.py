@@ -35,6 +35,7 @@ from .errors import (
     WaitTimeout,
 )
 from .events import Outcome, Transition
+from .history import DurationHistory, LogNormal
 from .models import (
     ExecuteInfo,
     ImageJob,
@@ -80,6 +81,7 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "Credentials",
+    "DurationHistory",
     "ExecuteInfo",
     "ImageJob",
     "ImageJobInfo",
@@ -89,6 +91,7 @@ __all__ = [
     "JobNotFound",
     "JobStatus",
     "JobType",
+    "LogNormal",
     "MalformedResponse",
     "Outcome",
     "PermissionDenied",

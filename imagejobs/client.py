@@ -6,6 +6,7 @@ the pure modules; this module only moves bytes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
@@ -50,8 +51,9 @@ from .errors import (
 )
 from .events import Outcome, Transition
 from .gate import Gate, Pass
+from .history import MAX_SAMPLES, DurationHistory
 from .hub import Hub
-from .models import ImageJob, ImageJobInfo, SubJob
+from .models import ImageJob, ImageJobInfo, JobType, SubJob
 from .policy import PollPolicy
 from .regions import endpoint_for
 from .retry import RetryPolicy, is_transient
@@ -177,7 +179,9 @@ class Client:
     ``sweeps=None`` (the default) sweeps when polling every job by GET would
     take over a third of the budget, ``True`` whenever a list is cheaper than
     the GETs it saves, ``False`` never. ``clock`` is where time comes from
-    (:class:`imagejobs.testing.FakeClock` in tests).
+    (:class:`imagejobs.testing.FakeClock` in tests). ``history`` (a
+    :class:`DurationHistory`) records how long every job seen to succeed took,
+    and places the polls of jobs of a type it knows where their end is likely.
 
     Raises :class:`InvalidArgument` at once for a bad ``project_id``,
     ``endpoint``, ``region``, ``timeout``, ``ssl``, ``max_in_flight``, ``rate`` or ``sweeps``.
@@ -200,6 +204,7 @@ class Client:
         rate: float = DEFAULT_RATE,
         clock: Clock | None = None,
         sweeps: bool | None = None,
+        history: DurationHistory | None = None,
     ) -> None:
         self.project_id = check_id("project_id", project_id)
         if endpoint is None:
@@ -244,6 +249,11 @@ class Client:
         self._call_gates: weakref.WeakSet[Gate] = weakref.WeakSet()
         if sweeps is not None and not isinstance(sweeps, bool):
             raise InvalidArgument(f"sweeps must be True, False or None, got {sweeps!r}")
+        if history is not None and not isinstance(history, DurationHistory):
+            raise InvalidArgument(
+                f"history must be a DurationHistory, got {type(history).__name__}"
+            )
+        self.history = history
         self._hub = Hub(
             self._poll,
             self.clock,
@@ -252,6 +262,7 @@ class Client:
             list_page=self._list_page,
             sweeps=sweeps,
             rate=budget.adaptive.current,
+            history=history,
         )
 
     @classmethod
@@ -510,6 +521,54 @@ class Client:
             "job_type": _check_filter("job_type", job_type, several=True),
         }
         return await self._send(_Call(_with_query(self._sub_job_count_url, query), read_count))
+
+    async def learn_history(
+        self, job_types: Iterable[str] | None = None, *, pages: int = 2
+    ) -> dict[str, int]:
+        """Fill the client's history from the tenant's finished jobs; return how many per type.
+
+        Pages the ``SUCCESS`` jobs of each type (``job_types``, or every known
+        type and every type the history holds), at most ``pages`` pages of 100
+        a type, and keeps each type's most recent durations (by ``end_time``) in
+        place of what the history held for it. Raises :class:`ImageJobsError`
+        if the client has no history, :class:`InvalidArgument` for a bad type.
+        """
+        if self.history is None:
+            raise ImageJobsError("the client has no history: pass Client(history=...)")
+        if isinstance(pages, bool) or not isinstance(pages, int) or pages < 1:
+            raise InvalidArgument(f"pages must be a whole number of at least 1, got {pages!r}")
+        if job_types is None:
+            types = sorted({*(t.value for t in JobType), *self.history.job_types})
+        elif isinstance(job_types, str):
+            raise InvalidArgument("job_types must be an iterable of types, not a single string")
+        else:
+            types = [_check_filter("job_type", t) or "" for t in job_types]
+        learned: dict[str, int] = {}
+        for job_type in types:
+            finished: list[tuple[datetime, float]] = []
+            listing = self._paged(
+                self._job_list_url,
+                {"status": "SUCCESS", "job_type": job_type},
+                MAX_PAGE_SIZE,
+                read_job_page,
+                lambda info: info.id,
+            )
+            async with contextlib.aclosing(listing) as infos:
+                seen = 0
+                async for info in infos:
+                    if info.begin_time is not None and info.end_time is not None:
+                        seconds = (info.end_time - info.begin_time).total_seconds()
+                        if seconds > 0:
+                            finished.append((info.end_time, seconds))
+                    seen += 1
+                    if seen >= pages * MAX_PAGE_SIZE:
+                        break  # before the next page is asked for
+            if finished:
+                finished.sort()
+                kept = [seconds for _, seconds in finished[-MAX_SAMPLES:]]
+                self.history.replace(job_type, kept)
+                learned[job_type] = len(kept)
+        return learned
 
     async def _paged(
         self,

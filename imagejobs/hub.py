@@ -33,11 +33,12 @@ import logging
 import math
 import random as _random
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import attrs
 
+from .cadence import next_gap
 from .clock import Alarm, Clock
 from .codec import Page
 from .errors import (
@@ -52,6 +53,7 @@ from .errors import (
 )
 from .events import Outcome, Transition, diff
 from .gate import Gate
+from .history import DurationHistory
 from .models import ImageJob, ImageJobInfo, JobStatus, SubJob
 from .policy import PollPolicy
 from .retry import RetryPolicy, is_transient
@@ -159,7 +161,6 @@ class Subscription:
     started: float
     deadline: float
     last: ImageJob | None
-    delays: Iterator[float]
     joined: int = 0
     """When it joined, in the hub's order of events: a poll sent before then is older
     than a ``since`` it brought, so it is not told that poll's answer."""
@@ -231,8 +232,10 @@ class Hub:
         list_page: ListFunction | None = None,
         sweeps: bool | None = None,
         rate: Callable[[float], float] = lambda _: math.inf,
+        history: DurationHistory | None = None,
     ) -> None:
         self._poll_job = poll
+        self._history = history
         self._list_page = list_page
         self._sweeps = sweeps
         self._sweeps_off = False
@@ -298,7 +301,7 @@ class Hub:
             raise ImageJobsError("the client is closed")
         now = self._clock.monotonic()
         deadline = math.inf if policy.timeout is None else now + policy.timeout
-        sub = Subscription(job_id, policy, mailbox, gate, now, deadline, since, policy.delays())
+        sub = Subscription(job_id, policy, mailbox, gate, now, deadline, since)
         sub.joined = next(self._order)
         sub.since_given = since is not None
         sub.wants_transitions = wants_transitions
@@ -381,12 +384,22 @@ class Hub:
         if job.is_terminal:
             self._end(sub, self._outcome(sub, stream.seen_at))
             return
-        if changes:
-            sub.delays = sub.policy.delays()
         self._plan(sub, stream, stream.seen_at)
 
     def _plan(self, sub: Subscription, stream: _Stream, base: float) -> None:
-        wants_at = base + sub.policy.jittered(next(sub.delays), stream.draw)
+        """Set when a subscriber wants the next look: by the job's age and its type's history."""
+        job = stream.snapshot or sub.last
+        waited = base - sub.started
+        age = waited
+        if job is not None and job.begin_time is not None:
+            # The job's own age on the wall clock, as of ``base`` on the monotonic one; never
+            # less than the wait's own (a clock ahead of the server's must not rejuvenate it).
+            old = (self._clock.now() - job.begin_time).total_seconds()
+            age = max(waited, old + base - self._clock.monotonic())
+        fit = None
+        if self._history is not None and job is not None and job.job_type is not None:
+            fit = self._history.fit(job.job_type.value)
+        wants_at = base + next_gap(sub.policy, age, fit, stream.draw)
         sub.wants_at = wants_at if wants_at < sub.deadline else math.inf
 
     def _outcome(self, sub: Subscription, now: float) -> Outcome:
@@ -585,6 +598,8 @@ class Hub:
             stream.swept = False
         stream.fetched_at = now
         self._replan = True
+        if job.status is JobStatus.SUCCESS:
+            self._record(job)
         stream.draw = self._random()
         stream.failing_since = stream.failure = None
         stream.failures = 0
@@ -593,6 +608,16 @@ class Hub:
             if sub.since_given and sub.joined > stream.poll_order:
                 continue  # sent before it joined: maybe older than its since; it asks anew
             self._tell(sub, stream, job)
+
+    def _record(self, job: ImageJob) -> None:
+        """Add a finished job's duration to the history, if there is one and it says."""
+        if self._history is None or job.job_type is None:
+            return
+        if job.begin_time is None or job.end_time is None:
+            return
+        seconds = (job.end_time - job.begin_time).total_seconds()
+        if seconds > 0:
+            self._history.record(job.job_type.value, seconds)
 
     def _on_error(self, stream: _Stream, error: BaseException, now: float) -> None:
         subscribers = list(stream.subscribers)
@@ -640,7 +665,7 @@ class Hub:
 
     def _backoff(self, stream: _Stream, error: ImageJobsError) -> float:
         """Return how long to wait after a failed poll: doubling, jittered, Retry-After a floor."""
-        gaps = [sub.policy.max_delay for sub in stream.subscribers]
+        gaps = [sub.policy.longest_gap for sub in stream.subscribers]
         cap = min(self._retry.max_delay, *gaps)  # as often as the most demanding one asks
         return self._delay_after(stream.failures, error, cap, max(gaps))
 
@@ -689,10 +714,8 @@ class Hub:
             if swept != stream.swept:
                 stream.swept = swept
                 if not swept and not stream.get_now:
-                    # Sweeps looked at it every few seconds: its GETs start from the
-                    # policy's first delay, not from a gap grown while it was swept.
+                    # Its GETs go on from now, by its age, not from a look planned for a sweep.
                     for sub in stream.subscribers:
-                        sub.delays = sub.policy.delays()
                         self._plan(sub, stream, min(now, sub.wants_at))
                 self._reschedule(stream)
 
@@ -710,7 +733,7 @@ class Hub:
 
     def _overdue(self, stream: _Stream, now: float) -> bool:
         """Whether a swept job went without a GET for too long to trust the lists about it."""
-        longest = max(sub.policy.max_delay for sub in stream.subscribers)
+        longest = max(sub.policy.longest_gap for sub in stream.subscribers)
         return now - stream.fetched_at >= LIST_TRUST * longest
 
     def _sweeping_allowed(self, now: float) -> bool:
@@ -769,7 +792,7 @@ class Hub:
         policies = [sub.policy for sub in subscribers]
         if policies and started > -math.inf:
             first = min(policy.initial_delay for policy in policies)
-            longest = min(policy.max_delay for policy in policies)
+            longest = min(policy.longest_gap for policy in policies)
             multiplier = min(policy.multiplier for policy in policies)
             gap = max(gap, min(longest, first * multiplier ** min(self._quiet_sweeps, 60)))
         return max(wants, started + gap, self._sweep_retry_at)
@@ -902,8 +925,6 @@ class Hub:
             stream.failing_since = stream.failure = None
             stream.draw = self._random()
             for sub in stream.subscribers:
-                if changed:
-                    sub.delays = sub.policy.delays()
                 self._plan(sub, stream, started)
         self._quiet_sweeps = 0 if news else self._quiet_sweeps + 1
         self._replan = True

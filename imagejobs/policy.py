@@ -21,32 +21,37 @@ __all__ = [
 ]
 
 DEFAULT_INITIAL_DELAY = 2.0
-DEFAULT_MAX_DELAY = 30.0
+DEFAULT_MAX_DELAY = 27.0
 DEFAULT_MULTIPLIER = 2.0
-DEFAULT_JITTER = 1.0
+DEFAULT_JITTER = 0.2
 DEFAULT_WAIT_TIMEOUT = 3600.0
 DEFAULT_NOT_FOUND_GRACE = 10.0
 
 
 @attrs.frozen(kw_only=True)
 class PollPolicy:
-    """How often to poll and for how long.
+    """How often to poll and for how long (the schedule itself: :mod:`imagejobs.cadence`).
 
-    While nothing changes, the delay between polls grows from ``initial_delay``
-    by ``multiplier`` up to ``max_delay``; a poll that shows a change drops it
-    back to ``initial_delay``. ``jitter`` is the share of each delay drawn at
-    random: ``1`` (full jitter) draws a uniform fraction of it, ``0`` none.
-    A ``Retry-After`` from the server is a floor. ``timeout`` is the overall
-    deadline (``None`` for none); no poll starts at or after it. A job that
-    answers 404 within ``not_found_grace`` seconds of its first poll, and was
-    never seen, is polled again: new jobs can take a moment to appear.
+    The gap between two polls depends on the job's age (since its
+    ``begin_time``): ``initial_delay`` for a new job, growing by
+    ``multiplier`` per poll (2 s, 4 s, 8 s, 16 s... with the defaults) up to
+    ``max_delay``. A change seen in a poll does not shorten it. ``max_delay``
+    is the longest gap between two polls; ``None`` (the default) means 27 s,
+    except where a :class:`~imagejobs.DurationHistory` of the job's type places
+    polls where its end is likely, sparser while it is improbable. ``jitter``
+    is the most of a gap drawn away at random (0.2: each gap is 80 to 100% of
+    the schedule's), to spread many waits. A ``Retry-After`` from the server is
+    a floor. ``timeout`` is the overall deadline (``None`` for none); no poll
+    starts at or after it. A job that answers 404 within ``not_found_grace``
+    seconds of its first poll, and was never seen, is polled again: new jobs
+    can take a moment to appear.
     """
 
     initial_delay: float = attrs.field(
         default=DEFAULT_INITIAL_DELAY, validator=number_validator(minimum=1e-9)
     )
-    max_delay: float = attrs.field(
-        default=DEFAULT_MAX_DELAY, validator=number_validator(minimum=1e-9)
+    max_delay: float | None = attrs.field(
+        default=None, validator=number_validator(minimum=1e-9, allow_none=True)
     )
     multiplier: float = attrs.field(
         default=DEFAULT_MULTIPLIER, validator=number_validator(minimum=1, unit="times")
@@ -62,7 +67,7 @@ class PollPolicy:
     )
 
     def __attrs_post_init__(self) -> None:
-        if self.max_delay < self.initial_delay:
+        if self.max_delay is not None and self.max_delay < self.initial_delay:
             raise InvalidArgument(
                 f"max_delay ({self.max_delay:g}s) must not be below initial_delay "
                 f"({self.initial_delay:g}s)"
@@ -70,10 +75,21 @@ class PollPolicy:
         if self.jitter > 1:
             raise InvalidArgument(f"jitter must be between 0 and 1, got {self.jitter!r}")
 
+    @property
+    def longest_gap(self) -> float:
+        """The longest gap between polls without a history: ``max_delay``, or 27 s if None."""
+        return DEFAULT_MAX_DELAY if self.max_delay is None else self.max_delay
+
     def delays(self) -> Iterator[float]:
-        """Return the delays, before jitter, between polls while nothing changes."""
+        """Return the gaps, before jitter, between polls of a job first polled when it began.
+
+        The schedule without a history: each gap is ``initial_delay`` plus
+        ``multiplier - 1`` times the job's age, which for a job polled from its
+        start is ``initial_delay`` times ``multiplier`` per poll, up to the
+        longest gap.
+        """
         schedule = backoff.expo(
-            base=self.multiplier, factor=self.initial_delay, max_value=self.max_delay
+            base=self.multiplier, factor=self.initial_delay, max_value=self.longest_gap
         )
         next(schedule)  # backoff's generators start with a priming yield
         return schedule

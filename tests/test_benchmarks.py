@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import sweeps
+from benchmarks import cadence, sweeps
 from benchmarks.run import fake_server, run_variant
 from benchmarks.throttling import GATEWAYS, LIMITERS, simulate
 
@@ -59,3 +59,11 @@ def test_the_sweeps_scenario_gets_every_outcome_right_both_ways() -> None:
         assert result["requests"] >= 30  # a GET ended each job
     swept = sweeps.simulate("sweeps", jobs=30, old=60, seconds=10.0, seed=1)
     assert swept["lists"] > 0
+
+
+def test_the_cadence_scenario_runs_every_schedule_on_every_workload() -> None:
+    for workload in ("ten-minute", "mixed", "learned"):
+        for variant in ("imagejobs default", "imagejobs + history", *cadence.ANCHORS):
+            result = cadence.simulate(workload, variant, count=4, seed=1)
+            assert result["requests_per_job"] >= 1
+            assert result["p95_late_s"] >= 0  # no end was seen before it happened

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
-from imagejobs import from_wire, to_wire
+from imagejobs import DurationHistory, from_wire, to_wire
 from imagejobs.cli._args import parse_duration
 from imagejobs.cli._report import most_severe
 from imagejobs.testing import FakeWorkspace, Reply, Step
@@ -840,3 +840,70 @@ async def test_wait_accepts_no_sweeps_and_polls_by_get_only(
     assert "result bad failed" in run.stderr
     assert fake.requests
     assert all(r.job_id in {"ok", "bad"} for r in fake.requests)
+
+
+def timed_job(job_id: str, job_type: str, minutes: float) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "job_type": job_type,
+        "status": "SUCCESS",
+        "begin_time": "2026-11-27T10:00:00Z",
+        "end_time": f"2026-11-27T10:{int(minutes):02d}:{round(minutes % 1 * 60):02d}Z",
+        "sub_jobs": [],
+    }
+
+
+async def test_wait_keeps_a_history_that_history_prints(
+    fake: FakeWorkspace, home: Path, tmp_path: Path
+) -> None:
+    fake.add_job([timed_job("done", "CREATE_SERVER", 5.5)])
+    kept = tmp_path / "durations.json"
+    run = await cli("wait", "done", *FAST, "--history", str(kept), env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    assert DurationHistory.load(kept).durations("CREATE_SERVER") == (330.0,)
+    shown = await cli("history", "--history", str(kept), env=environment(home))
+    assert shown.code == 0, shown.stderr
+    assert shown.stdout.startswith("CREATE_SERVER  1 jobs  median 5m30s")
+    assert "too few to place polls" in shown.stdout
+    as_json = await cli("history", "--history", str(kept), "--json", env=environment(home))
+    assert json.loads(as_json.stdout)["CREATE_SERVER"]["jobs"] == 1
+
+
+async def test_the_history_lives_in_the_cache_directory_unless_told_otherwise(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    fake.add_job([timed_job("done", "DELETE_SERVER", 2)])
+    run = await cli("wait", "done", *FAST, "--no-history", env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    cached = home / ".cache" / "imagejobs" / "durations.json"
+    assert not cached.exists()
+    run = await cli("wait", "done", *FAST, env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    assert DurationHistory.load(cached).durations("DELETE_SERVER") == (120.0,)
+
+
+async def test_history_learn_fills_it_from_the_projects_finished_jobs(
+    fake: FakeWorkspace, home: Path, tmp_path: Path
+) -> None:
+    for n in range(12):
+        fake.add_job([timed_job(f"old{n}", "CREATE_SERVER_IMAGE", 10 + n / 2)])
+    kept = tmp_path / "learned.json"
+    run = await cli("history", "--learn", "--history", str(kept), env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    assert run.stdout.startswith("CREATE_SERVER_IMAGE  12 jobs  median ")
+    assert "p10" in run.stdout  # enough to place polls
+    assert len(DurationHistory.load(kept).durations("CREATE_SERVER_IMAGE")) == 12
+    asked = {r.query.get("job_type") for r in fake.requests if r.job_id is None}
+    assert "CREATE_SERVER_IMAGE" in asked
+    assert all(r.query.get("status") == "SUCCESS" for r in fake.requests if r.job_id is None)
+
+
+async def test_a_history_file_that_is_not_one_is_a_one_line_error(
+    home: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "durations.json"
+    broken.write_text("{not json")
+    run = await cli("history", "--history", str(broken), env=environment(home))
+    assert run.code == 2
+    assert run.stderr.count("\n") == 1
+    assert str(broken) in run.stderr

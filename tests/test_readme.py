@@ -33,7 +33,12 @@ def test_readme_example_runs(code: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(code)
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,  # an example that writes a file writes it there
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr

@@ -8,6 +8,7 @@ import gc
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from imagejobs import (
     WaitTimeout,
     from_wire,
 )
+from imagejobs.policy import DEFAULT_MAX_DELAY
 from imagejobs.testing import FakeClock, FakeWorkspace, Reply
 
 JOB = "702364883651395584"
@@ -221,16 +223,26 @@ async def test_since_of_another_job_is_rejected(api: Client, clock: FakeClock) -
         await collect(api, since=from_wire(snap("RUNNING", job_id="1")))
 
 
-async def test_backoff_grows_then_drops_back_after_a_change(
+async def test_the_gap_grows_with_the_jobs_age_and_a_change_does_not_shorten_it(
     server: FakeWorkspace, api: Client, clock: FakeClock
 ) -> None:
     running = snap("RUNNING")
     server.add_job([*[running] * 7, snap("RUNNING", "RUNNING"), running, snap("SUCCESS")])
     policy = PollPolicy(initial_delay=2, max_delay=30, multiplier=2, jitter=0)
     await api.wait(JOB, policy)
-    # The first poll is a change (the job appears); growth while nothing changes,
-    # capped at max_delay; each later change starts the schedule over.
-    assert gaps(server.requests) == [2, 4, 8, 16, 30, 30, 30, 2, 2]
+    # No begin_time: the job is as old as the wait. The gap grows with its age, capped
+    # at max_delay; a sub-job's change is progress, not a sign the end is near.
+    assert gaps(server.requests) == [2, 4, 8, 16, 30, 30, 30, 30, 30]
+
+
+async def test_a_wait_on_an_old_job_starts_at_the_gap_its_age_deserves(
+    server: FakeWorkspace, api: Client, clock: FakeClock
+) -> None:
+    began = clock.now() - timedelta(minutes=20)
+    old = {**snap("RUNNING"), "begin_time": began.isoformat()}
+    server.add_job([old, old, {**old, "status": "SUCCESS"}])
+    await api.wait(JOB, PollPolicy(jitter=0))
+    assert gaps(server.requests) == [DEFAULT_MAX_DELAY, DEFAULT_MAX_DELAY]
 
 
 async def test_jitter_spreads_each_delay_within_its_share(

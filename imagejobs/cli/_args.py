@@ -134,8 +134,21 @@ def _poll_options(parser: argparse.ArgumentParser) -> None:
         "--initial-delay", type=parse_duration, default=2.0, help="first delay (default 2s)"
     )
     polling.add_argument(
-        "--max-delay", type=parse_duration, default=30.0, help="longest delay (default 30s)"
+        "--max-delay",
+        type=parse_duration,
+        help="longest delay (default 30s, longer where the history places polls)",
     )
+
+
+def _history_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--history",
+        metavar="PATH",
+        help="how long jobs of each type took, kept between runs so polls go where ends "
+        "are likely (default: $IMAGEJOBS_HISTORY, or imagejobs/durations.json in the "
+        "user's cache directory)",
+    )
+    parser.add_argument("--no-history", action="store_true", help="neither read nor keep one")
 
 
 def _budget_options(parser: argparse.ArgumentParser) -> None:
@@ -198,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="poll each job by GET, never page the job lists (see README, Sweeps)",
     )
+    _history_option(wait)
     _output_options(wait)
 
     watch = _command(
@@ -210,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _service_options(watch)
     _poll_options(watch)
     _budget_options(watch)
+    _history_option(watch)
     _output_options(watch)
 
     get = _command(
@@ -248,6 +263,24 @@ def build_parser() -> argparse.ArgumentParser:
     _service_options(listing)
     listing.add_argument("--json", action="store_true", help="NDJSON on stdout: one job a line")
     listing.add_argument("--debug", action="store_true", help="request log and tracebacks")
+
+    history = _command(
+        commands,
+        "history",
+        "print how long jobs of each type took, as the history knows",
+        "Print what the duration history knows per job type: how many jobs, and the "
+        "median, 10th and 90th percentile of their durations. --learn first fills it "
+        "from the project's finished jobs (two pages of the job list per type).",
+        epilog="exit codes: 0 printed, 2 usage or configuration error, 4 an API error\n\n"
+        + CREDENTIALS_HELP,
+    )
+    history.add_argument("--history", metavar="PATH", help="the history file (default as for wait)")
+    history.add_argument(
+        "--learn", action="store_true", help="fill it from the project's finished jobs first"
+    )
+    _service_options(history)
+    history.add_argument("--json", action="store_true", help="JSON on stdout")
+    history.add_argument("--debug", action="store_true", help="request log and tracebacks")
 
     demo = _command(
         commands,

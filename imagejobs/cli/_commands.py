@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from imagejobs import (
     MAX_PAGE_SIZE,
     ConfigurationError,
+    DurationHistory,
     ImageJobsError,
     JobFailed,
     JobStatus,
@@ -26,7 +28,7 @@ from imagejobs import (
 )
 
 from ._demo import STEP_SECONDS, demo_scenario
-from ._report import Reporter, json_text, visible
+from ._report import Reporter, format_duration, json_text, visible
 
 if TYPE_CHECKING:
     from imagejobs import Client
@@ -50,7 +52,35 @@ def read_job_ids(given: Iterable[str], stdin: TextIO) -> list[str]:
     return ids
 
 
-def make_client(args: argparse.Namespace) -> Client:
+def history_path(args: argparse.Namespace) -> Path | None:
+    """Return where the duration history is kept: --history, $IMAGEJOBS_HISTORY, the cache."""
+    if getattr(args, "no_history", False):
+        return None
+    given = getattr(args, "history", None) or os.environ.get("IMAGEJOBS_HISTORY")
+    if given:
+        return Path(given).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "imagejobs" / "durations.json"
+
+
+def load_history(args: argparse.Namespace) -> DurationHistory | None:
+    """Return the history the options name (empty if its file does not exist yet)."""
+    path = history_path(args)
+    return None if path is None else DurationHistory.load(path)
+
+
+def keep_history(args: argparse.Namespace, history: DurationHistory | None) -> None:
+    """Save the history where the options say; a failure is a warning, not the run's end."""
+    path = history_path(args)
+    if history is None or path is None:
+        return
+    try:
+        history.save(path)
+    except OSError as exc:
+        sys.stderr.write(f"imagejobs: warning: cannot keep the history in {path}: {exc}\n")
+
+
+def make_client(args: argparse.Namespace, history: DurationHistory | None = None) -> Client:
     """Return a client from the options, then the environment and credentials file."""
     from imagejobs import Client  # noqa: PLC0415 - aiohttp is imported only when needed
 
@@ -66,6 +96,8 @@ def make_client(args: argparse.Namespace) -> Client:
             overrides[budget] = getattr(args, budget)
     if getattr(args, "no_sweeps", False):
         overrides["sweeps"] = False
+    if history is not None:
+        overrides["history"] = history
     return Client.from_env(**overrides)
 
 
@@ -122,8 +154,12 @@ async def _wait(args: argparse.Namespace) -> int:
         raise ConfigurationError("no job IDs given (stdin was empty)")
     policy = make_policy(args)
     reporter = make_reporter(args)
-    async with make_client(args) as client:
-        return await wait_jobs(client, job_ids, policy, reporter)
+    history = load_history(args)
+    try:
+        async with make_client(args, history) as client:
+            return await wait_jobs(client, job_ids, policy, reporter)
+    finally:
+        keep_history(args, history)
 
 
 async def _watch(args: argparse.Namespace) -> int:
@@ -131,7 +167,8 @@ async def _watch(args: argparse.Namespace) -> int:
     reporter = make_reporter(args)
     reporter.start(1)
     last: Transition | None = None
-    async with make_client(args) as client:
+    history = load_history(args)
+    async with make_client(args, history) as client:
         try:
             async for transition in client.watch(args.job_id, policy):
                 reporter.transition(transition)
@@ -159,6 +196,42 @@ async def _get(args: argparse.Namespace) -> int:
                 raise
             raise TransportError(f"job {args.job_id}: no answer within {args.timeout:g}s") from None
     sys.stdout.write(json_text(to_wire(job), indent=2) + "\n")
+    return 0
+
+
+async def _history(args: argparse.Namespace) -> int:
+    history = load_history(args) or DurationHistory()
+    if args.learn:
+        async with make_client(args, history) as client:
+            await client.learn_history()
+        keep_history(args, history)
+    summary: dict[str, dict[str, object]] = {}
+    lines = []
+    for job_type in history.job_types:
+        durations = history.durations(job_type)
+        median = statistics.median(durations)
+        fit = history.fit(job_type)
+        low, high = (fit.quantile(0.1), fit.quantile(0.9)) if fit else (None, None)
+        summary[job_type] = {
+            "jobs": len(durations),
+            "median_s": round(median, 1),
+            "p10_s": None if low is None else round(low, 1),
+            "p90_s": None if high is None else round(high, 1),
+            "places_polls": fit is not None,
+        }
+        line = f"{job_type}  {len(durations)} jobs  median {format_duration(median)}"
+        if low is None or high is None:
+            line += "  (too few to place polls)"
+        else:
+            line += f"  p10 {format_duration(low)}  p90 {format_duration(high)}"
+        lines.append(line)
+    if args.json:
+        sys.stdout.write(json_text(summary) + "\n")
+        return 0
+    if not lines:
+        sys.stderr.write(f"imagejobs: the history at {history_path(args)} is empty\n")
+    for line in lines:
+        sys.stdout.write(visible(line) + "\n")
     return 0
 
 
@@ -262,6 +335,7 @@ _COMMANDS = {
     "watch": _watch,
     "get": _get,
     "list": _list,
+    "history": _history,
     "demo": _demo,
     "fake-server": _fake_server,
 }

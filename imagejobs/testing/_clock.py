@@ -58,9 +58,11 @@ class FakeClock:
     time moves on. ``sleeps`` lists every sleep requested, in order.
 
     What it cannot see: work in threads, such as resolving a host name (serve
-    the fake on ``127.0.0.1``, as it does by default, not ``localhost``), and
-    real timers more than a second away (a fake server's ``latency`` above
-    that lets virtual time move on while it waits).
+    the fake on ``127.0.0.1``, as it does by default, not ``localhost``), real
+    timers more than a second away (a fake server's ``latency`` above that lets
+    virtual time move on while it waits), and the kernel's own waits, such as
+    a connection beyond the server's listening backlog (about a hundred at
+    once) retried a second later: keep ``max_in_flight`` below that.
     """
 
     def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:

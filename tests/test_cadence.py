@@ -1,0 +1,443 @@
+"""The poll schedule (imagejobs.cadence): pure properties, a simulation, and end to end.
+
+End-to-end tests run the real client against the fake server on a FakeClock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imagejobs import Client, ImageJobsError, InvalidArgument, JobFailed, PollPolicy, RetryPolicy
+from imagejobs.cadence import hazard, next_gap, plain_gap
+from imagejobs.history import MAX_SAMPLES, MIN_SAMPLES, DurationHistory, LogNormal
+from imagejobs.policy import DEFAULT_MAX_DELAY
+from imagejobs.testing import FakeClock, FakeWorkspace
+
+NO_JITTER = PollPolicy(jitter=0)
+LONGEST = DEFAULT_MAX_DELAY  # max_delay=None: the longest gap without a history
+EPS = 1e-9
+
+
+def fit_of(median: float, sigma: float, count: int = 50) -> LogNormal:
+    return LogNormal(math.log(median), sigma, count)
+
+
+# --- strategies ------------------------------------------------------------------------
+
+
+@st.composite
+def policies(draw: st.DrawFn, *, explicit_max: bool | None = None) -> PollPolicy:
+    initial = draw(st.floats(0.1, 20))
+    if explicit_max is None:
+        explicit_max = draw(st.booleans())
+    max_delay = draw(st.floats(initial, 300)) if explicit_max else None
+    return PollPolicy(
+        initial_delay=initial,
+        max_delay=max_delay,
+        multiplier=draw(st.floats(1, 4)),
+        jitter=draw(st.floats(0, 1)),
+    )
+
+
+fits = st.builds(
+    LogNormal,
+    mu=st.floats(math.log(1), math.log(1e5)),
+    sigma=st.floats(0.05, 1.5),
+    count=st.integers(MIN_SAMPLES, MAX_SAMPLES),
+)
+ages = st.floats(0, 1e6)
+draws = st.floats(0, 1, exclude_max=True)
+
+
+# --- without a history -----------------------------------------------------------------
+
+
+def test_plain_gap_grows_with_age_up_to_the_longest_gap() -> None:
+    policy = PollPolicy(initial_delay=2, max_delay=30, multiplier=2)
+    assert [plain_gap(policy, age) for age in (0, 2, 6, 14, 20, 28, 100, 1e6)] == [
+        2,
+        4,
+        8,
+        16,
+        22,
+        30,
+        30,
+        30,
+    ]
+    assert plain_gap(policy, -5) == 2, "a job that seems to begin in the future is new"
+    slow = PollPolicy(initial_delay=5, max_delay=60, multiplier=1.5)
+    assert plain_gap(slow, 40) == pytest.approx(5 + 0.5 * 40)
+    assert plain_gap(slow, 500) == 60
+    assert plain_gap(PollPolicy(), 1e6) == LONGEST, "max_delay None: the default longest gap"
+
+
+@given(policy=policies(), age=ages)
+def test_plain_gap_is_the_documented_formula(policy: PollPolicy, age: float) -> None:
+    expected = min(policy.longest_gap, policy.initial_delay + (policy.multiplier - 1) * age)
+    assert plain_gap(policy, age) == pytest.approx(expected)
+
+
+def plain_schedule(policy: PollPolicy, polls: int) -> list[float]:
+    """Return the first gaps, before jitter, of a job polled from age 0 without a history."""
+    age, plain = 0.0, []
+    for _ in range(polls):
+        plain.append(plain_gap(policy, age))
+        age += plain[-1]
+    return plain
+
+
+def test_default_delays_are_the_plain_gaps_of_a_job_polled_from_age_0() -> None:
+    policy = PollPolicy()
+    assert policy.longest_gap == LONGEST
+    assert 16 < LONGEST <= 30, "two requests a minute at most, once past the doubling"
+    plain = plain_schedule(policy, 10)
+    assert plain == [2, 4, 8, 16] + [LONGEST] * 6
+    assert list(itertools.islice(policy.delays(), 10)) == plain
+    explicit = PollPolicy(max_delay=30)
+    assert plain_schedule(explicit, 7) == [2, 4, 8, 16, 30, 30, 30]
+    assert list(itertools.islice(explicit.delays(), 7)) == [2, 4, 8, 16, 30, 30, 30]
+
+
+@given(policy=policies())
+def test_delays_are_the_plain_gaps_for_any_policy(policy: PollPolicy) -> None:
+    plain = plain_schedule(policy, 12)
+    assert list(itertools.islice(policy.delays(), 12)) == pytest.approx(plain, rel=1e-9)
+
+
+@given(policy=policies(), age=ages, draw=draws)
+def test_without_history_jitter_only_shortens_within_its_share(
+    policy: PollPolicy, age: float, draw: float
+) -> None:
+    plain = plain_gap(policy, age)
+    gap = next_gap(policy, age, None, draw)
+    assert plain * (1 - policy.jitter) - EPS <= gap <= plain + EPS
+    assert gap == pytest.approx(plain * (1 - policy.jitter * draw))
+
+
+@given(policy=policies(), extra=st.floats(0, 1e6), draw=draws)
+def test_without_history_an_old_job_is_polled_at_about_the_longest_gap(
+    policy: PollPolicy, extra: float, draw: float
+) -> None:
+    if policy.multiplier == 1:
+        old = 0.0 if policy.initial_delay >= policy.longest_gap else math.inf
+    else:
+        old = (policy.longest_gap - policy.initial_delay) / (policy.multiplier - 1)
+    if math.isinf(old):
+        return  # never grows: covered by the jitter-bounds property
+    gap = next_gap(policy, old + extra, None, draw)
+    longest = policy.longest_gap
+    assert longest * (1 - policy.jitter) - EPS <= gap <= longest + EPS
+
+
+# --- hazard ----------------------------------------------------------------------------
+
+
+def test_hazard_is_zero_at_and_before_age_zero() -> None:
+    fit = fit_of(600, 0.2)
+    assert hazard(fit, 0) == 0.0
+    assert hazard(fit, -10) == 0.0
+
+
+@given(fit=fits, z=st.floats(-25, 25))
+def test_hazard_is_positive_for_positive_ages(fit: LogNormal, z: float) -> None:
+    age = math.exp(fit.mu + fit.sigma * z)
+    h = hazard(fit, age)
+    assert 0 < h < math.inf
+
+
+@given(fit=fits, z=st.floats(8, 1e6))
+def test_hazard_is_finite_far_in_the_tail(fit: LogNormal, z: float) -> None:
+    age = math.exp(min(700.0, fit.mu + fit.sigma * z))
+    h = hazard(fit, age)
+    assert 0 < h < math.inf
+    assert not math.isnan(h)
+
+
+@given(fit=fits)
+def test_hazard_is_continuous_where_the_tail_formula_takes_over(fit: LogNormal) -> None:
+    below = hazard(fit, math.exp(fit.mu + fit.sigma * (8 - 1e-9)))
+    above = hazard(fit, math.exp(fit.mu + fit.sigma * (8 + 1e-9)))
+    assert above == pytest.approx(below, rel=0.03)
+
+
+# --- with a history --------------------------------------------------------------------
+
+
+def test_with_a_fit_polls_are_sparse_while_young_and_dense_at_the_median() -> None:
+    fit = fit_of(600, 0.2)
+    young = next_gap(NO_JITTER, 60, fit)
+    at_median = next_gap(NO_JITTER, 600, fit)
+    assert young > 120, "an end at 60 s is improbable: polls minutes apart"
+    assert at_median < LONGEST, "around the median, closer than the plain schedule"
+    assert young > 5 * at_median
+    # A young job's first poll does not overshoot the usual end by much.
+    assert 60 + young < fit.median
+
+
+@pytest.mark.parametrize("past", [0.0, 1.0, 60.0, 3600.0, 1e6])
+@pytest.mark.parametrize("draw", [0.0, 0.5, 0.99])
+def test_past_the_995th_percentile_the_plain_schedule_takes_over(past: float, draw: float) -> None:
+    fit = fit_of(600, 0.2)
+    policy = PollPolicy()
+    # Past the 99.5th percentile of the fit as the schedule sees it: cadence widens
+    # the history's spread by a safety margin, so well past the raw fit's.
+    age = fit.quantile(0.9999) + past
+    assert next_gap(policy, age, fit, draw) == next_gap(policy, age, None, draw)
+    # Before the tail, the history places the polls: not the plain schedule.
+    at = fit.quantile(0.9)
+    assert next_gap(policy, at, fit, draw) < next_gap(policy, at, None, draw)
+
+
+@given(policy=policies(explicit_max=True), age=ages, draw=draws, fit=st.none() | fits)
+def test_an_explicit_max_delay_is_never_exceeded(
+    policy: PollPolicy, age: float, draw: float, fit: LogNormal | None
+) -> None:
+    assert policy.max_delay is not None
+    gap = next_gap(policy, age, fit, draw)
+    assert 0 < gap <= policy.max_delay + EPS
+
+
+@given(policy=policies(), age=ages, draw=draws, fit=fits)
+def test_with_a_fit_a_gap_is_positive_and_jittered_within_its_share(
+    policy: PollPolicy, age: float, draw: float, fit: LogNormal
+) -> None:
+    unjittered = next_gap(policy, age, fit, 0.0)
+    gap = next_gap(policy, age, fit, draw)
+    assert math.isfinite(unjittered)
+    assert unjittered >= policy.initial_delay - EPS
+    assert unjittered * (1 - policy.jitter) - EPS <= gap <= unjittered + EPS
+
+
+# --- a simulation: a history against a fixed 15 s loop ---------------------------------
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[math.ceil(0.95 * len(ordered)) - 1]
+
+
+def simulate(median: float, sigma: float = 0.2, jobs: int = 300, seed: int = 9) -> dict[str, Any]:
+    """Poll jobs drawn from the fit from age 0: by the fit (default policy), and every 15 s.
+
+    Both poll at age 0 and then until a poll sees the end; lateness is the time
+    from the end to that poll.
+    """
+    rng = random.Random(seed)  # noqa: S311 - a reproducible simulation
+    fit = fit_of(median, sigma, count=100)
+    polls, late, fixed_polls, fixed_late = [], [], [], []
+    for _ in range(jobs):
+        duration = rng.lognormvariate(fit.mu, fit.sigma)
+        age, count = 0.0, 1
+        while age < duration:
+            age += next_gap(PollPolicy(), age, fit, rng.random())  # the default jitter
+            count += 1
+        polls.append(count)
+        late.append(age - duration)
+        after = math.ceil(duration / 15)
+        fixed_polls.append(after + 1)
+        fixed_late.append(15 * after - duration)
+    return {
+        "ratio": sum(polls) / sum(fixed_polls),
+        "p95": _p95(late),
+        "fixed_p95": _p95(fixed_late),
+    }
+
+
+@pytest.mark.parametrize("median", [150.0, 720.0])
+def test_a_history_spends_at_most_0_6x_the_polls_of_a_fixed_15s_loop(median: float) -> None:
+    result = simulate(median)
+    assert result["ratio"] <= 0.6, result
+
+
+@pytest.mark.parametrize("median", [150.0, 720.0])
+def test_a_history_is_no_later_at_p95_than_a_fixed_15s_loop(median: float) -> None:
+    result = simulate(median)
+    assert result["p95"] <= result["fixed_p95"], result
+
+
+@pytest.mark.parametrize("median", [150.0, 720.0])
+def test_a_history_spends_fewer_polls_than_a_fixed_15s_loop(median: float) -> None:
+    result = simulate(median)
+    assert result["ratio"] < 0.9, result
+    assert result["p95"] < 1.5 * result["fixed_p95"], result
+
+
+# --- end to end: the real client against the fake, on virtual time ---------------------
+
+
+def job_snap(
+    job_id: str,
+    status: str,
+    *,
+    job_type: str | None = "CREATE_SERVER",
+    begin: Any = None,
+    end: Any = None,
+) -> dict[str, Any]:
+    snap: dict[str, Any] = {"id": job_id, "status": status, "sub_jobs": []}
+    if job_type is not None:
+        snap["job_type"] = job_type
+    if begin is not None:
+        snap["begin_time"] = begin.isoformat()
+    if end is not None:
+        snap["end_time"] = end.isoformat()
+    return snap
+
+
+def gaps(requests: list[Any]) -> list[float]:
+    return [round(b.at - a.at, 6) for a, b in itertools.pairwise(requests)]
+
+
+@pytest.fixture
+async def plain_client(server: FakeWorkspace, clock: FakeClock) -> AsyncIterator[Client]:
+    async with server.client(retry=RetryPolicy(max_attempts=1), clock=clock) as client:
+        yield client
+
+
+async def test_an_old_job_is_polled_at_the_longest_gap_from_its_first_poll(
+    server: FakeWorkspace, plain_client: Client, clock: FakeClock
+) -> None:
+    began = clock.now() - timedelta(minutes=20)
+    running = job_snap("1", "RUNNING", begin=began)
+    done = job_snap("1", "SUCCESS", begin=began, end=clock.now() + timedelta(minutes=2))
+    server.add_job([running] * 5 + [done])
+    await plain_client.wait("1", NO_JITTER)
+    assert gaps(server.requests) == [LONGEST] * 5
+
+
+async def test_a_job_seen_to_succeed_adds_its_duration_to_the_history(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    began = clock.now() - timedelta(seconds=400)
+    ended = began + timedelta(seconds=250)
+    server.add_job(
+        [job_snap("1", "RUNNING", begin=began), job_snap("1", "SUCCESS", begin=began, end=ended)]
+    )
+    server.add_job(
+        [
+            job_snap(
+                "2",
+                "SUCCESS",
+                job_type="DELETE_SERVER",
+                begin=began,
+                end=began + timedelta(seconds=42.5),
+            )
+        ]
+    )
+    failed_end = began + timedelta(seconds=100)
+    server.add_job([job_snap("3", "FAILED", begin=began, end=failed_end)])
+    server.add_job([job_snap("4", "SUCCESS")])  # no times
+    server.add_job([job_snap("5", "SUCCESS", job_type=None, begin=began, end=ended)])
+    history = DurationHistory({"CREATE_SERVER": [100]})
+    async with server.client(clock=clock, history=history) as client:
+        assert client.history is history
+        await client.wait("1", NO_JITTER)
+        assert history.durations("CREATE_SERVER") == (100.0, 250.0)
+        await client.wait("2", NO_JITTER)
+        assert history.durations("DELETE_SERVER") == (42.5,)
+        with pytest.raises(JobFailed):
+            await client.wait("3", NO_JITTER)
+        await client.wait("4", NO_JITTER)
+        await client.wait("5", NO_JITTER)
+    assert history.job_types == ("CREATE_SERVER", "DELETE_SERVER")
+    assert history.durations("CREATE_SERVER") == (100.0, 250.0), "FAILED and timeless: nothing"
+
+
+def lognormal_around(median: float, count: int, sigma: float = 0.15) -> list[float]:
+    rng = random.Random(3)  # noqa: S311 - reproducible samples
+    return [rng.lognormvariate(math.log(median), sigma) for _ in range(count)]
+
+
+async def _wait_on_a_300s_job(
+    server: FakeWorkspace, clock: FakeClock, job_id: str, history: DurationHistory | None
+) -> int:
+    """Script a job that begins now and ends SUCCESS at 300 s; wait on it; return the polls."""
+    began = clock.now()
+    steps = [
+        job_snap(job_id, "RUNNING", begin=began),
+        job_snap(job_id, "SUCCESS", begin=began, end=began + timedelta(seconds=300)),
+    ]
+    server.add_job(steps, every=300, start=clock.monotonic())
+    async with server.client(clock=clock, history=history) as client:
+        job = await client.wait(job_id, NO_JITTER)
+    assert job.status.value == "SUCCESS"
+    assert clock.monotonic() - server.requests_for(job_id)[0].at >= 300
+    return len(server.requests_for(job_id))
+
+
+async def test_a_history_of_the_type_spends_far_fewer_polls(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    history = DurationHistory({"CREATE_SERVER": lognormal_around(300, 30)})
+    with_history = await _wait_on_a_300s_job(server, clock, "1", history)
+    without = await _wait_on_a_300s_job(server, clock, "2", None)
+    # Without: 0, 2, 6, 14, 30, then every longest gap until 300 s.
+    times = list(itertools.accumulate(plain_schedule(NO_JITTER, 40), initial=0.0))
+    assert without == 1 + next(n for n, at in enumerate(times) if at >= 300)
+    assert without >= 14
+    assert with_history <= 0.6 * without, (with_history, without)
+    # The history's polls: one at 0, none for minutes, then close together near 300 s.
+    first, *rest = gaps(server.requests_for("1"))
+    assert first > 180
+    assert all(gap < LONGEST for gap in rest)
+    assert len(history.durations("CREATE_SERVER")) == 31, "the job's own duration is recorded"
+    assert history.durations("CREATE_SERVER")[-1] == 300.0
+
+
+async def test_learn_history_reads_one_page_of_successful_jobs_of_the_type(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    base = clock.now() - timedelta(days=1)
+    expected: set[float] = set()
+    for n in range(150):
+        began = base + timedelta(minutes=n)
+        seconds = 200.0 + n
+        expected.add(seconds)
+        end = began + timedelta(seconds=seconds)
+        server.add_job([job_snap(str(10_000 + n), "SUCCESS", begin=began, end=end)])
+    for n in range(5):  # jobs the filters leave out
+        began = base + timedelta(minutes=n)
+        end = began + timedelta(seconds=9_999)
+        server.add_job([job_snap(str(20_000 + n), "FAILED", begin=began, end=end)])
+        server.add_job(
+            [job_snap(str(30_000 + n), "SUCCESS", job_type="DELETE_SERVER", begin=began, end=end)]
+        )
+    history = DurationHistory({"CREATE_SERVER": [1.0] * 20})
+    async with server.client(clock=clock, history=history) as client:
+        learned = await client.learn_history(["CREATE_SERVER"], pages=1)
+    assert learned == {"CREATE_SERVER": 100}
+    lists = [r for r in server.requests if r.job_id is None]
+    assert len(lists) == 1, "at most one page"
+    assert lists == server.requests
+    assert lists[0].query["status"] == "SUCCESS"
+    assert lists[0].query["job_type"] == "CREATE_SERVER"
+    assert lists[0].query.get("limit") == "100"
+    kept = history.durations("CREATE_SERVER")
+    assert len(kept) == 100, "what the history held for the type is replaced"
+    assert set(kept) <= expected
+    assert list(kept) == sorted(kept), "oldest end first (here, the shortest)"
+    assert history.job_types == ("CREATE_SERVER",)
+
+
+async def test_learn_history_needs_a_history_and_a_page(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    async with server.client(clock=clock) as client:
+        with pytest.raises(ImageJobsError, match="history"):
+            await client.learn_history(["CREATE_SERVER"])
+    async with server.client(clock=clock, history=DurationHistory()) as client:
+        bad_pages: list[Any] = [0, -1, True, 1.5]
+        for pages in bad_pages:
+            with pytest.raises(InvalidArgument):
+                await client.learn_history(["CREATE_SERVER"], pages=pages)
+        with pytest.raises(InvalidArgument):
+            await client.learn_history("CREATE_SERVER")
+    assert server.requests == [], "nothing is sent for a refused call"
