@@ -888,7 +888,8 @@ async def test_history_learn_fills_it_from_the_projects_finished_jobs(
     for n in range(12):
         fake.add_job([timed_job(f"old{n}", "CREATE_SERVER_IMAGE", 10 + n / 2)])
     kept = tmp_path / "learned.json"
-    run = await cli("history", "--learn", "--history", str(kept), env=fake_env(fake, home))
+    learn = ["history", "--learn", "--history", str(kept), "--rate", "10000"]
+    run = await cli(*learn, env=fake_env(fake, home))
     assert run.code == 0, run.stderr
     assert run.stdout.startswith("CREATE_SERVER_IMAGE  12 jobs  median ")
     assert "p10" in run.stdout  # enough to place polls

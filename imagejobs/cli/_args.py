@@ -279,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--learn", action="store_true", help="fill it from the project's finished jobs first"
     )
     _service_options(history)
+    _budget_options(history)
     history.add_argument("--json", action="store_true", help="JSON on stdout")
     history.add_argument("--debug", action="store_true", help="request log and tracebacks")
 
