@@ -10,10 +10,13 @@ the English reference says the real one does, refuses a job list without
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import statistics
+from collections.abc import AsyncIterator
 from typing import Any
 
+from imagejobs import Client
 from imagejobs.testing import FakeClock, FakeWorkspace
 
 TYPES = ("CREATE_SERVER", "CREATE_SERVER_IMAGE", "DELETE_SERVER")
@@ -63,25 +66,34 @@ def tenant(fake: FakeWorkspace, jobs: int, old: int, seconds: float, seed: int) 
     return ends
 
 
-async def _run(variant: str, jobs: int, old: int, seconds: float, seed: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def _tenant(
+    variant: str, jobs: int, old: int, seconds: float, seed: int
+) -> AsyncIterator[tuple[FakeClock, FakeWorkspace, Client, dict[str, Any]]]:
+    """Yield a clock, the throttling fake with the tenant scripted, a client, and the ends."""
     clock = FakeClock()
     async with FakeWorkspace(
         clock=clock.monotonic, rate_limit=GATEWAY_LIMIT, require_job_type=True
     ) as fake:
         ends = tenant(fake, jobs, old, seconds, seed)
-        late: list[float] = []
-        right = 0
         client = fake.client(clock=clock, rate=GATEWAY_LIMIT, sweeps=VARIANTS[variant])
         async with client:
-            async for outcome in client.wait_many(list(ends)):
-                end, final = ends[outcome.job_id]
-                late.append(clock.monotonic() - end)
-                job = outcome.job
-                codes = [] if job is None else [s.job_execute_info for s in job.failed_sub_jobs]
-                failed_right = final == "SUCCESS" or (
-                    len(codes) == 1 and codes[0] is not None and codes[0].error_code == "WKS.0042"
-                )
-                right += job is not None and job.status.value == final and failed_right
+            yield clock, fake, client, ends
+
+
+async def _run(variant: str, jobs: int, old: int, seconds: float, seed: int) -> dict[str, Any]:
+    async with _tenant(variant, jobs, old, seconds, seed) as (clock, fake, client, ends):
+        late: list[float] = []
+        right = 0
+        async for outcome in client.wait_many(list(ends)):
+            end, final = ends[outcome.job_id]
+            late.append(clock.monotonic() - end)
+            job = outcome.job
+            codes = [] if job is None else [s.job_execute_info for s in job.failed_sub_jobs]
+            failed_right = final == "SUCCESS" or (
+                len(codes) == 1 and codes[0] is not None and codes[0].error_code == "WKS.0042"
+            )
+            right += job is not None and job.status.value == final and failed_right
         requests = fake.requests
     late.sort()
     return {
@@ -103,19 +115,13 @@ def simulate(variant: str, jobs: int, old: int, seconds: float, seed: int) -> di
 
 
 async def _watch(variant: str, jobs: int, old: int, seconds: float, seed: int) -> dict[str, Any]:
-    clock = FakeClock()
-    async with FakeWorkspace(
-        clock=clock.monotonic, rate_limit=GATEWAY_LIMIT, require_job_type=True
-    ) as fake:
-        ends = tenant(fake, jobs, old, seconds, seed)
+    async with _tenant(variant, jobs, old, seconds, seed) as (clock, fake, client, ends):
         late: list[float] = []
         transitions = 0
-        client = fake.client(clock=clock, rate=GATEWAY_LIMIT, sweeps=VARIANTS[variant])
-        async with client:
-            async for transition in client.watch_many(list(ends)):
-                transitions += 1
-                if transition.is_terminal:
-                    late.append(clock.monotonic() - ends[transition.job_id][0])
+        async for transition in client.watch_many(list(ends)):
+            transitions += 1
+            if transition.is_terminal:
+                late.append(clock.monotonic() - ends[transition.job_id][0])
         requests = fake.requests
     late.sort()
     return {

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wire_data import snap, sub
 from yarl import URL
 
 from imagejobs import ImageJob, JobStatus, SubJob, SubJobStatus, sign_request
@@ -20,28 +21,6 @@ JOBS = f"/v1/{FAKE_PROJECT_ID}/image-server-jobs"
 SUB_JOBS = f"/v1/{FAKE_PROJECT_ID}/image-server-sub-jobs"
 COUNT = f"/v1/{FAKE_PROJECT_ID}/image-server-sub-jobs/actions/count"
 INFO_FIELDS = {"id", "job_type", "begin_time", "end_time", "status", "sub_jobs_total"}
-
-
-def snap(
-    job_id: str,
-    status: str = "RUNNING",
-    job_type: str = "CREATE_SERVER_IMAGE",
-    sub_jobs: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    subs = sub_jobs or []
-    return {
-        "id": job_id,
-        "job_type": job_type,
-        "begin_time": "2024-05-20T10:39:49.61Z",
-        "end_time": None,
-        "status": status,
-        "sub_jobs_total": len(subs),
-        "sub_jobs": subs,
-    }
-
-
-def sub(sub_id: str, status: str = "RUNNING", job_type: str = "CREATE_SERVER") -> dict[str, Any]:
-    return {"id": sub_id, "job_type": job_type, "status": status}
 
 
 async def call(

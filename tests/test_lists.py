@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wire_data import snap, sub
 
 from imagejobs import (
     MAX_PAGE_SIZE,
@@ -36,28 +37,6 @@ AK = "AKLISTTESTS000000001"
 SK = "SKlisttests0000000000000000000000000001"
 
 QUICK_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.001)
-
-
-def snap(
-    job_id: str,
-    status: str = "RUNNING",
-    job_type: str = "CREATE_SERVER_IMAGE",
-    sub_jobs: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    subs = sub_jobs or []
-    return {
-        "id": job_id,
-        "job_type": job_type,
-        "begin_time": "2024-05-20T10:39:49.61Z",
-        "end_time": None,
-        "status": status,
-        "sub_jobs_total": len(subs),
-        "sub_jobs": subs,
-    }
-
-
-def sub(sub_id: str, status: str = "RUNNING", job_type: str = "CREATE_SERVER") -> dict[str, Any]:
-    return {"id": sub_id, "job_type": job_type, "status": status}
 
 
 def add_jobs(fake: FakeWorkspace, count: int, prefix: str = "job", **fields: Any) -> set[str]:
