@@ -54,7 +54,15 @@ import math
 from .history import LogNormal
 from .policy import PollPolicy
 
-__all__ = ["LATENESS", "SPREAD_MARGIN", "check_cost", "hazard", "next_gap", "plain_gap"]
+__all__ = [
+    "LATENESS",
+    "PLACED_GAP_FACTOR",
+    "SPREAD_MARGIN",
+    "check_cost",
+    "hazard",
+    "next_gap",
+    "plain_gap",
+]
 
 LATENESS = 15.0
 """Seconds late a poll placed by a history aims to see a job's end, whatever its duration.
@@ -62,6 +70,11 @@ LATENESS = 15.0
 Measured (benchmarks, scenario 9): polls placed so spend about half the requests
 of a fixed 15 s loop, and see ends no later at p95.
 """
+
+PLACED_GAP_FACTOR = 8.0
+"""A gap placed by a history is at most this many times the plain longest gap (27 s:
+216 s), unless ``max_delay`` says otherwise: a job that fails early (failures are not
+in the fit), or a fit that is wrong, is still seen within four minutes."""
 
 SPREAD_MARGIN = 1.25
 """How much wider than the history's own spread polls are placed: a safety margin."""
@@ -109,7 +122,8 @@ def next_gap(
     """
     age = max(age, 0.0)
     if fit is not None:
-        fit = LogNormal(fit.mu, fit.sigma * SPREAD_MARGIN, fit.count)
+        # Widened, and never so narrow that the density cannot be worked out.
+        fit = LogNormal(fit.mu, max(fit.sigma, 0.05) * SPREAD_MARGIN, fit.count)
     if fit is None or age >= fit.quantile(_TRUSTED_SHARE):
         gap = plain_gap(policy, age)
     else:
@@ -119,9 +133,12 @@ def next_gap(
 
 def _placed_gap(policy: PollPolicy, age: float, fit: LogNormal) -> float:
     """Return the gap after which Keller's poll density, summed from ``age``, reaches one."""
-    longest = math.inf if policy.max_delay is None else policy.max_delay
+    longest = PLACED_GAP_FACTOR * policy.longest_gap
+    if policy.max_delay is not None:
+        longest = policy.max_delay
     trusted_until = fit.quantile(_TRUSTED_SHARE)
-    step = max(_SMALLEST_STEP, fit.median / _STEPS_PER_MEDIAN)
+    base_step = max(_SMALLEST_STEP, fit.median / _STEPS_PER_MEDIAN)
+    step = base_step
     scale = 1.0 / math.sqrt(2 * check_cost(fit))
     polls = 0.0
     gap = 0.0
@@ -137,4 +154,5 @@ def _placed_gap(policy: PollPolicy, age: float, fit: LogNormal) -> float:
         polls += added
         gap += step
         density = after
+        step = max(base_step, gap / 50)  # coarser as the gap grows: a bounded number of steps
     return max(policy.initial_delay, min(gap, longest))

@@ -51,9 +51,9 @@ from .errors import (
 )
 from .events import Outcome, Transition
 from .gate import Gate, Pass
-from .history import MAX_SAMPLES, DurationHistory
+from .history import LONGEST, MAX_SAMPLES, SHORTEST, DurationHistory
 from .hub import Hub
-from .models import ImageJob, ImageJobInfo, JobType, SubJob
+from .models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob
 from .policy import PollPolicy
 from .regions import endpoint_for
 from .retry import RetryPolicy, is_transient
@@ -527,18 +527,20 @@ class Client:
     ) -> dict[str, int]:
         """Fill the client's history from the tenant's finished jobs; return how many per type.
 
-        Pages the ``SUCCESS`` jobs of each type (``job_types``, or every known
-        type and every type the history holds), at most ``pages`` pages of 100
-        a type, and keeps each type's most recent durations (by ``end_time``) in
-        place of what the history held for it. Raises :class:`ImageJobsError`
-        if the client has no history, :class:`InvalidArgument` for a bad type.
+        Pages the ``SUCCESS`` jobs of each type (``job_types``, or every type
+        the enum knows), at most ``pages`` requests a type, and keeps each
+        type's most recent durations (by ``end_time``) in place of what the
+        history held for it; items of another type or status, or durations
+        outside what :class:`DurationHistory` takes, are left out. Raises
+        :class:`ImageJobsError` if the client has no history,
+        :class:`InvalidArgument` for a bad type.
         """
         if self.history is None:
             raise ImageJobsError("the client has no history: pass Client(history=...)")
         if isinstance(pages, bool) or not isinstance(pages, int) or pages < 1:
             raise InvalidArgument(f"pages must be a whole number of at least 1, got {pages!r}")
         if job_types is None:
-            types = sorted({*(t.value for t in JobType), *self.history.job_types})
+            types = sorted(t.value for t in JobType)
         elif isinstance(job_types, str):
             raise InvalidArgument("job_types must be an iterable of types, not a single string")
         else:
@@ -552,17 +554,19 @@ class Client:
                 MAX_PAGE_SIZE,
                 read_job_page,
                 lambda info: info.id,
+                max_pages=pages,
             )
             async with contextlib.aclosing(listing) as infos:
-                seen = 0
                 async for info in infos:
-                    if info.begin_time is not None and info.end_time is not None:
+                    if (
+                        info.status is JobStatus.SUCCESS
+                        and info.job_type == job_type
+                        and info.begin_time is not None
+                        and info.end_time is not None
+                    ):
                         seconds = (info.end_time - info.begin_time).total_seconds()
-                        if seconds > 0:
+                        if SHORTEST <= seconds <= LONGEST:
                             finished.append((info.end_time, seconds))
-                    seen += 1
-                    if seen >= pages * MAX_PAGE_SIZE:
-                        break  # before the next page is asked for
             if finished:
                 finished.sort()
                 kept = [seconds for _, seconds in finished[-MAX_SAMPLES:]]
@@ -577,10 +581,13 @@ class Client:
         size: int,
         read: Callable[[bytes], Page[Any]],
         key: Callable[[Any], object],
+        *,
+        max_pages: int | None = None,
     ) -> AsyncGenerator[Any]:
         seen: set[object] = set()
-        offset = 0
-        while True:
+        offset = pages = 0
+        while max_pages is None or pages < max_pages:
+            pages += 1
             page_url = _with_query(url, {**query, "offset": offset, "limit": size})
             page = await self._send(_Call(page_url, read))
             known = len(seen)

@@ -23,13 +23,29 @@ import attrs
 
 from .errors import ConfigurationError, InvalidArgument
 
-__all__ = ["MAX_SAMPLES", "MIN_SAMPLES", "DurationHistory", "LogNormal"]
+__all__ = [
+    "LONGEST",
+    "MAX_SAMPLES",
+    "MAX_SIGMA",
+    "MIN_SAMPLES",
+    "SHORTEST",
+    "DurationHistory",
+    "LogNormal",
+]
 
 MAX_SAMPLES = 200
 """Durations kept per job type, the most recent: jobs change as the service does."""
 
 MIN_SAMPLES = 8
 """Durations of a type needed before they shape a schedule."""
+
+SHORTEST = 1.0
+LONGEST = 30 * 24 * 3600.0
+"""Durations outside one second to thirty days are refused: no image job takes them,
+and a fit stretched over such values would place polls nowhere useful."""
+
+MAX_SIGMA = 1.5
+"""The widest spread a fit reports: beyond it, durations say little about where ends are."""
 
 _FORMAT = 1
 
@@ -94,8 +110,14 @@ class DurationHistory:
             raise InvalidArgument(f"job_type must be a non-empty string, got {job_type!r}")
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise InvalidArgument(f"a duration must be a number of seconds, got {seconds!r}")
-        if not 0 < seconds < math.inf:
-            raise InvalidArgument(f"a duration must be positive and finite, got {seconds!r}")
+        try:
+            usable = SHORTEST <= seconds <= LONGEST
+        except OverflowError:  # an integer too large for a float
+            usable = False
+        if not usable:
+            raise InvalidArgument(
+                f"a duration must be between {SHORTEST:g} s and {LONGEST:g} s, got {seconds!r}"
+            )
         kept = self._durations.setdefault(job_type, deque(maxlen=MAX_SAMPLES))
         kept.append(float(seconds))
         self._fits.pop(job_type, None)
@@ -133,7 +155,7 @@ class DurationHistory:
         mu = sum(logs) / len(logs)
         variance = sum((value - mu) ** 2 for value in logs) / (len(logs) - 1)
         # A floor: identical samples say little about the next job's spread.
-        return LogNormal(mu, max(math.sqrt(variance), 0.05), len(logs))
+        return LogNormal(mu, min(MAX_SIGMA, max(math.sqrt(variance), 0.05)), len(logs))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the history to ``path`` as JSON, atomically (a reader never sees half a file)."""
@@ -166,7 +188,7 @@ class DurationHistory:
             return cls()
         except OSError as exc:
             raise ConfigurationError(f"cannot read history {target}: {exc.strerror}") from None
-        except UnicodeDecodeError:
+        except (UnicodeDecodeError, ValueError):
             text = ""  # not text: not a history either
         problem = f"history {target} is not a duration history saved by imagejobs"
         try:
@@ -182,5 +204,5 @@ class DurationHistory:
             raise ConfigurationError(problem)
         try:
             return cls(durations)
-        except InvalidArgument as exc:
+        except (InvalidArgument, OverflowError, TypeError) as exc:
             raise ConfigurationError(f"{problem}: {exc}") from None

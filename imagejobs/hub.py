@@ -25,6 +25,7 @@ credential (401) every subscriber of the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
 import heapq
@@ -45,6 +46,7 @@ from .errors import (
     AuthenticationError,
     BadRequest,
     ImageJobsError,
+    InvalidArgument,
     JobFailed,
     JobNotFound,
     ServerError,
@@ -392,8 +394,10 @@ class Hub:
         waited = base - sub.started
         age = waited
         if job is not None and job.begin_time is not None:
-            # The job's own age on the wall clock, as of ``base`` on the monotonic one; never
-            # less than the wait's own (a clock ahead of the server's must not rejuvenate it).
+            # The job's own age on the wall clock, as of ``base`` on the monotonic one, and
+            # never less than the wait's own: a begin_time in the future (this machine's
+            # clock behind the server's) must not make it younger than the wait. A clock
+            # behind by less still makes the job look younger by as much: keep it in time.
             old = (self._clock.now() - job.begin_time).total_seconds()
             age = max(waited, old + base - self._clock.monotonic())
         fit = None
@@ -588,6 +592,10 @@ class Hub:
             self._reschedule(stream)
 
     def _on_job(self, stream: _Stream, job: ImageJob, now: float) -> None:
+        # Its duration counts once, from the wait that saw it run: a wait on a job
+        # long finished must not add it again (eight such waits would make a fit).
+        before = stream.known
+        watched_it_run = before is not None and not before.status.is_terminal
         stream.snapshot = job
         stream.seen_at = now
         stream.known = Known.of(job)
@@ -598,7 +606,7 @@ class Hub:
             stream.swept = False
         stream.fetched_at = now
         self._replan = True
-        if job.status is JobStatus.SUCCESS:
+        if job.status is JobStatus.SUCCESS and watched_it_run:
             self._record(job)
         stream.draw = self._random()
         stream.failing_since = stream.failure = None
@@ -610,14 +618,18 @@ class Hub:
             self._tell(sub, stream, job)
 
     def _record(self, job: ImageJob) -> None:
-        """Add a finished job's duration to the history, if there is one and it says."""
-        if self._history is None or job.job_type is None:
+        """Add the duration of a job this hub saw end to the history, if there is one.
+
+        Only a type the enum knows (a server's odd value must not grow the file),
+        and never an error: a duration that makes no sense is just not one.
+        """
+        job_type = job.job_type
+        if self._history is None or job_type is None or not job_type.is_known:
             return
         if job.begin_time is None or job.end_time is None:
             return
-        seconds = (job.end_time - job.begin_time).total_seconds()
-        if seconds > 0:
-            self._history.record(job.job_type.value, seconds)
+        with contextlib.suppress(InvalidArgument):
+            self._history.record(job_type.value, (job.end_time - job.begin_time).total_seconds())
 
     def _on_error(self, stream: _Stream, error: BaseException, now: float) -> None:
         subscribers = list(stream.subscribers)

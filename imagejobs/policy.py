@@ -38,7 +38,8 @@ class PollPolicy:
     ``max_delay``. A change seen in a poll does not shorten it. ``max_delay``
     is the longest gap between two polls; ``None`` (the default) means 27 s,
     except where a :class:`~imagejobs.DurationHistory` of the job's type places
-    polls where its end is likely, sparser while it is improbable. ``jitter``
+    polls where its end is likely, sparser while it is improbable (up to 8 times
+    that). ``jitter``
     is the most of a gap drawn away at random (0.2: each gap is 80 to 100% of
     the schedule's), to spread many waits. A ``Retry-After`` from the server is
     a floor. ``timeout`` is the overall deadline (``None`` for none); no poll
@@ -77,8 +78,10 @@ class PollPolicy:
 
     @property
     def longest_gap(self) -> float:
-        """The longest gap between polls without a history: ``max_delay``, or 27 s if None."""
-        return DEFAULT_MAX_DELAY if self.max_delay is None else self.max_delay
+        """The longest gap without a history: ``max_delay``, or 27 s (``initial_delay`` if more)."""
+        if self.max_delay is None:
+            return max(DEFAULT_MAX_DELAY, self.initial_delay)
+        return self.max_delay
 
     def delays(self) -> Iterator[float]:
         """Return the gaps, before jitter, between polls of a job first polled when it began.

@@ -323,13 +323,14 @@ async def test_a_job_seen_to_succeed_adds_its_duration_to_the_history(
     )
     server.add_job(
         [
+            job_snap("2", "RUNNING", job_type="DELETE_SERVER", begin=began),
             job_snap(
                 "2",
                 "SUCCESS",
                 job_type="DELETE_SERVER",
                 begin=began,
                 end=began + timedelta(seconds=42.5),
-            )
+            ),
         ]
     )
     failed_end = began + timedelta(seconds=100)
@@ -343,6 +344,9 @@ async def test_a_job_seen_to_succeed_adds_its_duration_to_the_history(
         assert history.durations("CREATE_SERVER") == (100.0, 250.0)
         await client.wait("2", NO_JITTER)
         assert history.durations("DELETE_SERVER") == (42.5,)
+        # A wait on a job long finished does not count it again: it saw nothing run.
+        await client.wait("1", NO_JITTER)
+        assert history.durations("CREATE_SERVER") == (100.0, 250.0)
         with pytest.raises(JobFailed):
             await client.wait("3", NO_JITTER)
         await client.wait("4", NO_JITTER)
@@ -441,3 +445,72 @@ async def test_learn_history_needs_a_history_and_a_page(
         with pytest.raises(InvalidArgument):
             await client.learn_history("CREATE_SERVER")
     assert server.requests == [], "nothing is sent for a refused call"
+
+
+# --- what a history may not do -------------------------------------------------------
+
+
+def test_a_placed_gap_is_never_longer_than_eight_plain_ones() -> None:
+    far = LogNormal(math.log(3000), 0.2, 30)  # fifty minutes: nothing likely for a long while
+    assert next_gap(NO_JITTER, 0.0, far) <= 8 * DEFAULT_MAX_DELAY
+    assert next_gap(PollPolicy(max_delay=60, jitter=0), 0.0, far) <= 60
+
+
+@given(
+    mu=st.floats(min_value=0.0, max_value=math.log(30 * 24 * 3600)),
+    sigma=st.floats(min_value=0.0, max_value=1.5),
+    age=st.floats(min_value=0.0, max_value=1e7),
+)
+def test_a_placed_gap_is_positive_and_bounded_for_any_fit(
+    mu: float, sigma: float, age: float
+) -> None:
+    gap = next_gap(NO_JITTER, age, LogNormal(mu, sigma, 30))
+    assert 0 < gap <= 8 * DEFAULT_MAX_DELAY
+
+
+def test_durations_no_job_takes_are_refused_and_a_fit_stays_narrow_enough() -> None:
+    history = DurationHistory()
+    for nonsense in (0.5, 31 * 24 * 3600.0, 10**400):
+        with pytest.raises(InvalidArgument):
+            history.record("CREATE_SERVER", nonsense)
+    wide = DurationHistory({"CREATE_SERVER": [1.0] * 4 + [29 * 24 * 3600.0] * 4})
+    fit = wide.fit("CREATE_SERVER")
+    assert fit is not None
+    assert fit.sigma <= 1.5
+
+
+async def test_an_empty_job_type_spoils_no_wait(server: FakeWorkspace, clock: FakeClock) -> None:
+    began = clock.now()
+    odd = {**job_snap("odd", "RUNNING", begin=began), "job_type": ""}
+    server.add_job(
+        [odd, {**odd, "status": "SUCCESS", "end_time": (began + timedelta(seconds=9)).isoformat()}]
+    )
+    server.add_job(
+        [
+            job_snap("ok", "RUNNING", begin=began),
+            job_snap("ok", "SUCCESS", begin=began, end=began + timedelta(seconds=30)),
+        ]
+    )
+    history = DurationHistory()
+    async with server.client(clock=clock, history=history) as client:
+        outcomes = [o async for o in client.wait_many(["odd", "ok"], NO_JITTER)]
+    assert all(o.ok for o in outcomes)
+    assert history.job_types == ("CREATE_SERVER",)  # the odd one is not recorded
+
+
+async def test_a_history_that_expects_a_long_job_still_sees_a_quick_end(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    fifty_minutes = [3000.0 * (1 + n / 100) for n in range(30)]
+    history = DurationHistory({"CREATE_SERVER": fifty_minutes})
+    began = clock.now()
+    done = began + timedelta(seconds=300)
+    server.add_job(
+        [job_snap("q", "RUNNING", begin=began), job_snap("q", "SUCCESS", begin=began, end=done)],
+        every=300,
+        start=0,
+    )
+    async with server.client(clock=clock, history=history) as client:
+        job = await client.wait("q", PollPolicy(timeout=1200, jitter=0))
+    assert job.status.value == "SUCCESS"
+    assert clock.monotonic() <= 300 + 8 * DEFAULT_MAX_DELAY

@@ -853,10 +853,16 @@ def timed_job(job_id: str, job_type: str, minutes: float) -> dict[str, Any]:
     }
 
 
+def ran(job_id: str, job_type: str, minutes: float) -> list[dict[str, Any]]:
+    """A timeline a wait sees run, then succeed: only such a job adds its duration."""
+    done = timed_job(job_id, job_type, minutes)
+    return [{**done, "status": "RUNNING", "end_time": None}, done]
+
+
 async def test_wait_keeps_a_history_that_history_prints(
     fake: FakeWorkspace, home: Path, tmp_path: Path
 ) -> None:
-    fake.add_job([timed_job("done", "CREATE_SERVER", 5.5)])
+    fake.add_job(ran("done", "CREATE_SERVER", 5.5))
     kept = tmp_path / "durations.json"
     run = await cli("wait", "done", *FAST, "--history", str(kept), env=fake_env(fake, home))
     assert run.code == 0, run.stderr
@@ -872,11 +878,12 @@ async def test_wait_keeps_a_history_that_history_prints(
 async def test_the_history_lives_in_the_cache_directory_unless_told_otherwise(
     fake: FakeWorkspace, home: Path
 ) -> None:
-    fake.add_job([timed_job("done", "DELETE_SERVER", 2)])
+    fake.add_job(ran("done", "DELETE_SERVER", 2))
     run = await cli("wait", "done", *FAST, "--no-history", env=fake_env(fake, home))
     assert run.code == 0, run.stderr
     cached = home / ".cache" / "imagejobs" / "durations.json"
     assert not cached.exists()
+    fake.add_job(ran("done", "DELETE_SERVER", 2))  # from the start again
     run = await cli("wait", "done", *FAST, env=fake_env(fake, home))
     assert run.code == 0, run.stderr
     assert DurationHistory.load(cached).durations("DELETE_SERVER") == (120.0,)
@@ -908,3 +915,25 @@ async def test_a_history_file_that_is_not_one_is_a_one_line_error(
     assert run.code == 2
     assert run.stderr.count("\n") == 1
     assert str(broken) in run.stderr
+
+
+async def test_a_broken_history_in_the_cache_is_a_warning_and_a_fresh_start(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    fake.add_job(ran("done", "CREATE_SERVER", 3))
+    cached = home / ".cache" / "imagejobs" / "durations.json"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("{broken")
+    run = await cli("wait", "done", *FAST, env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    assert "warning" in run.stderr
+    assert str(cached) in run.stderr
+    assert DurationHistory.load(cached).durations("CREATE_SERVER") == (180.0,)
+
+
+async def test_watch_keeps_the_history_too(fake: FakeWorkspace, home: Path, tmp_path: Path) -> None:
+    fake.add_job(ran("done", "CREATE_SERVER", 4))
+    kept = tmp_path / "durations.json"
+    run = await cli("watch", "done", *FAST, "--history", str(kept), env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    assert DurationHistory.load(kept).durations("CREATE_SERVER") == (240.0,)

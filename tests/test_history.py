@@ -14,7 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import ConfigurationError, InvalidArgument
-from imagejobs.history import MAX_SAMPLES, MIN_SAMPLES, DurationHistory, LogNormal
+from imagejobs.history import (
+    LONGEST,
+    MAX_SAMPLES,
+    MIN_SAMPLES,
+    SHORTEST,
+    DurationHistory,
+    LogNormal,
+)
 
 
 def lognormal_samples(median: float, sigma: float, count: int, seed: int) -> list[float]:
@@ -175,7 +182,7 @@ def test_quantile_is_increasing(fit: LogNormal, low: float, high: float) -> None
 
 def test_save_then_load_gives_the_same_durations(tmp_path: Path) -> None:
     history = DurationHistory(
-        {"CREATE_SERVER": lognormal_samples(300, 0.3, 40, 7), "DELETE_SERVER": [1e-3, 7, 1e7]}
+        {"CREATE_SERVER": lognormal_samples(300, 0.3, 40, 7), "DELETE_SERVER": [1.0, 7, 2e6]}
     )
     path = tmp_path / "nested" / "dir" / "history.json"
     history.save(path)
@@ -189,7 +196,7 @@ def test_save_then_load_gives_the_same_durations(tmp_path: Path) -> None:
 durations_maps = st.dictionaries(
     st.text(min_size=1, max_size=20),
     st.lists(
-        st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=SHORTEST, max_value=LONGEST, allow_nan=False, allow_infinity=False),
         max_size=30,
     ),
     max_size=5,

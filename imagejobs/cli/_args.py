@@ -136,7 +136,7 @@ def _poll_options(parser: argparse.ArgumentParser) -> None:
     polling.add_argument(
         "--max-delay",
         type=parse_duration,
-        help="longest delay (default 30s, longer where the history places polls)",
+        help="longest delay (default 27s; up to 8 times that where a history places polls)",
     )
 
 

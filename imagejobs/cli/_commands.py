@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -52,21 +53,45 @@ def read_job_ids(given: Iterable[str], stdin: TextIO) -> list[str]:
     return ids
 
 
+def _named_history(args: argparse.Namespace) -> str | None:
+    return getattr(args, "history", None) or os.environ.get("IMAGEJOBS_HISTORY")
+
+
 def history_path(args: argparse.Namespace) -> Path | None:
-    """Return where the duration history is kept: --history, $IMAGEJOBS_HISTORY, the cache."""
+    """Return where the duration history is kept: --history, $IMAGEJOBS_HISTORY, the cache.
+
+    None with --no-history, or when there is no cache directory to find.
+    """
     if getattr(args, "no_history", False):
         return None
-    given = getattr(args, "history", None) or os.environ.get("IMAGEJOBS_HISTORY")
+    given = _named_history(args)
     if given:
         return Path(given).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = os.environ.get("XDG_CACHE_HOME")
+    if not cache:
+        try:
+            cache = str(Path.home() / ".cache")
+        except RuntimeError:  # no HOME, and no user entry to find one in
+            return None
     return Path(cache) / "imagejobs" / "durations.json"
 
 
 def load_history(args: argparse.Namespace) -> DurationHistory | None:
-    """Return the history the options name (empty if its file does not exist yet)."""
+    """Return the history the options name (empty if its file does not exist yet).
+
+    A history named on purpose that cannot be read is an error; the default one in
+    the cache is only a help, so a bad one there is a warning and a fresh start.
+    """
     path = history_path(args)
-    return None if path is None else DurationHistory.load(path)
+    if path is None:
+        return None
+    try:
+        return DurationHistory.load(path)
+    except ConfigurationError as error:
+        if _named_history(args):
+            raise
+        sys.stderr.write(f"imagejobs: warning: {error}; starting a new one\n")
+        return DurationHistory()
 
 
 def keep_history(args: argparse.Namespace, history: DurationHistory | None) -> None:
@@ -168,7 +193,9 @@ async def _watch(args: argparse.Namespace) -> int:
     reporter.start(1)
     last: Transition | None = None
     history = load_history(args)
-    async with make_client(args, history) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(keep_history, args, history)
+        client = await stack.enter_async_context(make_client(args, history))
         try:
             async for transition in client.watch(args.job_id, policy):
                 reporter.transition(transition)
