@@ -51,7 +51,7 @@ from .errors import (
 )
 from .events import Outcome, Transition
 from .gate import Gate, Pass
-from .history import LONGEST, MAX_SAMPLES, SHORTEST, DurationHistory
+from .history import MAX_SAMPLES, DurationHistory, duration_of
 from .hub import Hub
 from .models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob
 from .policy import PollPolicy
@@ -97,6 +97,17 @@ def _check_filter(name: str, value: object, *, several: bool = False) -> str | N
             "(letters, digits and underscores, like RUNNING or CREATE_SERVER)"
         )
     return str(value)
+
+
+def _filters(
+    job_id: object, status: object, job_type: object, *, several: bool = False
+) -> dict[str, str | None]:
+    """Return a list call's checked filters; ``several`` job types (comma-separated) or one."""
+    return {
+        "job_id": None if job_id is None else check_id("job_id", job_id),
+        "status": _check_filter("status", status),
+        "job_type": _check_filter("job_type", job_type, several=several),
+    }
 
 
 def _check_page_size(page_size: object) -> int:
@@ -476,10 +487,7 @@ class Client:
         English API reference marks ``job_type`` mandatory: pass it. Raises
         :class:`InvalidArgument` before any request for a bad filter or page size.
         """
-        query = {
-            "status": _check_filter("status", status),
-            "job_type": _check_filter("job_type", job_type),
-        }
+        query = _filters(None, status, job_type)
         size = _check_page_size(page_size)
         return self._paged(self._job_list_url, query, size, read_job_page, lambda info: info.id)
 
@@ -496,11 +504,7 @@ class Client:
         Each :class:`SubJob` names its parent in ``job_id``. Paging, order and
         errors as in :meth:`list_jobs`.
         """
-        query = {
-            "job_id": None if job_id is None else check_id("job_id", job_id),
-            "status": _check_filter("status", status),
-            "job_type": _check_filter("job_type", job_type),
-        }
+        query = _filters(job_id, status, job_type)
         size = _check_page_size(page_size)
         # Sub-job IDs are only known unique within their job.
         return self._paged(
@@ -515,11 +519,7 @@ class Client:
         ``job_type`` may be a comma-separated list; without it the service counts
         ``CREATE_SERVER``, ``CREATE_SERVER_IMAGE`` and ``DELETE_SERVER`` sub-jobs.
         """
-        query = {
-            "job_id": None if job_id is None else check_id("job_id", job_id),
-            "status": _check_filter("status", status),
-            "job_type": _check_filter("job_type", job_type, several=True),
-        }
+        query = _filters(job_id, status, job_type, several=True)
         return await self._send(_Call(_with_query(self._sub_job_count_url, query), read_count))
 
     async def learn_history(
@@ -558,15 +558,14 @@ class Client:
             )
             async with contextlib.aclosing(listing) as infos:
                 async for info in infos:
+                    seconds = duration_of(info)
                     if (
                         info.status is JobStatus.SUCCESS
                         and info.job_type == job_type
-                        and info.begin_time is not None
                         and info.end_time is not None
+                        and seconds is not None
                     ):
-                        seconds = (info.end_time - info.begin_time).total_seconds()
-                        if SHORTEST <= seconds <= LONGEST:
-                            finished.append((info.end_time, seconds))
+                        finished.append((info.end_time, seconds))
             if finished:
                 finished.sort()
                 kept = [seconds for _, seconds in finished[-MAX_SAMPLES:]]

@@ -22,6 +22,7 @@ from pathlib import Path
 import attrs
 
 from .errors import ConfigurationError, InvalidArgument
+from .models import ImageJob, ImageJobInfo
 
 __all__ = [
     "LONGEST",
@@ -31,6 +32,7 @@ __all__ = [
     "SHORTEST",
     "DurationHistory",
     "LogNormal",
+    "duration_of",
 ]
 
 MAX_SAMPLES = 200
@@ -85,6 +87,34 @@ def _erfinv(y: float) -> float:
     return x
 
 
+def duration_of(job: ImageJob | ImageJobInfo) -> float | None:
+    """Return how long a finished job took, from its own times, or None if they do not say."""
+    if job.begin_time is None or job.end_time is None:
+        return None
+    seconds = (job.end_time - job.begin_time).total_seconds()
+    return seconds if SHORTEST <= seconds <= LONGEST else None
+
+
+def _checked_type(job_type: object) -> str:
+    if not isinstance(job_type, str) or not job_type:
+        raise InvalidArgument(f"job_type must be a non-empty string, got {job_type!r}")
+    return job_type
+
+
+def _checked_duration(seconds: object) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise InvalidArgument(f"a duration must be a number of seconds, got {seconds!r}")
+    try:
+        usable = SHORTEST <= seconds <= LONGEST
+    except OverflowError:  # an integer too large for a float
+        usable = False
+    if not usable:
+        raise InvalidArgument(
+            f"a duration must be between {SHORTEST:g} s and {LONGEST:g} s, got {seconds!r}"
+        )
+    return float(seconds)
+
+
 class DurationHistory:
     """Durations of finished jobs, per job type, the :data:`MAX_SAMPLES` most recent of each.
 
@@ -106,29 +136,17 @@ class DurationHistory:
 
     def record(self, job_type: str, seconds: float) -> None:
         """Add one duration of a ``job_type`` job; raises :class:`InvalidArgument` if unusable."""
-        if not isinstance(job_type, str) or not job_type:
-            raise InvalidArgument(f"job_type must be a non-empty string, got {job_type!r}")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise InvalidArgument(f"a duration must be a number of seconds, got {seconds!r}")
-        try:
-            usable = SHORTEST <= seconds <= LONGEST
-        except OverflowError:  # an integer too large for a float
-            usable = False
-        if not usable:
-            raise InvalidArgument(
-                f"a duration must be between {SHORTEST:g} s and {LONGEST:g} s, got {seconds!r}"
-            )
-        kept = self._durations.setdefault(job_type, deque(maxlen=MAX_SAMPLES))
-        kept.append(float(seconds))
+        kept = self._durations.setdefault(_checked_type(job_type), deque(maxlen=MAX_SAMPLES))
+        kept.append(_checked_duration(seconds))
         self._fits.pop(job_type, None)
 
     def replace(self, job_type: str, durations: Iterable[float]) -> None:
         """Replace a type's durations with these (the most recent last); all or nothing."""
-        fresh = DurationHistory({job_type: durations})  # checks every value first
-        self._durations.pop(job_type, None)
+        fresh = deque((_checked_duration(s) for s in durations), maxlen=MAX_SAMPLES)
+        self._durations.pop(_checked_type(job_type), None)
         self._fits.pop(job_type, None)
-        if job_type in fresh._durations:
-            self._durations[job_type] = fresh._durations[job_type]
+        if fresh:
+            self._durations[job_type] = fresh
 
     def durations(self, job_type: str) -> tuple[float, ...]:
         """Return the recorded durations of a type, oldest first."""

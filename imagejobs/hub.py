@@ -25,7 +25,6 @@ credential (401) every subscriber of the client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import functools
 import heapq
@@ -46,7 +45,6 @@ from .errors import (
     AuthenticationError,
     BadRequest,
     ImageJobsError,
-    InvalidArgument,
     JobFailed,
     JobNotFound,
     ServerError,
@@ -55,7 +53,7 @@ from .errors import (
 )
 from .events import Outcome, Transition, diff
 from .gate import Gate
-from .history import DurationHistory
+from .history import DurationHistory, duration_of
 from .models import ImageJob, ImageJobInfo, JobStatus, SubJob
 from .policy import PollPolicy
 from .retry import RetryPolicy, is_transient
@@ -626,10 +624,9 @@ class Hub:
         job_type = job.job_type
         if self._history is None or job_type is None or not job_type.is_known:
             return
-        if job.begin_time is None or job.end_time is None:
-            return
-        with contextlib.suppress(InvalidArgument):
-            self._history.record(job_type.value, (job.end_time - job.begin_time).total_seconds())
+        seconds = duration_of(job)
+        if seconds is not None:
+            self._history.record(job_type.value, seconds)
 
     def _on_error(self, stream: _Stream, error: BaseException, now: float) -> None:
         subscribers = list(stream.subscribers)
