@@ -124,19 +124,19 @@ def next_gap(
     if fit is not None:
         # Widened, and never so narrow that the density cannot be worked out.
         fit = LogNormal(fit.mu, max(fit.sigma, 0.05) * SPREAD_MARGIN, fit.count)
-    if fit is None or age >= fit.quantile(_TRUSTED_SHARE):
+    trusted_until = math.inf if fit is None else fit.quantile(_TRUSTED_SHARE)
+    if fit is None or age >= trusted_until:
         gap = plain_gap(policy, age)
     else:
-        gap = _placed_gap(policy, age, fit)
+        gap = _placed_gap(policy, age, fit, trusted_until)
     return policy.jittered(gap, draw)
 
 
-def _placed_gap(policy: PollPolicy, age: float, fit: LogNormal) -> float:
+def _placed_gap(policy: PollPolicy, age: float, fit: LogNormal, trusted_until: float) -> float:
     """Return the gap after which Keller's poll density, summed from ``age``, reaches one."""
     longest = PLACED_GAP_FACTOR * policy.longest_gap
     if policy.max_delay is not None:
         longest = policy.max_delay
-    trusted_until = fit.quantile(_TRUSTED_SHARE)
     base_step = max(_SMALLEST_STEP, fit.median / _STEPS_PER_MEDIAN)
     step = base_step
     scale = 1.0 / math.sqrt(2 * check_cost(fit))

@@ -255,7 +255,6 @@ class Hub:
         self._quiet_sweeps = 0
         self._regroup_after = -math.inf
         self._sweep_due_known = False
-        self.sweeps_done = 0
         self._clock = clock
         self._retry = retry
         self._max_polls = max_polls
@@ -903,7 +902,6 @@ class Hub:
             self._on_sweep_error(plan, error, started, now)
             return
         found, counts, pages, incomplete = task.result()
-        self.sweeps_done += 1
         self._counts.update((listing, (count, now)) for listing, count in counts.items())
         self._last_sweep = (started, pages)
         self._sweep_failures = 0
