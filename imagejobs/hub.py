@@ -253,6 +253,7 @@ class Hub:
         self._sweep_failures = 0
         self._sweep_retry_at = -math.inf
         self._quiet_sweeps = 0
+        self._sweep_gets = 0
         self._regroup_after = -math.inf
         self._sweep_due_known = False
         self._clock = clock
@@ -783,7 +784,12 @@ class Hub:
         self._sweep = task
 
     def _sweep_due(self, plan: Plan, now: float) -> float:
-        """Return when the next sweep is due: its jobs' wants, its pace and its backoff allowing."""
+        """Return when the next sweep is due: as its pace and its backoff allow.
+
+        Not when a covered job's own schedule wants a look: one sweep looks at every
+        job, and their schedules (gaps of up to 27 s, or minutes by a history) would
+        hold back the ends of all the others.
+        """
         # A job may have left since the plan was made (the next regroup drops it).
         subscribers = [
             sub
@@ -791,7 +797,6 @@ class Hub:
             if (stream := self._streams.get(job_id)) is not None
             for sub in stream.subscribers
         ]
-        wants = min((sub.wants_at for sub in subscribers), default=math.inf)
         started, pages = self._last_sweep
         rate = self._sweep_rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
@@ -803,7 +808,12 @@ class Hub:
             longest = min(policy.longest_gap for policy in policies)
             multiplier = min(policy.multiplier for policy in policies)
             gap = max(gap, min(longest, first * multiplier ** min(self._quiet_sweeps, 60)))
-        return max(wants, started + gap, self._sweep_retry_at)
+            # Never dearer than the GETs it replaces: each job would cost one request a
+            # longest gap, so a sweep (its pages, and the GETs it asked for to tell a
+            # watcher a change) may come that often per job.
+            jobs = sum(1 for job_id in plan.covered if job_id in self._streams)
+            gap = max(gap, (pages + self._sweep_gets) * longest / max(jobs, 1))
+        return max(started + gap, self._sweep_retry_at)
 
     def _sweep_gate(self) -> Gate | None:
         """Return the gate sweeps go through: a call's own if every swept job is that call's."""
@@ -919,6 +929,8 @@ class Hub:
         known = {stream.job_id: stream.known for stream in streams}
         verdict = read_round(plan, found, known, subs, incomplete)
         news = bool(verdict.to_get) or plan.covered != self._cover.covered
+        # GETs for watched jobs' changes are extra; a job's end costs its GET either way.
+        self._sweep_gets = sum(1 for job_id in verdict.to_get if job_id in subs)
         for stream in streams:
             if stream.job_id in verdict.to_get or self._overdue(stream, started):
                 self._ask_for_get(stream, started)
