@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import ipaddress
+import json
 import logging
 import math
 import random
@@ -22,11 +23,19 @@ from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import attrs
 
 from . import waiter
 from ._version import __version__
-from .auth import Credentials, RefreshableCredentials
-from .budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE, RequestBudget, check_limits
+from .auth import AkSkCredentials, Credentials, RefreshableCredentials, TokenCredentials
+from .budget import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_RATE,
+    MAX_RETRY_AFTER,
+    PACE,
+    RequestBudget,
+    check_limits,
+)
 from .clock import SYSTEM_CLOCK, Clock
 from .codec import (
     MAX_PAGE_SIZE,
@@ -37,6 +46,7 @@ from .codec import (
     read_job,
     read_job_page,
     read_sub_job_page,
+    to_wire,
 )
 from .config import from_environment
 from .errors import (
@@ -50,9 +60,10 @@ from .errors import (
     TransportError,
 )
 from .events import Outcome, Transition
+from .fleet import Fleet, FleetPass, check_redis_url, fleet_key
 from .gate import Gate, Pass
 from .history import MAX_SAMPLES, DurationHistory, duration_of
-from .hub import Hub
+from .hub import Hub, Look, Seen
 from .models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob
 from .policy import PollPolicy
 from .regions import endpoint_for
@@ -194,8 +205,21 @@ class Client:
     :class:`DurationHistory`) records how long every job seen to succeed took,
     and places the polls of jobs of a type it knows where their end is likely.
 
+    With ``redis_url`` (``redis://``, ``rediss://`` for TLS, or ``unix://``),
+    ``max_in_flight`` and ``rate`` hold for every process of the same account
+    that shares that Redis: a fleet-wide limiter on Redis's clock, slots that
+    a crashed process cannot keep past their lease, a 429 anywhere slowing
+    them all, and a job watched by several processes polled by one of them at
+    a time, the others replaying its snapshots (see README, "Many
+    processes"). The fleet is keyed by ``project_id`` and a hash of the access
+    key or token; ``redis_key`` names another. If Redis is unreachable or
+    slow, everything goes on under this client's own budget, with one
+    warning, and shares again once Redis answers.
+
     Raises :class:`InvalidArgument` at once for a bad ``project_id``,
-    ``endpoint``, ``region``, ``timeout``, ``ssl``, ``max_in_flight``, ``rate`` or ``sweeps``.
+    ``endpoint``, ``region``, ``timeout``, ``ssl``, ``max_in_flight``, ``rate``,
+    ``sweeps``, ``redis_url`` or ``redis_key``, and :class:`ConfigurationError`
+    for ``redis_url`` without the ``redis`` extra installed.
     """
 
     def __init__(
@@ -216,6 +240,8 @@ class Client:
         clock: Clock | None = None,
         sweeps: bool | None = None,
         history: DurationHistory | None = None,
+        redis_url: str | None = None,
+        redis_key: str | None = None,
     ) -> None:
         self.project_id = check_id("project_id", project_id)
         if endpoint is None:
@@ -265,6 +291,7 @@ class Client:
                 f"history must be a DurationHistory, got {type(history).__name__}"
             )
         self.history = history
+        self._fleet = self._join_fleet(redis_url, redis_key, credentials, budget)
         self._hub = Hub(
             self._poll,
             self.clock,
@@ -272,9 +299,44 @@ class Client:
             max_polls=max_in_flight,
             list_page=self._list_page,
             sweeps=sweeps,
-            rate=budget.adaptive.current,
+            rate=self._planning_rate,
             history=history,
         )
+
+    def _join_fleet(
+        self,
+        redis_url: str | None,
+        redis_key: str | None,
+        credentials: Credentials | None,
+        budget: RequestBudget,
+    ) -> Fleet | None:
+        if redis_url is None:
+            if redis_key is not None:
+                raise InvalidArgument("redis_key needs redis_url")
+            return None
+        check_redis_url(redis_url)
+        if redis_key is not None and (not isinstance(redis_key, str) or not redis_key):
+            raise InvalidArgument(f"redis_key must be a non-empty string, got {redis_key!r}")
+        if self.clock is not SYSTEM_CLOCK:
+            raise InvalidArgument("redis_url needs the system clock: a fleet keeps Redis's time")
+        key = redis_key or fleet_key(self.project_id, _account_of(credentials, self.endpoint))
+        return Fleet(
+            redis_url,
+            key,
+            max_in_flight=budget.max_in_flight,
+            # Lua has no infinity to parse: an unlimited rate is a billion a second.
+            rate=min(budget.rate, 1e9),
+            pace=PACE,
+            burst=min(budget.burst(self.clock.monotonic()), 1e9),
+            # A request ends within its timeout: a slot outlives it by a little.
+            lease=self.timeout + 2.0,
+            max_retry_after=MAX_RETRY_AFTER,
+        )
+
+    def _planning_rate(self, now: float) -> float:
+        """The rate the hub plans sweeps by: this client's, or its part of the fleet's."""
+        rate = self._gate.budget.adaptive.current(now)
+        return rate if self._fleet is None else self._fleet.share(rate)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -282,7 +344,8 @@ class Client:
 
         Reads ``HUAWEICLOUD_SDK_AK``, ``HUAWEICLOUD_SDK_SK``,
         ``HUAWEICLOUD_SDK_SECURITY_TOKEN``, ``HUAWEICLOUD_SDK_PROJECT_ID``,
-        ``IMAGEJOBS_AUTH_TOKEN``, ``IMAGEJOBS_ENDPOINT``, ``IMAGEJOBS_REGION`` and
+        ``IMAGEJOBS_AUTH_TOKEN``, ``IMAGEJOBS_ENDPOINT``, ``IMAGEJOBS_REGION``,
+        ``IMAGEJOBS_REDIS_URL`` and
         the provider's credentials file (``~/.huaweicloud/credentials``, or the
         one ``HUAWEICLOUD_SDK_CREDENTIALS_FILE`` names). ``overrides`` are
         :class:`Client` arguments and win. Raises :class:`ConfigurationError`
@@ -339,6 +402,8 @@ class Client:
         closed = ImageJobsError("the client is closed")
         for gate in [self._gate, *self._call_gates]:
             await gate.close(closed)
+        if self._fleet is not None:
+            await self._fleet.close()
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
@@ -632,10 +697,43 @@ class Client:
             # The gate holds the next try too while a Retry-After runs.
             await self.clock.sleep(delay)
 
-    async def _poll(self, job_id: str, priority: float, call_gate: Gate | None) -> ImageJob:
-        """Fetch a job once for the hub: no retries (the hub polls again with backoff)."""
-        call = _Call(self.job_url(job_id), read_job(job_id))
-        return await self._attempt(self._get_session(), call, priority, call_gate)
+    async def _poll(self, job_id: str, priority: float, call_gate: Gate | None, look: Look) -> Seen:
+        """Look at a job once for the hub: no retries (the hub polls again with backoff).
+
+        In a fleet, another process's recent look serves instead of a GET, and a
+        GET's answer is shared.
+        """
+        read = read_job(job_id)
+        call = _Call(self.job_url(job_id), read)
+        fleet = self._fleet
+        shared = None if fleet is None else await fleet.look(call.url, look.fresh_after, look.mark)
+        replayed: tuple[tuple[ImageJob, float], ...] = ()
+        mark = look.mark
+        if shared is not None and shared.entries:
+            try:
+                replayed = tuple((read(body), at) for _, body, at in shared.entries)
+                mark = shared.entries[-1][0]
+            except ImageJobsError:
+                logger.warning("a snapshot of job %s in Redis is not one: fetching it", job_id)
+                shared = attrs.evolve(shared, state="go")
+        if shared is not None and shared.state == "wait":
+            return Seen(replayed, mark, own=False, retry_in=_SHARED_WAIT)
+        if shared is not None and shared.state == "fresh":
+            return Seen(replayed, mark, own=False)
+        try:
+            job = await self._attempt(self._get_session(), call, priority, call_gate)
+        except BaseException:
+            if shared is not None and fleet is not None:
+                fleet.let_go(call.url)
+            raise
+        answered = self.clock.monotonic()
+        if shared is not None and fleet is not None:
+            body = json.dumps(to_wire(job), separators=(",", ":"), sort_keys=True).encode()
+            published = await fleet.publish(
+                call.url, body, final=job.is_terminal, answered=answered
+            )
+            mark = published or mark
+        return Seen((*replayed, (job, answered)), mark)
 
     async def _list_page(
         self,
@@ -693,6 +791,7 @@ class Client:
         """Wait for the budget (the call's, then the client's), sign, send, and report back."""
         gates = (self._gate,) if call_gate is None else (call_gate, self._gate)
         passes: list[Pass] = []
+        fleet_pass: FleetPass | None = None
         # How the request ended, for the budget: only an answer that is not a 429
         # shows what the gateway accepts, and only a 429 slows the client down.
         ending: dict[str, Any] = {}
@@ -701,10 +800,12 @@ class Client:
                 try:
                     passes.append(await gate.acquire(priority, call.deadline))
                 except TimeoutError:
-                    raise TransportError(
-                        f"GET {call.url}: not sent, the client's request budget held it past "
-                        f"the retry policy's max_time ({self._retry.max_time:g}s)"
-                    ) from None
+                    raise self._held(call) from None
+            if self._fleet is not None:
+                try:
+                    fleet_pass = await self._fleet.acquire(call.deadline)
+                except TimeoutError:
+                    raise self._held(call) from None
             call.sent = headers = await self._authorize(call.url)
             answer = await self._get(session, call, headers)
         except Throttled as error:
@@ -720,6 +821,14 @@ class Client:
             for gate, ticket in zip(gates, passes, strict=False):
                 # Only the client's own gate learns from 429s; a call's cap stays as given.
                 gate.release(ticket, **(ending if gate is self._gate else {}))
+            if self._fleet is not None:
+                self._fleet.release(fleet_pass, **ending)
+
+    def _held(self, call: _Call[Any]) -> TransportError:
+        return TransportError(
+            f"GET {call.url}: not sent, the client's request budget held it past "
+            f"the retry policy's max_time ({self._retry.max_time:g}s)"
+        )
 
     async def _authorize(self, url: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
@@ -845,6 +954,20 @@ def _check_pool(session: aiohttp.ClientSession, max_in_flight: int) -> None:
             f"max_in_flight={max_in_flight}: requests would queue in the pool and time out; "
             f"pass max_in_flight={smallest} or a session with a larger pool"
         )
+
+
+_SHARED_WAIT = 0.25
+"""Seconds before looking again at a job another process of the fleet is fetching."""
+
+
+def _account_of(credentials: Credentials | None, endpoint: str) -> str:
+    """Return what names the account a fleet shares: the access key, or else the token."""
+    if isinstance(credentials, AkSkCredentials):
+        return f"ak:{credentials.ak}"
+    if isinstance(credentials, TokenCredentials):
+        return f"token:{credentials.token}"
+    # Credentials of another kind: the endpoint is all there is (redis_key= names a fleet).
+    return f"endpoint:{endpoint}"
 
 
 class _Call(Generic[_T]):

@@ -25,6 +25,7 @@ __all__ = [
     "ENV_CREDENTIALS_FILE",
     "ENV_ENDPOINT",
     "ENV_PROJECT_ID",
+    "ENV_REDIS_URL",
     "ENV_REGION",
     "ENV_SECURITY_TOKEN",
     "ENV_SK",
@@ -42,6 +43,7 @@ ENV_CREDENTIALS_FILE = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
 ENV_AUTH_TOKEN = "IMAGEJOBS_AUTH_TOKEN"  # noqa: S105 - a variable name
 ENV_REGION = "IMAGEJOBS_REGION"
 ENV_ENDPOINT = "IMAGEJOBS_ENDPOINT"
+ENV_REDIS_URL = "IMAGEJOBS_REDIS_URL"
 
 _SECTION = "basic"
 
@@ -174,6 +176,8 @@ def resolve(
     if "credentials" not in settings:
         settings["credentials"] = _credentials(environ, file)
     settings.update(_endpoint(settings, environ))
+    if settings.get("redis_url") is None and _env(environ, ENV_REDIS_URL):
+        settings["redis_url"] = _env(environ, ENV_REDIS_URL)
     return settings
 
 

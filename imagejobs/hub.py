@@ -74,7 +74,9 @@ __all__ = [
     "KEPT_TRANSITIONS",
     "LIST_TRUST",
     "Hub",
+    "Look",
     "Mailbox",
+    "Seen",
     "Subscription",
     "is_poll_transient",
 ]
@@ -101,7 +103,35 @@ Lists are hints: one that lags, or never shows a job's end, must not hide it for
 """
 
 Event = Transition | Outcome
-PollFunction = Callable[[str, float, Gate | None], Coroutine[Any, Any, ImageJob]]
+
+
+@attrs.frozen
+class Look:
+    """What the hub asks of one look at a job: any snapshot taken since ``fresh_after`` will do.
+
+    ``mark`` is where the job's shared snapshots were last read (see :mod:`imagejobs.fleet`).
+    """
+
+    fresh_after: float
+    mark: str = ""
+
+
+@attrs.frozen
+class Seen:
+    """What one look found: snapshots, oldest first, each with when it was taken.
+
+    ``own`` says this process fetched the last one; otherwise they came from
+    another process's looks. No snapshot means another process is looking right
+    now: look again in ``retry_in`` seconds.
+    """
+
+    jobs: tuple[tuple[ImageJob, float], ...]
+    mark: str = ""
+    own: bool = True
+    retry_in: float = 0.0
+
+
+PollFunction = Callable[[str, float, Gate | None, Look], Coroutine[Any, Any, Seen]]
 ListFunction = Callable[
     [bool, Mapping[str, str | int | None], float, Gate | None], Coroutine[Any, Any, Page[Any]]
 ]
@@ -112,6 +142,9 @@ SWEEP_FAILURES = 3
 
 SWEEP_PAUSE = 60.0
 """Seconds sweeps pause after failing :data:`SWEEP_FAILURES` times: each job is polled by GET."""
+
+SHARED_WAIT_MAX = 2.0
+"""Seconds at most between two looks at a job another process of the fleet is fetching."""
 
 COUNT_TTL = 300.0
 """Seconds a list's count is believed: a crowded list may thin out."""
@@ -194,7 +227,11 @@ class _Stream:
     snapshot: ImageJob | None = None
     seen_at: float = -math.inf
     polls: int = 0
-    poll: asyncio.Task[ImageJob] | None = None
+    poll: asyncio.Task[Seen] | None = None
+    mark: str = ""
+    """Where this job's shared snapshots were last read."""
+    waits: int = 0
+    """Looks in a row that found another process looking."""
     poll_started: float = 0.0
     poll_order: int = 0
     # The number of the stream's live entry in the due heap; other entries are stale.
@@ -265,8 +302,8 @@ class Hub:
         self._deadlines: list[tuple[float, int, Subscription]] = []
         self._ended_in_heap = 0
         self._order = itertools.count()
-        self._returned: deque[tuple[_Stream, asyncio.Task[ImageJob]]] = deque()
-        self._polls: set[asyncio.Task[ImageJob]] = set()
+        self._returned: deque[tuple[_Stream, asyncio.Task[Seen]]] = deque()
+        self._polls: set[asyncio.Task[Seen]] = set()
         # Polls out per gate (None: the client's own), and streams due that wait for
         # room in theirs: a slow call's cap must not hold back anyone else's polls.
         self._out: Counter[Gate | None] = Counter()
@@ -526,12 +563,31 @@ class Hub:
             stream.polls += 1
             stream.poll_started = now
             stream.poll_order = next(self._order)
-            task: asyncio.Task[ImageJob] = asyncio.get_running_loop().create_task(
-                self._poll_job(stream.job_id, when, gate)
+            look = Look(self._fresh_after(stream, when), stream.mark)
+            task: asyncio.Task[Seen] = asyncio.get_running_loop().create_task(
+                self._poll_job(stream.job_id, when, gate, look)
             )
             stream.poll = task
             self._polls.add(task)
             task.add_done_callback(functools.partial(self._returned_from, stream, gate))
+
+    @staticmethod
+    def _fresh_after(stream: _Stream, when: float) -> float:
+        """Return since when another process's snapshot serves as this look.
+
+        One taken in the later half of the gap since the last look: what comes
+        next is planned from it, so the job is looked at as often as before.
+        ``when`` is when the look was due; a look put off (another process was
+        looking) still wants what was seen since it was first wanted.
+        """
+        when = min(when, *(sub.wants_at for sub in stream.subscribers))
+        if stream.seen_at > -math.inf:
+            fresh_after = when - 0.5 * max(0.0, when - stream.seen_at)
+        else:
+            fresh_after = when - min(sub.policy.initial_delay for sub in stream.subscribers)
+        if stream.get_now:
+            fresh_after = max(fresh_after, stream.get_since)  # what a sweep saw must be explained
+        return fresh_after
 
     @staticmethod
     def _gate_for(stream: _Stream) -> Gate | None:
@@ -545,9 +601,7 @@ class Hub:
     def _room(self, gate: Gate | None) -> int:
         return self._max_polls if gate is None else gate.budget.max_in_flight
 
-    def _returned_from(
-        self, stream: _Stream, gate: Gate | None, task: asyncio.Task[ImageJob]
-    ) -> None:
+    def _returned_from(self, stream: _Stream, gate: Gate | None, task: asyncio.Task[Seen]) -> None:
         self._polls.discard(task)
         self._out[gate] -= 1
         self._unpark(gate)
@@ -570,7 +624,7 @@ class Hub:
         if not parked:
             self._parked.pop(gate, None)
 
-    def _handle(self, stream: _Stream, task: asyncio.Task[ImageJob], now: float) -> None:
+    def _handle(self, stream: _Stream, task: asyncio.Task[Seen], now: float) -> None:
         if self._streams.get(stream.job_id) is not stream or stream.poll is not task:
             return  # its subscribers left while it was out
         stream.poll = None
@@ -583,13 +637,31 @@ class Hub:
         else:
             error = task.exception()
         if error is None:
-            self._on_job(stream, task.result(), now)
+            self._on_seen(stream, task.result(), now)
         else:
             self._on_error(stream, error, now)
         if self._streams.get(stream.job_id) is stream:
             self._reschedule(stream)
 
-    def _on_job(self, stream: _Stream, job: ImageJob, now: float) -> None:
+    def _on_seen(self, stream: _Stream, seen: Seen, now: float) -> None:
+        stream.mark = seen.mark
+        own = seen.jobs[-1] if seen.own and seen.jobs else None
+        for job, at in seen.jobs[:-1] if own else seen.jobs:
+            # Only what is newer than this process's own last look: never back in time.
+            if at > stream.seen_at:
+                self._on_job(stream, job, min(at, now), sent=at)
+        if own is not None:
+            self._on_job(stream, own[0], now, sent=stream.poll_started)
+        if seen.retry_in and stream.subscribers:
+            # Another process is looking: its answer is near, unless it waits for the budget.
+            stream.waits += 1
+            first = min(seen.retry_in, *(sub.policy.initial_delay for sub in stream.subscribers))
+            stream.retry_at = now + min(SHARED_WAIT_MAX, first * 2 ** min(stream.waits - 1, 16))
+        else:
+            stream.waits = 0
+
+    def _on_job(self, stream: _Stream, job: ImageJob, now: float, *, sent: float) -> None:
+        """Take a snapshot taken at ``now`` by a request sent at ``sent``."""
         # Its duration counts once, from the wait that saw it run: a wait on a job
         # long finished must not add it again (eight such waits would make a fit).
         before = stream.known
@@ -597,7 +669,7 @@ class Hub:
         stream.snapshot = job
         stream.seen_at = now
         stream.known = Known.of(job)
-        if stream.poll_started >= stream.get_since:
+        if sent >= stream.get_since:
             stream.get_now = False  # a GET sent before a sweep asked for one does not answer it
             # Polled by GET from here until a regroup covers it again, so that what this
             # answer showed (a job no list can follow, say) never waits for that.

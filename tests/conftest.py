@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from redis_server import RedisServer
 
 from imagejobs import Client, RetryPolicy
 from imagejobs.testing import FakeClock, FakeWorkspace
@@ -66,3 +67,19 @@ async def server(clock: FakeClock, keys: dict[str, Any]) -> AsyncIterator[FakeWo
     """A fake server on the ``clock``'s time, verifying AK/SK signatures."""
     async with FakeWorkspace(clock=clock.monotonic, **keys) as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, for the whole session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url

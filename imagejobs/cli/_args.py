@@ -165,6 +165,12 @@ def _budget_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_RATE,
         help=f"requests per second, lowered further by 429s (default {DEFAULT_RATE:g})",
     )
+    budget.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the budget and the polls with every process of the account that uses "
+        "this Redis, redis://host:port/db (default: IMAGEJOBS_REDIS_URL; needs imagejobs[redis])",
+    )
 
 
 _FULL_EPILOG = EXIT_CODES_HELP + "\n" + CREDENTIALS_HELP

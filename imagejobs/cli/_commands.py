@@ -119,6 +119,8 @@ def make_client(args: argparse.Namespace, history: DurationHistory | None = None
     for budget in ("max_in_flight", "rate"):
         if getattr(args, budget, None) is not None:
             overrides[budget] = getattr(args, budget)
+    if getattr(args, "redis", None):
+        overrides["redis_url"] = args.redis
     if getattr(args, "no_sweeps", False):
         overrides["sweeps"] = False
     if history is not None:
