@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imagejobs import Client
+from imagejobs import Client, PollPolicy
 from imagejobs.testing import FAKE_PROJECT_ID, FakeWorkspace
 
 GATEWAY_LIMIT = 20  # requests a second, for the whole account
@@ -35,6 +35,9 @@ IN_FLIGHT = 8
 LATENCY = 0.2  # seconds the gateway takes to answer
 TYPES = ("CREATE_SERVER", "CREATE_SERVER_IMAGE", "DELETE_SERVER")
 ALONE = "one process, shared jobs only"
+NO_REDIS = "fleet, no Redis"
+REDIS = "fleet, Redis"
+DEFAULT_INITIAL_DELAY = PollPolicy().initial_delay
 
 
 def _job(job_id: str, job_type: str, status: str) -> dict[str, Any]:
@@ -52,12 +55,15 @@ def _job(job_id: str, job_type: str, status: str) -> dict[str, Any]:
 def script(
     fake: FakeWorkspace, ids: list[str], start: float, seconds: float, seed: int
 ) -> dict[str, Any]:
-    """Script jobs that end between 10 s and ``seconds`` after ``start`` (5% FAILED)."""
+    """Script jobs that end between 10 s (or half ``seconds``) and ``seconds`` after ``start``.
+
+    5% of them FAILED.
+    """
     draw = random.Random(seed)  # noqa: S311 - a repeatable workload, not a secret
     ends = {}
     for n, job_id in enumerate(ids):
         job_type = TYPES[n % 3]
-        end = draw.uniform(10.0, seconds)
+        end = draw.uniform(min(10.0, seconds / 2), seconds)
         final = "FAILED" if n % 20 == 0 else "SUCCESS"
         steps = [
             _job(job_id, job_type, "WAITING"),
@@ -73,7 +79,9 @@ def script(
 # --- a worker process -----------------------------------------------------------------
 
 
-async def _work(endpoint: str, redis_url: str | None, ids: list[str]) -> dict[str, Any]:
+async def _work(
+    endpoint: str, redis_url: str | None, ids: list[str], policy: PollPolicy
+) -> dict[str, Any]:
     client = Client(
         project_id=FAKE_PROJECT_ID,
         endpoint=endpoint,
@@ -84,7 +92,7 @@ async def _work(endpoint: str, redis_url: str | None, ids: list[str]) -> dict[st
     )
     seen: dict[str, tuple[float, str]] = {}
     async with client:
-        async for outcome in client.wait_many(ids):
+        async for outcome in client.wait_many(ids, policy):
             status = "error" if outcome.job is None else outcome.job.status.value
             seen[outcome.job_id] = (time.monotonic(), status)
         fleet = client._fleet  # the benchmark counts Redis calls
@@ -93,9 +101,10 @@ async def _work(endpoint: str, redis_url: str | None, ids: list[str]) -> dict[st
 
 
 def worker(argv: list[str]) -> None:
-    endpoint, redis_url, ids_file = argv
+    endpoint, redis_url, ids_file, initial_delay = argv
     ids = Path(ids_file).read_text().split()
-    result = asyncio.run(_work(endpoint, None if redis_url == "-" else redis_url, ids))
+    policy = PollPolicy(initial_delay=float(initial_delay))
+    result = asyncio.run(_work(endpoint, None if redis_url == "-" else redis_url, ids, policy))
     print(json.dumps(result))
 
 
@@ -152,7 +161,14 @@ class RedisProcess:
 
 
 async def _fleet(
-    processes: int, shared: int, own: int, *, seconds: float, redis_url: str | None, seed: int
+    processes: int,
+    shared: int,
+    own: int,
+    *,
+    seconds: float,
+    redis_url: str | None,
+    seed: int,
+    initial_delay: float,
 ) -> dict[str, Any]:
     """Run ``processes`` workers, each waiting on the ``shared`` jobs and ``own`` of its own."""
     async with FakeWorkspace(rate_limit=GATEWAY_LIMIT, latency=LATENCY) as fake:
@@ -174,6 +190,7 @@ async def _fleet(
                         fake.url,
                         redis_url or "-",
                         str(ids_file),
+                        str(initial_delay),
                         stdout=asyncio.subprocess.PIPE,
                     )
                 )
@@ -209,30 +226,48 @@ async def _fleet(
 
 
 def simulate(
-    processes: int, shared: int, own: int, *, seconds: float, redis_url: str | None, seed: int = 0
+    processes: int,
+    shared: int,
+    own: int,
+    *,
+    seconds: float,
+    redis_url: str | None,
+    seed: int = 0,
+    initial_delay: float = DEFAULT_INITIAL_DELAY,
 ) -> dict[str, Any]:
-    """Run one fleet; return its figures."""
+    """Run one fleet, its clients on the default policy unless told another first gap."""
     return asyncio.run(
-        _fleet(processes, shared, own, seconds=seconds, redis_url=redis_url, seed=seed)
+        _fleet(
+            processes,
+            shared,
+            own,
+            seconds=seconds,
+            redis_url=redis_url,
+            seed=seed,
+            initial_delay=initial_delay,
+        )
     )
 
 
-def run(processes: int, shared: int, own: int, seconds: float) -> dict[str, dict[str, Any]]:
-    """Run the variants: one process on the shared jobs, the fleet alone, the fleet on Redis."""
+def run(
+    processes: int, shared: int, own: int, seconds: float, redis_url: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Run the variants: one process on the shared jobs, the fleet alone, the fleet on Redis.
+
+    On the Redis at ``redis_url``, or else on a ``redis-server`` of its own.
+    """
     with tempfile.TemporaryDirectory() as directory:
-        redis = RedisProcess(directory)
+        redis = None if redis_url else RedisProcess(directory)
+        url = redis_url or (redis.url if redis else "")
         try:
             return {
                 ALONE: simulate(1, shared, 0, seconds=seconds, redis_url=None),
-                "fleet, no Redis": simulate(
-                    processes, shared, own, seconds=seconds, redis_url=None
-                ),
-                "fleet, Redis": simulate(
-                    processes, shared, own, seconds=seconds, redis_url=redis.url
-                ),
+                NO_REDIS: simulate(processes, shared, own, seconds=seconds, redis_url=None),
+                REDIS: simulate(processes, shared, own, seconds=seconds, redis_url=url),
             }
         finally:
-            redis.stop()
+            if redis is not None:
+                redis.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=int, default=100)
     parser.add_argument("--own", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--redis", metavar="URL", help="a running Redis (default: start one)")
     options = parser.parse_args(args)
-    results = run(options.processes, options.shared, options.own, options.seconds)
+    results = run(options.processes, options.shared, options.own, options.seconds, options.redis)
     print(json.dumps(results, indent=2))
     return 0
 

@@ -658,6 +658,59 @@ def startup(env: dict[str, str], rounds: int) -> tuple[str, dict[str, Any]]:
     }
 
 
+def fleet(processes: int, shared: int, own: int, seconds: float) -> tuple[str, dict[str, Any]]:
+    from benchmarks.fleet import ALONE, GATEWAY_LIMIT, IN_FLIGHT, LATENCY, run
+
+    print(f"fleet: {processes} processes on one account, with and without Redis", file=sys.stderr)
+    results = run(processes, shared, own, seconds)
+    alone = results[ALONE]["gets_shared"]
+    rows = [
+        [
+            variant,
+            f"{r['right']}/{r['waits']}",
+            f"{r['requests']:,}",
+            f"{r['gets_shared']} ({r['gets_shared'] / alone:.2f}×)",
+            f"{r['throttled_share'] * 100:.1f}%",
+            f"{r['busiest_second']}",
+            f"{r['peak_in_flight']}",
+            f"{r['p50_late_s']:.1f}",
+            f"{r['p95_late_s']:.1f}",
+            f"{r['redis_calls'] / max(1, r['requests']):.1f}" if r["redis_calls"] else "-",
+        ]
+        for variant, r in results.items()
+    ]
+    text = "\n".join(
+        [
+            f"### 10. A fleet: {processes} processes, one account, a gateway of "
+            f"{GATEWAY_LIMIT} requests a second\n",
+            table(
+                [
+                    "variant",
+                    "outcomes right",
+                    "requests",
+                    f"GETs of the {shared} shared jobs (× one process)",
+                    "throttled",
+                    "busiest second",
+                    "most in flight",
+                    "p50 seen late s",
+                    "p95 seen late s",
+                    "Redis calls per request",
+                ],
+                rows,
+            ),
+            f"\nEach of {processes} processes waits (`wait_many`) on the same {shared} jobs "
+            f"and {own} of its own with `Client(max_in_flight={IN_FLIGHT}, "
+            f"rate={GATEWAY_LIMIT})`; the fake gateway allows {GATEWAY_LIMIT} requests in any "
+            f"second (429, no `Retry-After`) and takes {LATENCY:g} s to answer. Jobs end 10 to "
+            f"{seconds:g} s after the start (5% FAILED). 'fleet, Redis' adds "
+            "`redis_url=` (a local `redis-server`); 'one process' waits on the shared jobs "
+            "alone, the baseline for what they cost. Real processes on real time, one run: "
+            "see `benchmarks/fleet.py`.\n",
+        ]
+    )
+    return text, {"fleet": results}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -697,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
                 throttling(seeds=3 if quick else 9),
                 sweeps(seeds=2 if quick else 5, jobs=400, old=2000),
                 cadence(seeds=2 if quick else 5, count=60 if quick else 200),
+                fleet(*((3, 20, 10, 20.0) if quick else (6, 100, 50, 60.0))),
             ):
                 sections.append(text)
                 data.update(figures)

@@ -367,7 +367,8 @@ class Client:
         logger.warning("sending credentials over plain http to %s (allow_insecure)", parts.hostname)
 
     def __repr__(self) -> str:
-        return f"Client(endpoint={self.endpoint!r}, project_id={self.project_id!r})"
+        fleet = "" if self._fleet is None else f", fleet={self._fleet.where}"
+        return f"Client(endpoint={self.endpoint!r}, project_id={self.project_id!r}{fleet})"
 
     @property
     def max_in_flight(self) -> int:

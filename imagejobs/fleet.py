@@ -372,7 +372,8 @@ class Fleet:
         max_retry_after: float,
     ) -> None:
         aioredis = _import_redis()
-        self._where = redacted_url(url)
+        self.where = redacted_url(url)
+        """The Redis URL without its credentials."""
         self._redis: Redis = aioredis.Redis.from_url(
             url,
             socket_timeout=REDIS_TIMEOUT,
@@ -414,7 +415,7 @@ class Fleet:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"Fleet(redis={self._where!r}, key={self.key!r}, members={self.members})"
+        return f"Fleet(redis={self.where!r}, key={self.key!r}, members={self.members})"
 
     @property
     def sharing(self) -> bool:
@@ -450,7 +451,7 @@ class Fleet:
             return None
         if self._down:
             self._down = False
-            logger.warning("Redis at %s is back: sharing the budget again", self._where)
+            logger.warning("Redis at %s is back: sharing the budget again", self.where)
         if isinstance(result, list) and len(result) >= 2:
             # Every script answers with Redis's time second: the offset to this clock.
             self._note_time(result[1], before, time.monotonic())
@@ -465,7 +466,7 @@ class Fleet:
             logger.warning(
                 "Redis at %s is not answering (%s): going on under this process's own "
                 "budget, and trying again every %gs",
-                self._where,
+                self.where,
                 type(exc).__name__,
                 RETRY_REDIS_AFTER,
             )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cadence, sweeps
+from benchmarks import cadence, fleet, sweeps
 from benchmarks.run import fake_server, run_variant
 from benchmarks.throttling import GATEWAYS, LIMITERS, simulate
 
@@ -67,3 +67,11 @@ def test_the_cadence_scenario_runs_every_schedule_on_every_workload() -> None:
             result = cadence.simulate(workload, variant, count=4, seed=1)
             assert result["requests_per_job"] >= 1
             assert result["p95_late_s"] >= 0  # no end was seen before it happened
+
+
+def test_the_fleet_scenario_runs_on_redis(redis_url: str) -> None:
+    # Without Redis it is the same code as every other scenario's: only the fleet is new.
+    result = fleet.simulate(2, 3, 2, seconds=1.0, redis_url=redis_url, initial_delay=0.05)
+    assert result["waits"] == 2 * 5
+    assert result["right"] == result["waits"]  # every process saw every true outcome
+    assert result["redis_calls"] > 0
