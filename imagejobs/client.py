@@ -23,7 +23,6 @@ from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-import attrs
 
 from . import waiter
 from ._version import __version__
@@ -704,37 +703,45 @@ class Client:
         In a fleet, another process's recent look serves instead of a GET, and a
         GET's answer is shared.
         """
-        read = read_job(job_id)
-        call = _Call(self.job_url(job_id), read)
-        fleet = self._fleet
-        shared = None if fleet is None else await fleet.look(call.url, look.fresh_after, look.mark)
-        replayed: tuple[tuple[ImageJob, float], ...] = ()
-        mark = look.mark
-        if shared is not None and shared.entries:
-            try:
-                replayed = tuple((read(body), at) for _, body, at in shared.entries)
-                mark = shared.entries[-1][0]
-            except ImageJobsError:
-                logger.warning("a snapshot of job %s in Redis is not one: fetching it", job_id)
-                shared = attrs.evolve(shared, state="go")
-        if shared is not None and shared.state == "wait":
-            return Seen(replayed, mark, own=False, retry_in=_SHARED_WAIT)
-        if shared is not None and shared.state == "fresh":
-            return Seen(replayed, mark, own=False)
+        call = _Call(self.job_url(job_id), read_job(job_id))
+        if self._fleet is not None:
+            return await self._shared_poll(self._fleet, call, priority, call_gate, look)
+        job = await self._attempt(self._get_session(), call, priority, call_gate)
+        return Seen(((job, self.clock.monotonic()),), look.mark)
+
+    async def _shared_poll(
+        self, fleet: Fleet, call: _Call[ImageJob], priority: float, gate: Gate | None, look: Look
+    ) -> Seen:
+        claim = ""
         try:
-            job = await self._attempt(self._get_session(), call, priority, call_gate)
-        except BaseException:
-            if shared is not None and fleet is not None:
-                fleet.let_go(call.url)
-            raise
-        answered = self.clock.monotonic()
-        if shared is not None and fleet is not None:
-            body = json.dumps(to_wire(job), separators=(",", ":"), sort_keys=True).encode()
-            published = await fleet.publish(
-                call.url, body, final=job.is_terminal, answered=answered
-            )
-            mark = published or mark
-        return Seen((*replayed, (job, answered)), mark)
+            shared = await fleet.look(call.url, look.fresh_after, look.mark)
+            claim = "" if shared is None else shared.claim
+            replayed: tuple[tuple[ImageJob, float], ...] = ()
+            mark = look.mark
+            if shared is not None and shared.entries:
+                try:
+                    replayed = tuple((call.read(body), at) for _, body, at in shared.entries)
+                    mark = shared.entries[-1][0]
+                except ImageJobsError:
+                    logger.warning("a snapshot in Redis is not a job: fetching %s", call.url)
+                    shared = None
+            if shared is not None and shared.state == "wait":
+                return Seen(replayed, mark, own=False, retry_in=_SHARED_WAIT)
+            if shared is not None and shared.state == "fresh":
+                return Seen(replayed, mark, own=False)
+            job = await self._attempt(self._get_session(), call, priority, gate)
+            answered = self.clock.monotonic()
+            if claim:
+                body = json.dumps(to_wire(job), separators=(",", ":"), sort_keys=True).encode()
+                published = await fleet.publish(
+                    call.url, claim, body, final=job.is_terminal, answered=answered
+                )
+                claim = ""  # published or not, the fleet gives it back
+                mark = published or mark
+            return Seen((*replayed, (job, answered)), mark)
+        finally:
+            if claim:
+                fleet.let_go(call.url, claim)  # no answer to share: another process may look
 
     async def _list_page(
         self,
@@ -802,12 +809,13 @@ class Client:
                     passes.append(await gate.acquire(priority, call.deadline))
                 except TimeoutError:
                     raise self._held(call) from None
+            call.sent = headers = await self._authorize(call.url)
             if self._fleet is not None:
+                # After signing: a fleet's slot is held no longer than the request.
                 try:
                     fleet_pass = await self._fleet.acquire(call.deadline)
                 except TimeoutError:
                     raise self._held(call) from None
-            call.sent = headers = await self._authorize(call.url)
             answer = await self._get(session, call, headers)
         except Throttled as error:
             ending = {"throttled": True, "retry_after": error.retry_after}

@@ -112,36 +112,41 @@ end
 """
 
 # KEYS: tat, slots, pause, adaptive.
-# ARGV: max_rate, pace, burst, max_in_flight, lease_ms, token, reserved (1/0), horizon_ms.
-# Returns {state, now, wait, rate}: state 1 granted; 2 a turn reserved (come back, with
-# reserved=1, after wait ms, or after a moment if wait is -1: every slot taken); 0 no
-# turn (a pause, or the queue longer than the horizon; ask again after wait ms).
+# ARGV: max_rate, pace, burst, max_in_flight, lease_ms, token, booked (ms, 0: none), horizon_ms.
+# Returns {state, now, wait, rate, booked}: state 1 granted; 2 a turn booked for `booked`
+# (come back with it after wait ms, or after a moment if wait is -1: every slot taken); 0 no
+# turn (a pause, or the queue longer than the horizon; ask again after wait ms). A booked
+# turn not used within one interval of its time is gone: turns kept while every slot was
+# taken must not all go at once when slots free.
 _ACQUIRE = (
     _PRELUDE
     + """
 local max_rate, pace, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cap, lease, horizon = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[8])
+local booked = tonumber(ARGV[7])
 local now = now_ms()
 local rate = current_rate(KEYS[4], max_rate, now)
 local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pause > now then return {0, fmt(now), fmt(pause - now), fmt(rate)} end
+if pause > now then return {0, fmt(now), fmt(pause - now), fmt(rate), '0'} end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local full = redis.call('ZCARD', KEYS[2]) >= cap
-if ARGV[7] ~= '1' then
+local interval = 1000 / (rate * pace)
+if booked > 0 and now > booked + interval then booked = 0 end
+if booked == 0 then
   -- Take the next turn in the fleet's queue, unless it is further off than the horizon.
-  local interval = 1000 / (rate * pace)
   local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
   local allowed_at = tat - (burst - 1) * interval
   if allowed_at - now > horizon then
-    return {0, fmt(now), fmt(allowed_at - now - horizon), fmt(rate)}
+    return {0, fmt(now), fmt(allowed_at - now - horizon), fmt(rate), '0'}
   end
   redis.call('SET', KEYS[1], fmt(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000)
-  if now < allowed_at then return {2, fmt(now), fmt(allowed_at - now), fmt(rate)} end
+  booked = math.max(allowed_at, now)
+  if now < allowed_at then return {2, fmt(now), fmt(allowed_at - now), fmt(rate), fmt(booked)} end
 end
-if full then return {2, fmt(now), '-1', fmt(rate)} end
+if full then return {2, fmt(now), '-1', fmt(rate), fmt(booked)} end
 redis.call('ZADD', KEYS[2], now + lease, ARGV[6])
 redis.call('PEXPIRE', KEYS[2], lease + 1000)
-return {1, fmt(now), '0', fmt(rate)}
+return {1, fmt(now), '0', fmt(rate), fmt(booked)}
 """
 )
 
@@ -159,7 +164,7 @@ return 1
 """
 )
 
-# KEYS: adaptive, pause, accepted, tat. ARGV: max_rate, sent_ms, retry_after_ms, max_retry_ms.
+# KEYS: adaptive, pause, accepted. ARGV: max_rate, sent_ms, retry_after_ms, max_retry_ms.
 # Returns 1 if the rate dropped, 0 if the 429 was to a request sent before the last drop.
 _THROTTLED = (
     _PRELUDE
@@ -188,9 +193,6 @@ end
 redis.call('HSET', KEYS[1], 'ceiling', fmt(math.max(base, low)),
   'rate', fmt(math.max(low, base * DROP)), 'dropped', fmt(now), 'hold', fmt(hold))
 redis.call('PEXPIRE', KEYS[1], 600000)
--- What was saved up at the old rate would be a burst at the new one.
-local tat = tonumber(redis.call('GET', KEYS[4]) or '0')
-if tat < now then redis.call('SET', KEYS[4], fmt(now), 'PX', 2000) end
 if retry_after <= 0 then pause_until(now + hold) end
 return 1
 """
@@ -201,15 +203,19 @@ _HEARTBEAT = (
     _PRELUDE
     + """
 local now = now_ms()
-if ARGV[3] == '1' then redis.call('ZREM', KEYS[1], ARGV[1])
-else redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) end
+if ARGV[3] == '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
 return {redis.call('ZCARD', KEYS[1]), fmt(now)}
 """
 )
 
-# KEYS: log, lease, seen, members. ARGV: fresh_after_ms, mark, member, lease_ms.
+# KEYS: log, lease, seen, members. ARGV: fresh_after_ms, mark, member, lease_ms, claim.
+# A lease holds "member:claim"; it stands while that member is alive.
 # Returns {state, now, taken, entries}: 'fresh' (a look since fresh_after), 'wait' (another
 # process is looking) or 'go' (claimed), with the entries after mark (without one, those
 # since fresh_after) for the caller to replay first; a fresh answer has the newest at least.
@@ -221,7 +227,9 @@ local now = now_ms()
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 local entries = {}
 if mark ~= '' then
-  entries = redis.call('XRANGE', KEYS[1], '(' .. mark, '+')
+  -- From the mark on, without it (an exclusive range needs Redis 6.2).
+  entries = redis.call('XRANGE', KEYS[1], mark, '+')
+  if entries[1] and entries[1][1] == mark then table.remove(entries, 1) end
 elseif fresh_after > 0 then
   -- A first look: what was seen since it was wanted (an entry's ID is its time).
   entries = redis.call('XRANGE', KEYS[1], string.format('%d', math.floor(fresh_after)), '+')
@@ -236,16 +244,20 @@ if newest then
   end
 end
 local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= member then
-  local alive = redis.call('ZSCORE', KEYS[4], holder)
-  if alive and tonumber(alive) > now then return {'wait', fmt(now), '0', entries} end
+if holder then
+  local owner = string.match(holder, '^([^:]*)')
+  local alive = redis.call('ZSCORE', KEYS[4], owner)
+  if owner ~= member and alive and tonumber(alive) > now then
+    return {'wait', fmt(now), '0', entries}
+  end
 end
-redis.call('SET', KEYS[2], member, 'PX', ARGV[4])
+redis.call('SET', KEYS[2], member .. ':' .. ARGV[5], 'PX', ARGV[4])
 return {'go', fmt(now), '0', entries}
 """
 )
 
-# KEYS: log, lease, seen. ARGV: body, member, ttl_ms, final (1/0), kept, answered_ms.
+# KEYS: log, lease, seen. ARGV: body, claim ("member:claim"), ttl_ms, final (1/0), kept,
+# answered_ms.
 # Keeps the body unless it repeats the newest snapshot (then only its time) or a look
 # answered later is already there. Returns the newest entry's ID.
 _PUBLISH = (
@@ -276,7 +288,7 @@ return id
 """
 )
 
-# KEYS: lease. ARGV: member.
+# KEYS: lease. ARGV: claim ("member:claim").
 _UNLEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
@@ -333,13 +345,14 @@ class Shared:
 
     ``state`` is ``"fresh"`` (another look was recent enough), ``"wait"``
     (another process is looking now), or ``"go"`` (this process holds the
-    look). ``entries`` are the snapshots after the caller's mark, oldest first,
-    as ``(id, body, at)``; when fresh and there are none, the newest, its time
-    being when it was last confirmed unchanged.
+    look, as ``claim``). ``entries`` are the snapshots after the caller's mark,
+    oldest first, as ``(id, body, at)``; when fresh and there are none, the
+    newest, its time being when it was last confirmed unchanged.
     """
 
     state: str
     entries: tuple[tuple[str, bytes, float], ...] = ()
+    claim: str = ""
 
 
 def _import_redis() -> Any:
@@ -357,6 +370,9 @@ class Fleet:
 
     Times given and returned are on :func:`time.monotonic`; Redis's own clock is
     converted with the offset measured on every call.
+
+    A Redis call that times out or is cancelled may still have run: what it may
+    have taken (a slot, a claim on a look) is given back once Redis answers again.
     """
 
     def __init__(
@@ -408,8 +424,10 @@ class Fleet:
         self.members = 1
         self.calls = 0
         """Redis calls made, for the benchmarks."""
+        self._joining: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._undo: set[tuple[str, str, str]] = set()
         self._closing = False
         self._stop = asyncio.Event()
         self._closed = False
@@ -434,7 +452,8 @@ class Fleet:
         """Run a script; return None (and go without Redis a while) on any trouble."""
         if self._closed or time.monotonic() < self._down_until:
             return None
-        self._start_heartbeat()
+        if name != "heartbeat":
+            await self._join()
         self.calls += 1
         before = time.monotonic()
         try:
@@ -457,6 +476,20 @@ class Fleet:
             self._note_time(result[1], before, time.monotonic())
         return result
 
+    async def _join(self) -> None:
+        """Be a member, and know Redis's clock, before the first look or turn.
+
+        A look compares times on Redis's clock, and a claim stands only while its
+        holder is a member: neither may come before the first heartbeat.
+        """
+        if self._offset is not None and self._heartbeat is not None:
+            return
+        if self._joining is None or self._joining.done():
+            self._joining = asyncio.get_running_loop().create_task(self._beat_once())
+        await asyncio.shield(self._joining)
+        if self._heartbeat is None and not self._closing:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
     def _went_down(self, exc: BaseException) -> None:
         self._down_until = time.monotonic() + RETRY_REDIS_AFTER
         if not self._down:
@@ -478,9 +511,8 @@ class Fleet:
         offset = self._offset if self._offset is not None else 0.0
         return redis_ms / 1000 - offset
 
-    def _to_redis(self, local: float) -> float:
-        offset = self._offset if self._offset is not None else 0.0
-        return (local + offset) * 1000
+    def _to_redis(self, local: float) -> float | None:
+        return None if self._offset is None else (local + self._offset) * 1000
 
     def _k(self, name: str) -> str:
         return f"{self.key}:{name}"
@@ -494,20 +526,36 @@ class Fleet:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _give_back(self, kind: str, key: str, token: str) -> None:
+        """Undo, once Redis answers, what a call that may have run took."""
+        self._undo.add((kind, key, token))
+
+    async def _undo_all(self) -> None:
+        for kind, key, token in list(self._undo):
+            name = "release" if kind == "slot" else "unlease"
+            args = [token, 0] if kind == "slot" else [token]
+            keys = [key, self._k("accepted")] if kind == "slot" else [key]
+            if await self._call(name, keys, args) is None:
+                return
+            self._undo.discard((kind, key, token))
+
     # --- members ------------------------------------------------------------------------
 
-    def _start_heartbeat(self) -> None:
-        if self._heartbeat is None and not self._closing:
-            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+    async def _beat_once(self) -> None:
+        ttl = int(MEMBER_TTL * 1000)
+        result = await self._call("heartbeat", [self._k("members")], [self.member, ttl, 0])
+        if result is not None:
+            self.members = max(1, int(result[0]))
 
     async def _beat(self) -> None:
-        ttl = int(MEMBER_TTL * 1000)
         while not self._closing:
-            result = await self._call("heartbeat", [self._k("members")], [self.member, ttl, 0])
-            if result is not None:
-                self.members = max(1, int(result[0]))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), HEARTBEAT)
+            if self._closing:
+                return
+            await self._beat_once()
+            if self._undo:
+                await self._undo_all()
 
     # --- the shared budget --------------------------------------------------------------
 
@@ -518,7 +566,7 @@ class Fleet:
         """
         keys = [self._k("tat"), self._k("slots"), self._k("pause"), self._k("adaptive")]
         token = f"{self.member}:{next(self._tokens)}"
-        reserved = False
+        booked = "0"
         while True:
             args = [
                 self.max_rate,
@@ -527,18 +575,23 @@ class Fleet:
                 self.max_in_flight,
                 int(self._lease_ms),
                 token,
-                int(reserved),
+                booked,
                 int(QUEUE_HORIZON * 1000),
             ]
-            result = await self._call("acquire", keys, args)
+            try:
+                result = await self._call("acquire", keys, args)
+            except asyncio.CancelledError:
+                self._give_back("slot", self._k("slots"), token)
+                raise
             if result is None:
+                self._give_back("slot", self._k("slots"), token)
                 return None
-            state, now_ms, wait_ms, rate = (float(value) for value in result)
+            state, _, wait_ms, rate = (float(value) for value in result[:4])
             self.rate = rate
             if state == 1:
-                return FleetPass(token, now_ms)
-            # A turn is kept until used; a pause loses it (the rate may have dropped).
-            reserved = state == 2
+                return FleetPass(token, float(result[1]))
+            # A turn is kept until used (or too late); a pause loses it.
+            booked = result[4].decode() if state == 2 else "0"
             wait = SLOT_WAIT if wait_ms < 0 else wait_ms / 1000
             if time.monotonic() + wait >= deadline:
                 raise TimeoutError
@@ -555,14 +608,33 @@ class Fleet:
         """Give back a slot, and tell the fleet of an answer or a 429 (in the background)."""
         if ticket is None:
             return
-        self._spawn(
-            "release", [self._k("slots"), self._k("accepted")], [ticket.token, int(answered)]
+        self._spawn_undoable(
+            "release",
+            [self._k("slots"), self._k("accepted")],
+            [ticket.token, int(answered)],
+            ("slot", self._k("slots"), ticket.token),
         )
         if throttled:
-            keys = [self._k("adaptive"), self._k("pause"), self._k("accepted"), self._k("tat")]
+            keys = [self._k("adaptive"), self._k("pause"), self._k("accepted")]
             retry_ms = 0 if retry_after is None or retry_after <= 0 else retry_after * 1000
             args = [self.max_rate, ticket.sent_ms, retry_ms, self._max_retry_ms]
             self._spawn("throttled", keys, args)
+
+    def _spawn_undoable(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], undo: tuple[str, str, str]
+    ) -> None:
+        """Run a script that gives something back; if it does not run, give it back later."""
+
+        async def run() -> None:
+            if await self._call(name, keys, args) is None:
+                self._give_back(*undo)
+
+        try:
+            task = asyncio.get_running_loop().create_task(run())
+        except RuntimeError:
+            return  # no loop any more: the leases expire on their own
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- shared looks -------------------------------------------------------------------
 
@@ -577,10 +649,21 @@ class Fleet:
         not answering: then look without sharing.
         """
         keys = [*self._look_keys(url), self._k("members")]
-        fresh_ms = self._to_redis(fresh_after) if math.isfinite(fresh_after) else -1e18
-        args = [f"{fresh_ms:.3f}", mark, self.member, int(LOOK_LEASE * 1000)]
-        result = await self._call("look", keys, args)
+        await self._join()
+        fresh_ms = self._to_redis(fresh_after) if math.isfinite(fresh_after) else None
+        if fresh_ms is None:
+            # Not known on Redis's clock (or asked for a look of its own): nothing is fresh
+            # but a final snapshot.
+            fresh_ms = 1e18 if fresh_after > 0 or self._offset is None else -1e18
+        claim = f"{self.member}:{next(self._tokens)}"
+        args = [f"{fresh_ms:.3f}", mark, self.member, int(LOOK_LEASE * 1000), claim.split(":")[1]]
+        try:
+            result = await self._call("look", keys, args)
+        except asyncio.CancelledError:
+            self._give_back("lease", keys[1], claim)
+            raise
         if result is None:
+            self._give_back("lease", keys[1], claim)
             return None
         state = result[0].decode()
         taken = float(result[2])
@@ -592,20 +675,33 @@ class Fleet:
             # The newest snapshot holds until it was last confirmed unchanged.
             entries[-1] = (*entries[-1][:2], max(entries[-1][2], taken))
         local = tuple((entry_id, body, self._to_local(at)) for entry_id, body, at in entries)
-        return Shared(state, local)
+        return Shared(state, local, claim if state == "go" else "")
 
-    async def publish(self, url: str, body: bytes, *, final: bool, answered: float) -> str | None:
+    async def publish(
+        self, url: str, claim: str, body: bytes, *, final: bool, answered: float
+    ) -> str | None:
         """Keep a snapshot for the fleet and let go of the look; return the log's newest ID."""
         keys = self._look_keys(url)
         ttl = int(SNAPSHOT_TTL * 1000)
-        answered_ms = f"{self._to_redis(answered):.3f}"
-        args = [body, self.member, ttl, int(final), KEPT_SNAPSHOTS, answered_ms]
-        result = await self._call("publish", keys, args)
-        return None if result is None else bytes(result).decode()
+        answered_ms = self._to_redis(answered)
+        if answered_ms is None:
+            self.let_go(url, claim)
+            return None
+        args = [body, claim, ttl, int(final), KEPT_SNAPSHOTS, f"{answered_ms:.3f}"]
+        try:
+            result = await self._call("publish", keys, args)
+        except asyncio.CancelledError:
+            self._give_back("lease", keys[1], claim)
+            raise
+        if result is None:
+            self._give_back("lease", keys[1], claim)
+            return None
+        return bytes(result).decode()
 
-    def let_go(self, url: str) -> None:
+    def let_go(self, url: str, claim: str) -> None:
         """Give up a claimed look that found nothing to share (its GET failed)."""
-        self._spawn("unlease", self._look_keys(url)[1:2], [self.member])
+        lease = self._look_keys(url)[1]
+        self._spawn_undoable("unlease", [lease], [claim], ("lease", lease, claim))
 
     # --- closing ------------------------------------------------------------------------
 
@@ -617,9 +713,12 @@ class Fleet:
         self._stop.set()
         if self._heartbeat is not None:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
-            await self._call("heartbeat", [self._k("members")], [self.member, 0, 1])
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._heartbeat is not None:
+            if self._undo:
+                await self._undo_all()
+            await self._call("heartbeat", [self._k("members")], [self.member, 0, 1])
         self._closed = True
         try:
             await self._redis.aclose()

@@ -232,6 +232,8 @@ class _Stream:
     """Where this job's shared snapshots were last read."""
     waits: int = 0
     """Looks in a row that found another process looking."""
+    own_look: bool = False
+    """The fleet's last answer was older than this process's own: the next look is a GET."""
     poll_started: float = 0.0
     poll_order: int = 0
     # The number of the stream's live entry in the due heap; other entries are stale.
@@ -580,6 +582,8 @@ class Hub:
         ``when`` is when the look was due; a look put off (another process was
         looking) still wants what was seen since it was first wanted.
         """
+        if stream.own_look:
+            return math.inf
         when = min(when, *(sub.wants_at for sub in stream.subscribers))
         if stream.seen_at > -math.inf:
             fresh_after = when - 0.5 * max(0.0, when - stream.seen_at)
@@ -646,12 +650,20 @@ class Hub:
     def _on_seen(self, stream: _Stream, seen: Seen, now: float) -> None:
         stream.mark = seen.mark
         own = seen.jobs[-1] if seen.own and seen.jobs else None
+        taken = False
         for job, at in seen.jobs[:-1] if own else seen.jobs:
             # Only what is newer than this process's own last look: never back in time.
-            if at > stream.seen_at:
-                self._on_job(stream, job, min(at, now), sent=at)
+            # A job's end is final whenever it was seen.
+            ended = stream.snapshot is not None and stream.snapshot.is_terminal
+            if at > stream.seen_at or (job.is_terminal and not ended):
+                self._on_job(stream, job, min(at, now), sent=at, shared=True)
+                taken = True
         if own is not None:
             self._on_job(stream, own[0], now, sent=stream.poll_started)
+        elif not taken and not seen.retry_in:
+            # Another process's look, but older than this one's own: look for itself.
+            stream.own_look = True
+            stream.retry_at = now
         if seen.retry_in and stream.subscribers:
             # Another process is looking: its answer is near, unless it waits for the budget.
             stream.waits += 1
@@ -660,14 +672,17 @@ class Hub:
         else:
             stream.waits = 0
 
-    def _on_job(self, stream: _Stream, job: ImageJob, now: float, *, sent: float) -> None:
-        """Take a snapshot taken at ``now`` by a request sent at ``sent``."""
+    def _on_job(
+        self, stream: _Stream, job: ImageJob, now: float, *, sent: float, shared: bool = False
+    ) -> None:
+        """Take a snapshot taken at ``now`` by a request sent at ``sent`` (by another process)."""
         # Its duration counts once, from the wait that saw it run: a wait on a job
         # long finished must not add it again (eight such waits would make a fit).
         before = stream.known
         watched_it_run = before is not None and not before.status.is_terminal
         stream.snapshot = job
         stream.seen_at = now
+        stream.own_look = False
         stream.known = Known.of(job)
         if sent >= stream.get_since:
             stream.get_now = False  # a GET sent before a sweep asked for one does not answer it
@@ -683,7 +698,8 @@ class Hub:
         stream.failures = 0
         stream.retry_at = -math.inf
         for sub in list(stream.subscribers):
-            if sub.since_given and sub.joined > stream.poll_order:
+            joined_later = sub.joined > stream.poll_order or (shared and sent < sub.started)
+            if sub.since_given and joined_later:
                 continue  # sent before it joined: maybe older than its since; it asks anew
             self._tell(sub, stream, job)
 

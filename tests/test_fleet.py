@@ -11,6 +11,7 @@ import bisect
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -418,3 +419,161 @@ async def test_a_bad_redis_url_on_the_command_line_is_exit_2_in_one_line(
     assert len(err.strip().splitlines()) == 1
     assert "redis_url" in err
     assert "hunter2" not in err
+
+
+# --- what a review found ------------------------------------------------------------------
+
+_STALL = (
+    b"EVAL \"local t=redis.call('TIME') local e=t[1]*1e6+t[2]+800000 "
+    b"while true do local n=redis.call('TIME') if n[1]*1e6+n[2]>e then break end end "
+    b'return 1" 0\r\n'
+)
+
+
+def _stall_redis(port: int) -> socket.socket:
+    """Keep Redis busy for 0.8 s (a script that spins), as a slow Redis would be."""
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(_STALL)
+    return connection
+
+
+async def _keys(redis_url: str, pattern: str) -> int:
+    connection = aioredis.Redis.from_url(redis_url)
+    try:
+        return sum(
+            [
+                await connection.zcard(key) if key.endswith(b":slots") else 1
+                async for key in connection.scan_iter(match=pattern)
+            ]
+        )
+    finally:
+        await connection.aclose()
+
+
+async def test_what_a_stalled_redis_call_took_is_given_back(
+    redis_server: RedisServer, keys: dict[str, Any]
+) -> None:
+    redis_url = redis_server.url
+    redis_server.flush()
+    policy = PollPolicy(initial_delay=0.05, max_delay=0.1, timeout=15)
+    async with FakeWorkspace(**keys) as fake:
+        job_id = fake.add_job([snap("700000000000000001", "SUCCESS")])
+        warm = fake.add_job([snap("700000000000000002", "SUCCESS")])
+        async with (
+            fake.client(redis_url=redis_url) as a,
+            fake.client(redis_url=redis_url) as b,
+        ):
+            await a.wait(warm, policy)  # scripts loaded, a member
+            stall = _stall_redis(redis_server.port)
+            try:
+                await asyncio.sleep(0.05)
+                # Its look times out, but runs once Redis is free: a claim nobody publishes.
+                assert (await a.wait(job_id, policy)).status.value == "SUCCESS"
+            finally:
+                stall.close()
+            for _ in range(100):  # a gives back its claim and slot once Redis answers
+                if not await _keys(redis_url, "*:lease:*") + await _keys(redis_url, "*:slots"):
+                    break
+                await asyncio.sleep(0.05)
+            assert await _keys(redis_url, "*:lease:*") == 0
+            assert await _keys(redis_url, "*:slots") == 0
+            assert (await b.wait(job_id, policy)).status.value == "SUCCESS"
+
+
+async def test_a_process_leaving_leaves_the_others_members(redis_url: str) -> None:
+    a, b, c = (_fleet(redis_url, "imagejobs:{m}") for _ in range(3))
+    url = "https://workspace.example/v1/p/image-server-jobs/1"
+    try:
+        for fleet in (a, b, c):
+            await fleet._join()
+        assert (await a.look(url, 0.0, "")).state == "go"  # type: ignore[union-attr]
+        await c.close()
+        shared = await b.look(url, 0.0, "")
+        assert shared is not None
+        assert shared.state == "wait"  # a still holds the look, and is alive
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_turns_booked_while_every_slot_was_taken_do_not_all_go_at_once(
+    redis_url: str,
+) -> None:
+    rate, start = 50.0, time.monotonic()
+    fleets = [_fleet(redis_url, "imagejobs:{b}", rate=rate, max_in_flight=4) for _ in range(3)]
+    granted: list[float] = []
+
+    async def worker(fleet: Fleet) -> None:
+        while time.monotonic() - start < 2.0:
+            ticket = await fleet.acquire()
+            assert ticket is not None
+            granted.append(ticket.sent_ms / 1000)
+            # A slow server at first (the slots are what limits), then a fast one.
+            await asyncio.sleep(0.6 if time.monotonic() - start < 0.8 else 0.001)
+            fleet.release(ticket, answered=True)
+
+    try:
+        await asyncio.gather(*(worker(fleet) for fleet in fleets for _ in range(8)))
+    finally:
+        for fleet in fleets:
+            await fleet.close()
+    granted.sort()
+    busiest = max(bisect.bisect_left(granted, t + 1.0) - i for i, t in enumerate(granted))
+    assert busiest <= rate + 2
+
+
+async def test_a_final_snapshot_is_taken_however_it_was_timed(
+    redis_url: str, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(**keys) as fake:
+        job_id = "700000000000000001"
+        fake.add_job([snap(job_id, "RUNNING", sub_jobs=[sub("900000000000000001", "RUNNING")])])
+        connection = aioredis.Redis.from_url(redis_url)
+        async with fake.client(redis_url=redis_url) as client:
+
+            async def another_process_saw_the_end(transition: Transition) -> None:
+                if transition.sub_job_id is not None:
+                    return
+                # Its GET, answered a moment before this one's (a lagging replica may
+                # have answered this one), saw the end.
+                (log,) = [key async for key in connection.scan_iter(match="*:log:*")]
+                entries = cast(
+                    "list[tuple[bytes, dict[bytes, bytes]]]",
+                    await connection.xrevrange(log, count=1),
+                )
+                newest = entries[0][1]
+                body = newest[b"body"].replace(b'"RUNNING"', b'"SUCCESS"')
+                earlier = f"{float(newest[b'at']) - 50:.3f}"
+                await connection.xadd(log, {"body": body, "at": earlier, "final": b"1"})
+
+            policy = PollPolicy(initial_delay=0.05, max_delay=0.1, timeout=10)
+            try:
+                job = await client.wait(job_id, policy, on_transition=another_process_saw_the_end)
+            finally:
+                await connection.aclose()
+        assert job.status.value == "SUCCESS"
+        assert len(fake.requests) == 1  # one GET; the end came from the fleet
+
+
+async def test_a_since_is_never_contradicted_by_an_older_shared_snapshot(
+    redis_url: str, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(**keys) as fake:
+        job_id, sub_id = "700000000000000001", "900000000000000001"
+        steps = [
+            snap(job_id, "RUNNING", sub_jobs=[sub(sub_id, "WAITING")]),
+            snap(job_id, "RUNNING", sub_jobs=[sub(sub_id, "RUNNING")]),
+            snap(job_id, "SUCCESS", sub_jobs=[sub(sub_id, "SUCCESS")]),
+        ]
+        fake.add_job(steps, every=1.0, start=time.monotonic())
+        policy = PollPolicy(initial_delay=0.05, max_delay=0.1, timeout=30)
+        async with fake.client(redis_url=redis_url) as first:  # shares the WAITING snapshot
+            await anext(aiter(first.watch(job_id, policy)))
+        await asyncio.sleep(1.2)
+        async with fake.client() as alone:
+            since = await alone.get_job(job_id)
+        assert since.sub_jobs[0].status.value == "RUNNING"
+        async with fake.client(redis_url=redis_url) as later:
+            seen = [(t.previous, t.current) async for t in later.watch(job_id, policy, since)]
+        assert all(previous is not None and previous.value != "SUCCESS" for previous, _ in seen)
+        assert all(current is not None and current.value != "WAITING" for _, current in seen)
