@@ -62,6 +62,7 @@ from .events import Outcome, Transition
 from .fleet import Fleet, FleetPass, check_redis_url, fleet_key
 from .gate import Gate, Pass
 from .history import MAX_SAMPLES, DurationHistory, duration_of
+from .hooks import Hooks, RequestRecord, RetryRecord, ThrottleRecord
 from .hub import Hub, Look, Seen
 from .models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob
 from .policy import PollPolicy
@@ -215,9 +216,15 @@ class Client:
     slow, everything goes on under this client's own budget, with one
     warning, and shares again once Redis answers.
 
+    ``hooks`` are objects with some of ``on_request``, ``on_retry``,
+    ``on_throttle``, ``on_wait``, ``on_transition`` and ``on_outcome``, each
+    called with a frozen record (see :mod:`imagejobs.hooks`); one that raises is
+    logged and never breaks a wait. :class:`imagejobs.otel.OpenTelemetryHook`
+    is one (the ``otel`` extra).
+
     Raises :class:`InvalidArgument` at once for a bad ``project_id``,
     ``endpoint``, ``region``, ``timeout``, ``ssl``, ``max_in_flight``, ``rate``,
-    ``sweeps``, ``redis_url`` or ``redis_key``, and :class:`ConfigurationError`
+    ``sweeps``, ``redis_url``, ``redis_key`` or ``hooks``, and :class:`ConfigurationError`
     for ``redis_url`` without the ``redis`` extra installed.
     """
 
@@ -241,6 +248,7 @@ class Client:
         history: DurationHistory | None = None,
         redis_url: str | None = None,
         redis_key: str | None = None,
+        hooks: Iterable[object] = (),
     ) -> None:
         self.project_id = check_id("project_id", project_id)
         if endpoint is None:
@@ -290,6 +298,7 @@ class Client:
                 f"history must be a DurationHistory, got {type(history).__name__}"
             )
         self.history = history
+        self._hooks = Hooks(hooks)
         self._fleet = self._join_fleet(redis_url, redis_key, credentials, budget)
         self._hub = Hub(
             self._poll,
@@ -300,6 +309,7 @@ class Client:
             sweeps=sweeps,
             rate=self._planning_rate,
             history=history,
+            hooks=self._hooks,
         )
 
     def _join_fleet(
@@ -404,6 +414,7 @@ class Client:
             await gate.close(closed)
         if self._fleet is not None:
             await self._fleet.close()
+        await self._hooks.close()
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
@@ -533,7 +544,7 @@ class Client:
         when no answer came back; :class:`MalformedResponse` for a body that is not
         a job (:class:`ResponseTooLarge` for one over the size cap).
         """
-        return await self._send(_Call(self.job_url(job_id), read_job(job_id)))
+        return await self._send(_Call(self.job_url(job_id), read_job(job_id), "job", job_id))
 
     def list_jobs(
         self,
@@ -585,7 +596,8 @@ class Client:
         ``CREATE_SERVER``, ``CREATE_SERVER_IMAGE`` and ``DELETE_SERVER`` sub-jobs.
         """
         query = _filters(job_id, status, job_type, several=True)
-        return await self._send(_Call(_with_query(self._sub_job_count_url, query), read_count))
+        url = _with_query(self._sub_job_count_url, query)
+        return await self._send(_Call(url, read_count, "sub-job count"))
 
     async def learn_history(
         self, job_types: Iterable[str] | None = None, *, pages: int = 2
@@ -653,7 +665,8 @@ class Client:
         while max_pages is None or pages < max_pages:
             pages += 1
             page_url = _with_query(url, {**query, "offset": offset, "limit": size})
-            page = await self._send(_Call(page_url, read))
+            what = "sub-job list" if read is read_sub_job_page else "job list"
+            page = await self._send(_Call(page_url, read, what))
             known = len(seen)
             for item in page.items:
                 if key(item) not in seen:
@@ -677,6 +690,7 @@ class Client:
         tries = 0
         while True:
             tries += 1
+            call.attempt = tries
             try:
                 return await self._attempt(session, call)
             except ImageJobsError as error:
@@ -694,6 +708,10 @@ class Client:
                         error.attempts = tries
                     raise
                 logger.debug("retrying in %.2fs after attempt %d: %s", delay, tries, error)
+                if self._hooks.wants("on_retry"):
+                    reason = f"{type(error).__name__}: {error}"
+                    retry = RetryRecord(call.url, call.job_id, tries, delay, reason)
+                    self._hooks.call("on_retry", retry)
             # The gate holds the next try too while a Retry-After runs.
             await self.clock.sleep(delay)
 
@@ -703,7 +721,7 @@ class Client:
         In a fleet, another process's recent look serves instead of a GET, and a
         GET's answer is shared.
         """
-        call = _Call(self.job_url(job_id), read_job(job_id))
+        call = _Call(self.job_url(job_id), read_job(job_id), "job", job_id)
         if self._fleet is not None:
             return await self._shared_poll(self._fleet, call, priority, call_gate, look)
         job = await self._attempt(self._get_session(), call, priority, call_gate)
@@ -753,10 +771,10 @@ class Client:
         """Fetch one page of the job or sub-job list for the hub's sweeps, once."""
         if sub_jobs:
             call: _Call[Page[Any]] = _Call(
-                _with_query(self._sub_job_list_url, query), read_sub_job_page
+                _with_query(self._sub_job_list_url, query), read_sub_job_page, "sub-job list"
             )
         else:
-            call = _Call(_with_query(self._job_list_url, query), read_job_page)
+            call = _Call(_with_query(self._job_list_url, query), read_job_page, "job list")
         return await self._attempt(self._get_session(), call, priority, call_gate)
 
     async def _attempt(
@@ -832,6 +850,12 @@ class Client:
                 gate.release(ticket, **(ending if gate is self._gate else {}))
             if self._fleet is not None:
                 self._fleet.release(fleet_pass, **ending)
+            if ending.get("throttled") and self._hooks.wants("on_throttle"):
+                rate = self._gate.budget.adaptive.current(self.clock.monotonic())
+                throttle = ThrottleRecord(
+                    call.url, call.job_id, ending["retry_after"], rate, call.request_id
+                )
+                self._hooks.call("on_throttle", throttle)
 
     def _held(self, call: _Call[Any]) -> TransportError:
         return TransportError(
@@ -846,6 +870,34 @@ class Client:
         return await self._credentials.authorize("GET", url, headers, self.project_id)
 
     async def _get(
+        self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
+    ) -> _T:
+        """Send one request; tell the hooks (and the debug log) how it went."""
+        call.status = call.request_id = None
+        if not self._hooks.wants("on_request"):
+            return await self._fetch(session, call, headers)
+        started = self.clock.monotonic()
+        error = None
+        try:
+            return await self._fetch(session, call, headers)
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            record = RequestRecord(
+                "GET",
+                call.url,
+                call.what,
+                call.job_id,
+                call.status,
+                self.clock.monotonic() - started,
+                call.attempt,
+                call.request_id,
+                error,
+            )
+            self._hooks.call("on_request", record)
+
+    async def _fetch(
         self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
     ) -> _T:
         url = call.url
@@ -871,9 +923,20 @@ class Client:
             if isinstance(exc, RuntimeError):
                 raise
             raise TransportError(f"GET {url} failed: {str(exc) or type(exc).__name__}") from exc
+        call.status = response.status
+        call.request_id = response.headers.get("X-Request-Id")
         if logger.isEnabledFor(logging.DEBUG):
-            request_id = response.headers.get("X-Request-Id", "none")
-            logger.debug("GET %s: %s (request id %s)", url, response.status, request_id)
+            logger.debug(
+                "GET %s: %s (request id %s)",
+                url,
+                response.status,
+                call.request_id or "none",
+                extra={
+                    "job_id": call.job_id,
+                    "status": response.status,
+                    "request_id": call.request_id,
+                },
+            )
         try:
             return decode_answer(response.status, response.headers, body, call.read)
         except AuthenticationError as error:
@@ -988,14 +1051,32 @@ class _Call(Generic[_T]):
     policy's ``max_time`` runs out, on the client's clock.
     """
 
-    __slots__ = ("deadline", "read", "refreshed", "sent", "url")
+    __slots__ = (
+        "attempt",
+        "deadline",
+        "job_id",
+        "read",
+        "refreshed",
+        "request_id",
+        "sent",
+        "status",
+        "url",
+        "what",
+    )
 
-    def __init__(self, url: str, read: Callable[[bytes], _T]) -> None:
+    def __init__(
+        self, url: str, read: Callable[[bytes], _T], what: str = "job", job_id: str | None = None
+    ) -> None:
         self.url = url
         self.read = read
+        self.what = what
+        self.job_id = job_id
         self.refreshed = False
         self.sent: Mapping[str, str] = {}
         self.deadline = math.inf  # on the client's clock: when the retry policy's max_time ends
+        self.attempt = 1
+        self.status: int | None = None  # of the last answer, for the hooks and the log
+        self.request_id: str | None = None
 
 
 def _with_clock_hint(error: AuthenticationError, server_date: str | None) -> AuthenticationError:

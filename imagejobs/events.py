@@ -23,11 +23,16 @@ class Outcome:
     is ``None`` on success, :class:`JobFailed`, :class:`WaitTimeout`, or the
     error that made the outcome unknowable (``JobNotFound``, ``AuthenticationError``,
     or the error the polls kept failing with until the deadline...).
+    ``duration`` is how long the wait took, in seconds, and ``polls`` how many
+    times the job was looked at meanwhile (GETs, and snapshots shared by other
+    processes of a fleet; a wait that joined a job just seen may take none).
     """
 
     job_id: str
     job: ImageJob | None
     error: ImageJobsError | None = None
+    duration: float = 0.0
+    polls: int = 0
 
     @property
     def kind(self) -> OutcomeKind:

@@ -54,6 +54,7 @@ from .errors import (
 from .events import Outcome, Transition, diff
 from .gate import Gate
 from .history import DurationHistory, duration_of
+from .hooks import Hooks, WaitRecord
 from .models import ImageJob, ImageJobInfo, JobStatus, SubJob
 from .policy import PollPolicy
 from .retry import RetryPolicy, is_transient
@@ -202,6 +203,8 @@ class Subscription:
     """Whether it is told sub-job transitions: then its job's sub-jobs are swept too."""
     wants_at: float = 0.0
     """When this subscriber wants the job polled next (jitter included)."""
+    polls_before: int = 0
+    """The job's looks before this subscriber joined: its outcome counts those after."""
     grace_from: float | None = None
     ended: bool = False
     transitions: list[Transition] = attrs.Factory(list)
@@ -228,6 +231,8 @@ class _Stream:
     seen_at: float = -math.inf
     polls: int = 0
     poll: asyncio.Task[Seen] | None = None
+    looks: int = 0
+    """Snapshots taken: answered GETs, and other processes' looks replayed."""
     mark: str = ""
     """Where this job's shared snapshots were last read."""
     waits: int = 0
@@ -272,8 +277,10 @@ class Hub:
         sweeps: bool | None = None,
         rate: Callable[[float], float] = lambda _: math.inf,
         history: DurationHistory | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self._poll_job = poll
+        self._hooks = hooks if hooks is not None else Hooks()
         self._history = history
         self._list_page = list_page
         self._sweeps = sweeps
@@ -344,6 +351,8 @@ class Hub:
         sub.joined = next(self._order)
         sub.since_given = since is not None
         sub.wants_transitions = wants_transitions
+        if self._hooks.wants("on_wait"):
+            self._hooks.call("on_wait", WaitRecord(job_id, policy.timeout))
         if since is not None and since.is_terminal:
             self._end(sub, self._outcome(sub, now))
             return sub
@@ -351,6 +360,7 @@ class Hub:
         if stream is None:
             stream = self._streams[job_id] = _Stream(job_id, fetched_at=now)
         stream.subscribers[sub] = None
+        sub.polls_before = stream.looks
         if deadline < math.inf:
             heapq.heappush(self._deadlines, (deadline, next(self._order), sub))
         fresh = stream.snapshot is not None and now - stream.seen_at < policy.initial_delay
@@ -398,6 +408,13 @@ class Hub:
         if sub.ended:
             return
         sub.ended = True
+        if isinstance(outcome, Outcome):
+            stream = self._streams.get(sub.job_id)
+            looks = 0 if stream is None else stream.looks - sub.polls_before
+            ended = min(self._clock.monotonic(), sub.deadline)
+            outcome = attrs.evolve(outcome, duration=max(0.0, ended - sub.started), polls=looks)
+            if self._hooks.wants("on_outcome"):
+                self._hooks.call("on_outcome", outcome)
         sub.mailbox.put(outcome)
         self._leave(sub)
 
@@ -680,6 +697,9 @@ class Hub:
         # long finished must not add it again (eight such waits would make a fit).
         before = stream.known
         watched_it_run = before is not None and not before.status.is_terminal
+        stream.looks += 1
+        if self._hooks.wants("on_transition") or logger.isEnabledFor(logging.INFO):
+            self._report(stream.snapshot, job, stream.looks)
         stream.snapshot = job
         stream.seen_at = now
         stream.own_look = False
@@ -702,6 +722,20 @@ class Hub:
             if sub.since_given and joined_later:
                 continue  # sent before it joined: maybe older than its since; it asks anew
             self._tell(sub, stream, job)
+
+    def _report(self, before: ImageJob | None, job: ImageJob, look: int) -> None:
+        """Log each change the client sees at INFO, and give it to the hooks, once per job."""
+        for change in diff(before, job, observed_at=self._clock.now(), poll=look):
+            current = None if change.current is None else change.current.value
+            logger.info(
+                "job %s%s: %s -> %s",
+                change.job_id,
+                "" if change.sub_job_id is None else f" sub-job {change.sub_job_id}",
+                "-" if change.previous is None else change.previous.value,
+                "-" if current is None else current,
+                extra={"job_id": change.job_id, "sub_job_id": change.sub_job_id, "status": current},
+            )
+            self._hooks.call("on_transition", change)
 
     def _record(self, job: ImageJob) -> None:
         """Add the duration of a job this hub saw end to the history, if there is one.

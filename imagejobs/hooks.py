@@ -1,0 +1,139 @@
+"""Hooks: what a client tells the objects given as ``Client(hooks=[...])``, and how.
+
+A hook is any object with some of these methods, each called with one frozen
+record: ``on_request`` (:class:`RequestRecord`, every request sent),
+``on_retry`` (:class:`RetryRecord`, before a call tries again), ``on_throttle``
+(:class:`ThrottleRecord`, every 429), ``on_wait`` (:class:`WaitRecord`, a wait
+begins), ``on_transition`` (:class:`~imagejobs.Transition`, once per change the
+client sees, whoever waits on the job) and ``on_outcome``
+(:class:`~imagejobs.Outcome`, a wait ends). A method may be a coroutine
+function; it then runs as a task of its own. A hook that raises is logged and
+never breaks a wait. No record holds a secret: URLs carry none, and headers are
+never passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from .errors import InvalidArgument
+
+__all__ = ["HOOK_METHODS", "Hooks", "RequestRecord", "RetryRecord", "ThrottleRecord", "WaitRecord"]
+
+logger = logging.getLogger("imagejobs")
+
+HOOK_METHODS = ("on_request", "on_retry", "on_throttle", "on_wait", "on_transition", "on_outcome")
+
+
+@attrs.frozen
+class RequestRecord:
+    """One request the client sent, and how it ended.
+
+    ``what`` is ``"job"``, ``"job list"``, ``"sub-job list"`` or ``"sub-job
+    count"``; ``status`` the HTTP status (None when no answer came);
+    ``duration`` seconds from sending to the end of the answer; ``attempt`` the
+    try of this call (1 for the first); ``request_id`` the ``X-Request-Id``
+    answered; ``error`` the name of the error it ended in, if any.
+    """
+
+    method: str
+    url: str
+    what: str
+    job_id: str | None
+    status: int | None
+    duration: float
+    attempt: int
+    request_id: str | None
+    error: str | None = None
+
+
+@attrs.frozen
+class RetryRecord:
+    """A call about to try again: after which attempt, in how long, and why."""
+
+    url: str
+    job_id: str | None
+    attempt: int
+    delay: float
+    error: str
+
+
+@attrs.frozen
+class ThrottleRecord:
+    """A 429 from the gateway: its ``Retry-After`` if any, and the client's rate after it."""
+
+    url: str
+    job_id: str | None
+    retry_after: float | None
+    rate: float
+    request_id: str | None
+
+
+@attrs.frozen
+class WaitRecord:
+    """A wait that begins: on which job, with which deadline (None: none)."""
+
+    job_id: str
+    timeout: float | None
+
+
+class Hooks:
+    """The hooks of one client, each method looked up once."""
+
+    def __init__(self, hooks: Iterable[object] = ()) -> None:
+        if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Iterable):
+            raise InvalidArgument(f"hooks must be a list of objects, got {type(hooks).__name__}")
+        self._hooks = list(hooks)
+        self._methods: dict[str, list[Any]] = {name: [] for name in HOOK_METHODS}
+        for hook in self._hooks:
+            found = [name for name in HOOK_METHODS if callable(getattr(hook, name, None))]
+            if not found:
+                raise InvalidArgument(
+                    f"hook {type(hook).__name__} has none of the methods {', '.join(HOOK_METHODS)}"
+                )
+            for name in found:
+                self._methods[name].append(getattr(hook, name))
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self._hooks)
+
+    def wants(self, name: str) -> bool:
+        """Whether any hook has the method ``name``: a record nobody reads is not made."""
+        return bool(self._methods[name])
+
+    def call(self, name: str, record: object) -> None:
+        """Give ``record`` to every hook's ``name`` method; what they raise is only logged."""
+        for method in self._methods[name]:
+            try:
+                result = method(record)
+                if inspect.isawaitable(result):
+                    self._track(name, method, result)
+            except Exception:  # a broken hook must never break a wait
+                logger.warning("hook %s raised; ignored", _name(method), exc_info=True)
+
+    def _track(self, name: str, method: Any, awaitable: Any) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                logger.warning("hook %s raised; ignored", _name(method), exc_info=task.exception())
+
+        task.add_done_callback(done)
+
+    async def close(self) -> None:
+        """Let the hooks still running finish."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _name(method: Any) -> str:
+    return getattr(method, "__qualname__", type(method).__name__)

@@ -1,0 +1,84 @@
+"""The OpenTelemetry hook, read back through the SDK's in-memory metric reader and span exporter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from wire_data import snap
+
+from imagejobs import PollPolicy, RetryPolicy
+from imagejobs.otel import OpenTelemetryHook
+from imagejobs.testing import FakeWorkspace, Faults
+
+
+def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    data = reader.get_metrics_data()
+    assert data is not None
+    found: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            assert scope.scope.name == "imagejobs"
+            for metric in scope.metrics:
+                found[metric.name] = list(metric.data.data_points)
+    return found
+
+
+async def test_requests_retries_throttles_and_waits_become_metrics_and_spans(
+    keys: dict[str, Any],
+) -> None:
+    reader = InMemoryMetricReader()
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    hook = OpenTelemetryHook(MeterProvider(metric_readers=[reader]), tracer_provider)
+    faults = Faults(at={1: "503", 2: "429"}, retry_after=0.01)
+    async with FakeWorkspace(**keys, faults=faults) as fake:
+        job_id = fake.add_job([snap("700000000000000001", "SUCCESS")])
+        retry = RetryPolicy(initial_delay=0.01, max_delay=0.02)
+        async with fake.client(hooks=[hook], retry=retry, rate=100) as client:
+            await client.get_job(job_id)  # 503, 429, then 200
+            await client.wait(job_id, PollPolicy(initial_delay=0.01))
+        served = [r.request_id for r in fake.requests]
+        port = int(fake.url.rsplit(":", 1)[1])
+
+    points = _points(reader)
+    by_status = {
+        p.attributes.get("http.response.status_code"): p.value for p in points["imagejobs.requests"]
+    }
+    assert by_status == {"503": 1, "429": 1, "200": 2}
+    assert sum(p.value for p in points["imagejobs.retries"]) == 2
+    assert sum(p.value for p in points["imagejobs.throttles"]) == 1
+    (waited,) = points["imagejobs.wait.duration"]
+    assert waited.count == 1
+    assert waited.attributes == {"imagejobs.outcome": "success"}
+    assert sum(p.value for p in points["imagejobs.waits.active"]) == 0  # one began, one ended
+    durations = {
+        p.attributes["http.response.status_code"]: p for p in points["http.client.request.duration"]
+    }
+    assert durations[200].count == 2
+    assert durations[503].attributes["error.type"] == "503"
+
+    spans = exporter.get_finished_spans()
+    attributes = [dict(span.attributes or {}) for span in spans]
+    assert [a["imagejobs.request_id"] for a in attributes] == served
+    for span, attrs in zip(spans, attributes, strict=True):
+        assert span.name == "GET"
+        assert span.kind is SpanKind.CLIENT
+        assert attrs["http.request.method"] == "GET"
+        assert attrs["server.address"] == "127.0.0.1"
+        assert attrs["server.port"] == port
+        assert str(attrs["url.full"]).endswith(f"/image-server-jobs/{job_id}")
+        assert (span.end_time or 0) >= (span.start_time or 0) > 0
+        assert keys["sk"] not in str(attrs)
+    assert [s.status.status_code for s in spans[:3]] == [
+        StatusCode.ERROR,
+        StatusCode.ERROR,
+        StatusCode.UNSET,
+    ]
+    assert attributes[1]["http.request.resend_count"] == 1
