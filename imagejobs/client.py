@@ -546,6 +546,22 @@ class Client:
         """
         return await self._send(_Call(self.job_url(job_id), read_job(job_id), "job", job_id))
 
+    async def get_job_json(self, job_id: str) -> dict[str, Any]:
+        """Fetch a job's details as the service sent them: its JSON object, every field kept.
+
+        The body must still be a job (:class:`MalformedResponse` names what is
+        wrong otherwise); fields the models do not know are kept as they came.
+        Retries and errors as in :meth:`get_job`.
+        """
+        read = read_job(job_id)
+
+        def read_as_sent(body: bytes) -> dict[str, Any]:
+            read(body)  # a job, or the error that says why not
+            sent: dict[str, Any] = json.loads(body)
+            return sent
+
+        return await self._send(_Call(self.job_url(job_id), read_as_sent, "job", job_id))
+
     def list_jobs(
         self,
         status: str | None = None,

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
-from imagejobs import DurationHistory, from_wire, to_wire
+from imagejobs import DurationHistory, from_wire
 from imagejobs.cli._args import parse_duration
 from imagejobs.cli._report import most_severe
 from imagejobs.testing import FakeWorkspace, Reply, Step
@@ -298,13 +298,24 @@ async def test_watch_streams_one_job(fake: FakeWorkspace, home: Path) -> None:
     assert run.code == 1
 
 
-async def test_get_prints_the_job_in_wire_form(
+async def test_get_prints_the_job_as_the_service_sent_it(
     fake: FakeWorkspace, home: Path, reference_wire: dict[str, Any]
 ) -> None:
     job_id = fake.add_job([reference_wire])
     run = await cli("get", job_id, env=fake_env(fake, home))
     assert run.code == 0
-    assert json.loads(run.stdout) == to_wire(from_wire(reference_wire))
+    assert json.loads(run.stdout) == reference_wire
+    newer = {**reference_wire, "region_hint": {"az": "az1"}, "sub_jobs_total": 1}
+    newer["sub_jobs"] = [{**reference_wire["sub_jobs"][0], "progress": 40}]
+    fake.add_job([newer])
+    run = await cli("get", job_id, env=fake_env(fake, home))
+    shown = json.loads(run.stdout)
+    assert shown == newer  # fields the models do not know are kept
+    assert list(shown) == list(newer)  # in the order sent
+    assert from_wire(shown) == from_wire(reference_wire)
+    broken = await cli("get", fake.add_job([{"id": "77", "status": 5}]), env=fake_env(fake, home))
+    assert broken.code == 4
+    assert "$.status" in broken.stderr
 
 
 async def test_get_of_a_missing_job_exits_4(fake: FakeWorkspace, home: Path) -> None:
@@ -650,8 +661,10 @@ async def test_server_text_cannot_forge_lines_or_workflow_commands(
     assert_plain(run.stderr)
     lines = run.stderr.splitlines()
     assert [line[:9] for line in lines if line.lstrip().startswith(("::", "result "))] == [
-        "::error t",
+        "::group::",
+        "::endgrou",
         "result fo",
+        "::error t",
     ]
     assert 'name="img\\nresult forged success status=SUCCESS duration=0.0s"' in run.stderr
     assert_plain(summary.read_text())
@@ -937,3 +950,104 @@ async def test_watch_keeps_the_history_too(fake: FakeWorkspace, home: Path, tmp_
     run = await cli("watch", "done", *FAST, "--history", str(kept), env=fake_env(fake, home))
     assert run.code == 0, run.stderr
     assert DurationHistory.load(kept).durations("CREATE_SERVER") == (240.0,)
+
+
+# --- CI output ------------------------------------------------------------------------
+
+
+async def test_outside_a_terminal_a_heartbeat_says_the_step_is_alive(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    script(fake)
+    env = fake_env(fake, home)
+    run = await cli("wait", "stuck", *FAST, "--timeout", "1s", "--heartbeat", "200ms", env=env)
+    assert run.code == 3
+    beats = [line for line in run.stderr.splitlines() if line.startswith("heartbeat ")]
+    assert beats
+    assert all(
+        re.fullmatch(r"heartbeat 0 ended ok, 0 failed, 1 waiting, elapsed [0-9.]+s", b)
+        for b in beats
+    )
+    quiet = await cli("wait", "stuck", *FAST, "--timeout", "1s", "--heartbeat", "0", env=env)
+    assert not [line for line in quiet.stderr.splitlines() if line.startswith("heartbeat ")]
+
+
+async def test_each_result_line_comes_as_soon_as_its_job_ends(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    fake.add_job([job("quick", "SUCCESS", ("SUCCESS", ""))])
+    slow = [job("slow", "RUNNING", ("RUNNING", ""))] * 20 + [
+        job("slow", "SUCCESS", ("SUCCESS", ""))
+    ]
+    fake.add_job(slow)
+    run = await cli("wait", "quick", "slow", *FAST, env=fake_env(fake, home))
+    assert run.code == 0, run.stderr
+    lines = run.stderr.splitlines()
+    quick = lines.index(next(line for line in lines if line.startswith("result quick ")))
+    slow_end = lines.index(
+        next(line for line in lines if " slow job " in line and "SUCCESS" in line)
+    )
+    assert quick < slow_end
+
+
+async def test_github_actions_get_outputs_and_folded_transitions(
+    fake: FakeWorkspace, home: Path, tmp_path: Path
+) -> None:
+    script(fake)
+    outputs = tmp_path / "github_output"
+    env = fake_env(fake, home, GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(outputs))
+    run = await cli("wait", "ok", "bad", *FAST, env=env)
+    assert run.code == 1, run.stderr
+    written = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert written["outcome"] == "failed"
+    assert written["resource-ids"] == "res-ok-0 res-bad-0"
+    results = json.loads(written["results"])
+    assert {r["job_id"]: r["outcome"] for r in results} == {"ok": "success", "bad": "failed"}
+    assert all(r["event"] == "result" for r in results)
+    lines = run.stderr.splitlines()
+    groups = [line for line in lines if line.startswith("::group::")]
+    assert sorted(groups) == [
+        "::group::job bad: 4 transitions, failed",
+        "::group::job ok: 4 transitions, success",
+    ]
+    assert lines.count("::endgroup::") == 2
+
+
+async def test_sigterm_still_writes_the_results_summary_and_outputs(
+    fake: FakeWorkspace, home: Path, tmp_path: Path
+) -> None:
+    script(fake)
+    summary, outputs = tmp_path / "summary.md", tmp_path / "output"
+    env = fake_env(
+        fake,
+        home,
+        GITHUB_ACTIONS="true",
+        GITHUB_STEP_SUMMARY=str(summary),
+        GITHUB_OUTPUT=str(outputs),
+    )
+    process = await start_cli("wait", "ok", "stuck", *FAST, env=env)
+    while not fake.requests_for("ok") or len(fake.requests_for("stuck")) < 2:
+        await asyncio.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 143
+    lines = err.decode().splitlines()
+    assert lines[-1] == "imagejobs: error: terminated"
+    assert any(line.startswith("result ok success") for line in lines)
+    assert any(
+        line.startswith("result stuck error status=RUNNING") and "stopped by SIGTERM" in line
+        for line in lines
+    )
+    assert "| `stuck` | error |" in summary.read_text()
+    assert "outcome=interrupted" in outputs.read_text().splitlines()
+
+
+async def test_the_not_found_grace_is_set_from_the_command_line(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    run = await cli(
+        "wait", "nosuchjob", *FAST, "--not-found-grace", "100ms", env=fake_env(fake, home)
+    )
+    assert run.code == 4
+    assert "404" in run.stderr
+    assert len(fake.requests) < 40  # given up after a tenth of a second, not ten

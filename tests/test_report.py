@@ -62,7 +62,9 @@ def test_the_live_line_is_redrawn_around_every_printed_line() -> None:
     assert "\r\x1b[K[1.0s] 2 jobs: 0 ended, 2 waiting" in text
     assert "\r\x1b[K2026-11-26T12:00:01Z 1 job - - -> RUNNING\n" in text
     assert "[1m06s] 2 jobs: 1 ended, 1 waiting" in text
-    assert text.endswith("result 1 success status=SUCCESS duration=1m05s\n")
+    # The result line as soon as the job ends, the live line drawn again below it.
+    assert "\r\x1b[Kresult 1 success status=SUCCESS duration=1m05s\n\r\x1b[K[1m" in text
+    assert text.endswith("\r\x1b[K")  # and cleared at the end
     assert code == 0
 
 
@@ -162,15 +164,17 @@ def test_server_text_cannot_add_lines_commands_or_controls(text: dict[str, str])
     assert code == 1
     lines = err.split("\n")
     assert lines.pop() == ""
-    # Two transitions (the sub-job, the job), one annotation, one result.
-    assert len(lines) == 4, lines
+    # Two transitions (the sub-job, the job) in the job's group, its result, one annotation.
+    assert len(lines) == 6, lines
     assert err.splitlines() == lines  # no other line separator either
     assert all(line.isprintable() for line in lines)
     assert "##[" not in err
-    assert [bool(TIME.match(line)) for line in lines] == [True, True, False, False]
-    assert lines[2].startswith("::error title=Image job 1 failed::sub-job ")
-    assert lines[3].startswith("result 1 failed status=FAILED duration=")
-    assert not any(line.lstrip().startswith(("::", "result ")) for line in lines[:2])
+    assert [bool(TIME.match(line)) for line in lines] == [False, True, True, False, False, False]
+    assert lines[0] == "::group::job 1: 2 transitions, failed"
+    assert lines[3] == "::endgroup::"
+    assert lines[4].startswith("result 1 failed status=FAILED duration=")
+    assert lines[5].startswith("::error title=Image job 1 failed::sub-job ")
+    assert not any(line.lstrip().startswith(("::", "result ")) for line in lines[1:3])
 
 
 _T = TypeVar("_T")
@@ -252,7 +256,8 @@ def test_a_forged_result_line_shows_escaped_inside_its_own_line() -> None:
         'resource="res\\u001b[2J" name="img\\nresult 1 success status=SUCCESS" '
         'error="WKS.9\\u2028" message="bad\\ud800\\n::error::forged"'
     )
-    (line,) = (a for a in report(wire, github=True)[1].splitlines() if a.startswith("::"))
+    lines = report(wire, github=True)[1].splitlines()
+    (line,) = (a for a in lines if a.startswith("::error"))
     assert line == (
         "::error title=Image job 1 failed::sub-job 1-0 (BUILD_IMAGE) FAILED: "
         "WKS.9\\u2028: bad\\ud800\\n::error::forged"

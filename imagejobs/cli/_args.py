@@ -7,7 +7,9 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from imagejobs import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE, __version__
+from imagejobs import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE, PollPolicy, __version__
+
+DEFAULT_NOT_FOUND_GRACE = PollPolicy().not_found_grace
 
 __all__ = ["EXIT_CODES_HELP", "UsageError", "build_parser", "parse_duration"]
 
@@ -114,8 +116,16 @@ def _service_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _output_options(parser: argparse.ArgumentParser) -> None:
+def _output_options(parser: argparse.ArgumentParser, *, heartbeat: bool = True) -> None:
     output = parser.add_argument_group("output")
+    if heartbeat:
+        output.add_argument(
+            "--heartbeat",
+            type=parse_duration,
+            default=60.0,
+            help="outside a terminal, a line with the counts this often, so a CI log never "
+            "looks hung (default 60s; 0 for none)",
+        )
     output.add_argument(
         "--json", action="store_true", help="NDJSON on stdout: transitions, then one result per job"
     )
@@ -137,6 +147,13 @@ def _poll_options(parser: argparse.ArgumentParser) -> None:
         "--max-delay",
         type=parse_duration,
         help="longest delay (default 27s; up to 8 times that where a history places polls)",
+    )
+    polling.add_argument(
+        "--not-found-grace",
+        type=parse_duration,
+        default=DEFAULT_NOT_FOUND_GRACE,
+        help="how long a job the service does not know yet is looked for before it is an "
+        f"error (default {DEFAULT_NOT_FOUND_GRACE:g}s: a new job takes a moment to show)",
     )
 
 

@@ -9,14 +9,16 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
+from signal import SIGINT, SIGTERM
 from typing import TYPE_CHECKING, Any, TextIO
 
 from imagejobs import (
     MAX_PAGE_SIZE,
     ConfigurationError,
     DurationHistory,
+    ImageJob,
     ImageJobsError,
     JobFailed,
     JobStatus,
@@ -29,7 +31,14 @@ from imagejobs import (
 )
 
 from ._demo import STEP_SECONDS, demo_scenario
-from ._report import Reporter, format_duration, json_text, visible
+from ._report import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Reporter,
+    format_duration,
+    json_text,
+    visible,
+)
 
 if TYPE_CHECKING:
     from imagejobs import Client
@@ -131,6 +140,7 @@ def make_client(args: argparse.Namespace, history: DurationHistory | None = None
 def make_reporter(args: argparse.Namespace) -> Reporter:
     """Return a reporter for the output options and the surroundings (TTY, GitHub)."""
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    outputs = os.environ.get("GITHUB_OUTPUT")
     return Reporter(
         stdout=sys.stdout,
         stderr=sys.stderr,
@@ -138,20 +148,25 @@ def make_reporter(args: argparse.Namespace) -> Reporter:
         quiet=getattr(args, "quiet", False),
         github=os.environ.get("GITHUB_ACTIONS") == "true",
         step_summary=Path(summary) if summary else None,
+        github_output=Path(outputs) if outputs else None,
         live=sys.stderr.isatty(),
+        heartbeat=getattr(args, "heartbeat", 0.0),
     )
 
 
 def make_policy(args: argparse.Namespace) -> PollPolicy:
     """Return the poll policy the options describe."""
     return PollPolicy(
-        initial_delay=args.initial_delay, max_delay=args.max_delay, timeout=args.timeout
+        initial_delay=args.initial_delay,
+        max_delay=args.max_delay,
+        timeout=args.timeout,
+        not_found_grace=args.not_found_grace,
     )
 
 
 async def _keep_status_fresh(reporter: Reporter) -> None:
     while True:
-        await asyncio.sleep(_LIVE_REFRESH)
+        await asyncio.sleep(min(_LIVE_REFRESH, reporter.heartbeat or _LIVE_REFRESH))
         reporter.tick()
 
 
@@ -161,18 +176,79 @@ async def wait_jobs(
     policy: PollPolicy,
     reporter: Reporter,
 ) -> int:
-    """Wait on every job, reporting as they go; return the exit code. Shared by demo."""
+    """Wait on every job, reporting as they go; return the exit code. Shared by demo.
+
+    SIGINT and SIGTERM (what a cancelled CI job gets) end the wait early, but the
+    jobs that ended are reported, the others as interrupted, and the step summary
+    and outputs are written: the exit code is then 130 or 143.
+    """
     unique = list(dict.fromkeys(job_ids))
     reporter.start(len(unique))
     ticker = asyncio.create_task(_keep_status_fresh(reporter))
     # Quiet, no transition is shown: without a listener the jobs may be swept.
     listener = reporter.transition if reporter.shows_transitions else None
-    try:
-        async for outcome in client.wait_many(unique, policy, on_transition=listener):
+    ended: set[str] = set()
+    last: dict[str, ImageJob] = {}
+
+    def seen(transition: Transition) -> None:
+        last[transition.job_id] = transition.job
+        if listener is not None:
+            listener(transition)
+
+    async def wait_all() -> None:
+        async for outcome in client.wait_many(unique, policy, on_transition=seen):
+            ended.add(outcome.job_id)
             reporter.result(outcome)
+
+    try:
+        signal = await _until_done_or_signalled(wait_all())
     finally:
         ticker.cancel()
-    return reporter.finish()
+    if signal is None:
+        return reporter.finish()
+    name, code = _SIGNALS[signal]
+    for job_id in unique:
+        if job_id not in ended:
+            stopped = ImageJobsError(f"the wait was stopped by {name}")
+            reporter.result(Outcome(job_id, last.get(job_id), stopped))
+    verdict = reporter.finish(code)
+    reporter.error("interrupted" if signal == SIGINT else "terminated")
+    return verdict
+
+
+_SIGNALS: dict[int, tuple[str, int]] = {
+    SIGINT: ("SIGINT", EXIT_INTERRUPTED),
+    SIGTERM: ("SIGTERM", EXIT_TERMINATED),
+}
+
+
+async def _until_done_or_signalled(work: Coroutine[Any, Any, None]) -> int | None:
+    """Run ``work``; on SIGINT or SIGTERM cancel it and return the signal (None if it ended)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        if not received:
+            received.append(signum)
+            task.cancel()
+
+    installed = []
+    for signum in _SIGNALS:
+        try:
+            loop.add_signal_handler(signum, stop, signum)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no such support
+            pass
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not received:
+            raise
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    return received[0] if received else None
 
 
 async def _wait(args: argparse.Namespace) -> int:
@@ -198,6 +274,8 @@ async def _watch(args: argparse.Namespace) -> int:
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(keep_history, args, history)
         client = await stack.enter_async_context(make_client(args, history))
+        ticker = asyncio.create_task(_keep_status_fresh(reporter))
+        stack.callback(ticker.cancel)
         try:
             async for transition in client.watch(args.job_id, policy):
                 reporter.transition(transition)
@@ -219,12 +297,12 @@ async def _get(args: argparse.Namespace) -> int:
     async with make_client(args) as client:
         try:
             async with deadline:
-                job = await client.get_job(args.job_id)
+                wire = await client.get_job_json(args.job_id)
         except TimeoutError:
             if not deadline.expired():
                 raise
             raise TransportError(f"job {args.job_id}: no answer within {args.timeout:g}s") from None
-    sys.stdout.write(json_text(to_wire(job), indent=2) + "\n")
+    sys.stdout.write(json_text(wire, indent=2) + "\n")
     return 0
 
 

@@ -30,8 +30,10 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_SUCCESS",
+    "EXIT_TERMINATED",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
+    "OVERALL",
     "Reporter",
     "annotation",
     "exit_code_for",
@@ -53,6 +55,18 @@ EXIT_TIMEOUT = 3
 EXIT_ERROR = 4
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
+EXIT_TERMINATED = 143
+
+OVERALL = {
+    EXIT_SUCCESS: "success",
+    EXIT_FAILED: "failed",
+    EXIT_USAGE: "error",
+    EXIT_TIMEOUT: "timeout",
+    EXIT_ERROR: "error",
+    EXIT_INTERRUPTED: "interrupted",
+    EXIT_TERMINATED: "interrupted",
+}
+"""The overall outcome an exit code stands for, as ``GITHUB_OUTPUT`` tells it."""
 
 # With several jobs the most severe exit code wins: 2 > 4 > 1 > 3 > 0.
 _SEVERITY = {EXIT_SUCCESS: 0, EXIT_TIMEOUT: 1, EXIT_FAILED: 2, EXIT_ERROR: 3, EXIT_USAGE: 4}
@@ -328,7 +342,11 @@ class Reporter:
 
     Human lines go to ``stderr`` (none with ``quiet``), NDJSON to ``stdout``
     (with ``json_lines``), ``::error`` annotations to ``stderr`` under GitHub
-    Actions. ``live`` keeps a status line redrawn in place (terminals only).
+    Actions. ``live`` keeps a status line redrawn in place (terminals only);
+    elsewhere a heartbeat line every ``heartbeat`` seconds (0: none) says the
+    step is alive. Each job's result line comes as soon as it ends. Under
+    GitHub Actions a job's transitions are folded into one ``::group::``,
+    printed when it ends, and ``github_output`` gets the step's outputs.
     """
 
     def __init__(
@@ -340,7 +358,9 @@ class Reporter:
         quiet: bool = False,
         github: bool = False,
         step_summary: Path | None = None,
+        github_output: Path | None = None,
         live: bool = False,
+        heartbeat: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stdout = stdout
@@ -349,13 +369,23 @@ class Reporter:
         self._human = not quiet and not json_lines
         self._github = github
         self._step_summary = step_summary
+        self._github_output = github_output
         self._live = live and self._human
+        self._heartbeat = 0.0 if live or quiet else heartbeat
         self._clock = clock
         self._started = clock()
+        self._last_beat = self._started
         self._results: list[tuple[Outcome, float]] = []
         self._codes: list[int] = []
         self._total = 0
         self._status_shown = False
+        self._folded: dict[str, list[str]] = {}
+        self._finished = False
+
+    @property
+    def heartbeat(self) -> float:
+        """Seconds between heartbeat lines (0: none, as on a terminal)."""
+        return self._heartbeat
 
     @property
     def shows_transitions(self) -> bool:
@@ -366,6 +396,16 @@ class Reporter:
         """Note how many jobs are being waited on, for the live line."""
         self._total = total
         self._draw_status()
+
+    def _counts(self) -> str:
+        kinds = [outcome.kind for outcome, _ in self._results]
+        ok, failed = kinds.count("success"), kinds.count("failed")
+        other = len(kinds) - ok - failed
+        waiting = self._total - len(kinds)
+        text = f"{ok} ended ok, {failed} failed"
+        if other:
+            text += f", {other} timed out or errors"
+        return f"{text}, {waiting} waiting"
 
     def _clear_status(self) -> None:
         if self._status_shown:
@@ -383,9 +423,14 @@ class Reporter:
         self._status_shown = True
 
     def tick(self) -> None:
-        """Redraw the live status line (called about once a second)."""
+        """Redraw the live status line, or print a heartbeat when one is due (about 1/s)."""
         if self._status_shown or self._live:
             self._draw_status()
+        now = self._clock()
+        if self._heartbeat > 0 and now - self._last_beat >= self._heartbeat and not self._finished:
+            self._last_beat = now
+            elapsed = format_duration(now - self._started)
+            self._say(f"heartbeat {self._counts()}, elapsed {elapsed}")
 
     def _say(self, line: str) -> None:
         self._clear_status()
@@ -407,38 +452,73 @@ class Reporter:
         self._say(f"imagejobs: error: {message}")
 
     def transition(self, transition: Transition) -> None:
-        """Report one transition."""
+        """Report one transition (under GitHub Actions, kept for its job's group)."""
         if self._json:
             self._emit(transition_record(transition))
         if self._human:
-            self._say(format_transition(transition))
+            line = format_transition(transition)
+            if self._github:
+                self._folded.setdefault(transition.job_id, []).append(line)
+            else:
+                self._say(line)
 
     def result(self, outcome: Outcome) -> None:
-        """Report how one job ended."""
+        """Report how one job ended, at once."""
         waited = self._clock() - self._started
         self._results.append((outcome, waited))
         self._codes.append(exit_code_for(outcome))
         if self._json:
             self._emit(result_record(outcome))
+        folded = self._folded.pop(outcome.job_id, [])
+        if folded:
+            count = f"{len(folded)} transition{'s' if len(folded) > 1 else ''}"
+            self._say(f"::group::job {visible(outcome.job_id)}: {count}, {outcome.kind}")
+            for line in folded:
+                self._say(line)
+            self._say("::endgroup::")
         if outcome.kind == "error" and outcome.error is not None:
             self.error(f"job {outcome.job_id}: {outcome.error}")
+        if self._human:
+            self._say(format_result(outcome, waited))
         if self._github:
             for line in annotations_for(outcome):
                 self._say(line)
         self._draw_status()
 
     def finish(self, code: int | None = None) -> int:
-        """Print the per-job summary, write the GitHub step summary; return the exit code."""
+        """Write the GitHub step summary and outputs; return the exit code."""
         self._clear_status()
         self._live = False
-        if self._human:
-            for outcome, waited in self._results:
-                self._say(format_result(outcome, waited))
+        self._finished = True
+        for job_id, folded in list(self._folded.items()):
+            # Jobs that never ended (an interruption): their transitions still show.
+            self._say(f"::group::job {visible(job_id)}: {len(folded)} transitions, not ended")
+            for line in folded:
+                self._say(line)
+            self._say("::endgroup::")
+        self._folded.clear()
+        verdict = most_severe([*self._codes, *([] if code is None else [code])])
         if self._github and self._step_summary is not None and self._results:
-            try:
-                with self._step_summary.open("a", encoding="utf-8") as summary:
-                    summary.write(summary_table(self._results))
-            except OSError as exc:
-                # A summary is a nicety: failing to write one must not change the verdict.
-                self._say(f"imagejobs: warning: cannot write the step summary: {exc.strerror}")
-        return most_severe([*self._codes, *([] if code is None else [code])])
+            self._append(self._step_summary, summary_table(self._results), "step summary")
+        if self._github and self._github_output is not None:
+            self._append(self._github_output, self._outputs(verdict), "step outputs")
+        return verdict
+
+    def _outputs(self, verdict: int) -> str:
+        produced = [rid for outcome, _ in self._results for rid in resource_ids(outcome.job)]
+        results = [result_record(outcome) for outcome, _ in self._results]
+        lines = [
+            f"outcome={OVERALL.get(verdict, 'error')}",
+            f"resource-ids={' '.join(produced)}",
+            f"results={json_text(results)}",
+        ]
+        # A value is one line: json_text escapes line breaks, and IDs hold none.
+        return "".join(line.replace("\n", " ").replace("\r", " ") + "\n" for line in lines)
+
+    def _append(self, path: Path, text: str, what: str) -> None:
+        try:
+            with path.open("a", encoding="utf-8") as target:
+                target.write(text)
+        except OSError as exc:
+            # A nicety: failing to write it must not change the verdict.
+            self._say(f"imagejobs: warning: cannot write the {what}: {exc.strerror}")
