@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 
@@ -1051,3 +1052,47 @@ async def test_the_not_found_grace_is_set_from_the_command_line(
     assert run.code == 4
     assert "404" in run.stderr
     assert len(fake.requests) < 40  # given up after a tenth of a second, not ten
+
+
+async def test_a_running_fake_server_is_inspected_and_fed_over_http(
+    home: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps({"token": "scenario-token", "jobs": []}))
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "imagejobs", "fake-server", "--scenario", str(path),
+        env=environment(home), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = (await asyncio.wait_for(server.stdout.readline(), timeout=30)).decode().strip()
+        async with aiohttp.ClientSession() as http:
+            timeline = [job("fed", "RUNNING"), job("fed", "SUCCESS")]
+            async with http.post(f"{url}/_fake/jobs", json={"timeline": timeline}) as added:
+                assert added.status == 201
+                assert await added.json() == {"id": "fed"}
+            async with http.post(f"{url}/_fake/jobs", json={"timeline": [5]}) as bad:
+                assert bad.status == 400
+                assert "timeline[0]" in (await bad.json())["error"]
+            env = environment(
+                home,
+                IMAGEJOBS_AUTH_TOKEN="scenario-token",
+                HUAWEICLOUD_SDK_PROJECT_ID="0123456789abcdef0123456789abcdef",
+                IMAGEJOBS_ENDPOINT=url,
+            )
+            run = await cli("wait", "fed", *FAST, env=env)
+            assert run.code == 0, run.stderr
+            async with http.get(f"{url}/_fake/requests") as log:
+                requests = await log.json()
+            assert [r["job_id"] for r in requests] == ["fed", "fed"]  # the API's, not the control's
+            assert [r["status"] for r in requests] == [200, 200]
+            assert "scenario-token" not in json.dumps(requests)
+            async with http.delete(f"{url}/_fake/requests") as cleared:
+                assert cleared.status == 200
+            async with http.get(f"{url}/_fake/requests") as log:
+                assert await log.json() == []
+            async with http.get(f"{url}/_fake/nothing") as unknown:
+                assert unknown.status == 404
+    finally:
+        server.send_signal(signal.SIGINT)
+        await asyncio.wait_for(server.communicate(), timeout=30)

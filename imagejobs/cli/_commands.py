@@ -406,7 +406,7 @@ def _load_scenario_file(path: str) -> Any:
 
 
 async def _fake_server(args: argparse.Namespace) -> int:
-    from imagejobs.testing import load_scenario  # noqa: PLC0415 - pulls in aiohttp
+    from imagejobs.testing import control_api, load_scenario  # noqa: PLC0415 - pulls in aiohttp
 
     if args.scenario:
         scenario = _load_scenario_file(args.scenario)
@@ -414,6 +414,7 @@ async def _fake_server(args: argparse.Namespace) -> int:
         # The demo's jobs, open to any credentials, so any client can be pointed at it.
         scenario = {"jobs": demo_scenario()["jobs"]}
     fake = load_scenario(scenario)
+    fake.control = control_api(fake)
     try:
         await fake.start(args.host, args.port)
     except OSError as exc:
@@ -428,7 +429,9 @@ async def _fake_server(args: argparse.Namespace) -> int:
             auth = "X-Auth-Token"
         sys.stderr.write(
             f"fake Workspace server at {fake.url}: project {visible(fake.project_id)}, "
-            f"{len(scenario.get('jobs', []))} jobs, auth {auth}; Ctrl-C stops it\n"
+            f"{len(scenario.get('jobs', []))} jobs, auth {auth}; its request log at "
+            f"{fake.url}/_fake/requests, new jobs POSTed to {fake.url}/_fake/jobs; "
+            "Ctrl-C stops it\n"
         )
         sys.stderr.flush()
         await asyncio.Event().wait()

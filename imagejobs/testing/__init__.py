@@ -10,10 +10,11 @@ Use it in your own tests the way imagejobs' tests do::
 
 from ._clock import FakeClock
 from ._faults import FAULT_KINDS, Faults
-from ._scenario import load_scenario
-from ._server import FAKE_PROJECT_ID, FakeWorkspace, RecordedRequest, Reply, Step
+from ._scenario import control_api, load_scenario
+from ._server import CONTROL_PREFIX, FAKE_PROJECT_ID, FakeWorkspace, RecordedRequest, Reply, Step
 
 __all__ = [
+    "CONTROL_PREFIX",
     "FAKE_PROJECT_ID",
     "FAULT_KINDS",
     "FakeClock",
@@ -22,5 +23,6 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Step",
+    "control_api",
     "load_scenario",
 ]

@@ -26,10 +26,13 @@ optional). Durations are finite seconds from 0 to 86400 (``every`` above 0).
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+from aiohttp import web
 
 from imagejobs import (
     AkSkCredentials,
@@ -43,9 +46,9 @@ from imagejobs import (
 
 from ._faults import FAULT_KINDS, OVERSIZED, Faults
 from ._reply import Reply
-from ._server import FakeWorkspace, Step
+from ._server import CONTROL_PREFIX, FakeWorkspace, RecordedRequest, Step
 
-__all__ = ["load_scenario"]
+__all__ = ["control_api", "load_scenario"]
 
 _TOP_KEYS = {"project_id", "token", "ak", "sk", "security_token", "faults", "jobs"}
 _JOB_KEYS = {"id", "every", "faults", "timeline"}
@@ -291,19 +294,74 @@ def load_scenario(data: object, **options: Any) -> FakeWorkspace:
     if not isinstance(jobs, list):
         raise _fail("jobs", "must be a list")
     for index, job in enumerate(jobs):
-        where = f"jobs[{index}]"
-        if not isinstance(job, Mapping) or not isinstance(job.get("timeline"), list):
-            raise _fail(where, "must be an object with a timeline list")
-        _unknown_keys(where, job, _JOB_KEYS)
-        steps = [_step(f"{where}.timeline[{n}]", s) for n, s in enumerate(job["timeline"])]
-        job_id = job.get("id")
-        if job_id is not None and (not isinstance(job_id, str) or not job_id):
-            raise _fail(f"{where}.id", "must be a non-empty string")
-        _same_job(where, job_id, steps)
-        faults = _faults(f"{where}.faults", job["faults"]) if "faults" in job else None
-        every = _seconds(f"{where}.every", job.get("every"), positive=True)
-        try:
-            fake.add_job(steps, job_id=job_id, every=every, faults=faults)
-        except ValueError as exc:
-            raise _fail(where, str(exc)) from None
+        _add_job(fake, f"jobs[{index}]", job)
     return fake
+
+
+def _add_job(fake: FakeWorkspace, where: str, job: object) -> str:
+    """Add one job of a scenario (its JSON form) to ``fake``; return its ID."""
+    _check_depth(job)
+    if not isinstance(job, Mapping) or not isinstance(job.get("timeline"), list):
+        raise _fail(where, "must be an object with a timeline list")
+    _unknown_keys(where, job, _JOB_KEYS)
+    steps = [_step(f"{where}.timeline[{n}]", s) for n, s in enumerate(job["timeline"])]
+    job_id = job.get("id")
+    if job_id is not None and (not isinstance(job_id, str) or not job_id):
+        raise _fail(f"{where}.id", "must be a non-empty string")
+    _same_job(where, job_id, steps)
+    faults = _faults(f"{where}.faults", job["faults"]) if "faults" in job else None
+    every = _seconds(f"{where}.every", job.get("every"), positive=True)
+    try:
+        return fake.add_job(steps, job_id=job_id, every=every, faults=faults)
+    except ValueError as exc:
+        raise _fail(where, str(exc)) from None
+
+
+def control_api(fake: FakeWorkspace) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Return the handler of a fake's control paths (set it as ``fake.control``).
+
+    Under ``/_fake/``, for tests in any language to inspect and feed a running fake:
+
+    - ``GET /_fake/requests``: the request log as a JSON list (``at``, ``method``,
+      ``path``, ``query``, ``job_id``, ``status``, ``request_id``, ``step``,
+      ``fault``; never the headers, which hold credentials);
+    - ``DELETE /_fake/requests``: empty the log;
+    - ``POST /_fake/jobs`` with a job in the scenario form (``{"id", "every",
+      "faults", "timeline"}``): add (or replace) it; answers ``{"id": ...}``, or
+      400 with ``{"error": ...}`` naming the mistake.
+    """
+
+    async def control(request: web.Request) -> web.StreamResponse:
+        path = request.path.removeprefix(CONTROL_PREFIX).rstrip("/")
+        if path == "requests" and request.method == "GET":
+            return web.json_response([_recorded(r) for r in fake.requests])
+        if path == "requests" and request.method == "DELETE":
+            fake.requests.clear()
+            return web.json_response({"cleared": True})
+        if path == "jobs" and request.method == "POST":
+            try:
+                job = json.loads(await request.read())
+                job_id = _add_job(fake, "job", job)
+            except (ValueError, RecursionError) as exc:
+                return web.json_response({"error": f"not a job: {exc}"}, status=400)
+            except ConfigurationError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            return web.json_response({"id": job_id}, status=201)
+        known = "GET or DELETE /_fake/requests, POST /_fake/jobs"
+        return web.json_response({"error": f"unknown control request; {known}"}, status=404)
+
+    return control
+
+
+def _recorded(request: RecordedRequest) -> dict[str, Any]:
+    return {
+        "at": request.at,
+        "method": request.method,
+        "path": request.path,
+        "query": dict(request.query),
+        "job_id": request.job_id,
+        "status": request.status,
+        "request_id": request.request_id,
+        "step": request.step,
+        "fault": request.fault,
+    }

@@ -10,7 +10,7 @@ import ssl as _ssl
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -32,7 +32,14 @@ from . import _lists
 from ._faults import OVERSIZED, Faults, FaultState, fault_reply
 from ._reply import Reply
 
-__all__ = ["FAKE_PROJECT_ID", "FakeWorkspace", "RecordedRequest", "Reply", "Step"]
+__all__ = [
+    "CONTROL_PREFIX",
+    "FAKE_PROJECT_ID",
+    "FakeWorkspace",
+    "RecordedRequest",
+    "Reply",
+    "Step",
+]
 
 FAKE_PROJECT_ID = "0123456789abcdef0123456789abcdef"
 """The project the fake serves unless told otherwise."""
@@ -62,6 +69,9 @@ class RecordedRequest:
     query: Mapping[str, str] = attrs.field(factory=dict)
     """The query parameters sent (the first value of a repeated one)."""
 
+
+CONTROL_PREFIX = "/_fake/"
+"""Paths no Workspace API uses, for a test to inspect and feed a running fake server."""
 
 _MiB = 1024 * 1024
 
@@ -229,6 +239,8 @@ class FakeWorkspace:
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.control: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
+        """Answers requests under :data:`CONTROL_PREFIX` when set (``imagejobs fake-server``)."""
         self._clock = clock
         self._scripts: dict[str, _Script] = {}
         self._runner: web.AppRunner | None = None
@@ -358,6 +370,8 @@ class FakeWorkspace:
         await self.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.control is not None and request.path.startswith(CONTROL_PREFIX):
+            return await self.control(request)  # the test's own requests, never recorded
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
