@@ -36,6 +36,7 @@ from .errors import (
 )
 from .events import Outcome, Transition
 from .history import DurationHistory, LogNormal
+from .hooks import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
 from .models import (
     ExecuteInfo,
     ImageJob,
@@ -97,16 +98,20 @@ __all__ = [
     "PermissionDenied",
     "PollPolicy",
     "RefreshableTokenCredentials",
+    "RequestRecord",
     "ResourceInfo",
     "ResponseTooLarge",
     "RetryPolicy",
+    "RetryRecord",
     "ServerError",
     "SubJob",
     "SubJobStatus",
+    "ThrottleRecord",
     "Throttled",
     "TokenCredentials",
     "Transition",
     "TransportError",
+    "WaitRecord",
     "WaitTimeout",
     "__version__",
     "from_wire",
