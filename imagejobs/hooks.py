@@ -28,6 +28,9 @@ __all__ = ["HOOK_METHODS", "Hooks", "RequestRecord", "RetryRecord", "ThrottleRec
 
 logger = logging.getLogger("imagejobs")
 
+HOOK_GRACE = 1.0
+"""Seconds a closing client waits for async hooks still running before it cancels them."""
+
 HOOK_METHODS = ("on_request", "on_retry", "on_throttle", "on_wait", "on_transition", "on_outcome")
 
 
@@ -130,9 +133,14 @@ class Hooks:
         task.add_done_callback(done)
 
     async def close(self) -> None:
-        """Let the hooks still running finish."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Let the hooks still running finish, for a second at most; cancel the others."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(self._tasks, timeout=HOOK_GRACE)
+        for task in late:
+            logger.warning("a hook still running when the client closed was cancelled")
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 def _name(method: Any) -> str:

@@ -25,6 +25,7 @@ credential (401) every subscriber of the client.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import functools
 import heapq
@@ -378,10 +379,18 @@ class Hub:
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        """Stop telling a subscriber anything; its job is polled no more if nobody is left."""
+        """Stop telling a subscriber anything; its job is polled no more if nobody is left.
+
+        The hooks still hear how it ended: cancelled, an error outcome.
+        """
         if sub.ended:
             return
         sub.ended = True
+        if self._hooks.wants("on_outcome"):
+            cancelled = ImageJobsError(f"the wait on job {sub.job_id} was cancelled")
+            self._hooks.call(
+                "on_outcome", self._measured(sub, Outcome(sub.job_id, sub.last, cancelled))
+            )
         self._leave(sub)
 
     def _unlink(self, sub: Subscription) -> None:
@@ -409,14 +418,25 @@ class Hub:
             return
         sub.ended = True
         if isinstance(outcome, Outcome):
-            stream = self._streams.get(sub.job_id)
-            looks = 0 if stream is None else stream.looks - sub.polls_before
-            ended = min(self._clock.monotonic(), sub.deadline)
-            outcome = attrs.evolve(outcome, duration=max(0.0, ended - sub.started), polls=looks)
+            outcome = self._measured(sub, outcome)
             if self._hooks.wants("on_outcome"):
                 self._hooks.call("on_outcome", outcome)
+        elif self._hooks.wants("on_outcome"):
+            # A bug reaches the caller as itself; the hooks get an outcome naming it.
+            broken = ImageJobsError(f"the wait failed unexpectedly: {type(outcome).__name__}")
+            self._hooks.call(
+                "on_outcome", self._measured(sub, Outcome(sub.job_id, sub.last, broken))
+            )
         sub.mailbox.put(outcome)
         self._leave(sub)
+
+    def _measured(self, sub: Subscription, outcome: Outcome) -> Outcome:
+        """Return ``outcome`` with how long its wait took and how many looks it saw."""
+        stream = self._streams.get(sub.job_id)
+        joined = stream is not None and sub in stream.subscribers
+        looks = stream.looks - sub.polls_before if joined and stream is not None else 0
+        ended = min(self._clock.monotonic(), sub.deadline)
+        return attrs.evolve(outcome, duration=max(0.0, ended - sub.started), polls=looks)
 
     def _leave(self, sub: Subscription) -> None:
         if sub.deadline < math.inf:
@@ -482,7 +502,11 @@ class Hub:
         """Make the loop look again now; start it if it is not running."""
         if self._runner is None:
             if self._streams and not self._closed:
-                self._runner = asyncio.get_running_loop().create_task(self._run())
+                # In a context of its own: the loop polls for every caller, so no one
+                # caller's context (an OpenTelemetry span, say) is the parent of its requests.
+                self._runner = asyncio.get_running_loop().create_task(
+                    self._run(), context=contextvars.Context()
+                )
             return
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
@@ -699,7 +723,7 @@ class Hub:
         watched_it_run = before is not None and not before.status.is_terminal
         stream.looks += 1
         if self._hooks.wants("on_transition") or logger.isEnabledFor(logging.INFO):
-            self._report(stream.snapshot, job, stream.looks)
+            self._report(stream.snapshot, job, stream.polls)
         stream.snapshot = job
         stream.seen_at = now
         stream.own_look = False

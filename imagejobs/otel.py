@@ -86,9 +86,9 @@ class OpenTelemetryHook:
         if failed:
             common["error.type"] = str(record.status) if record.status else record.error or "_OTHER"
         self._duration.record(record.duration, common)
-        kind = {"imagejobs.request": record.what}
+        kind: dict[str, Any] = {"imagejobs.request": record.what}
         if record.status is not None:
-            kind["http.response.status_code"] = str(record.status)
+            kind["http.response.status_code"] = record.status
         self._requests.add(1, kind)
         end = time.time_ns()
         attributes = {**common, "url.full": record.url}

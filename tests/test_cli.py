@@ -1096,3 +1096,33 @@ async def test_a_running_fake_server_is_inspected_and_fed_over_http(
     finally:
         server.send_signal(signal.SIGINT)
         await asyncio.wait_for(server.communicate(), timeout=30)
+
+
+async def test_watch_handles_sigterm_too_and_a_second_signal_changes_nothing(
+    fake: FakeWorkspace, home: Path, tmp_path: Path
+) -> None:
+    script(fake)
+    outputs = tmp_path / "output"
+    env = fake_env(fake, home, GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(outputs))
+    watch = await start_cli("watch", "stuck", *FAST, env=env)
+    while len(fake.requests_for("stuck")) < 2:
+        await asyncio.sleep(0.01)
+    watch.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(watch.communicate(), timeout=30)
+    assert watch.returncode == 143
+    assert err.decode().splitlines()[-1] == "imagejobs: error: terminated"
+    assert "outcome=interrupted" in outputs.read_text().splitlines()
+
+    outputs.unlink()
+    wait = await start_cli("wait", "stuck", *FAST, env=env)
+    while len(fake.requests_for("stuck")) < 4:
+        await asyncio.sleep(0.01)
+    wait.send_signal(signal.SIGINT)
+    wait.send_signal(signal.SIGTERM)  # a runner that loses patience at once
+    _, err = await asyncio.wait_for(wait.communicate(), timeout=30)
+    assert wait.returncode in (130, 143)  # whichever came first decides; neither kills
+    assert "outcome=interrupted" in outputs.read_text().splitlines()
+    assert err.decode().splitlines()[-1] in (
+        "imagejobs: error: interrupted",
+        "imagejobs: error: terminated",
+    )

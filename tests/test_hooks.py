@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -191,3 +192,52 @@ async def test_log_records_carry_job_status_and_request_id(
     assert transitions[-1].getMessage() == f"job {job_id}: RUNNING -> SUCCESS"
     assert getattr(transitions[-1], "status", None) == "SUCCESS"
     assert all(getattr(r, "job_id", None) == job_id for r in transitions)
+
+
+# --- what a review found ------------------------------------------------------------------
+
+
+async def test_every_wait_that_began_is_told_to_have_ended_cancelled_ones_too(
+    keys: dict[str, Any],
+) -> None:
+    hook = Recorder()
+    async with FakeWorkspace(**keys) as fake:
+        job_id = fake.add_job([snap("700000000000000001", "RUNNING")])
+        async with fake.client(hooks=[hook]) as client:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.wait(job_id, FAST), 0.2)
+            async with contextlib.aclosing(client.watch(job_id, FAST)) as transitions:
+                async for _ in transitions:
+                    break  # a caller that stops reading
+    assert len(hook.waits) == len(hook.outcomes) == 2, hook.outcomes
+    assert all(o.kind == "error" and "cancelled" in str(o.error) for o in hook.outcomes)
+
+
+async def test_a_wait_on_a_job_already_ended_counts_no_polls(
+    keys: dict[str, Any], clock: FakeClock
+) -> None:
+    hook = Recorder()
+    async with FakeWorkspace(**keys, clock=clock.monotonic) as fake:
+        job_id = _staged(fake)
+        async with fake.client(hooks=[hook], clock=clock) as client:
+            done = await client.wait(job_id, FAST)
+            slow = asyncio.create_task(client.wait(_staged(fake, "700000000000000002"), FAST))
+            await client.wait(job_id, FAST, since=done)  # ends at once
+            await slow
+    assert [o.polls for o in hook.outcomes if o.job_id == job_id] == [3, 0]
+
+
+async def test_an_async_hook_that_never_returns_does_not_hold_close(
+    keys: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    class Stuck:
+        async def on_outcome(self, outcome: Outcome) -> None:
+            await asyncio.Event().wait()
+
+    async with FakeWorkspace(**keys) as fake:
+        job_id = fake.add_job([snap("700000000000000001", "SUCCESS")])
+        client = fake.client(hooks=[Stuck()])
+        await client.wait(job_id, FAST)
+        with caplog.at_level(logging.WARNING, logger="imagejobs"):
+            await asyncio.wait_for(client.close(), 10)  # a second of grace, then cancelled
+    assert any("was cancelled" in r.getMessage() for r in caplog.records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -51,7 +52,7 @@ async def test_requests_retries_throttles_and_waits_become_metrics_and_spans(
     by_status = {
         p.attributes.get("http.response.status_code"): p.value for p in points["imagejobs.requests"]
     }
-    assert by_status == {"503": 1, "429": 1, "200": 2}
+    assert by_status == {503: 1, 429: 1, 200: 2}
     assert sum(p.value for p in points["imagejobs.retries"]) == 2
     assert sum(p.value for p in points["imagejobs.throttles"]) == 1
     (waited,) = points["imagejobs.wait.duration"]
@@ -82,3 +83,35 @@ async def test_requests_retries_throttles_and_waits_become_metrics_and_spans(
         StatusCode.UNSET,
     ]
     assert attributes[1]["http.request.resend_count"] == 1
+
+
+async def test_polls_are_no_callers_children_and_a_callers_own_request_is(
+    keys: dict[str, Any],
+) -> None:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    hook = OpenTelemetryHook(
+        MeterProvider(metric_readers=[InMemoryMetricReader()]), tracer_provider
+    )
+    tracer = tracer_provider.get_tracer("test")
+    async with FakeWorkspace(**keys) as fake:
+        job_id = fake.add_job(
+            [snap("700000000000000001", "RUNNING"), snap("700000000000000001", "SUCCESS")]
+        )
+        async with fake.client(hooks=[hook]) as client:
+            with tracer.start_as_current_span("deploy-a") as a:
+                waiting = asyncio.ensure_future(client.wait(job_id, PollPolicy(initial_delay=0.01)))
+                await asyncio.sleep(0)
+            with tracer.start_as_current_span("deploy-b"):
+                await client.wait(job_id, PollPolicy(initial_delay=0.01))
+            await waiting
+            with tracer.start_as_current_span("inspect") as inspect:
+                await client.get_job(job_id)
+    requests = [s for s in exporter.get_finished_spans() if s.name == "GET"]
+    polls, (direct,) = requests[:-1], requests[-1:]
+    assert polls
+    assert all(s.parent is None for s in polls)  # shared by both callers: a child of neither
+    assert direct.parent is not None
+    assert direct.parent.span_id == inspect.get_span_context().span_id
+    assert a.get_span_context().trace_id != direct.context.trace_id

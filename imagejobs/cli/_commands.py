@@ -9,7 +9,7 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from signal import SIGINT, SIGTERM
 from typing import TYPE_CHECKING, Any, TextIO
@@ -175,13 +175,18 @@ async def wait_jobs(
     job_ids: list[str],
     policy: PollPolicy,
     reporter: Reporter,
+    stop: Stop | None = None,
 ) -> int:
     """Wait on every job, reporting as they go; return the exit code. Shared by demo.
 
     SIGINT and SIGTERM (what a cancelled CI job gets) end the wait early, but the
-    jobs that ended are reported, the others as interrupted, and the step summary
-    and outputs are written: the exit code is then 130 or 143.
+    jobs that ended are reported, the others as stopped, and the step summary and
+    outputs are written: the exit code is then 130 or 143. ``stop`` is the
+    caller's, when it listens for the signals from before the wait began.
     """
+    if stop is None:
+        with stop_on_signals() as own:
+            return await wait_jobs(client, job_ids, policy, reporter, own)
     unique = list(dict.fromkeys(job_ids))
     reporter.start(len(unique))
     ticker = asyncio.create_task(_keep_status_fresh(reporter))
@@ -201,54 +206,85 @@ async def wait_jobs(
             reporter.result(outcome)
 
     try:
-        signal = await _until_done_or_signalled(wait_all())
+        stopped = await stop.run(wait_all())
     finally:
         ticker.cancel()
-    if signal is None:
+    if not stopped:
         return reporter.finish()
-    name, code = _SIGNALS[signal]
     for job_id in unique:
         if job_id not in ended:
-            stopped = ImageJobsError(f"the wait was stopped by {name}")
-            reporter.result(Outcome(job_id, last.get(job_id), stopped))
-    verdict = reporter.finish(code)
-    reporter.error("interrupted" if signal == SIGINT else "terminated")
-    return verdict
+            reporter.result(Outcome(job_id, last.get(job_id), stop.error()))
+    return stop.finish(reporter)
 
 
-_SIGNALS: dict[int, tuple[str, int]] = {
-    SIGINT: ("SIGINT", EXIT_INTERRUPTED),
-    SIGTERM: ("SIGTERM", EXIT_TERMINATED),
+_SIGNALS: dict[int, tuple[str, int, str]] = {
+    SIGINT: ("SIGINT", EXIT_INTERRUPTED, "interrupted"),
+    SIGTERM: ("SIGTERM", EXIT_TERMINATED, "terminated"),
 }
 
 
-async def _until_done_or_signalled(work: Coroutine[Any, Any, None]) -> int | None:
-    """Run ``work``; on SIGINT or SIGTERM cancel it and return the signal (None if it ended)."""
+class Stop:
+    """Which signal, if any, asked the command to stop; it cancels the work it runs.
+
+    A signal before the work starts stops it at once; a second one, or one once
+    the work is over, changes nothing: the results are being written.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._task: asyncio.Future[None] | None = None
+
+    def received(self, signum: int) -> None:
+        """Note the first signal, and cancel the work if it is running."""
+        if self.signal is not None or (self._task is not None and self._task.done()):
+            return
+        self.signal = signum
+        if self._task is not None:
+            self._task.cancel()
+
+    async def run(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run ``work``; return whether a signal stopped it."""
+        if self.signal is not None:
+            work.close()
+            return True
+        self._task = asyncio.ensure_future(work)
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            if self.signal is None:
+                raise
+        return self.signal is not None
+
+    def error(self) -> ImageJobsError:
+        """Return the error an unfinished wait ends in."""
+        name = _SIGNALS[self.signal or SIGINT][0]
+        return ImageJobsError(f"the wait was stopped by {name}")
+
+    def finish(self, reporter: Reporter) -> int:
+        """Write what the reporter holds, say why it stopped; return the exit code."""
+        _, code, word = _SIGNALS[self.signal or SIGINT]
+        verdict = reporter.finish(code)
+        reporter.error(word)
+        return verdict
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Stop]:
+    """Listen for SIGINT and SIGTERM while inside: they stop, they do not kill."""
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(work)
-    received: list[int] = []
-
-    def stop(signum: int) -> None:
-        if not received:
-            received.append(signum)
-            task.cancel()
-
+    stop = Stop()
     installed = []
     for signum in _SIGNALS:
         try:
-            loop.add_signal_handler(signum, stop, signum)
+            loop.add_signal_handler(signum, stop.received, signum)
             installed.append(signum)
         except (NotImplementedError, RuntimeError):  # not the main thread, or no such support
             pass
     try:
-        await task
-    except asyncio.CancelledError:
-        if not received:
-            raise
+        yield stop
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-    return received[0] if received else None
 
 
 async def _wait(args: argparse.Namespace) -> int:
@@ -259,8 +295,9 @@ async def _wait(args: argparse.Namespace) -> int:
     reporter = make_reporter(args)
     history = load_history(args)
     try:
-        async with make_client(args, history) as client:
-            return await wait_jobs(client, job_ids, policy, reporter)
+        with stop_on_signals() as stop:
+            async with make_client(args, history) as client:
+                return await wait_jobs(client, job_ids, policy, reporter, stop)
     finally:
         keep_history(args, history)
 
@@ -269,26 +306,35 @@ async def _watch(args: argparse.Namespace) -> int:
     policy = make_policy(args)
     reporter = make_reporter(args)
     reporter.start(1)
-    last: Transition | None = None
+    last: list[Transition] = []
+    outcome: list[Outcome] = []
     history = load_history(args)
-    async with contextlib.AsyncExitStack() as stack:
-        stack.callback(keep_history, args, history)
-        client = await stack.enter_async_context(make_client(args, history))
-        ticker = asyncio.create_task(_keep_status_fresh(reporter))
-        stack.callback(ticker.cancel)
+
+    async def watch(client: Client) -> None:
         try:
             async for transition in client.watch(args.job_id, policy):
                 reporter.transition(transition)
-                last = transition
+                last[:] = [transition]
         except WaitTimeout as timeout:
-            outcome = Outcome(args.job_id, timeout.job, timeout)
+            outcome.append(Outcome(args.job_id, timeout.job, timeout))
         except ImageJobsError as error:
-            outcome = Outcome(args.job_id, last.job if last else None, error)
+            outcome.append(Outcome(args.job_id, last[0].job if last else None, error))
         else:
-            job = last.job if last is not None else await client.get_job(args.job_id)
+            job = last[0].job if last else await client.get_job(args.job_id)
             failed = JobFailed(job) if job.status is JobStatus.FAILED else None
-            outcome = Outcome(args.job_id, job, failed)
-    reporter.result(outcome)
+            outcome.append(Outcome(args.job_id, job, failed))
+
+    with stop_on_signals() as stop:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(keep_history, args, history)
+            client = await stack.enter_async_context(make_client(args, history))
+            ticker = asyncio.create_task(_keep_status_fresh(reporter))
+            stack.callback(ticker.cancel)
+            stopped = await stop.run(watch(client))
+        if stopped:
+            reporter.result(Outcome(args.job_id, last[0].job if last else None, stop.error()))
+            return stop.finish(reporter)
+    reporter.result(outcome[0])
     return reporter.finish()
 
 
