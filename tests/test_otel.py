@@ -44,7 +44,7 @@ async def test_requests_retries_throttles_and_waits_become_metrics_and_spans(
         retry = RetryPolicy(initial_delay=0.01, max_delay=0.02)
         async with fake.client(hooks=[hook], retry=retry, rate=100) as client:
             await client.get_job(job_id)  # 503, 429, then 200
-            await client.wait(job_id, PollPolicy(initial_delay=0.01))
+            await client.wait(job_id, PollPolicy(initial_delay=0.01, max_delay=0.05))
         served = [r.request_id for r in fake.requests]
         port = int(fake.url.rsplit(":", 1)[1])
 
@@ -101,10 +101,12 @@ async def test_polls_are_no_callers_children_and_a_callers_own_request_is(
         )
         async with fake.client(hooks=[hook]) as client:
             with tracer.start_as_current_span("deploy-a") as a:
-                waiting = asyncio.ensure_future(client.wait(job_id, PollPolicy(initial_delay=0.01)))
+                waiting = asyncio.ensure_future(
+                    client.wait(job_id, PollPolicy(initial_delay=0.01, max_delay=0.05))
+                )
                 await asyncio.sleep(0)
             with tracer.start_as_current_span("deploy-b"):
-                await client.wait(job_id, PollPolicy(initial_delay=0.01))
+                await client.wait(job_id, PollPolicy(initial_delay=0.01, max_delay=0.05))
             await waiting
             with tracer.start_as_current_span("inspect") as inspect:
                 await client.get_job(job_id)
