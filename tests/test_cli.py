@@ -1027,14 +1027,15 @@ async def test_sigterm_still_writes_the_results_summary_and_outputs(
         GITHUB_OUTPUT=str(outputs),
     )
     process = await start_cli("wait", "ok", "stuck", *FAST, env=env)
-    while not fake.requests_for("ok") or len(fake.requests_for("stuck")) < 2:
+    while len(fake.requests_for("ok")) < 2 or len(fake.requests_for("stuck")) < 3:
         await asyncio.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     _, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 143
     lines = err.decode().splitlines()
     assert lines[-1] == "imagejobs: error: terminated"
-    assert any(line.startswith("result ok success") for line in lines)
+    # Every job has its result line: "ok" ended (or, on a slow machine, was stopped too).
+    assert any(line.startswith(("result ok success", "result ok error")) for line in lines)
     assert any(
         line.startswith("result stuck error status=RUNNING") and "stopped by SIGTERM" in line
         for line in lines
