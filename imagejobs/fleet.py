@@ -526,6 +526,19 @@ class Fleet:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def _call_or_give_back(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], undo: tuple[str, str, str]
+    ) -> Any:
+        """Run a script that may take something; if no answer says what, give it back later."""
+        try:
+            result = await self._call(name, keys, args)
+        except asyncio.CancelledError:
+            self._give_back(*undo)
+            raise
+        if result is None:
+            self._give_back(*undo)
+        return result
+
     def _give_back(self, kind: str, key: str, token: str) -> None:
         """Undo, once Redis answers, what a call that may have run took."""
         self._undo.add((kind, key, token))
@@ -578,13 +591,9 @@ class Fleet:
                 booked,
                 int(QUEUE_HORIZON * 1000),
             ]
-            try:
-                result = await self._call("acquire", keys, args)
-            except asyncio.CancelledError:
-                self._give_back("slot", self._k("slots"), token)
-                raise
+            undo = ("slot", self._k("slots"), token)
+            result = await self._call_or_give_back("acquire", keys, args, undo)
             if result is None:
-                self._give_back("slot", self._k("slots"), token)
                 return None
             state, _, wait_ms, rate = (float(value) for value in result[:4])
             self.rate = rate
@@ -657,13 +666,8 @@ class Fleet:
             fresh_ms = 1e18 if fresh_after > 0 or self._offset is None else -1e18
         claim = f"{self.member}:{next(self._tokens)}"
         args = [f"{fresh_ms:.3f}", mark, self.member, int(LOOK_LEASE * 1000), claim.split(":")[1]]
-        try:
-            result = await self._call("look", keys, args)
-        except asyncio.CancelledError:
-            self._give_back("lease", keys[1], claim)
-            raise
+        result = await self._call_or_give_back("look", keys, args, ("lease", keys[1], claim))
         if result is None:
-            self._give_back("lease", keys[1], claim)
             return None
         state = result[0].decode()
         taken = float(result[2])
@@ -688,15 +692,8 @@ class Fleet:
             self.let_go(url, claim)
             return None
         args = [body, claim, ttl, int(final), KEPT_SNAPSHOTS, f"{answered_ms:.3f}"]
-        try:
-            result = await self._call("publish", keys, args)
-        except asyncio.CancelledError:
-            self._give_back("lease", keys[1], claim)
-            raise
-        if result is None:
-            self._give_back("lease", keys[1], claim)
-            return None
-        return bytes(result).decode()
+        result = await self._call_or_give_back("publish", keys, args, ("lease", keys[1], claim))
+        return None if result is None else bytes(result).decode()
 
     def let_go(self, url: str, claim: str) -> None:
         """Give up a claimed look that found nothing to share (its GET failed)."""
