@@ -27,29 +27,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.sweeps import TYPES, job_snapshot
 from imagejobs import Client, PollPolicy
 from imagejobs.testing import FAKE_PROJECT_ID, FakeWorkspace
 
 GATEWAY_LIMIT = 20  # requests a second, for the whole account
 IN_FLIGHT = 8
 LATENCY = 0.2  # seconds the gateway takes to answer
-TYPES = ("CREATE_SERVER", "CREATE_SERVER_IMAGE", "DELETE_SERVER")
 ALONE = "one process, shared jobs only"
 NO_REDIS = "fleet, no Redis"
 REDIS = "fleet, Redis"
 DEFAULT_INITIAL_DELAY = PollPolicy().initial_delay
-
-
-def _job(job_id: str, job_type: str, status: str) -> dict[str, Any]:
-    ended = status in ("SUCCESS", "FAILED")
-    sub = {"id": f"{job_id}1", "job_type": job_type, "status": status if ended else "RUNNING"}
-    return {
-        "id": job_id,
-        "job_type": job_type,
-        "status": status,
-        "sub_jobs_total": 1,
-        "sub_jobs": [sub],
-    }
 
 
 def script(
@@ -66,10 +54,10 @@ def script(
         end = draw.uniform(min(10.0, seconds / 2), seconds)
         final = "FAILED" if n % 20 == 0 else "SUCCESS"
         steps = [
-            _job(job_id, job_type, "WAITING"),
-            _job(job_id, job_type, "RUNNING"),
-            _job(job_id, job_type, "RUNNING"),
-            _job(job_id, job_type, final),
+            job_snapshot(job_id, job_type, "WAITING"),
+            job_snapshot(job_id, job_type, "RUNNING"),
+            job_snapshot(job_id, job_type, "RUNNING"),
+            job_snapshot(job_id, job_type, final),
         ]
         fake.add_job(steps, every=end / 3, start=start)
         ends[job_id] = (start + end, final)

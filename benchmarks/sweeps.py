@@ -24,7 +24,8 @@ GATEWAY_LIMIT = 10  # requests a second
 VARIANTS = {"sweeps": None, "per-job GETs": False}  # Client(sweeps=...)
 
 
-def _job(job_id: str, job_type: str, status: str, error: str = "") -> dict[str, Any]:
+def job_snapshot(job_id: str, job_type: str, status: str, error: str = "") -> dict[str, Any]:
+    """Return a job of one sub-job in wire form (its error code when it FAILED)."""
     ended = status in ("SUCCESS", "FAILED")
     sub = {
         "id": f"{job_id}1",
@@ -49,17 +50,19 @@ def tenant(fake: FakeWorkspace, jobs: int, old: int, seconds: float, seed: int) 
     """
     draw = random.Random(seed)  # noqa: S311 - a repeatable tenant, not a secret
     for n in range(old):
-        fake.add_job([_job(f"9{n:017d}", TYPES[n % 3], "FAILED" if n % 7 == 0 else "SUCCESS")])
+        fake.add_job(
+            [job_snapshot(f"9{n:017d}", TYPES[n % 3], "FAILED" if n % 7 == 0 else "SUCCESS")]
+        )
     ends: dict[str, Any] = {}
     for n in range(jobs):
         job_id, job_type = f"7{n:017d}", TYPES[n % 3]
         end = draw.uniform(5.0, seconds)
         final = "FAILED" if n % 20 == 0 else "SUCCESS"
         steps = [
-            _job(job_id, job_type, "WAITING"),
-            _job(job_id, job_type, "RUNNING"),
-            _job(job_id, job_type, "RUNNING"),
-            _job(job_id, job_type, final, "WKS.0042" if final == "FAILED" else ""),
+            job_snapshot(job_id, job_type, "WAITING"),
+            job_snapshot(job_id, job_type, "RUNNING"),
+            job_snapshot(job_id, job_type, "RUNNING"),
+            job_snapshot(job_id, job_type, final, "WKS.0042" if final == "FAILED" else ""),
         ]
         fake.add_job(steps, every=end / 3, start=0.0)
         ends[job_id] = (end, final)
