@@ -103,6 +103,18 @@ def runner(
     return lambda variant, _: run_variant(scenario, variant, url, params, env)
 
 
+def fresh_runner(
+    server: Server, scenario: str, params: dict[str, Any], env: dict[str, str]
+) -> Callable[[str, int], dict[str, Any]]:
+    """Like :func:`runner`, each run against an empty request log: the same server for all."""
+
+    def one(variant: str, number: int) -> dict[str, Any]:
+        assert server.ask("reset") == "ok"
+        return run_variant(scenario, variant, server.url, params, env)
+
+    return one
+
+
 def ratio(runs: Runs, a: str, b: str, key: Callable[[dict[str, Any]], float]) -> float:
     """The median over rounds of ``key(a) / key(b)``."""
     return statistics.median(key(x) / key(y) for x, y in zip(runs[a], runs[b], strict=True))
@@ -136,11 +148,13 @@ def per_request(
     for concurrency in (1, 64):
         print(f"per-request, concurrency {concurrency}", file=sys.stderr)
         params = {"total": total, "concurrency": concurrency}
-        runs = interleaved(rounds, variants, runner("gets", server.url, params, env))
+        runs = interleaved(rounds, variants, fresh_runner(server, "gets", params, env))
         figures = summary(
             runs,
             {
                 "cpu_us_per_request": cpu_per_request,
+                "user_us": lambda r: r["cpu_user"] / r["requests"] * 1e6,
+                "system_us": lambda r: r["cpu_system"] / r["requests"] * 1e6,
                 "requests_per_second": lambda r: r["requests"] / r["wall"],
                 "peak_rss_mb": lambda r: r["rss_kb"] / 1024,
             },
@@ -149,6 +163,7 @@ def per_request(
             [
                 v,
                 f"{f['cpu_us_per_request']:.0f}",
+                f"{f['user_us']:.0f} + {f['system_us']:.0f}",
                 f"{f['requests_per_second']:,.0f}",
                 f"{f['peak_rss_mb']:.0f}",
             ]
@@ -160,7 +175,14 @@ def per_request(
             "imagejobs/sdk_async": ratio(runs, "imagejobs", "sdk_async", cpu_per_request),
         }
         out.append(f"Concurrency {concurrency}:\n")
-        out.append(table(["variant", "client CPU µs/request", "requests/s", "peak RSS MB"], rows))
+        header = [
+            "variant",
+            "client CPU µs/request",
+            "user + system µs",
+            "requests/s",
+            "peak RSS MB",
+        ]
+        out.append(table(header, rows))
         out.append(
             "\nClient CPU per request, median of per-round ratios: "
             + ", ".join(f"{k} **{v:.2f}×**" for k, v in ratios.items())

@@ -4,7 +4,8 @@ It prints its URL, then obeys lines on stdin: ``jobs PREFIX COUNT POLLS`` script
 COUNT jobs named PREFIX-N that reach SUCCESS on their POLLS-th poll;
 ``timed PREFIX COUNT SECONDS`` scripts COUNT jobs that go through three sub-job
 stages and reach SUCCESS SECONDS after their first poll, however often they are
-polled; ``latency SECONDS`` delays every answer from then on; ``stats PREFIX``
+polled; ``latency SECONDS`` delays every answer from then on; ``reset`` empties the
+request log; ``stats PREFIX``
 prints, as JSON, the requests for those jobs, the most started in any one
 second, and the most served at once.
 """
@@ -89,6 +90,12 @@ async def serve() -> None:
                 print("ok", flush=True)
             elif line[0] == "latency":
                 fake.latency = float(line[1])
+                print("ok", flush=True)
+            elif line[0] == "reset":
+                # A log that grows through a scenario makes every later request dearer
+                # to serve, which skews the client figures of whoever runs last.
+                fake.requests.clear()
+                fake.peak_in_flight = 0
                 print("ok", flush=True)
             elif line[0] == "stats":
                 print(json.dumps(_stats(fake, line[1])), flush=True)

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import decimal
 import json
+import os
 import resource
 import sys
 import time
@@ -24,10 +25,14 @@ AK, SK = "BENCHACCESSKEY000000", "bench-secret-key-0000000000000000000000"
 
 
 def _measure(work: Callable[[], int]) -> dict[str, Any]:
-    cpu, wall = time.process_time(), time.perf_counter()
+    before, wall = os.times(), time.perf_counter()
     requests = work()
+    after = os.times()
+    user, system = after.user - before.user, after.system - before.system
     return {
-        "cpu": time.process_time() - cpu,
+        "cpu": user + system,
+        "cpu_user": user,
+        "cpu_system": system,
         "wall": time.perf_counter() - wall,
         "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "requests": requests,

@@ -22,7 +22,11 @@ def test_every_variant_of_every_scenario_runs(env: dict[str, str]) -> None:
         for variant in ("imagejobs", "floor", "sdk_threads", "sdk_async"):
             result = run_variant("gets", variant, server.url, {"total": 4, "concurrency": 2}, env)
             assert result["requests"] == 4
+            assert result["cpu"] == pytest.approx(result["cpu_user"] + result["cpu_system"])
             assert result["cpu"] > 0
+        assert '"requests": 0' not in server.ask("stats 7")  # the GETs of the reference job
+        assert server.ask("reset") == "ok"
+        assert '"requests": 0' in server.ask("stats 7")  # an empty log for the next scenario
         for variant in ("imagejobs", "sdk_threads"):
             prefix = f"smoke{variant}"
             assert server.ask(f"jobs {prefix} 5 2") == "ok"
