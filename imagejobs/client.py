@@ -16,7 +16,7 @@ import random
 import re
 import ssl as _ssl
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -697,8 +697,7 @@ class Client:
     async def _send(self, call: _Call[_T]) -> _T:
         """Send one call, retrying transient failures as the client's :class:`RetryPolicy` says."""
         session = self._get_session()
-        waits = self._retry.waits(random.random)
-        next(waits)
+        waits = None  # made on the first failure: a first try that works pays for no retry
         started = self.clock.monotonic()
         # max_time bounds the whole call, waits for the budget included: the last
         # try gets only the time left.
@@ -711,7 +710,10 @@ class Client:
                 return await self._attempt(session, call)
             except ImageJobsError as error:
                 elapsed = self.clock.monotonic() - started
-                delay = waits.send(error) if is_transient(error) else 0.0
+                if waits is None and is_transient(error):
+                    waits = self._retry.waits(random.random)
+                    next(waits)
+                delay = waits.send(error) if waits is not None and is_transient(error) else 0.0
                 # No try that could not start within max_time: the error at hand is
                 # more use than a timeout of a try given no time.
                 if (
@@ -850,7 +852,7 @@ class Client:
                     fleet_pass = await self._fleet.acquire(call.deadline)
                 except TimeoutError:
                     raise self._held(call) from None
-            answer = await self._get(session, call, headers)
+            answer = await self._request(session, call, headers)
         except Throttled as error:
             ending = {"throttled": True, "retry_after": error.retry_after}
             raise
@@ -885,37 +887,48 @@ class Client:
             return headers
         return await self._credentials.authorize("GET", url, headers, self.project_id)
 
-    async def _get(
+    def _request(
+        self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
+    ) -> Coroutine[Any, Any, _T]:
+        """Return the coroutine that sends it: the hooks' frame only when they ask for one."""
+        if self._hooks.wants("on_request"):
+            return self._told_fetch(session, call, headers)
+        return self._fetch(session, call, headers)
+
+    async def _told_fetch(
         self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
     ) -> _T:
-        """Send one request; tell the hooks (and the debug log) how it went."""
-        call.status = call.request_id = None
-        if not self._hooks.wants("on_request"):
-            return await self._fetch(session, call, headers)
+        """:meth:`_fetch`, telling the hooks how it went (a frame only when they ask)."""
         started = self.clock.monotonic()
-        error = None
+        failed: BaseException | None = None
         try:
             return await self._fetch(session, call, headers)
         except BaseException as exc:
-            error = type(exc).__name__
+            failed = exc
             raise
         finally:
-            record = RequestRecord(
-                "GET",
-                call.url,
-                call.what,
-                call.job_id,
-                call.status,
-                self.clock.monotonic() - started,
-                call.attempt,
-                call.request_id,
-                error,
-            )
-            self._hooks.call("on_request", record)
+            self._tell_request(call, self.clock.monotonic() - started, failed)
+
+    def _tell_request(self, call: _Call[Any], took: float, failed: BaseException | None) -> None:
+        error = None if failed is None else type(failed).__name__
+        record = RequestRecord(
+            "GET",
+            call.url,
+            call.what,
+            call.job_id,
+            call.status,
+            took,
+            call.attempt,
+            call.request_id,
+            error,
+        )
+        self._hooks.call("on_request", record)
 
     async def _fetch(
         self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
     ) -> _T:
+        """Send one request and decode the answer."""
+        call.status = call.request_id = None
         url = call.url
         left = min(self.timeout, call.deadline - self.clock.monotonic())
         timeout = (
