@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 from collections.abc import Coroutine, Iterable, Iterator
@@ -285,6 +286,9 @@ def stop_on_signals() -> Iterator[Stop]:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+            if stop.signal is not None:
+                # Stopping, the results written: one more signal must not kill the exit.
+                signal.signal(signum, signal.SIG_IGN)
 
 
 async def _wait(args: argparse.Namespace) -> int:
