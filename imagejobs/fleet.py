@@ -215,7 +215,7 @@ return {redis.call('ZCARD', KEYS[1]), fmt(now)}
 )
 
 # KEYS: log, lease, seen, members. ARGV: fresh_after_ms, mark, member, lease_ms, claim.
-# A lease holds "member:claim"; it stands while that member is alive.
+# A lease holds the claim, "member:token"; it stands while that member is alive.
 # Returns {state, now, taken, entries}: 'fresh' (a look since fresh_after), 'wait' (another
 # process is looking) or 'go' (claimed), with the entries after mark (without one, those
 # since fresh_after) for the caller to replay first; a fresh answer has the newest at least.
@@ -251,12 +251,12 @@ if holder then
     return {'wait', fmt(now), '0', entries}
   end
 end
-redis.call('SET', KEYS[2], member .. ':' .. ARGV[5], 'PX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[4])
 return {'go', fmt(now), '0', entries}
 """
 )
 
-# KEYS: log, lease, seen. ARGV: body, claim ("member:claim"), ttl_ms, final (1/0), kept,
+# KEYS: log, lease, seen. ARGV: body, claim ("member:token"), ttl_ms, final (1/0), kept,
 # answered_ms.
 # Keeps the body unless it repeats the newest snapshot (then only its time) or a look
 # answered later is already there. Returns the newest entry's ID.
@@ -288,7 +288,7 @@ return id
 """
 )
 
-# KEYS: lease. ARGV: claim ("member:claim").
+# KEYS: lease. ARGV: claim ("member:token").
 _UNLEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
@@ -665,7 +665,7 @@ class Fleet:
             # but a final snapshot.
             fresh_ms = 1e18 if fresh_after > 0 or self._offset is None else -1e18
         claim = f"{self.member}:{next(self._tokens)}"
-        args = [f"{fresh_ms:.3f}", mark, self.member, int(LOOK_LEASE * 1000), claim.split(":")[1]]
+        args = [f"{fresh_ms:.3f}", mark, self.member, int(LOOK_LEASE * 1000), claim]
         result = await self._call_or_give_back("look", keys, args, ("lease", keys[1], claim))
         if result is None:
             return None

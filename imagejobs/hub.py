@@ -123,8 +123,8 @@ class Seen:
     """What one look found: snapshots, oldest first, each with when it was taken.
 
     ``own`` says this process fetched the last one; otherwise they came from
-    another process's looks. No snapshot means another process is looking right
-    now: look again in ``retry_in`` seconds.
+    another process's looks. A ``retry_in`` means another process is looking
+    right now (what it replays is older): look again in about that long.
     """
 
     jobs: tuple[tuple[ImageJob, float], ...]
@@ -387,10 +387,7 @@ class Hub:
             return
         sub.ended = True
         if self._hooks.wants("on_outcome"):
-            cancelled = ImageJobsError(f"the wait on job {sub.job_id} was cancelled")
-            self._hooks.call(
-                "on_outcome", self._measured(sub, Outcome(sub.job_id, sub.last, cancelled))
-            )
+            self._tell_hooks(sub, ImageJobsError(f"the wait on job {sub.job_id} was cancelled"))
         self._leave(sub)
 
     def _unlink(self, sub: Subscription) -> None:
@@ -423,18 +420,21 @@ class Hub:
                 self._hooks.call("on_outcome", outcome)
         elif self._hooks.wants("on_outcome"):
             # A bug reaches the caller as itself; the hooks get an outcome naming it.
-            broken = ImageJobsError(f"the wait failed unexpectedly: {type(outcome).__name__}")
-            self._hooks.call(
-                "on_outcome", self._measured(sub, Outcome(sub.job_id, sub.last, broken))
+            self._tell_hooks(
+                sub, ImageJobsError(f"the wait failed unexpectedly: {type(outcome).__name__}")
             )
         sub.mailbox.put(outcome)
         self._leave(sub)
+
+    def _tell_hooks(self, sub: Subscription, error: ImageJobsError) -> None:
+        """Tell the hooks of a wait that ended without an outcome of its own."""
+        self._hooks.call("on_outcome", self._measured(sub, Outcome(sub.job_id, sub.last, error)))
 
     def _measured(self, sub: Subscription, outcome: Outcome) -> Outcome:
         """Return ``outcome`` with how long its wait took and how many looks it saw."""
         stream = self._streams.get(sub.job_id)
         joined = stream is not None and sub in stream.subscribers
-        looks = stream.looks - sub.polls_before if joined and stream is not None else 0
+        looks = stream.looks - sub.polls_before if stream is not None and joined else 0
         ended = min(self._clock.monotonic(), sub.deadline)
         return attrs.evolve(outcome, duration=max(0.0, ended - sub.started), polls=looks)
 
