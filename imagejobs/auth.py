@@ -8,13 +8,14 @@ No credentials object shows a secret in its ``repr``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import attrs
 
-from .signing import sign_request
+from .signing import format_date, signed_headers
 from .validation import check_header_value
 
 __all__ = [
@@ -77,6 +78,12 @@ class TokenCredentials:
         self, method: str, url: str, headers: Mapping[str, str], project_id: str
     ) -> dict[str, str]:
         """Return ``headers`` with ``X-Auth-Token`` added."""
+        return self._authorize_now(method, url, headers, project_id)
+
+    def _authorize_now(
+        self, method: str, url: str, headers: Mapping[str, str], project_id: str
+    ) -> dict[str, str]:
+        """:meth:`authorize`, without a coroutine: nothing here waits."""
         return {**headers, "X-Auth-Token": self.token}
 
 
@@ -128,6 +135,20 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# [second, its X-Sdk-Date]: one tuple, swapped whole, so no thread reads a mixed pair.
+_last_date: list[tuple[int, str]] = [(-1, "")]
+
+
+def _sdk_date_now() -> str:
+    """Return ``X-Sdk-Date`` for now, formatted once a second, not once a request."""
+    second = int(time.time())
+    last = _last_date[0]
+    if last[0] != second:
+        last = (second, format_date(datetime.fromtimestamp(second, UTC)))
+        _last_date[0] = last
+    return last[1]
+
+
 @attrs.frozen(repr=False)
 class AkSkCredentials:
     """An access key pair that signs each request (``SDK-HMAC-SHA256``).
@@ -142,6 +163,12 @@ class AkSkCredentials:
     security_token: str | None = attrs.field(default=None, converter=_check_optional_token)
     clock: Callable[[], datetime] = attrs.field(default=_utc_now, kw_only=True)
 
+    _key: bytes = attrs.field(init=False, eq=False, repr=False)
+
+    @_key.default
+    def _encode_sk(self) -> bytes:
+        return self.sk.encode()
+
     def __repr__(self) -> str:
         token = ", security_token=<hidden>" if self.security_token is not None else ""
         return f"AkSkCredentials(ak={mask(self.ak)!r}, sk=<hidden>{token})"
@@ -150,10 +177,14 @@ class AkSkCredentials:
         self, method: str, url: str, headers: Mapping[str, str], project_id: str
     ) -> dict[str, str]:
         """Return ``headers`` plus ``X-Project-Id``, ``X-Sdk-Date``, ``Host``, ``Authorization``."""
-        extra = {"X-Project-Id": project_id}
+        return self._authorize_now(method, url, headers, project_id)
+
+    def _authorize_now(
+        self, method: str, url: str, headers: Mapping[str, str], project_id: str
+    ) -> dict[str, str]:
+        """:meth:`authorize`, without a coroutine: signing is pure and waits for nothing."""
+        signed = {**headers, "X-Project-Id": project_id}
         if self.security_token is not None:
-            extra["X-Security-Token"] = self.security_token
-        signed = sign_request(
-            method, url, {**headers, **extra}, b"", ak=self.ak, sk=self.sk, when=self.clock()
-        )
-        return signed.headers
+            signed["X-Security-Token"] = self.security_token
+        date = _sdk_date_now() if self.clock is _utc_now else format_date(self.clock())
+        return signed_headers(method, url, signed, b"", ak=self.ak, key=self._key, date=date)

@@ -16,7 +16,7 @@ import random
 import re
 import ssl as _ssl
 import weakref
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -87,6 +87,10 @@ DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 USER_AGENT = f"imagejobs/{__version__}"
 
 logger = logging.getLogger("imagejobs")
+
+# How many job URLs a client keeps checked and quoted: more than the jobs a busy
+# client watches at once, and a bound for one that sees endless new IDs.
+_JOB_URLS_KEPT = 8192
 
 _T = TypeVar("_T")
 
@@ -266,6 +270,8 @@ class Client:
             raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
         self._credentials = credentials
+        self._headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        self._authorize_now = _authorizer(credentials)
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -274,6 +280,7 @@ class Client:
         self._job_list_url = f"{project_url}/image-server-jobs"
         self._sub_job_list_url = f"{project_url}/image-server-sub-jobs"
         self._sub_job_count_url = f"{project_url}/image-server-sub-jobs/actions/count"
+        self._job_urls: dict[str, str] = {}  # checked and quoted once, not per request
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
             raise InvalidArgument(f"max_body_size must be a whole number, got {max_body_size!r}")
@@ -531,7 +538,13 @@ class Client:
 
     def job_url(self, job_id: str) -> str:
         """Return the URL of a job's details; raises :class:`InvalidArgument` for a bad ID."""
-        return self._jobs_url + quote(check_id("job_id", job_id), safe="")
+        url = self._job_urls.get(job_id) if type(job_id) is str else None
+        if url is None:
+            url = self._jobs_url + quote(check_id("job_id", job_id), safe="")
+            if len(self._job_urls) >= _JOB_URLS_KEPT:
+                del self._job_urls[next(iter(self._job_urls))]  # the oldest: a fleet moves on
+            self._job_urls[job_id] = url
+        return url
 
     async def get_job(self, job_id: str) -> ImageJob:
         """Fetch a job's details.
@@ -802,78 +815,103 @@ class Client:
         priority: float | None = None,
         call_gate: Gate | None = None,
     ) -> _T:
-        """One try: sign afresh, send, decode; on a 401, refresh a token once.
+        """One try: wait for the budget (the call's, then the client's), sign afresh, send, decode.
 
-        An exception outside the error tree (from credentials, or anything aiohttp
-        did not foresee) becomes an :class:`ImageJobsError` naming only its type:
-        its text may quote a header, and it is no reason to try again.
+        On a 401 with refreshable credentials, the token is refreshed and the
+        request sent once more (once per call, not per try). An exception outside
+        the error tree (from credentials, or anything aiohttp did not foresee)
+        becomes an :class:`ImageJobsError` naming only its type: its text may
+        quote a header, and it is no reason to try again.
         """
+        # The common case passes the gate at once, without a coroutine.
+        state = _Try(call_gate, self._gate.try_pass() if call_gate is None else None)
+        refreshable: RefreshableCredentials | None = None
         try:
-            try:
-                return await self._exchange(session, call, priority, call_gate)
-            except AuthenticationError:
-                if call.refreshed or not isinstance(self._credentials, RefreshableCredentials):
-                    raise
-            call.refreshed = True
-            await self._credentials.refresh(call.sent)
-            return await self._exchange(session, call, priority, call_gate)
+            if state.ticket is None:
+                await self._passes(call, priority, state)
+            call.sent = headers = (
+                self._authorize_now("GET", call.url, self._headers, self.project_id)
+                if self._authorize_now is not None
+                else await self._authorize(call.url)
+            )
+            if self._fleet is not None:
+                # After signing: a fleet's slot is held no longer than the request.
+                state.fleet_pass = await self._fleet_pass(self._fleet, call)
+            fetch = self._told_fetch if self._hooks.wants("on_request") else self._fetch
+            answer = await fetch(session, call, headers)
+            state.answered = True
+            return answer
+        except Throttled as error:
+            state.throttled, state.retry_after = True, error.retry_after
+            raise
+        except AuthenticationError:
+            state.answered = True
+            if call.refreshed or not isinstance(self._credentials, RefreshableCredentials):
+                raise
+            refreshable = self._credentials
+        except (ApiError, MalformedResponse):
+            state.answered = True
+            raise
         except ImageJobsError:
             raise
         except Exception as exc:
-            if self._closed:
-                raise ImageJobsError(f"GET {call.url}: the client was closed") from None
-            unexpected = f"GET {call.url} failed unexpectedly: {type(exc).__name__}"
-            raise ImageJobsError(unexpected) from exc
-
-    async def _exchange(
-        self,
-        session: aiohttp.ClientSession,
-        call: _Call[_T],
-        priority: float | None,
-        call_gate: Gate | None,
-    ) -> _T:
-        """Wait for the budget (the call's, then the client's), sign, send, and report back."""
-        gates = (self._gate,) if call_gate is None else (call_gate, self._gate)
-        passes: list[Pass] = []
-        fleet_pass: FleetPass | None = None
-        # How the request ended, for the budget: only an answer that is not a 429
-        # shows what the gateway accepts, and only a 429 slows the client down.
-        ending: dict[str, Any] = {}
-        try:
-            for gate in gates:
-                try:
-                    passes.append(await gate.acquire(priority, call.deadline))
-                except TimeoutError:
-                    raise self._held(call) from None
-            call.sent = headers = await self._authorize(call.url)
-            if self._fleet is not None:
-                # After signing: a fleet's slot is held no longer than the request.
-                try:
-                    fleet_pass = await self._fleet.acquire(call.deadline)
-                except TimeoutError:
-                    raise self._held(call) from None
-            answer = await self._request(session, call, headers)
-        except Throttled as error:
-            ending = {"throttled": True, "retry_after": error.retry_after}
-            raise
-        except (ApiError, MalformedResponse):
-            ending = {"answered": True}
-            raise
-        else:
-            ending = {"answered": True}
-            return answer
+            raise self._unexpected(call, exc) from exc
         finally:
-            for gate, ticket in zip(gates, passes, strict=False):
-                # Only the client's own gate learns from 429s; a call's cap stays as given.
-                gate.release(ticket, **(ending if gate is self._gate else {}))
-            if self._fleet is not None:
-                self._fleet.release(fleet_pass, **ending)
-            if ending.get("throttled") and self._hooks.wants("on_throttle"):
-                rate = self._gate.budget.adaptive.current(self.clock.monotonic())
-                throttle = ThrottleRecord(
-                    call.url, call.job_id, ending["retry_after"], rate, call.request_id
-                )
-                self._hooks.call("on_throttle", throttle)
+            self._settle(call, state)
+        # A 401 that a fresh token may fix: refresh it (the budget given back), then once more.
+        call.refreshed = True
+        try:
+            await refreshable.refresh(call.sent)
+        except ImageJobsError:
+            raise
+        except Exception as exc:
+            raise self._unexpected(call, exc) from exc
+        return await self._attempt(session, call, priority, call_gate)
+
+    async def _passes(self, call: _Call[Any], priority: float | None, state: _Try) -> None:
+        """Wait for the call's own gate, if it has one, then the client's."""
+        try:
+            if state.call_gate is not None:
+                state.narrow = await state.call_gate.acquire(priority, call.deadline)
+            state.ticket = await self._gate.acquire(priority, call.deadline)
+        except TimeoutError:
+            raise self._held(call) from None
+
+    async def _fleet_pass(self, fleet: Fleet, call: _Call[Any]) -> FleetPass | None:
+        try:
+            return await fleet.acquire(call.deadline)
+        except TimeoutError:
+            raise self._held(call) from None
+
+    def _settle(self, call: _Call[Any], state: _Try) -> None:
+        """Give the passes back, telling the client's gate and the fleet how the request ended."""
+        if state.narrow is not None and state.call_gate is not None:
+            state.call_gate.release(state.narrow)  # a call's cap stays as given: it learns nothing
+        if state.ticket is not None:
+            self._gate.release(
+                state.ticket,
+                answered=state.answered,
+                throttled=state.throttled,
+                retry_after=state.retry_after,
+            )
+        if self._fleet is not None:
+            self._fleet.release(
+                state.fleet_pass,
+                answered=state.answered,
+                throttled=state.throttled,
+                retry_after=state.retry_after,
+            )
+        if state.throttled and self._hooks.wants("on_throttle"):
+            rate = self._gate.budget.adaptive.current(self.clock.monotonic())
+            throttle = ThrottleRecord(
+                call.url, call.job_id, state.retry_after, rate, call.request_id
+            )
+            self._hooks.call("on_throttle", throttle)
+
+    def _unexpected(self, call: _Call[Any], exc: Exception) -> ImageJobsError:
+        if self._closed:
+            return ImageJobsError(f"GET {call.url}: the client was closed")
+        return ImageJobsError(f"GET {call.url} failed unexpectedly: {type(exc).__name__}")
 
     def _held(self, call: _Call[Any]) -> TransportError:
         return TransportError(
@@ -882,18 +920,9 @@ class Client:
         )
 
     async def _authorize(self, url: str) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         if self._credentials is None:
-            return headers
-        return await self._credentials.authorize("GET", url, headers, self.project_id)
-
-    def _request(
-        self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
-    ) -> Coroutine[Any, Any, _T]:
-        """Return the coroutine that sends it: the hooks' frame only when they ask for one."""
-        if self._hooks.wants("on_request"):
-            return self._told_fetch(session, call, headers)
-        return self._fetch(session, call, headers)
+            return dict(self._headers)
+        return await self._credentials.authorize("GET", url, self._headers, self.project_id)
 
     async def _told_fetch(
         self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
@@ -940,7 +969,15 @@ class Client:
             async with session.get(
                 url, headers=headers, allow_redirects=False, timeout=timeout, ssl=self._ssl
             ) as response:
-                body = await self._read(response)
+                length = response.content_length
+                if (
+                    length is not None
+                    and length <= self.max_body_size
+                    and "Content-Encoding" not in response.headers
+                ):
+                    body = await response.read()  # exactly Content-Length bytes, as sent
+                else:
+                    body = await self._read(response)
         except TimeoutError as exc:
             raise TransportError(f"GET {url} timed out after {max(left, 0.0):.3g}s") from exc
         except aiohttp.InvalidURL:
@@ -1061,6 +1098,28 @@ _SHARED_WAIT = 0.25
 """Seconds before looking again at a job another process of the fleet is fetching."""
 
 
+_Authorize = Callable[[str, str, Mapping[str, str], str], dict[str, str]]
+
+
+def _unsigned(method: str, url: str, headers: Mapping[str, str], project_id: str) -> dict[str, str]:
+    return dict(headers)
+
+
+def _authorizer(credentials: Credentials | None) -> _Authorize | None:
+    """Return how to authorize a request without a coroutine, for credentials that never wait.
+
+    None for any other credentials (or a subclass that overrides ``authorize``),
+    which are awaited as the :class:`Credentials` protocol says.
+    """
+    if credentials is None:
+        return _unsigned
+    if isinstance(credentials, AkSkCredentials | TokenCredentials) and type(
+        credentials
+    ).authorize in (AkSkCredentials.authorize, TokenCredentials.authorize):
+        return credentials._authorize_now
+    return None
+
+
 def _account_of(credentials: Credentials | None, endpoint: str) -> str:
     """Return what names the account a fleet shares: the access key, or else the token."""
     if isinstance(credentials, AkSkCredentials):
@@ -1069,6 +1128,31 @@ def _account_of(credentials: Credentials | None, endpoint: str) -> str:
         return f"token:{credentials.token}"
     # Credentials of another kind: the endpoint is all there is (redis_key= names a fleet).
     return f"endpoint:{endpoint}"
+
+
+class _Try:
+    """One try's passes, and how its request ended, for the budget: only an answer
+    that is not a 429 shows what the gateway accepts, and only a 429 slows the
+    client down."""
+
+    __slots__ = (
+        "answered",
+        "call_gate",
+        "fleet_pass",
+        "narrow",
+        "retry_after",
+        "throttled",
+        "ticket",
+    )
+
+    def __init__(self, call_gate: Gate | None, ticket: Pass | None) -> None:
+        self.call_gate = call_gate
+        self.narrow: Pass | None = None
+        self.ticket = ticket
+        self.fleet_pass: FleetPass | None = None
+        self.answered = False
+        self.throttled = False
+        self.retry_after: float | None = None
 
 
 class _Call(Generic[_T]):

@@ -21,6 +21,11 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+try:
+    from orjson import loads as _orjson_import
+except ImportError:  # the speedups extra is not installed: json alone
+    _orjson_import = None  # type: ignore[assignment]
+
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -62,6 +67,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+_orjson_loads: Callable[[bytes], Any] | None = _orjson_import
 
 MAX_PAGE_SIZE = 100
 """The most items a list gives a page: a larger ``limit`` is refused (400 ``WKS.00211102``)."""
@@ -231,9 +238,133 @@ def _object_hook(hook: Callable[[Any, Any], _T]) -> Callable[[object, Any], _T]:
 converter = _make_converter(detailed=True)
 """The one converter between wire dictionaries and models."""
 
-# The same rules without per-field error bookkeeping: most bodies are fine, and
-# only a body that fails is decoded again by ``converter`` to say where it is wrong.
-_fast_converter = _make_converter(detailed=False)
+
+# --- the fast path ------------------------------------------------------------------
+#
+# Nearly every body is well formed, and a cattrs hook per field costs more than the
+# JSON parse. So each model also gets a reader generated from its attrs fields, by
+# the rules above, that does the least work for the usual case: plain types checked
+# inline, times and enum members looked up, the instance filled in slot by slot.
+# Anything else (a wrong type, an odd time, a missing field) makes it give up, and
+# ``converter`` decodes that body: it is the judge, and the one that names errors.
+# tests/test_fastpath.py holds the two to the same answers over mutated bodies.
+
+
+class _NotPlain(Exception):
+    """A value the fast path leaves to the converter."""
+
+
+_TIMES_KEPT = 4096
+# A job's times repeat from poll to poll: parse each once, within a bound.
+_times: dict[str, datetime] = {}
+
+
+def _fast_time(value: object) -> datetime | None:
+    if value.__class__ is not str:
+        raise _NotPlain
+    if value == "":
+        return None  # a running job's end_time
+    parsed = parse_time(value)
+    if len(_times) >= _TIMES_KEPT:
+        _times.clear()
+    _times[value] = parsed
+    return parsed
+
+
+def _fast_enum(cls: Callable[[str], _T], value: object) -> _T:
+    if value.__class__ is not str:
+        raise _NotPlain
+    return cls(value)
+
+
+def _fast_reader(model: type[Any]) -> Callable[[object], Any]:
+    """Generate the fast reader of one model (see above); TypeError for a field it cannot do."""
+    if getattr(model, "__attrs_post_init__", None) is not None:
+        raise TypeError(f"{model.__name__}: no fast path past __attrs_post_init__")
+    names: dict[str, object] = {
+        "_new": object.__new__,
+        "_model": model,
+        "_not_plain": _NotPlain,
+        "_times": _times,
+        "_time": _fast_time,
+        "_enum": _fast_enum,
+    }
+    lines = [
+        "def read(o):",
+        "    if o.__class__ is not dict:",
+        "        raise _not_plain",
+        "    x = _new(_model)",
+    ]
+    for field in attrs.fields(model):
+        name = field.name
+        if field.validator is not None or field.converter is not None:
+            raise TypeError(f"{model.__name__}.{name}: no fast path past a validator or converter")
+        names[f"_set_{name}"] = model.__dict__[name].__set__
+        lines += _fast_field(model, field, names)
+        lines.append(f"    _set_{name}(x, v)")
+    lines.append("    return x")
+    namespace: dict[str, Callable[[object], Any]] = {}
+    exec(compile("\n".join(lines), f"<fast reader of {model.__name__}>", "exec"), names, namespace)  # noqa: S102  # our own text, from attrs fields
+    return namespace["read"]
+
+
+def _fast_field(model: type, field: attrs.Attribute[Any], names: dict[str, object]) -> list[str]:
+    """The lines that leave field ``field``'s value in ``v``, or raise ``_not_plain``."""
+    name, type_ = field.name, field.type
+    required = field.default is attrs.NOTHING
+    optional = _is_optional(type_) or type_ == (datetime | None)
+    inner = next((a for a in typing.get_args(type_) if a is not type(None)), type_)
+    if not required and not (optional and field.default is None) and type_ != tuple[SubJob, ...]:
+        raise TypeError(f"{model.__name__}.{name}: no fast path for its default")
+    get = f"    v = o[{name!r}]" if required else f"    v = o.get({name!r})"
+    if type_ == tuple[SubJob, ...] and field.default == ():
+        names["_read_sub_job"] = _FAST_SUB_JOB
+        return [
+            get,
+            "    if v is None:",
+            "        v = ()",
+            "    elif v.__class__ is list:",
+            "        v = tuple([_read_sub_job(item) for item in v])",
+            "    else:",
+            "        raise _not_plain",
+        ]
+    if inner in (str, int):
+        names[f"_type_{name}"] = inner
+        test = f"v.__class__ is not _type_{name}"
+        return [
+            get,
+            f"    if {'v is not None and ' if optional else ''}{test}:",
+            "        raise _not_plain",
+        ]
+    if inner is datetime and optional:
+        return [
+            get,
+            "    if v is not None:",
+            "        t = _times.get(v)",
+            "        v = t if t is not None else _time(v)",
+        ]
+    if inner in (JobStatus, SubJobStatus, JobType):
+        names[f"_members_{name}"] = {member.value: member for member in inner}
+        names[f"_class_{name}"] = inner
+        body = [
+            "m = _members_{0}.get(v)",
+            "v = m if m is not None else _enum(_class_{0}, v)",
+        ]
+        if optional:
+            return [get, "    if v is not None:", *(f"        {b.format(name)}" for b in body)]
+        return [get, *(f"    {b.format(name)}" for b in body)]
+    if inner in _FAST and optional:
+        names[f"_read_{name}"] = _FAST[inner]
+        return [get, "    if v is not None:", f"        v = _read_{name}(v)"]
+    raise TypeError(f"{model.__name__}.{name}: no fast path for {type_!r}")
+
+
+_FAST: dict[type, Callable[[object], Any]] = {}
+_FAST[ResourceInfo] = _fast_reader(ResourceInfo)
+_FAST[ExecuteInfo] = _fast_reader(ExecuteInfo)
+_FAST_SUB_JOB = _FAST[SubJob] = _fast_reader(SubJob)
+_FAST[ImageJob] = _fast_reader(ImageJob)
+_FAST[ImageJobInfo] = _fast_reader(ImageJobInfo)
 
 
 def _format_error(exc: BaseException, type_: type | None) -> str:
@@ -255,8 +386,9 @@ def from_wire(data: object) -> ImageJob:
 def _structure(data: object, model: type[_T], what: str, path: str = "$") -> _T:
     if not isinstance(data, dict):
         raise MalformedResponse(f"expected a JSON object, got {_describe(data)}", path)
-    with contextlib.suppress(Exception):  # decoded again below, to name the place
-        return _fast_converter.structure(data, model)
+    with contextlib.suppress(Exception):  # decoded again below, by the judge
+        result: _T = _FAST[model](data)
+        return result
     try:
         return converter.structure(data, model)
     except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
@@ -296,9 +428,8 @@ def _page(data: object, model: type[_T], what: str) -> Page[_T]:
 def read_job(job_id: str | None = None) -> Callable[[bytes], ImageJob]:
     """Return a reader of a job's details (that must be job ``job_id``, if given)."""
 
-    def read(body: bytes) -> ImageJob:
-        data = _load_json(body)
-        if isinstance(data, dict) and "id" not in data and "error_code" in data:
+    def job(data: object) -> ImageJob:
+        if data.__class__ is dict and "id" not in data and "error_code" in data:
             raise _ErrorBody("a job", data)
         job = from_wire(data)
         if job_id is not None and job.id != job_id:
@@ -306,22 +437,37 @@ def read_job(job_id: str | None = None) -> Callable[[bytes], ImageJob]:
             raise MalformedResponse(detail, "$.id")
         return job
 
+    def read(body: bytes) -> ImageJob:
+        return _decoded(body, job)
+
     return read
 
 
 def read_job_page(body: bytes) -> Page[ImageJobInfo]:
     """Read a page of the job list (``{"count": n, "items": [...]}``)."""
-    return _page(_answer_object(body, "a job list"), ImageJobInfo, "job")
+    return _decoded(body, _job_page)
+
+
+def _job_page(data: object) -> Page[ImageJobInfo]:
+    return _page(_not_an_error(data, "a job list"), ImageJobInfo, "job")
 
 
 def read_sub_job_page(body: bytes) -> Page[SubJob]:
     """Read a page of the sub-job list (``{"count": n, "items": [...]}``)."""
-    return _page(_answer_object(body, "a sub-job list"), SubJob, "sub-job")
+    return _decoded(body, _sub_job_page)
+
+
+def _sub_job_page(data: object) -> Page[SubJob]:
+    return _page(_not_an_error(data, "a sub-job list"), SubJob, "sub-job")
 
 
 def read_count(body: bytes) -> int:
     """Read the sub-job count (``{"count": n}``)."""
-    data = _answer_object(body, "a count")
+    return _decoded(body, _count)
+
+
+def _count(data: object) -> int:
+    data = _not_an_error(data, "a count")
     if not isinstance(data, dict):
         raise MalformedResponse(f"expected a JSON object, got {_describe(data)}")
     count = data.get("count")
@@ -330,8 +476,7 @@ def read_count(body: bytes) -> int:
     return count
 
 
-def _answer_object(body: bytes, what: str) -> object:
-    data = _load_json(body)
+def _not_an_error(data: object, what: str) -> object:
     if isinstance(data, dict) and "count" not in data and "error_code" in data:
         raise _ErrorBody(what, data)
     return data
@@ -351,6 +496,26 @@ def to_wire(job: ImageJob | ImageJobInfo | SubJob) -> dict[str, Any]:
     """Return the JSON-ready dictionary the service would send for a job, list item or sub-job."""
     result: dict[str, Any] = converter.unstructure(job)
     return result
+
+
+def _decoded(body: bytes, read: Callable[[object], _T]) -> _T:
+    """Return what ``read`` makes of the body's JSON value.
+
+    With the ``speedups`` extra, orjson parses it, and json only where the two
+    could differ: json reads what orjson refuses (NaN, a lone surrogate, a BOM),
+    and orjson reads an integer past 64 bits as a float, which no model field
+    takes; so a body orjson cannot parse, or whose value ``read`` refuses, is
+    read again from json's parse, and json's answer (or error) is the one given.
+    """
+    if _orjson_loads is not None:
+        try:
+            data = _orjson_loads(body)
+        except ValueError:
+            pass
+        else:
+            with contextlib.suppress(MalformedResponse):
+                return read(data)
+    return read(_load_json(body))
 
 
 def _load_json(body: bytes) -> object:

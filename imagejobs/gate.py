@@ -73,6 +73,17 @@ class Gate:
             if expiry is not None:
                 expiry.cancel()
 
+    def try_pass(self) -> Pass | None:
+        """Return a pass at once if one is free and nobody waits; else None, for :meth:`acquire`.
+
+        The common case of a request under budget, without a coroutine.
+        """
+        if self._closed is None and not self._waiting:
+            now = self._clock.monotonic()
+            if self.budget.try_start(now):
+                return Pass(now)
+        return None
+
     async def _expire(self, granted: asyncio.Future[Pass], delay: float) -> None:
         await self._clock.sleep(delay)
         if not granted.done():

@@ -16,7 +16,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import attrs
 
@@ -33,6 +33,7 @@ __all__ = [
     "parse_date",
     "sign_request",
     "signature",
+    "signed_headers",
     "verify_signature",
 ]
 
@@ -163,26 +164,82 @@ def sign_request(
     ``headers`` already holds everything else to be signed (``X-Project-Id``,
     ``X-Security-Token``...). The returned URL carries the canonical query.
     """
-    parts = _split(url)
-    signed = {**headers, "X-Sdk-Date": format_date(when)}
+    layout = _layout(method, url, tuple(headers.items()))
+    return SignedRequest(layout.url, layout.sign(ak, sk.encode(), format_date(when), body))
+
+
+def signed_headers(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    ak: str,
+    key: bytes,
+    date: str,
+) -> dict[str, str]:
+    """Return the headers :func:`sign_request` would, for a ready key and ``X-Sdk-Date`` value.
+
+    The form a client calls on every request: ``key`` is the encoded secret and
+    ``date`` an already formatted time, so neither is redone per request.
+    """
+    return _layout(method, url, tuple(headers.items())).sign(ak, key, date, body)
+
+
+class _Layout:
+    """What a signature over one method, URL and header set keeps: all but the date and body.
+
+    The canonical request is ``date.join(pieces)`` followed by the body's hash:
+    the date is the one signed value that changes from request to request.
+    """
+
+    __slots__ = ("base", "names", "pieces", "url")
+
+    def __init__(self, url: str, base: dict[str, str], pieces: list[str], names: str) -> None:
+        self.url = url
+        self.base = base
+        self.pieces = pieces
+        self.names = names
+
+    def sign(self, ak: str, key: bytes, date: str, body: bytes) -> dict[str, str]:
+        body_hash = _EMPTY_BODY_SHA256 if not body else hashlib.sha256(body).hexdigest()
+        canonical = date.join(self.pieces) + body_hash
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        string_to_sign = f"{ALGORITHM}\n{date}\n{digest}"
+        value = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
+        headers = self.base.copy()
+        headers["X-Sdk-Date"] = date
+        headers["Authorization"] = (
+            f"{ALGORITHM} Access={ak}, SignedHeaders={self.names}, Signature={value}"
+        )
+        return headers
+
+
+_DATE_SLOT = "X-Sdk-Date"  # stands for the date in a layout; found by identity, never by text
+
+
+# Keyed by the header set's items: a client sends the same few, to the same few URLs.
+@functools.lru_cache(maxsize=4096)
+def _layout(method: str, url: str, header_items: tuple[tuple[str, str], ...]) -> _Layout:
+    parts = urlsplit(url)
+    slot = "".join(_DATE_SLOT)  # a string object of its own, so `is` tells it apart
+    signed = {**dict(header_items), "X-Sdk-Date": slot}
     if not any(name.lower() == "host" for name in signed):
         signed["Host"] = host_header(url)
     names = _signed_header_names(signed)
     query = _canonical_query(parts.query)
-    canonical = canonical_request(
-        method, parts.path, query, headers=signed, signed_headers=names, body=body
-    )
-    value = signature(sk, signed["X-Sdk-Date"], canonical)
-    signed["Authorization"] = (
-        f"{ALGORITHM} Access={ak}, SignedHeaders={';'.join(names)}, Signature={value}"
-    )
+    by_name = {name.lower(): value for name, value in signed.items()}
+    pieces = [f"{method.upper()}\n{_canonical_uri(parts.path)}\n{query}\n"]
+    for name in names:
+        value = by_name.get(name, "")
+        if value is slot:
+            pieces[-1] += f"{name}:"
+            pieces.append("\n")
+        else:
+            pieces[-1] += f"{name}:{value.strip()}\n"
+    pieces[-1] += f"\n{';'.join(names)}\n"
     sent_url = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
-    return SignedRequest(sent_url, signed)
-
-
-@functools.lru_cache(maxsize=4096)
-def _split(url: str) -> SplitResult:
-    return urlsplit(url)
+    return _Layout(sent_url, signed, pieces, ";".join(names))
 
 
 def parse_authorization(value: str) -> Authorization | None:
