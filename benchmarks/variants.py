@@ -17,10 +17,20 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.server import REFERENCE, REFERENCE_ID, big_job
+from benchmarks.bodies import REFERENCE, REFERENCE_ID, big_job
 
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 AK, SK = "BENCHACCESSKEY000000", "bench-secret-key-0000000000000000000000"
+
+
+def _measure_polls(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def counted() -> int:
+        found.update(work())
+        return int(found["polls"])
+
+    return {**_measure(counted), "ended": found["ended"]}
 
 
 def _measure(work: Callable[[], int]) -> dict[str, Any]:
@@ -98,6 +108,37 @@ async def _imagejobs_service(url: str, params: dict[str, Any]) -> int:
     async with _imagejobs_client(url, **budget) as client:
         jobs = await asyncio.gather(*(client.wait(job_id, policy) for job_id in _callers(params)))
     return sum(job.status.value == "SUCCESS" for job in jobs)
+
+
+async def _scheduler_only(prefix: str, count: int, params: dict[str, Any]) -> dict[str, Any]:
+    """The hub alone: ``wait_many`` over ``count`` jobs whose polls answer at once, no HTTP.
+
+    Each job is RUNNING at its first look and SUCCESS at its second, as in the
+    waiters scenario; what is left is the scheduler's own cost per poll.
+    """
+    from imagejobs import ImageJob, JobStatus, PollPolicy, RetryPolicy
+    from imagejobs.clock import SYSTEM_CLOCK
+    from imagejobs.hub import Hub, Look, Seen
+    from imagejobs.waiter import wait_many
+
+    looks: dict[str, int] = {}
+
+    async def poll(job_id: str, priority: float, gate: Any, look: Look) -> Seen:
+        looks[job_id] = seen = looks.get(job_id, 0) + 1
+        status = JobStatus.SUCCESS if seen >= 2 else JobStatus.RUNNING
+        return Seen(((ImageJob(id=job_id, status=status), SYSTEM_CLOCK.monotonic()),), look.mark)
+
+    delay = params["delay"]
+    policy = PollPolicy(initial_delay=delay, max_delay=delay * 4)
+    hub = Hub(poll, SYSTEM_CLOCK, RetryPolicy(), max_polls=params["in_flight"], sweeps=False)
+    ids = [f"{prefix}-{n}" for n in range(count)]
+    ended = 0
+    try:
+        async for outcome in wait_many(hub, ids, policy):
+            ended += outcome.ok
+    finally:
+        await hub.close()
+    return {"ended": ended, "polls": sum(looks.values())}
 
 
 # --- the floor: bare aiohttp ---------------------------------------------------
@@ -224,8 +265,33 @@ def _parse(variant: str, body_name: str, rounds: int) -> dict[str, Any]:
     return {"cpu": spent, "us_per_parse": spent / rounds * 1e6, "requests": rounds}
 
 
+def _install(variant: str) -> str:
+    """Load imagejobs as the variant says, and return the variant's name without the suffix.
+
+    ``imagejobs`` is the core install: orjson, if this environment has it, is hidden,
+    as if the extra were not installed. ``imagejobs_speedups`` is
+    ``pip install 'imagejobs[speedups]'``: it needs orjson.
+    """
+    if not variant.startswith("imagejobs"):
+        return variant
+    if "imagejobs" in sys.modules:
+        raise RuntimeError("imagejobs was loaded before its variant chose how")
+    if variant == "imagejobs_speedups":
+        import orjson  # noqa: F401  # missing: pip install -e '.[bench]'
+    else:
+        sys.modules["orjson"] = None  # type: ignore[assignment]  # import orjson now fails
+    from imagejobs import codec
+
+    if (codec._orjson_loads is not None) != (variant == "imagejobs_speedups"):
+        raise RuntimeError(f"{variant}: orjson is not as the variant says")
+    return "imagejobs"
+
+
 def run(scenario: str, variant: str, url: str, params: dict[str, Any]) -> dict[str, Any]:
     """Run one variant of one scenario and return its figures."""
+    variant = _install(variant)
+    if scenario == "scheduler":
+        return _measure_polls(lambda: asyncio.run(_scheduler_only("s", params["count"], params)))
     if scenario == "parse":
         return _parse(variant, params["body"], params["rounds"])
     if scenario == "gets":

@@ -60,6 +60,9 @@ _DROP = 0.7
 # How fast the rate climbs back: CUBIC's constant. botocore uses 0.4; a smaller
 # one lingers longer near the throttled rate, so fewer probes end in a 429.
 _CLIMB = 0.1
+# How many answers at most pile up between two prunings of the accepted log.
+_PRUNE_AT = 65536.0
+
 # The accepted rate is measured over this many seconds.
 _WINDOW = 1.0
 # A gateway that throttles again at about the same rate has a steady limit: each
@@ -127,7 +130,8 @@ class AdaptiveRate:
     def on_accepted(self, now: float) -> None:
         """Count an answer that was not a 429."""
         self.accepted.append(now)
-        if len(self.accepted) > 4 * max(self.rate, 1.0) + 16:
+        # Pruned now and then, not on every answer; at an infinite rate too.
+        if len(self.accepted) > min(4 * max(self.rate, 1.0), _PRUNE_AT) + 16:
             self.measured(now)
 
     def on_throttled(self, now: float, sent_at: float) -> float | None:

@@ -90,7 +90,7 @@ logger = logging.getLogger("imagejobs")
 
 # How many job URLs a client keeps checked and quoted: more than the jobs a busy
 # client watches at once, and a bound for one that sees endless new IDs.
-_JOB_URLS_KEPT = 8192
+_JOBS_KEPT = 8192
 
 _T = TypeVar("_T")
 
@@ -280,7 +280,9 @@ class Client:
         self._job_list_url = f"{project_url}/image-server-jobs"
         self._sub_job_list_url = f"{project_url}/image-server-sub-jobs"
         self._sub_job_count_url = f"{project_url}/image-server-sub-jobs/actions/count"
-        self._job_urls: dict[str, str] = {}  # checked and quoted once, not per request
+        # Job URLs and readers, checked, quoted and made once, not per request.
+        self._jobs: dict[str, tuple[str, Callable[[bytes], ImageJob]]] = {}
+        self._timeouts: dict[int, aiohttp.ClientTimeout] = {}
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
         if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
             raise InvalidArgument(f"max_body_size must be a whole number, got {max_body_size!r}")
@@ -538,13 +540,17 @@ class Client:
 
     def job_url(self, job_id: str) -> str:
         """Return the URL of a job's details; raises :class:`InvalidArgument` for a bad ID."""
-        url = self._job_urls.get(job_id) if type(job_id) is str else None
-        if url is None:
-            url = self._jobs_url + quote(check_id("job_id", job_id), safe="")
-            if len(self._job_urls) >= _JOB_URLS_KEPT:
-                del self._job_urls[next(iter(self._job_urls))]  # the oldest: a fleet moves on
-            self._job_urls[job_id] = url
-        return url
+        return self._job(job_id)[0]
+
+    def _job(self, job_id: str) -> tuple[str, Callable[[bytes], ImageJob]]:
+        """Return a job's URL and the reader of its details, checked and made once."""
+        known = self._jobs.get(job_id) if type(job_id) is str else None
+        if known is None:
+            known = (self._jobs_url + quote(check_id("job_id", job_id), safe=""), read_job(job_id))
+            if len(self._jobs) >= _JOBS_KEPT:
+                del self._jobs[next(iter(self._jobs))]  # the oldest: a fleet moves on
+            self._jobs[job_id] = known
+        return known
 
     async def get_job(self, job_id: str) -> ImageJob:
         """Fetch a job's details.
@@ -557,7 +563,8 @@ class Client:
         when no answer came back; :class:`MalformedResponse` for a body that is not
         a job (:class:`ResponseTooLarge` for one over the size cap).
         """
-        return await self._send(_Call(self.job_url(job_id), read_job(job_id), "job", job_id))
+        url, read = self._job(job_id)
+        return await self._send(_Call(url, read, "job", job_id))
 
     async def get_job_json(self, job_id: str) -> dict[str, Any]:
         """Fetch a job's details as the service sent them: its JSON object, every field kept.
@@ -752,7 +759,8 @@ class Client:
         In a fleet, another process's recent look serves instead of a GET, and a
         GET's answer is shared.
         """
-        call = _Call(self.job_url(job_id), read_job(job_id), "job", job_id)
+        url, read = self._job(job_id)
+        call = _Call(url, read, "job", job_id)
         if self._fleet is not None:
             return await self._shared_poll(self._fleet, call, priority, call_gate, look)
         job = await self._attempt(self._get_session(), call, priority, call_gate)
@@ -960,11 +968,7 @@ class Client:
         call.status = call.request_id = None
         url = call.url
         left = min(self.timeout, call.deadline - self.clock.monotonic())
-        timeout = (
-            self._client_timeout
-            if left >= self.timeout
-            else aiohttp.ClientTimeout(total=max(left, 0.001))
-        )
+        timeout = self._client_timeout if left >= self.timeout else self._timeout_for(left)
         try:
             async with session.get(
                 url, headers=headers, allow_redirects=False, timeout=timeout, ssl=self._ssl
@@ -1012,6 +1016,16 @@ class Client:
         except Exception as exc:
             detail = f"unreadable answer: {type(exc).__name__}: {exc}"
             raise MalformedResponse(detail, http_status=response.status) from exc
+
+    def _timeout_for(self, left: float) -> aiohttp.ClientTimeout:
+        """The timeout of a try that has only ``left`` seconds: rounded down to 10 ms, kept."""
+        hundredths = max(int(left * 100), 1)
+        timeout = self._timeouts.get(hundredths)
+        if timeout is None:
+            if len(self._timeouts) >= 1024:
+                self._timeouts.clear()
+            timeout = self._timeouts[hundredths] = aiohttp.ClientTimeout(total=hundredths / 100)
+        return timeout
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         """Read the body, refusing one over the size cap before it fills memory.

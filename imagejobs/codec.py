@@ -386,8 +386,11 @@ def from_wire(data: object) -> ImageJob:
 def _structure(data: object, model: type[_T], what: str, path: str = "$") -> _T:
     if not isinstance(data, dict):
         raise MalformedResponse(f"expected a JSON object, got {_describe(data)}", path)
-    with contextlib.suppress(Exception):  # decoded again below, by the judge
+    try:
         result: _T = _FAST[model](data)
+    except Exception:  # noqa: BLE001, S110  # decoded again below, by the judge
+        pass
+    else:
         return result
     try:
         return converter.structure(data, model)
@@ -661,14 +664,16 @@ def decode_answer(
     As :func:`decode_response`, for any answer: ``read`` is :func:`read_job`,
     :func:`read_job_page`, :func:`read_sub_job_page` or :func:`read_count`.
     """
-    request_id = _header(headers, "X-Request-Id")
     if 200 <= status <= 299:
         try:
             return read(body)
         except _ErrorBody as exc:
             detail = f"a {status} whose body is an error, not {exc.what}: {exc.code}: {exc.msg}"
+            request_id = _header(headers, "X-Request-Id")
             raise MalformedResponse(detail, exc.path, status, request_id) from exc
         except MalformedResponse as exc:
+            request_id = _header(headers, "X-Request-Id")
             raise MalformedResponse(exc.detail, exc.path, status, request_id) from exc
+    request_id = _header(headers, "X-Request-Id")
     retry_after = parse_retry_after(_header(headers, "Retry-After"), now or datetime.now(UTC))
     raise decode_error(status, body, request_id, retry_after)

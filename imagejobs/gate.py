@@ -108,7 +108,8 @@ class Gate:
             throttled=throttled,
             retry_after=retry_after,
         )
-        self._grant()
+        if self._waiting:  # else nothing to grant, and no alarm set (_arm saw none waiting)
+            self._grant()
 
     def _grant(self) -> None:
         now = self._clock.monotonic()

@@ -186,6 +186,16 @@ def signed_headers(
     return _layout(method, url, tuple(headers.items())).sign(ak, key, date, body)
 
 
+# Copies of ready contexts: OpenSSL looks SHA-256 up by name on every new one.
+_SHA256 = hashlib.sha256()
+
+
+@functools.lru_cache(maxsize=16)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 context with the key already mixed in, to copy for each message."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 class _Layout:
     """What a signature over one method, URL and header set keeps: all but the date and body.
 
@@ -203,10 +213,12 @@ class _Layout:
 
     def sign(self, ak: str, key: bytes, date: str, body: bytes) -> dict[str, str]:
         body_hash = _EMPTY_BODY_SHA256 if not body else hashlib.sha256(body).hexdigest()
-        canonical = date.join(self.pieces) + body_hash
-        digest = hashlib.sha256(canonical.encode()).hexdigest()
-        string_to_sign = f"{ALGORITHM}\n{date}\n{digest}"
-        value = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
+        digest = _SHA256.copy()
+        digest.update((date.join(self.pieces) + body_hash).encode())
+        string_to_sign = f"{ALGORITHM}\n{date}\n{digest.hexdigest()}"
+        mac = _keyed(key).copy()
+        mac.update(string_to_sign.encode())
+        value = mac.hexdigest()
         headers = self.base.copy()
         headers["X-Sdk-Date"] = date
         headers["Authorization"] = (

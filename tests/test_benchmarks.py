@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def test_every_variant_of_every_scenario_runs(env: dict[str, str]) -> None:
     with fake_server(env) as server:
-        for variant in ("imagejobs", "floor", "sdk_threads", "sdk_async"):
+        for variant in ("imagejobs", "imagejobs_speedups", "floor", "sdk_threads", "sdk_async"):
             result = run_variant("gets", variant, server.url, {"total": 4, "concurrency": 2}, env)
             assert result["requests"] == 4
             assert result["cpu"] == pytest.approx(result["cpu_user"] + result["cpu_system"])
@@ -42,9 +44,27 @@ def test_every_variant_of_every_scenario_runs(env: dict[str, str]) -> None:
             result = run_variant("service", variant, server.url, params, env)
             assert result["requests"] == 9  # every caller saw its job succeed
             assert '"requests": 0' not in server.ask(f"stats {prefix}")
-    for variant in ("imagejobs", "floor", "sdk"):
+    for variant in ("imagejobs", "imagejobs_speedups", "floor", "sdk"):
         result = run_variant("parse", variant, "-", {"body": "big", "rounds": 2}, env)
         assert result["us_per_parse"] > 0
+    params = {"count": 20, "delay": 0.001, "in_flight": 4}
+    alone = run_variant("scheduler", "imagejobs", "-", params, env)
+    assert alone["ended"] == 20  # every job seen to SUCCESS
+    assert alone["requests"] == 40  # two looks each: RUNNING, then SUCCESS
+
+
+def test_a_variant_loads_imagejobs_with_or_without_orjson_as_it_says(env: dict[str, str]) -> None:
+    probe = "import sys; from benchmarks.variants import _install; _install(sys.argv[1]); "
+    probe += "from imagejobs import codec; print(codec._orjson_loads is not None)"
+    for variant, has in (("imagejobs", "False"), ("imagejobs_speedups", "True")):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, variant],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert done.stdout.strip() == has, done.stderr
 
 
 def test_the_throttling_simulation_ends_every_job_under_each_limiter() -> None:
