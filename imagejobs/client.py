@@ -271,7 +271,7 @@ class Client:
         self.timeout = float(timeout)
         self._credentials = credentials
         self._headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        self._authorize_now = _authorizer(credentials)
+        self._authorize_now = _authorizer(credentials, self._headers, self.project_id)
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -838,7 +838,7 @@ class Client:
             if state.ticket is None:
                 await self._passes(call, priority, state)
             call.sent = headers = (
-                self._authorize_now("GET", call.url, self._headers, self.project_id)
+                self._authorize_now(call.url)
                 if self._authorize_now is not None
                 else await self._authorize(call.url)
             )
@@ -1112,25 +1112,20 @@ _SHARED_WAIT = 0.25
 """Seconds before looking again at a job another process of the fleet is fetching."""
 
 
-_Authorize = Callable[[str, str, Mapping[str, str], str], dict[str, str]]
-
-
-def _unsigned(method: str, url: str, headers: Mapping[str, str], project_id: str) -> dict[str, str]:
-    return dict(headers)
-
-
-def _authorizer(credentials: Credentials | None) -> _Authorize | None:
-    """Return how to authorize a request without a coroutine, for credentials that never wait.
+def _authorizer(
+    credentials: Credentials | None, headers: Mapping[str, str], project_id: str
+) -> Callable[[str], dict[str, str]] | None:
+    """Return how to authorize a GET to a URL without a coroutine, for credentials that never wait.
 
     None for any other credentials (or a subclass that overrides ``authorize``),
     which are awaited as the :class:`Credentials` protocol says.
     """
     if credentials is None:
-        return _unsigned
+        return lambda url: dict(headers)
     if isinstance(credentials, AkSkCredentials | TokenCredentials) and type(
         credentials
     ).authorize in (AkSkCredentials.authorize, TokenCredentials.authorize):
-        return credentials._authorize_now
+        return credentials._signer_for("GET", headers, project_id)
     return None
 
 

@@ -363,7 +363,7 @@ _FAST: dict[type, Callable[[object], Any]] = {}
 _FAST[ResourceInfo] = _fast_reader(ResourceInfo)
 _FAST[ExecuteInfo] = _fast_reader(ExecuteInfo)
 _FAST_SUB_JOB = _FAST[SubJob] = _fast_reader(SubJob)
-_FAST[ImageJob] = _fast_reader(ImageJob)
+_FAST_IMAGE_JOB = _FAST[ImageJob] = _fast_reader(ImageJob)
 _FAST[ImageJobInfo] = _fast_reader(ImageJobInfo)
 
 
@@ -434,7 +434,10 @@ def read_job(job_id: str | None = None) -> Callable[[bytes], ImageJob]:
     def job(data: object) -> ImageJob:
         if data.__class__ is dict and "id" not in data and "error_code" in data:
             raise _ErrorBody("a job", data)
-        job = from_wire(data)
+        try:
+            job: ImageJob = _FAST_IMAGE_JOB(data)
+        except Exception:  # noqa: BLE001  # the judge reads it, or names what is wrong
+            job = from_wire(data)
         if job_id is not None and job.id != job_id:
             detail = f"the answer is job {job.id!r}, not the job asked for ({job_id!r})"
             raise MalformedResponse(detail, "$.id")

@@ -25,6 +25,7 @@ __all__ = [
     "DATE_FORMAT",
     "MAX_SIGNATURE_AGE",
     "Authorization",
+    "HeaderSetSigner",
     "SignedRequest",
     "canonical_request",
     "format_date",
@@ -194,6 +195,38 @@ _SHA256 = hashlib.sha256()
 def _keyed(key: bytes) -> hmac.HMAC:
     """An HMAC-SHA256 context with the key already mixed in, to copy for each message."""
     return hmac.new(key, digestmod=hashlib.sha256)
+
+
+class HeaderSetSigner:
+    """Signs requests that all carry one header set: the layout is looked up by URL alone.
+
+    What a client holds for its constant headers; ``headers(url, date)`` equals
+    :func:`signed_headers` for the same arguments.
+    """
+
+    __slots__ = ("_ak", "_items", "_key", "_layouts", "_method")
+
+    def __init__(self, method: str, headers: Mapping[str, str], *, ak: str, key: bytes) -> None:
+        self._method = method
+        self._items = tuple(headers.items())
+        self._ak = ak
+        self._key = key
+        self._layouts: dict[str, _Layout] = {}
+
+    def __repr__(self) -> str:
+        return f"HeaderSetSigner(method={self._method!r}, urls={len(self._layouts)})"
+
+    def headers(self, url: str, date: str, body: bytes = b"") -> dict[str, str]:
+        """Return every header to send to ``url``, signed at ``date`` (an ``X-Sdk-Date``)."""
+        layout = self._layouts.get(url)
+        if layout is None:
+            if len(self._layouts) >= _LAYOUTS_KEPT:
+                del self._layouts[next(iter(self._layouts))]  # the oldest URL
+            layout = self._layouts[url] = _layout(self._method, url, self._items)
+        return layout.sign(self._ak, self._key, date, body)
+
+
+_LAYOUTS_KEPT = 8192
 
 
 class _Layout:

@@ -29,7 +29,13 @@ from imagejobs import client as client_module
 from imagejobs.auth import _sdk_date_now
 from imagejobs.codec import converter, read_count, read_job, read_job_page
 from imagejobs.models import ExecuteInfo, ImageJob, ImageJobInfo, ResourceInfo, SubJob
-from imagejobs.signing import format_date, sign_request, signed_headers, verify_signature
+from imagejobs.signing import (
+    HeaderSetSigner,
+    format_date,
+    sign_request,
+    signed_headers,
+    verify_signature,
+)
 
 MODELS = (ImageJob, ImageJobInfo, SubJob, ResourceInfo, ExecuteInfo)
 
@@ -308,6 +314,9 @@ def test_the_layout_signs_what_the_canonical_request_verifies(
     sent = signed_headers("GET", url, headers, b"", ak=ak, key=key, date=format_date(date))
     signed = sign_request("GET", url, headers, b"", ak=ak, sk="secret-0000", when=date)
     assert sent == signed.headers
+    signer = HeaderSetSigner("GET", headers, ak=ak, key=key)
+    assert signer.headers(url, format_date(date)) == sent
+    assert signer.headers(url, format_date(date)) == sent  # its layout, kept
     sent_path, _, sent_query = signed.url.removeprefix("https://h.example.com:8443").partition("?")
     problem = verify_signature(
         "GET", sent_path, sent_query, sent, b"", secret_for={ak: "secret-0000"}.get, now=date
