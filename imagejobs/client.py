@@ -19,7 +19,7 @@ import weakref
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -544,12 +544,14 @@ class Client:
 
     def _job(self, job_id: str) -> tuple[str, Callable[[bytes], ImageJob]]:
         """Return a job's URL and the reader of its details, checked and made once."""
-        known = self._jobs.get(job_id) if type(job_id) is str else None
+        plain = type(job_id) is str  # a str subclass could hash or compare as another ID
+        known = self._jobs.get(job_id) if plain else None
         if known is None:
             known = (self._jobs_url + quote(check_id("job_id", job_id), safe=""), read_job(job_id))
-            if len(self._jobs) >= _JOBS_KEPT:
-                del self._jobs[next(iter(self._jobs))]  # the oldest: a fleet moves on
-            self._jobs[job_id] = known
+            if plain:
+                if len(self._jobs) >= _JOBS_KEPT:
+                    del self._jobs[next(iter(self._jobs))]  # the oldest: a fleet moves on
+                self._jobs[job_id] = known
         return known
 
     async def get_job(self, job_id: str) -> ImageJob:
@@ -862,8 +864,8 @@ class Client:
             raise
         except ImageJobsError:
             raise
-        except Exception as exc:
-            raise self._unexpected(call, exc) from exc
+        except Exception as exc:  # noqa: BLE001  # raised again, inside the error tree
+            raise self._unexpected(call, exc) from (None if self._closed else exc)
         finally:
             self._settle(call, state)
         # A 401 that a fresh token may fix: refresh it (the budget given back), then once more.
@@ -872,8 +874,8 @@ class Client:
             await refreshable.refresh(call.sent)
         except ImageJobsError:
             raise
-        except Exception as exc:
-            raise self._unexpected(call, exc) from exc
+        except Exception as exc:  # noqa: BLE001  # raised again, inside the error tree
+            raise self._unexpected(call, exc) from (None if self._closed else exc)
         return await self._attempt(session, call, priority, call_gate)
 
     async def _passes(self, call: _Call[Any], priority: float | None, state: _Try) -> None:
@@ -893,6 +895,14 @@ class Client:
 
     def _settle(self, call: _Call[Any], state: _Try) -> None:
         """Give the passes back, telling the client's gate and the fleet how the request ended."""
+        try:
+            self._give_back(call, state)
+        except ImageJobsError:
+            raise
+        except Exception as exc:  # noqa: BLE001  # none from outside the error tree, here either
+            raise self._unexpected(call, exc) from (None if self._closed else exc)
+
+    def _give_back(self, call: _Call[Any], state: _Try) -> None:
         if state.narrow is not None and state.call_gate is not None:
             state.call_gate.release(state.narrow)  # a call's cap stays as given: it learns nothing
         if state.ticket is not None:
@@ -916,7 +926,8 @@ class Client:
             )
             self._hooks.call("on_throttle", throttle)
 
-    def _unexpected(self, call: _Call[Any], exc: Exception) -> ImageJobsError:
+    def _unexpected(self, call: _Call[Any], exc: BaseException) -> ImageJobsError:
+        """An exception from outside the error tree, as one inside it naming only its type."""
         if self._closed:
             return ImageJobsError(f"GET {call.url}: the client was closed")
         return ImageJobsError(f"GET {call.url} failed unexpectedly: {type(exc).__name__}")
@@ -928,9 +939,10 @@ class Client:
         )
 
     async def _authorize(self, url: str) -> dict[str, str]:
-        if self._credentials is None:
-            return dict(self._headers)
-        return await self._credentials.authorize("GET", url, self._headers, self.project_id)
+        """Ask credentials that may wait (only those: see :func:`_authorizer`)."""
+        credentials = cast(Credentials, self._credentials)
+        # A copy: an authorize() that adds to the dict it is given must not change the next.
+        return await credentials.authorize("GET", url, dict(self._headers), self.project_id)
 
     async def _told_fetch(
         self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
@@ -1018,8 +1030,13 @@ class Client:
             raise MalformedResponse(detail, http_status=response.status) from exc
 
     def _timeout_for(self, left: float) -> aiohttp.ClientTimeout:
-        """The timeout of a try that has only ``left`` seconds: rounded down to 10 ms, kept."""
-        hundredths = max(int(left * 100), 1)
+        """The timeout of a try that has only ``left`` seconds: rounded down to 10 ms, kept.
+
+        Under 10 ms, the time left itself (1 ms at least), made afresh.
+        """
+        hundredths = int(left * 100)
+        if hundredths < 1:
+            return aiohttp.ClientTimeout(total=max(left, 0.001))
         timeout = self._timeouts.get(hundredths)
         if timeout is None:
             if len(self._timeouts) >= 1024:
@@ -1031,8 +1048,9 @@ class Client:
         """Read the body, refusing one over the size cap before it fills memory.
 
         The cap holds on the decoded bytes: a gzip body that is small on the
-        wire (its ``Content-Length``) can inflate a thousandfold, so the body is
-        always read in pieces as aiohttp decodes it, whatever its framing.
+        wire (its ``Content-Length``) can inflate a thousandfold, so an encoded
+        body, or one of unknown length, is read in pieces as aiohttp decodes it.
+        (:meth:`_fetch` reads a plain body of a known length within the cap at once.)
         """
         length = response.content_length
         if length is not None and length > self.max_body_size:

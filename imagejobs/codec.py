@@ -185,8 +185,9 @@ def _is_optional(type_: Any) -> bool:
     )
 
 
-def _make_converter(*, detailed: bool) -> cattrs.Converter:
-    conv = cattrs.Converter(detailed_validation=detailed)
+def _make_converter() -> cattrs.Converter:
+    # Detailed validation: it reads only the bodies the fast path leaves, and names the place.
+    conv = cattrs.Converter(detailed_validation=True)
     conv.register_structure_hook(str, _expect_str)
     conv.register_structure_hook(int, _expect_int)
     conv.register_structure_hook(datetime, _structure_time)
@@ -235,7 +236,7 @@ def _object_hook(hook: Callable[[Any, Any], _T]) -> Callable[[object, Any], _T]:
     return structure
 
 
-converter = _make_converter(detailed=True)
+converter = _make_converter()
 """The one converter between wire dictionaries and models."""
 
 
@@ -281,6 +282,7 @@ def _fast_reader(model: type[Any]) -> Callable[[object], Any]:
     """Generate the fast reader of one model (see above); TypeError for a field it cannot do."""
     if getattr(model, "__attrs_post_init__", None) is not None:
         raise TypeError(f"{model.__name__}: no fast path past __attrs_post_init__")
+    attrs.resolve_types(model)  # the models' annotations are strings until resolved
     names: dict[str, object] = {
         "_new": object.__new__,
         "_model": model,
@@ -297,8 +299,10 @@ def _fast_reader(model: type[Any]) -> Callable[[object], Any]:
     ]
     for field in attrs.fields(model):
         name = field.name
-        if field.validator is not None or field.converter is not None:
-            raise TypeError(f"{model.__name__}.{name}: no fast path past a validator or converter")
+        if field.validator is not None or field.converter is not None or not field.init:
+            raise TypeError(
+                f"{model.__name__}.{name}: no fast path past a validator, a converter or init=False"
+            )
         names[f"_set_{name}"] = model.__dict__[name].__set__
         lines += _fast_field(model, field, names)
         lines.append(f"    _set_{name}(x, v)")

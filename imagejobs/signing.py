@@ -166,7 +166,7 @@ def sign_request(
     ``X-Security-Token``...). The returned URL carries the canonical query.
     """
     layout = _layout(method, url, tuple(headers.items()))
-    return SignedRequest(layout.url, layout.sign(ak, sk.encode(), format_date(when), body))
+    return SignedRequest(layout.url, layout.sign(ak, _keyed(sk.encode()), format_date(when), body))
 
 
 def signed_headers(
@@ -184,14 +184,13 @@ def signed_headers(
     The form a client calls on every request: ``key`` is the encoded secret and
     ``date`` an already formatted time, so neither is redone per request.
     """
-    return _layout(method, url, tuple(headers.items())).sign(ak, key, date, body)
+    return _layout(method, url, tuple(headers.items())).sign(ak, _keyed(key), date, body)
 
 
 # Copies of ready contexts: OpenSSL looks SHA-256 up by name on every new one.
 _SHA256 = hashlib.sha256()
 
 
-@functools.lru_cache(maxsize=16)
 def _keyed(key: bytes) -> hmac.HMAC:
     """An HMAC-SHA256 context with the key already mixed in, to copy for each message."""
     return hmac.new(key, digestmod=hashlib.sha256)
@@ -204,13 +203,13 @@ class HeaderSetSigner:
     :func:`signed_headers` for the same arguments.
     """
 
-    __slots__ = ("_ak", "_items", "_key", "_layouts", "_method")
+    __slots__ = ("_ak", "_items", "_layouts", "_mac", "_method")
 
     def __init__(self, method: str, headers: Mapping[str, str], *, ak: str, key: bytes) -> None:
         self._method = method
         self._items = tuple(headers.items())
         self._ak = ak
-        self._key = key
+        self._mac = _keyed(key)
         self._layouts: dict[str, _Layout] = {}
 
     def __repr__(self) -> str:
@@ -223,7 +222,7 @@ class HeaderSetSigner:
             if len(self._layouts) >= _LAYOUTS_KEPT:
                 del self._layouts[next(iter(self._layouts))]  # the oldest URL
             layout = self._layouts[url] = _layout(self._method, url, self._items)
-        return layout.sign(self._ak, self._key, date, body)
+        return layout.sign(self._ak, self._mac, date, body)
 
 
 _LAYOUTS_KEPT = 8192
@@ -244,12 +243,12 @@ class _Layout:
         self.pieces = pieces
         self.names = names
 
-    def sign(self, ak: str, key: bytes, date: str, body: bytes) -> dict[str, str]:
+    def sign(self, ak: str, keyed: hmac.HMAC, date: str, body: bytes) -> dict[str, str]:
         body_hash = _EMPTY_BODY_SHA256 if not body else hashlib.sha256(body).hexdigest()
         digest = _SHA256.copy()
         digest.update((date.join(self.pieces) + body_hash).encode())
         string_to_sign = f"{ALGORITHM}\n{date}\n{digest.hexdigest()}"
-        mac = _keyed(key).copy()
+        mac = keyed.copy()
         mac.update(string_to_sign.encode())
         value = mac.hexdigest()
         headers = self.base.copy()
@@ -263,8 +262,8 @@ class _Layout:
 _DATE_SLOT = "X-Sdk-Date"  # stands for the date in a layout; found by identity, never by text
 
 
-# Keyed by the header set's items: a client sends the same few, to the same few URLs.
-@functools.lru_cache(maxsize=4096)
+# Not cached here: the header set may hold a security token, and a signer keeps
+# the layouts of its own header set (see HeaderSetSigner).
 def _layout(method: str, url: str, header_items: tuple[tuple[str, str], ...]) -> _Layout:
     parts = urlsplit(url)
     slot = "".join(_DATE_SLOT)  # a string object of its own, so `is` tells it apart
