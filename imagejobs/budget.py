@@ -60,9 +60,6 @@ _DROP = 0.7
 # How fast the rate climbs back: CUBIC's constant. botocore uses 0.4; a smaller
 # one lingers longer near the throttled rate, so fewer probes end in a 429.
 _CLIMB = 0.1
-# How many answers at most pile up between two prunings of the accepted log.
-_PRUNE_AT = 65536.0
-
 # The accepted rate is measured over this many seconds.
 _WINDOW = 1.0
 # A gateway that throttles again at about the same rate has a steady limit: each
@@ -129,9 +126,11 @@ class AdaptiveRate:
 
     def on_accepted(self, now: float) -> None:
         """Count an answer that was not a 429."""
-        self.accepted.append(now)
-        # Pruned now and then, not on every answer; at an infinite rate too.
-        if len(self.accepted) > min(4 * max(self.rate, 1.0), _PRUNE_AT) + 16:
+        accepted = self.accepted
+        accepted.append(now)
+        # Pruned once the oldest is two windows old: at most two windows' answers kept,
+        # at any rate, an infinite one too.
+        if accepted[0] <= now - 2 * _WINDOW:
             self.measured(now)
 
     def on_throttled(self, now: float, sent_at: float) -> float | None:

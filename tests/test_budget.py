@@ -208,3 +208,13 @@ def test_a_budget_holds_every_start_after_a_429() -> None:
     assert budget.try_start(2.0)
     budget.finish(2.1, sent_at=2.0, throttled=True, retry_after=30)
     assert budget.next_start(2.1) == pytest.approx(32.1), "a Retry-After beats the hold"
+
+
+def test_the_log_of_accepted_answers_keeps_to_the_last_two_seconds_at_any_rate() -> None:
+    for rate in (math.inf, 5.0):
+        budget = RequestBudget.create(8, rate, 0.0)
+        for n in range(10_000):
+            now = n * 0.001  # a thousand answers a second, for ten seconds
+            budget.finish(now, sent_at=now, answered=True)
+            assert len(budget.adaptive.accepted) <= 2_001
+        assert budget.adaptive.measured(10.0) == pytest.approx(1000, abs=2)
