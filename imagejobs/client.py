@@ -980,7 +980,11 @@ class Client:
         call.status = call.request_id = None
         url = call.url
         left = min(self.timeout, call.deadline - self.clock.monotonic())
-        timeout = self._client_timeout if left >= self.timeout else self._timeout_for(left)
+        timeout = (
+            self._client_timeout
+            if left >= self.timeout
+            else self._timeouts.get(int(left * 100)) or self._timeout_for(left)
+        )
         try:
             async with session.get(
                 url, headers=headers, allow_redirects=False, timeout=timeout, ssl=self._ssl
