@@ -43,6 +43,17 @@ class Server:
         return self.stdout.readline().strip()
 
 
+def _on_cpu(cpu: int) -> Callable[[], None] | None:
+    """Pin a child process to one CPU, where there are two or more: the server on the
+    first, the client variants on the second, so that no run shares its core with the
+    server by chance (which made per-round ratios swing between two levels)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return None
+    chosen = cpus[cpu]
+    return lambda: os.sched_setaffinity(0, {chosen})
+
+
 @contextmanager
 def fake_server(env: dict[str, str]) -> Iterator[Server]:
     process = subprocess.Popen(
@@ -51,6 +62,7 @@ def fake_server(env: dict[str, str]) -> Iterator[Server]:
         stdout=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_on_cpu(0),  # noqa: PLW1509  # before any thread: the harness has none
     )
     try:
         yield Server(process)
@@ -67,7 +79,12 @@ def run_variant(
 ) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.variants", scenario, variant, url]
     done = subprocess.run(
-        [*command, json.dumps(params)], capture_output=True, text=True, env=env, check=False
+        [*command, json.dumps(params)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        preexec_fn=_on_cpu(1),  # before any thread: the harness has none
     )
     if done.returncode != 0:
         raise SystemExit(f"{scenario}/{variant} failed:\n{done.stderr}")
