@@ -45,8 +45,8 @@ class Server:
 
 def _on_cpu(cpu: int) -> Callable[[], None] | None:
     """Pin a child process to one CPU, where there are two or more: the server on the
-    first, the client variants on the second, so that no run shares its core with the
-    server by chance (which made per-round ratios swing between two levels)."""
+    first, the client variants on the second, so that no run is scheduled onto the
+    server's CPU by chance. (Two CPUs may still be threads of one physical core.)"""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) < 2:
         return None

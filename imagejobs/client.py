@@ -1139,15 +1139,16 @@ def _authorizer(
 ) -> Callable[[str], dict[str, str]] | None:
     """Return how to authorize a GET to a URL without a coroutine, for credentials that never wait.
 
-    None for any other credentials (or a subclass that overrides ``authorize``),
-    which are awaited as the :class:`Credentials` protocol says.
+    None for any other credentials (a subclass of these two included), which are
+    awaited as the :class:`Credentials` protocol says.
     """
     if credentials is None:
         return lambda url: dict(headers)
-    if isinstance(credentials, AkSkCredentials | TokenCredentials) and type(
-        credentials
-    ).authorize in (AkSkCredentials.authorize, TokenCredentials.authorize):
-        return credentials._signer_for("GET", headers, project_id)
+    if type(credentials) in (AkSkCredentials, TokenCredentials):
+        # Exactly these: a subclass may change how it authorizes, so it is awaited.
+        return cast(AkSkCredentials | TokenCredentials, credentials)._signer_for(
+            "GET", headers, project_id
+        )
     return None
 
 

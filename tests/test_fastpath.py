@@ -404,7 +404,11 @@ asyncio.run(main())
 
 def test_the_core_install_reads_answers_and_names_errors_without_orjson() -> None:
     done = subprocess.run(
-        [sys.executable, "-c", CORE_INSTALL], check=False, capture_output=True, text=True
+        [sys.executable, "-c", CORE_INSTALL],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     big, status, (message, path) = json.loads(done.stdout)
