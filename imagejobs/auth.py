@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from .signing import HeaderSetSigner, format_date, signed_headers
+from .signing import HeaderSetSigner, format_date
 from .validation import check_header_value
 
 __all__ = [
@@ -78,12 +78,6 @@ class TokenCredentials:
         self, method: str, url: str, headers: Mapping[str, str], project_id: str
     ) -> dict[str, str]:
         """Return ``headers`` with ``X-Auth-Token`` added."""
-        return self._authorize_now(method, url, headers, project_id)
-
-    def _authorize_now(
-        self, method: str, url: str, headers: Mapping[str, str], project_id: str
-    ) -> dict[str, str]:
-        """:meth:`authorize`, without a coroutine: nothing here waits."""
         return {**headers, "X-Auth-Token": self.token}
 
     def _signer_for(
@@ -184,17 +178,7 @@ class AkSkCredentials:
         self, method: str, url: str, headers: Mapping[str, str], project_id: str
     ) -> dict[str, str]:
         """Return ``headers`` plus ``X-Project-Id``, ``X-Sdk-Date``, ``Host``, ``Authorization``."""
-        return self._authorize_now(method, url, headers, project_id)
-
-    def _authorize_now(
-        self, method: str, url: str, headers: Mapping[str, str], project_id: str
-    ) -> dict[str, str]:
-        """:meth:`authorize`, without a coroutine: signing is pure and waits for nothing."""
-        signed = {**headers, "X-Project-Id": project_id}
-        if self.security_token is not None:
-            signed["X-Security-Token"] = self.security_token
-        date = _sdk_date_now() if self.clock is _utc_now else format_date(self.clock())
-        return signed_headers(method, url, signed, b"", ak=self.ak, key=self._key, date=date)
+        return self._signer_for(method, headers, project_id)(url)
 
     def _signer_for(
         self, method: str, headers: Mapping[str, str], project_id: str

@@ -575,14 +575,14 @@ class Client:
         wrong otherwise); fields the models do not know are kept as they came.
         Retries and errors as in :meth:`get_job`.
         """
-        read = read_job(job_id)
+        url, read = self._job(job_id)
 
         def read_as_sent(body: bytes) -> dict[str, Any]:
             read(body)  # a job, or the error that says why not
             sent: dict[str, Any] = json.loads(body)
             return sent
 
-        return await self._send(_Call(self.job_url(job_id), read_as_sent, "job", job_id))
+        return await self._send(_Call(url, read_as_sent, "job", job_id))
 
     def list_jobs(
         self,

@@ -392,10 +392,13 @@ def _structure(data: object, model: type[_T], what: str, path: str = "$") -> _T:
         raise MalformedResponse(f"expected a JSON object, got {_describe(data)}", path)
     try:
         result: _T = _FAST[model](data)
-    except Exception:  # noqa: BLE001, S110  # decoded again below, by the judge
-        pass
-    else:
-        return result
+    except Exception:  # noqa: BLE001  # decoded again, by the judge
+        return _judged(data, model, what, path)
+    return result
+
+
+def _judged(data: dict[str, Any], model: type[_T], what: str, path: str = "$") -> _T:
+    """Decode with the converter: a body the fast path left, read or named wrong."""
     try:
         return converter.structure(data, model)
     except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
@@ -435,32 +438,29 @@ def _page(data: object, model: type[_T], what: str) -> Page[_T]:
 def read_job(job_id: str | None = None) -> Callable[[bytes], ImageJob]:
     """Return a reader of a job's details (that must be job ``job_id``, if given)."""
 
-    def job(data: object) -> ImageJob:
-        if data.__class__ is dict and "id" not in data and "error_code" in data:
-            raise _ErrorBody("a job", data)
-        try:
-            job: ImageJob = _FAST_IMAGE_JOB(data)
-        except Exception:  # noqa: BLE001  # the judge reads it, or names what is wrong
-            job = from_wire(data)
+    def asked_for(job: ImageJob) -> ImageJob:
         if job_id is not None and job.id != job_id:
             detail = f"the answer is job {job.id!r}, not the job asked for ({job_id!r})"
             raise MalformedResponse(detail, "$.id")
         return job
 
+    def job(data: object) -> ImageJob:
+        if data.__class__ is dict and "id" not in data and "error_code" in data:
+            raise _ErrorBody("a job", data)
+        return asked_for(from_wire(data))
+
     def read(body: bytes) -> ImageJob:
-        # _decoded(body, job), with the usual case spelled out: this runs on every poll.
         if _orjson_loads is not None:
             return _decoded(body, job)
+        # _decoded(body, job) without orjson, the usual case spelled out: it runs every poll.
         data = _load_json(body)
-        if data.__class__ is dict and "id" in data:
-            try:
-                found: ImageJob = _FAST_IMAGE_JOB(data)
-            except Exception:  # noqa: BLE001, S110  # job() reads it again, by the judge
-                pass
-            else:
-                if job_id is None or found.id == job_id:
-                    return found
-        return job(data)
+        if data.__class__ is not dict or "id" not in data:
+            return job(data)
+        try:
+            found: ImageJob = _FAST_IMAGE_JOB(data)
+        except Exception:  # noqa: BLE001  # the judge reads it, or names what is wrong
+            found = _judged(data, ImageJob, "job")
+        return asked_for(found)
 
     return read
 

@@ -34,7 +34,6 @@ __all__ = [
     "parse_date",
     "sign_request",
     "signature",
-    "signed_headers",
     "verify_signature",
 ]
 
@@ -145,9 +144,24 @@ def canonical_request(
 
 def signature(sk: str, date: str, canonical: str) -> str:
     """Return the hex HMAC-SHA256 of the string to sign for ``canonical``."""
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
-    string_to_sign = f"{ALGORITHM}\n{date}\n{digest}"
-    return hmac.new(sk.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return _signature(_keyed(sk.encode()), date, canonical)
+
+
+# Copies of ready contexts: OpenSSL looks SHA-256 up by name on every new one.
+_SHA256 = hashlib.sha256()
+
+
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 context with the key already mixed in, to copy for each message."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def _signature(keyed: hmac.HMAC, date: str, canonical: str) -> str:
+    digest = _SHA256.copy()
+    digest.update(canonical.encode())
+    mac = keyed.copy()
+    mac.update(f"{ALGORITHM}\n{date}\n{digest.hexdigest()}".encode())
+    return mac.hexdigest()
 
 
 def sign_request(
@@ -169,38 +183,11 @@ def sign_request(
     return SignedRequest(layout.url, layout.sign(ak, _keyed(sk.encode()), format_date(when), body))
 
 
-def signed_headers(
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    ak: str,
-    key: bytes,
-    date: str,
-) -> dict[str, str]:
-    """Return the headers :func:`sign_request` would, for a ready key and ``X-Sdk-Date`` value.
-
-    The form a client calls on every request: ``key`` is the encoded secret and
-    ``date`` an already formatted time, so neither is redone per request.
-    """
-    return _layout(method, url, tuple(headers.items())).sign(ak, _keyed(key), date, body)
-
-
-# Copies of ready contexts: OpenSSL looks SHA-256 up by name on every new one.
-_SHA256 = hashlib.sha256()
-
-
-def _keyed(key: bytes) -> hmac.HMAC:
-    """An HMAC-SHA256 context with the key already mixed in, to copy for each message."""
-    return hmac.new(key, digestmod=hashlib.sha256)
-
-
 class HeaderSetSigner:
     """Signs requests that all carry one header set: the layout is looked up by URL alone.
 
-    What a client holds for its constant headers; ``headers(url, date)`` equals
-    :func:`signed_headers` for the same arguments.
+    What a client holds for its constant headers; ``headers(url, date)`` equals the
+    headers :func:`sign_request` gives for the time ``date`` formats.
     """
 
     __slots__ = ("_ak", "_items", "_layouts", "_mac", "_method")
@@ -245,12 +232,7 @@ class _Layout:
 
     def sign(self, ak: str, keyed: hmac.HMAC, date: str, body: bytes) -> dict[str, str]:
         body_hash = _EMPTY_BODY_SHA256 if not body else hashlib.sha256(body).hexdigest()
-        digest = _SHA256.copy()
-        digest.update((date.join(self.pieces) + body_hash).encode())
-        string_to_sign = f"{ALGORITHM}\n{date}\n{digest.hexdigest()}"
-        mac = keyed.copy()
-        mac.update(string_to_sign.encode())
-        value = mac.hexdigest()
+        value = _signature(keyed, date, date.join(self.pieces) + body_hash)
         headers = self.base.copy()
         headers["X-Sdk-Date"] = date
         headers["Authorization"] = (
@@ -259,29 +241,25 @@ class _Layout:
         return headers
 
 
-_DATE_SLOT = "X-Sdk-Date"  # stands for the date in a layout; found by identity, never by text
+# Where the date goes in a layout's canonical request. NUL is in no header value
+# HTTP allows, and the path and query are percent-encoded, so it marks only the date.
+_DATE_SLOT = "\x00X-Sdk-Date\x00"
 
 
 # Not cached here: the header set may hold a security token, and a signer keeps
 # the layouts of its own header set (see HeaderSetSigner).
 def _layout(method: str, url: str, header_items: tuple[tuple[str, str], ...]) -> _Layout:
+    """The canonical request of :func:`canonical_request`, cut where the date goes."""
     parts = urlsplit(url)
-    slot = "".join(_DATE_SLOT)  # a string object of its own, so `is` tells it apart
-    signed = {**dict(header_items), "X-Sdk-Date": slot}
+    signed = {**dict(header_items), "X-Sdk-Date": _DATE_SLOT}
     if not any(name.lower() == "host" for name in signed):
         signed["Host"] = host_header(url)
     names = _signed_header_names(signed)
     query = _canonical_query(parts.query)
-    by_name = {name.lower(): value for name, value in signed.items()}
-    pieces = [f"{method.upper()}\n{_canonical_uri(parts.path)}\n{query}\n"]
-    for name in names:
-        value = by_name.get(name, "")
-        if value is slot:
-            pieces[-1] += f"{name}:"
-            pieces.append("\n")
-        else:
-            pieces[-1] += f"{name}:{value.strip()}\n"
-    pieces[-1] += f"\n{';'.join(names)}\n"
+    canonical = canonical_request(
+        method, parts.path, query, headers=signed, signed_headers=names, body=b""
+    )
+    pieces = canonical.removesuffix(_EMPTY_BODY_SHA256).split(_DATE_SLOT)
     sent_url = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     return _Layout(sent_url, signed, pieces, ";".join(names))
 

@@ -35,7 +35,6 @@ from imagejobs.signing import (
     HeaderSetSigner,
     format_date,
     sign_request,
-    signed_headers,
     verify_signature,
 )
 
@@ -313,11 +312,10 @@ def test_the_layout_signs_what_the_canonical_request_verifies(
 ) -> None:
     url = "https://h.example.com:8443" + path + (f"?{query}" if query else "")
     key, ak = b"secret-0000", "AK0000"
-    sent = signed_headers("GET", url, headers, b"", ak=ak, key=key, date=format_date(date))
     signed = sign_request("GET", url, headers, b"", ak=ak, sk="secret-0000", when=date)
-    assert sent == signed.headers
     signer = HeaderSetSigner("GET", headers, ak=ak, key=key)
-    assert signer.headers(url, format_date(date)) == sent
+    sent = signer.headers(url, format_date(date))
+    assert sent == signed.headers
     assert signer.headers(url, format_date(date)) == sent  # its layout, kept
     sent_path, _, sent_query = signed.url.removeprefix("https://h.example.com:8443").partition("?")
     problem = verify_signature(
