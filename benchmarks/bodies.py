@@ -12,6 +12,7 @@ REFERENCE = json.loads(
 )
 REFERENCE_ID = REFERENCE["id"]
 BIG_ID = "big"
+CHANGING_ID = "702364883651395585"
 
 
 def big_job(sub_jobs: int = 200) -> dict[str, Any]:
@@ -19,3 +20,13 @@ def big_job(sub_jobs: int = 200) -> dict[str, Any]:
     template = REFERENCE["sub_jobs"][0]
     subs = [{**template, "id": f"{n:018d}"} for n in range(sub_jobs)]
     return {**REFERENCE, "id": BIG_ID, "sub_jobs_total": sub_jobs, "sub_jobs": subs}
+
+
+def changing_job(steps: int) -> list[dict[str, Any]]:
+    """Return a timeline of ``steps`` snapshots of the reference job, running and done by
+    turns: every answer differs from the one before, so none is the job's last answer."""
+    sub = {**REFERENCE["sub_jobs"][0], "job_id": CHANGING_ID}
+    done = {**REFERENCE, "id": CHANGING_ID, "sub_jobs": [sub]}
+    running_sub = {**sub, "status": "RUNNING", "end_time": ""}
+    running = {**done, "status": "RUNNING", "end_time": "", "sub_jobs": [running_sub]}
+    return [running, done] * (steps // 2)

@@ -223,6 +223,57 @@ def per_request(
     return "\n".join(out), data
 
 
+def per_request_changing(
+    server: Server, env: dict[str, str], total: int, rounds: int
+) -> tuple[str, dict[str, Any]]:
+    """Scenario 1 against a job whose every answer differs from the one before.
+
+    Scenario 1 polls one job that does not change, as most polls of a running job
+    find it, and a client reads an answer that is the job's last one no more. Here
+    every answer is read: the decoding's whole cost, on every request.
+    """
+    out = [
+        f"### 1b. Per-request cost when every answer is new: {total:,} GETs of a job "
+        "that changes on every poll\n",
+        "The reference job, running and done by turns, so no answer is the job's last "
+        "one and imagejobs decodes every body (the floor parses every body in both).\n",
+    ]
+    rows, data = [], {}
+    variants = ["imagejobs", "imagejobs_speedups", "floor"]
+    for concurrency in (1, 64):
+        print(f"per-request, every answer new, concurrency {concurrency}", file=sys.stderr)
+        params = {"total": total, "concurrency": concurrency, "changing": True}
+        runs = interleaved(rounds, variants, fresh_runner(server, "gets", params, env))
+        figures = summary(runs, {"cpu_us_per_request": cpu_per_request})
+        ratios = {
+            "imagejobs/floor": ratio(runs, "imagejobs", "floor", cpu_per_request),
+            "imagejobs_speedups/floor": ratio(runs, "imagejobs_speedups", "floor", cpu_per_request),
+        }
+        rows.append(
+            [
+                str(concurrency),
+                *(f"{figures[v]['cpu_us_per_request']:.0f}" for v in variants),
+                f"**{ratios['imagejobs/floor']:.2f}×**",
+                f"**{ratios['imagejobs_speedups/floor']:.2f}×**",
+            ]
+        )
+        data[f"per_request_changing_c{concurrency}"] = {**figures, "ratios": ratios}
+    header = [
+        "concurrency",
+        "imagejobs µs/request",
+        "imagejobs_speedups µs",
+        "floor µs",
+        "imagejobs/floor",
+        "imagejobs_speedups/floor",
+    ]
+    out.append(table(header, rows))
+    out.append(
+        f"\nClient CPU per request; ratios are medians of per-round ratios over {rounds} "
+        "rounds, each run against a fresh request log and the job's first step.\n"
+    )
+    return "\n".join(out), data
+
+
 def _per_parse(run: dict[str, Any]) -> float:
     return float(run["us_per_parse"])
 
@@ -833,6 +884,9 @@ def main(argv: list[str] | None = None) -> int:
                     total=1000 if quick else 20_000,
                     rounds=1 if quick else 9,
                     sdk_rounds=1 if quick else 3,
+                ),
+                per_request_changing(
+                    server, env, total=1000 if quick else 20_000, rounds=1 if quick else 7
                 ),
                 parse_cost(env, rounds=1 if quick else 5, repeats=500 if quick else 5000),
                 many_jobs(server, env, count=200 if quick else 1000, rounds=1 if quick else 3),

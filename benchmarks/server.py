@@ -7,7 +7,9 @@ stages and reach SUCCESS SECONDS after their first poll, however often they are
 polled; ``latency SECONDS`` delays every answer from then on; ``reset`` empties the
 request log; ``stats PREFIX``
 prints, as JSON, the requests for those jobs, the most started in any one
-second, and the most served at once.
+second, and the most served at once. Besides, it serves the reference job, a big
+job, and a job whose every answer differs from the one before (see
+:func:`benchmarks.bodies.changing_job`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import sys
 from typing import Any
 
-from benchmarks.bodies import REFERENCE, big_job
+from benchmarks.bodies import REFERENCE, big_job, changing_job
 from imagejobs.testing import FakeWorkspace
 
 
@@ -40,6 +42,10 @@ def staged_job(job_id: str) -> list[dict[str, Any]]:
     ]
 
 
+# More steps than one run polls the changing job: it never sticks at its last.
+_CHANGING_STEPS = 100_000
+
+
 def _stats(fake: FakeWorkspace, prefix: str) -> dict[str, Any]:
     times = sorted(r.at for r in fake.requests if (r.job_id or "").startswith(prefix))
     busiest = max((bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
@@ -54,6 +60,7 @@ async def serve() -> None:
     async with FakeWorkspace() as fake:
         fake.add_job([REFERENCE])
         fake.add_job([big_job()])
+        fake.add_job(changing_job(_CHANGING_STEPS))
         print(fake.url, flush=True)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
@@ -83,6 +90,7 @@ async def serve() -> None:
                 # to serve, which skews the client figures of whoever runs last.
                 fake.requests.clear()
                 fake.peak_in_flight = 0
+                fake.add_job(changing_job(_CHANGING_STEPS))  # from its first step again
                 print("ok", flush=True)
             elif line[0] == "stats":
                 print(json.dumps(_stats(fake, line[1])), flush=True)

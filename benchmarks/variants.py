@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.bodies import REFERENCE, REFERENCE_ID, big_job
+from benchmarks.bodies import CHANGING_ID, REFERENCE, REFERENCE_ID, big_job
 
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 AK, SK = "BENCHACCESSKEY000000", "bench-secret-key-0000000000000000000000"
@@ -295,7 +295,7 @@ def run(scenario: str, variant: str, url: str, params: dict[str, Any]) -> dict[s
     if scenario == "parse":
         return _parse(variant, params["body"], params["rounds"])
     if scenario == "gets":
-        job_id = REFERENCE_ID
+        job_id = CHANGING_ID if params.get("changing") else REFERENCE_ID
         args = (url, params["total"], params["concurrency"], job_id)
         if variant == "imagejobs":
             return _measure(lambda: asyncio.run(_imagejobs_gets(*args)))

@@ -194,7 +194,7 @@ class RequestBudget:
     def _refill(self, now: float) -> None:
         if now > self.refilled_at:
             rate = self.adaptive.current(now)
-            if math.isinf(rate):
+            if rate == math.inf:
                 self.tokens = math.inf
             else:
                 gained = (now - self.refilled_at) * rate * PACE
@@ -208,8 +208,9 @@ class RequestBudget:
 
     def try_start(self, now: float) -> bool:
         """Start a request if the budget allows it now; return whether it did."""
-        self._refill(now)
-        if not self.has_room or now < self.paused_until or self.tokens < _WHOLE:
+        if now > self.refilled_at:
+            self._refill(now)
+        if self.in_flight >= self.max_in_flight or now < self.paused_until or self.tokens < _WHOLE:
             return False
         self.tokens -= 1
         self.in_flight += 1

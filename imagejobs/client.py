@@ -91,6 +91,8 @@ logger = logging.getLogger("imagejobs")
 # How many job URLs a client keeps checked and quoted: more than the jobs a busy
 # client watches at once, and a bound for one that sees endless new IDs.
 _JOBS_KEPT = 8192
+# The bytes of last answers a client keeps to recognise an unchanged job (see _KnownJob).
+_ANSWERS_KEPT = 16 * 1024 * 1024
 
 _T = TypeVar("_T")
 
@@ -281,14 +283,11 @@ class Client:
         self._sub_job_list_url = f"{project_url}/image-server-sub-jobs"
         self._sub_job_count_url = f"{project_url}/image-server-sub-jobs/actions/count"
         # Job URLs and readers, checked, quoted and made once, not per request.
-        self._jobs: dict[str, tuple[str, Callable[[bytes], ImageJob]]] = {}
+        self._jobs: dict[str, _KnownJob] = {}
+        self._answers = _AnswerRoom(_ANSWERS_KEPT)
         self._timeouts: dict[int, aiohttp.ClientTimeout] = {}
         self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
-        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
-            raise InvalidArgument(f"max_body_size must be a whole number, got {max_body_size!r}")
-        if max_body_size < 1:
-            raise InvalidArgument(f"max_body_size must be positive, got {max_body_size}")
-        self.max_body_size = max_body_size
+        self.max_body_size = _checked_body_size(max_body_size)
         self._ssl = _tls_context(ssl, allow_insecure=allow_insecure, session=session)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidArgument(f"retry must be a RetryPolicy, got {type(retry).__name__}")
@@ -540,17 +539,19 @@ class Client:
 
     def job_url(self, job_id: str) -> str:
         """Return the URL of a job's details; raises :class:`InvalidArgument` for a bad ID."""
-        return self._job(job_id)[0]
+        return self._job(job_id).url
 
-    def _job(self, job_id: str) -> tuple[str, Callable[[bytes], ImageJob]]:
-        """Return a job's URL and the reader of its details, checked and made once."""
+    def _job(self, job_id: str) -> _KnownJob:
+        """Return what the client keeps of a job: its URL and reader, checked and made once."""
         plain = type(job_id) is str  # a str subclass could hash or compare as another ID
         known = self._jobs.get(job_id) if plain else None
         if known is None:
-            known = (self._jobs_url + quote(check_id("job_id", job_id), safe=""), read_job(job_id))
+            url = self._jobs_url + quote(check_id("job_id", job_id), safe="")
+            known = _KnownJob(url, read_job(job_id), self._answers)
             if plain:
                 if len(self._jobs) >= _JOBS_KEPT:
-                    del self._jobs[next(iter(self._jobs))]  # the oldest: a fleet moves on
+                    # The oldest: a fleet moves on.
+                    self._jobs.pop(next(iter(self._jobs))).forget()
                 self._jobs[job_id] = known
         return known
 
@@ -565,8 +566,8 @@ class Client:
         when no answer came back; :class:`MalformedResponse` for a body that is not
         a job (:class:`ResponseTooLarge` for one over the size cap).
         """
-        url, read = self._job(job_id)
-        return await self._send(_Call(url, read, "job", job_id))
+        known = self._job(job_id)
+        return await self._send(_Call(known.url, known.read, "job", job_id))
 
     async def get_job_json(self, job_id: str) -> dict[str, Any]:
         """Fetch a job's details as the service sent them: its JSON object, every field kept.
@@ -575,14 +576,14 @@ class Client:
         wrong otherwise); fields the models do not know are kept as they came.
         Retries and errors as in :meth:`get_job`.
         """
-        url, read = self._job(job_id)
+        known = self._job(job_id)
 
         def read_as_sent(body: bytes) -> dict[str, Any]:
-            read(body)  # a job, or the error that says why not
-            sent: dict[str, Any] = json.loads(body)
+            known.read(body)  # a job, or the error that says why not
+            sent: dict[str, Any] = json.loads(body)  # a new dict each time: the caller's own
             return sent
 
-        return await self._send(_Call(url, read_as_sent, "job", job_id))
+        return await self._send(_Call(known.url, read_as_sent, "job", job_id))
 
     def list_jobs(
         self,
@@ -761,8 +762,8 @@ class Client:
         In a fleet, another process's recent look serves instead of a GET, and a
         GET's answer is shared.
         """
-        url, read = self._job(job_id)
-        call = _Call(url, read, "job", job_id)
+        known = self._job(job_id)
+        call = _Call(known.url, known.read, "job", job_id)
         if self._fleet is not None:
             return await self._shared_poll(self._fleet, call, priority, call_gate, look)
         job = await self._attempt(self._get_session(), call, priority, call_gate)
@@ -977,7 +978,7 @@ class Client:
         self, session: aiohttp.ClientSession, call: _Call[_T], headers: Mapping[str, str]
     ) -> _T:
         """Send one request and decode the answer."""
-        call.status = call.request_id = None
+        call.status = call.answer_headers = None
         url = call.url
         left = min(self.timeout, call.deadline - self.clock.monotonic())
         timeout = (
@@ -1010,18 +1011,15 @@ class Client:
                 raise
             raise TransportError(f"GET {url} failed: {str(exc) or type(exc).__name__}") from exc
         call.status = response.status
-        call.request_id = response.headers.get("X-Request-Id")
+        call.answer_headers = response.headers
         if logger.isEnabledFor(logging.DEBUG):
+            request_id = call.request_id
             logger.debug(
                 "GET %s: %s (request id %s)",
                 url,
                 response.status,
-                call.request_id or "none",
-                extra={
-                    "job_id": call.job_id,
-                    "status": response.status,
-                    "request_id": call.request_id,
-                },
+                request_id or "none",
+                extra={"job_id": call.job_id, "status": response.status, "request_id": request_id},
             )
         try:
             return decode_answer(response.status, response.headers, body, call.read)
@@ -1117,6 +1115,14 @@ def _default_tls_context() -> _ssl.SSLContext:
     return _ssl.create_default_context()
 
 
+def _checked_body_size(max_body_size: object) -> int:
+    if isinstance(max_body_size, bool) or not isinstance(max_body_size, int):
+        raise InvalidArgument(f"max_body_size must be a whole number, got {max_body_size!r}")
+    if max_body_size < 1:
+        raise InvalidArgument(f"max_body_size must be positive, got {max_body_size}")
+    return max_body_size
+
+
 def _check_pool(session: aiohttp.ClientSession, max_in_flight: int) -> None:
     """Refuse a borrowed session whose pool is smaller than the budget: requests would queue."""
     connector = session.connector
@@ -1187,6 +1193,51 @@ class _Try:
         self.retry_after: float | None = None
 
 
+class _AnswerRoom:
+    """The bytes of last answers the jobs of one client may keep, all together."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+
+class _KnownJob:
+    """A job the client has asked about: its URL, its reader, and its last answer.
+
+    Most polls of a running job find it as it was: the body is the very bytes of
+    the last answer, and the job read from them is the one read then (models are
+    immutable), without parsing them again. Only a body the reader accepted is
+    kept, while the client's :class:`_AnswerRoom` has room for it.
+    """
+
+    __slots__ = ("_body", "_job", "_read", "_room", "url")
+
+    def __init__(self, url: str, read: Callable[[bytes], ImageJob], room: _AnswerRoom) -> None:
+        self.url = url
+        self._read = read
+        self._room = room
+        self._body = b""
+        self._job: ImageJob | None = None
+
+    def read(self, body: bytes) -> ImageJob:
+        """Return the job in a body of its details (raising what the reader raises)."""
+        if body == self._body and self._job is not None:
+            return self._job
+        job = self._read(body)
+        room = self._room
+        freed = len(self._body)
+        if len(body) <= room.left + freed:
+            room.left += freed - len(body)
+            self._body, self._job = body, job
+        return job
+
+    def forget(self) -> None:
+        """Give the last answer's room back: the client no longer keeps this job."""
+        self._room.left += len(self._body)
+        self._body, self._job = b"", None
+
+
 class _Call(Generic[_T]):
     """One request, across its tries: its URL and how to read a 2xx body.
 
@@ -1197,12 +1248,12 @@ class _Call(Generic[_T]):
     """
 
     __slots__ = (
+        "answer_headers",
         "attempt",
         "deadline",
         "job_id",
         "read",
         "refreshed",
-        "request_id",
         "sent",
         "status",
         "url",
@@ -1221,7 +1272,13 @@ class _Call(Generic[_T]):
         self.deadline = math.inf  # on the client's clock: when the retry policy's max_time ends
         self.attempt = 1
         self.status: int | None = None  # of the last answer, for the hooks and the log
-        self.request_id: str | None = None
+        self.answer_headers: Mapping[str, str] | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        """The last answer's ``X-Request-Id``, looked up when asked: most are never read."""
+        headers = self.answer_headers
+        return None if headers is None else headers.get("X-Request-Id")
 
 
 def _with_clock_hint(error: AuthenticationError, server_date: str | None) -> AuthenticationError:

@@ -16,6 +16,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import attrs
@@ -151,12 +152,24 @@ def signature(sk: str, date: str, canonical: str) -> str:
 _SHA256 = hashlib.sha256()
 
 
-def _keyed(key: bytes) -> hmac.HMAC:
+class _Mac(Protocol):
+    """An HMAC context: :class:`hmac.HMAC`, or the OpenSSL one inside it."""
+
+    def copy(self) -> _Mac: ...
+    def update(self, msg: bytes) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+def _keyed(key: bytes) -> _Mac:
     """An HMAC-SHA256 context with the key already mixed in, to copy for each message."""
-    return hmac.new(key, digestmod=hashlib.sha256)
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    # The OpenSSL context hmac.HMAC wraps, where there is one: copying it is one C
+    # call, where the wrapper's copy is Python making a new wrapper around a copy.
+    inner: _Mac | None = getattr(mac, "_hmac", None)
+    return mac if inner is None else inner
 
 
-def _signature(keyed: hmac.HMAC, date: str, canonical: str) -> str:
+def _signature(keyed: _Mac, date: str, canonical: str) -> str:
     digest = _SHA256.copy()
     digest.update(canonical.encode())
     mac = keyed.copy()
@@ -230,7 +243,7 @@ class _Layout:
         self.pieces = pieces
         self.names = names
 
-    def sign(self, ak: str, keyed: hmac.HMAC, date: str, body: bytes) -> dict[str, str]:
+    def sign(self, ak: str, keyed: _Mac, date: str, body: bytes) -> dict[str, str]:
         body_hash = _EMPTY_BODY_SHA256 if not body else hashlib.sha256(body).hexdigest()
         value = _signature(keyed, date, date.join(self.pieces) + body_hash)
         headers = self.base.copy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import cadence, fleet, sweeps
+from benchmarks.bodies import CHANGING_ID, REFERENCE_ID, changing_job
 from benchmarks.run import fake_server, run_variant
 from benchmarks.throttling import GATEWAYS, LIMITERS, simulate
 
@@ -73,6 +75,21 @@ def test_the_throttling_simulation_ends_every_job_under_each_limiter() -> None:
             result = simulate(limiter(50.0), gateway(10), jobs=20)
             assert result["requests"] >= 20 * 2  # every job polled until it ended
             assert 0 <= result["throttled_share"] < 1
+
+
+def test_the_changing_job_gives_a_new_answer_every_poll(env: dict[str, str]) -> None:
+    steps = changing_job(6)
+    assert len(steps) == 6
+    assert all(step != after for step, after in itertools.pairwise(steps))
+    assert {step["id"] for step in steps} == {CHANGING_ID}
+    with fake_server(env) as server:
+        for variant in ("imagejobs", "floor"):
+            params = {"total": 4, "concurrency": 2, "changing": True}
+            result = run_variant("gets", variant, server.url, params, env)
+            assert result["requests"] == 4
+        # Each variant: one GET to connect, then four; none of the reference job's.
+        assert '"requests": 10' in server.ask(f"stats {CHANGING_ID}")
+        assert '"requests": 0' in server.ask(f"stats {REFERENCE_ID}")
 
 
 def test_the_sweeps_scenario_gets_every_outcome_right_both_ways() -> None:

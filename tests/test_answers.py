@@ -1,0 +1,153 @@
+"""A client keeps each job's last answer: an unchanged job is not read again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imagejobs import Client, MalformedResponse
+from imagejobs import client as client_module
+from imagejobs.client import _AnswerRoom, _KnownJob
+from imagejobs.codec import read_job
+from imagejobs.models import ImageJob
+from imagejobs.testing import FakeWorkspace, Reply
+
+JOB_ID = "702364883651395584"
+
+
+def _job(status: str, sub_status: str = "RUNNING") -> dict[str, Any]:
+    return {
+        "id": JOB_ID,
+        "status": status,
+        "begin_time": "2024-05-20T10:39:49.61Z",
+        "sub_jobs": [{"id": "1", "status": sub_status, "job_type": "CREATE_SERVER_IMAGE"}],
+    }
+
+
+async def test_an_unchanged_job_is_read_once_and_given_again(
+    fake: FakeWorkspace, client: Client
+) -> None:
+    fake.add_job([_job("RUNNING")])
+    first = await client.get_job(JOB_ID)
+    second = await client.get_job(JOB_ID)
+    assert len(fake.requests) == 2  # asked twice: only the reading is saved
+    assert second is first
+    assert second.status == "RUNNING"
+
+
+async def test_a_job_that_changed_is_read_again(fake: FakeWorkspace, client: Client) -> None:
+    fake.add_job([_job("RUNNING"), _job("RUNNING", "SUCCESS"), _job("SUCCESS", "SUCCESS")])
+    seen = [await client.get_job(JOB_ID) for _ in range(4)]
+    assert [(j.status, j.sub_jobs[0].status) for j in seen] == [
+        ("RUNNING", "RUNNING"),
+        ("RUNNING", "SUCCESS"),
+        ("SUCCESS", "SUCCESS"),
+        ("SUCCESS", "SUCCESS"),
+    ]
+    assert seen[3] is seen[2]
+    assert seen[1] is not seen[0]
+
+
+async def test_a_bad_answer_between_good_ones_is_still_an_error(
+    fake: FakeWorkspace, client: Client
+) -> None:
+    fake.add_job([_job("RUNNING"), Reply.json({"id": JOB_ID, "status": 7}), _job("RUNNING")])
+    first = await client.get_job(JOB_ID)
+    with pytest.raises(MalformedResponse, match=r"\$\.status"):
+        await client.get_job(JOB_ID)
+    assert await client.get_job(JOB_ID) is first
+
+
+async def test_an_answer_for_another_job_is_refused_after_a_good_one(
+    fake: FakeWorkspace, client: Client
+) -> None:
+    other = {**_job("RUNNING"), "id": "1"}
+    fake.add_job([_job("RUNNING"), Reply.json(other), Reply.json(other)], job_id=JOB_ID)
+    await client.get_job(JOB_ID)
+    for _ in range(2):  # refused each time: a refused body is never kept
+        with pytest.raises(MalformedResponse, match="not the job asked for"):
+            await client.get_job(JOB_ID)
+
+
+async def test_get_job_json_gives_the_caller_a_dict_of_its_own(
+    fake: FakeWorkspace, client: Client
+) -> None:
+    fake.add_job([_job("RUNNING")])
+    first = await client.get_job_json(JOB_ID)
+    first["status"] = "CHANGED BY THE CALLER"
+    first["sub_jobs"].clear()
+    second = await client.get_job_json(JOB_ID)
+    assert second == _job("RUNNING")
+
+
+async def test_forgotten_jobs_give_their_room_back(
+    fake: FakeWorkspace, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "_JOBS_KEPT", 3)
+    ids = [f"job-{n}" for n in range(7)]
+    for job_id in ids:
+        fake.add_job([{"id": job_id, "status": "RUNNING", "job_type": "X" * len(job_id)}])
+        await client.get_job(job_id)
+    kept = client._jobs.values()
+    assert len(kept) == 3
+    held = sum(len(known._body) for known in kept)
+    assert held > 0
+    assert client._answers.left == client_module._ANSWERS_KEPT - held
+
+
+# --- pure: a known job reads as its reader does -------------------------------------
+
+
+def _body(status: str, sub_status: str, job_id: str = JOB_ID) -> bytes:
+    return json.dumps({**_job(status, sub_status), "id": job_id}).encode()
+
+
+_BODIES = [
+    _body("RUNNING", "RUNNING"),
+    _body("RUNNING", "SUCCESS"),
+    _body("SUCCESS", "SUCCESS"),
+    _body("FAILED", "FAILED"),
+    _body("RUNNING", "RUNNING", job_id="1"),  # another job's
+    b'{"id": "702364883651395584", "status": 7}',
+    b"not json",
+    b"",
+]
+
+
+def _outcome(read: Any, body: bytes) -> object:
+    try:
+        job: ImageJob = read(body)
+    except MalformedResponse as exc:
+        return (type(exc), str(exc))
+    return job
+
+
+@given(
+    picks=st.lists(st.integers(0, len(_BODIES) - 1), max_size=30),
+    room=st.integers(0, 2 * max(len(b) for b in _BODIES)),
+)
+def test_a_known_job_reads_every_body_as_its_reader_does(picks: list[int], room: int) -> None:
+    reader = read_job(JOB_ID)
+    answers = _AnswerRoom(room)
+    known = _KnownJob("url", read_job(JOB_ID), answers)
+    for pick in picks:
+        body = _BODIES[pick]
+        assert _outcome(known.read, body) == _outcome(reader, body)
+        assert answers.left == room - len(known._body)
+        assert answers.left >= 0
+    known.forget()
+    assert answers.left == room
+
+
+def test_a_body_with_no_room_left_is_read_but_not_kept() -> None:
+    body = _BODIES[0]
+    answers = _AnswerRoom(len(body) - 1)
+    known = _KnownJob("url", read_job(JOB_ID), answers)
+    first, second = known.read(body), known.read(body)
+    assert first == second
+    assert first is not second  # read afresh: it did not fit
+    assert answers.left == len(body) - 1
