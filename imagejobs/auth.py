@@ -81,11 +81,26 @@ class TokenCredentials:
         return {**headers, "X-Auth-Token": self.token}
 
     def _signer_for(
-        self, method: str, headers: Mapping[str, str], project_id: str
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        project_id: str,
+        *,
+        changing_only: bool = False,
     ) -> Callable[[str], dict[str, str]]:
-        """:meth:`authorize` for one method and header set, made once: a function of the URL."""
-        sent = {**headers, "X-Auth-Token": self.token}
+        """:meth:`authorize` for one method and header set, made once: a function of the URL.
+
+        With ``changing_only``, only the headers that change from request to request:
+        for a token, none.
+        """
+        sent = {} if changing_only else self._constant_for(method, headers, project_id, "")
         return lambda url: sent.copy()
+
+    def _constant_for(
+        self, method: str, headers: Mapping[str, str], project_id: str, url: str
+    ) -> dict[str, str]:
+        """The headers of every request (all of them, for a token), to send unsigned."""
+        return {**headers, "X-Auth-Token": self.token}
 
 
 class RefreshableTokenCredentials:
@@ -181,14 +196,38 @@ class AkSkCredentials:
         return self._signer_for(method, headers, project_id)(url)
 
     def _signer_for(
-        self, method: str, headers: Mapping[str, str], project_id: str
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        project_id: str,
+        *,
+        changing_only: bool = False,
     ) -> Callable[[str], dict[str, str]]:
-        """:meth:`authorize` for one method and header set, made once: a function of the URL."""
-        signed = {**headers, "X-Project-Id": project_id}
-        if self.security_token is not None:
-            signed["X-Security-Token"] = self.security_token
-        signer = HeaderSetSigner(method, signed, ak=self.ak, key=self._key)
+        """:meth:`authorize` for one method and header set, made once: a function of the URL.
+
+        With ``changing_only``, only ``X-Sdk-Date`` and ``Authorization``.
+        """
+        signer = HeaderSetSigner(
+            method,
+            self._signed_for(headers, project_id),
+            ak=self.ak,
+            key=self._key,
+            changing_only=changing_only,
+        )
         if self.clock is _utc_now:
             return lambda url: signer.headers(url, _sdk_date_now())
         clock = self.clock
         return lambda url: signer.headers(url, format_date(clock()))
+
+    def _constant_for(
+        self, method: str, headers: Mapping[str, str], project_id: str, url: str
+    ) -> dict[str, str]:
+        """The headers of every request to ``url``: all but ``X-Sdk-Date`` and ``Authorization``."""
+        signed = self._signed_for(headers, project_id)
+        return HeaderSetSigner(method, signed, ak=self.ak, key=self._key).constant_headers(url)
+
+    def _signed_for(self, headers: Mapping[str, str], project_id: str) -> dict[str, str]:
+        signed = {**headers, "X-Project-Id": project_id}
+        if self.security_token is not None:
+            signed["X-Security-Token"] = self.security_token
+        return signed

@@ -273,7 +273,9 @@ class Client:
         self.timeout = float(timeout)
         self._credentials = credentials
         self._headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        self._authorize_now = _authorizer(credentials, self._headers, self.project_id)
+        self._authorize_now = _authorizer(
+            credentials, self._headers, self.project_id, changing_only=session is None
+        )
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -434,10 +436,28 @@ class Client:
             # No pool limit: the gate caps what is in flight, so nothing ever queues in
             # the pool, where the wait would count against the request's timeout.
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._constant_headers()
+            )
         elif self._session.closed:
             raise ImageJobsError("the aiohttp session passed to the client is closed")
         return self._session
+
+    def _constant_headers(self) -> dict[str, str]:
+        """The headers of every request, for the client's own session to send.
+
+        All but what changes from request to request, which the authorizer gives
+        (none for credentials that are awaited: every header comes with each request).
+        """
+        credentials = self._credentials
+        if credentials is None:
+            return dict(self._headers)
+        if self._authorize_now is None:
+            return {}
+        url = self._job_list_url  # the client's every URL has its host
+        return cast(AkSkCredentials | TokenCredentials, credentials)._constant_for(
+            "GET", self._headers, self.project_id, url
+        )
 
     def watch(
         self, job_id: str, policy: PollPolicy | None = None, since: ImageJob | None = None
@@ -1141,19 +1161,25 @@ _SHARED_WAIT = 0.25
 
 
 def _authorizer(
-    credentials: Credentials | None, headers: Mapping[str, str], project_id: str
+    credentials: Credentials | None,
+    headers: Mapping[str, str],
+    project_id: str,
+    *,
+    changing_only: bool = False,
 ) -> Callable[[str], dict[str, str]] | None:
     """Return how to authorize a GET to a URL without a coroutine, for credentials that never wait.
 
     None for any other credentials (a subclass of these two included), which are
-    awaited as the :class:`Credentials` protocol says.
+    awaited as the :class:`Credentials` protocol says. With ``changing_only``, the
+    headers that change from request to request alone: a client's own session sends
+    the rest as its defaults, so aiohttp merges two headers a request, not six.
     """
     if credentials is None:
-        return lambda url: dict(headers)
+        return (lambda url: {}) if changing_only else (lambda url: dict(headers))
     if type(credentials) in (AkSkCredentials, TokenCredentials):
         # Exactly these: a subclass may change how it authorizes, so it is awaited.
         return cast(AkSkCredentials | TokenCredentials, credentials)._signer_for(
-            "GET", headers, project_id
+            "GET", headers, project_id, changing_only=changing_only
         )
     return None
 

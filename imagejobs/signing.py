@@ -200,20 +200,37 @@ class HeaderSetSigner:
     """Signs requests that all carry one header set: the layout is looked up by URL alone.
 
     What a client holds for its constant headers; ``headers(url, date)`` equals the
-    headers :func:`sign_request` gives for the time ``date`` formats.
+    headers :func:`sign_request` gives for the time ``date`` formats (with
+    ``changing_only``, its ``X-Sdk-Date`` and ``Authorization`` alone).
     """
 
-    __slots__ = ("_ak", "_items", "_layouts", "_mac", "_method")
+    __slots__ = ("_ak", "_changing_only", "_items", "_layouts", "_mac", "_method")
 
-    def __init__(self, method: str, headers: Mapping[str, str], *, ak: str, key: bytes) -> None:
+    def __init__(
+        self,
+        method: str,
+        headers: Mapping[str, str],
+        *,
+        ak: str,
+        key: bytes,
+        changing_only: bool = False,
+    ) -> None:
         self._method = method
         self._items = tuple(headers.items())
         self._ak = ak
         self._mac = _keyed(key)
         self._layouts: dict[str, _Layout] = {}
+        # Only X-Sdk-Date and Authorization, for a session that sends the rest itself
+        # (the headers given, and Host): fewer headers for the HTTP library to merge.
+        self._changing_only = changing_only
 
     def __repr__(self) -> str:
         return f"HeaderSetSigner(method={self._method!r}, urls={len(self._layouts)})"
+
+    def constant_headers(self, url: str) -> dict[str, str]:
+        """Return the headers every request to ``url`` carries: all but what signing adds."""
+        base = _layout(self._method, url, self._items).base
+        return {name: value for name, value in base.items() if name != "X-Sdk-Date"}
 
     def headers(self, url: str, date: str, body: bytes = b"") -> dict[str, str]:
         """Return every header to send to ``url``, signed at ``date`` (an ``X-Sdk-Date``)."""
@@ -222,6 +239,8 @@ class HeaderSetSigner:
             if len(self._layouts) >= _LAYOUTS_KEPT:
                 del self._layouts[next(iter(self._layouts))]  # the oldest URL
             layout = self._layouts[url] = _layout(self._method, url, self._items)
+            if self._changing_only:
+                layout.base = {}
         return layout.sign(self._ak, self._mac, date, body)
 
 

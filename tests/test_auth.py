@@ -6,7 +6,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
+from conftest import TEST_AK, TEST_SK
 
 from imagejobs import (
     AkSkCredentials,
@@ -15,6 +17,7 @@ from imagejobs import (
     InvalidArgument,
     JobStatus,
     RefreshableTokenCredentials,
+    TokenCredentials,
 )
 from imagejobs.testing import FakeWorkspace
 
@@ -220,3 +223,40 @@ def test_repr_shows_only_the_last_four_characters_of_the_access_key() -> None:
     assert repr(credentials) == (
         "AkSkCredentials(ak='****WXYZ', sk=<hidden>, security_token=<hidden>)"
     )
+
+
+@pytest.mark.parametrize(
+    ("server", "credentials"),
+    [
+        ({"ak": TEST_AK, "sk": TEST_SK}, AkSkCredentials(TEST_AK, TEST_SK)),
+        (
+            {"ak": TEST_AK, "sk": TEST_SK, "security_token": "temporary-token-1"},
+            AkSkCredentials(TEST_AK, TEST_SK, "temporary-token-1"),
+        ),
+        ({"token": "good-token"}, TokenCredentials("good-token")),
+        ({}, None),
+    ],
+)
+async def test_an_own_session_sends_what_a_borrowed_one_does(
+    server: dict[str, Any], credentials: AkSkCredentials | TokenCredentials | None
+) -> None:
+    # A client's own session sends its constant headers as defaults: the wire must not
+    # tell the two apart, and every request must still pass the server's check.
+    async with FakeWorkspace(**server) as fake:
+        fake.add_job([RUNNING])
+        async with fake.client(credentials=credentials) as client:
+            await client.get_job(JOB_ID)
+            await client.get_job(JOB_ID)
+        async with (
+            aiohttp.ClientSession() as session,
+            fake.client(credentials=credentials, session=session) as client,
+        ):
+            await client.get_job(JOB_ID)
+        own, again, borrowed = (dict(r.headers) for r in fake.requests)
+    assert {r.status for r in fake.requests} == {200}
+    changing = {"X-Sdk-Date", "Authorization"}
+    assert own.keys() == again.keys() == borrowed.keys()
+    assert {k: v for k, v in own.items() if k not in changing} == {
+        k: v for k, v in borrowed.items() if k not in changing
+    }
+    assert ("Authorization" in own) == (credentials is not None and "token" not in server)
