@@ -23,10 +23,11 @@ def big_job(sub_jobs: int = 200) -> dict[str, Any]:
 
 
 def changing_job(steps: int) -> list[dict[str, Any]]:
-    """Return a timeline of ``steps`` snapshots of the reference job, running and done by
-    turns: every answer differs from the one before, so none is the job's last answer."""
+    """Return a timeline of ``steps`` snapshots of the reference job, each unlike every
+    other (running and done by turns, ``sub_jobs_total`` counting the steps): so no
+    answer is the job's last one, whatever order answers come back in."""
     sub = {**REFERENCE["sub_jobs"][0], "job_id": CHANGING_ID}
     done = {**REFERENCE, "id": CHANGING_ID, "sub_jobs": [sub]}
     running_sub = {**sub, "status": "RUNNING", "end_time": ""}
     running = {**done, "status": "RUNNING", "end_time": "", "sub_jobs": [running_sub]}
-    return [running, done] * (steps // 2)
+    return [{**(running, done)[n % 2], "sub_jobs_total": n} for n in range(steps)]

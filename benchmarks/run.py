@@ -235,8 +235,9 @@ def per_request_changing(
     out = [
         f"### 1b. Per-request cost when every answer is new: {total:,} GETs of a job "
         "that changes on every poll\n",
-        "The reference job, running and done by turns, so no answer is the job's last "
-        "one and imagejobs decodes every body (the floor parses every body in both).\n",
+        "The reference job, running and done by turns and every snapshot unlike any "
+        "other, so no answer is the job's last one and imagejobs decodes every body "
+        "(the floor parses every body in both scenarios).\n",
     ]
     rows, data = [], {}
     variants = ["imagejobs", "imagejobs_speedups", "floor"]

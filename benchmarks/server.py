@@ -43,7 +43,7 @@ def staged_job(job_id: str) -> list[dict[str, Any]]:
 
 
 # More steps than one run polls the changing job: it never sticks at its last.
-_CHANGING_STEPS = 100_000
+_CHANGING_STEPS = 30_000
 
 
 def _stats(fake: FakeWorkspace, prefix: str) -> dict[str, Any]:

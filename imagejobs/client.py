@@ -91,8 +91,9 @@ logger = logging.getLogger("imagejobs")
 # How many job URLs a client keeps checked and quoted: more than the jobs a busy
 # client watches at once, and a bound for one that sees endless new IDs.
 _JOBS_KEPT = 8192
-# The bytes of last answers a client keeps to recognise an unchanged job (see _KnownJob).
-_ANSWERS_KEPT = 16 * 1024 * 1024
+# The bytes of last answers a client keeps to recognise an unchanged job (see
+# _KnownJob); the jobs read from them are kept with them, a few times that.
+_ANSWERS_KEPT = 4 * 1024 * 1024
 
 _T = TypeVar("_T")
 
@@ -567,7 +568,8 @@ class Client:
         known = self._jobs.get(job_id) if plain else None
         if known is None:
             url = self._jobs_url + quote(check_id("job_id", job_id), safe="")
-            known = _KnownJob(url, read_job(job_id), self._answers)
+            # One the client does not keep keeps no answer: nothing would give its room back.
+            known = _KnownJob(url, read_job(job_id), self._answers if plain else _NO_ROOM)
             if plain:
                 if len(self._jobs) >= _JOBS_KEPT:
                     # The oldest: a fleet moves on.
@@ -1259,9 +1261,17 @@ class _KnownJob:
         return job
 
     def forget(self) -> None:
-        """Give the last answer's room back: the client no longer keeps this job."""
+        """Give the last answer's room back: the client no longer keeps this job.
+
+        A request still in flight may read one more answer: it is not kept.
+        """
         self._room.left += len(self._body)
         self._body, self._job = b"", None
+        self._room = _NO_ROOM
+
+
+# The room of jobs the client does not keep, or no longer: none, so they keep no answer.
+_NO_ROOM = _AnswerRoom(0)
 
 
 class _Call(Generic[_T]):

@@ -452,7 +452,8 @@ def read_job(job_id: str | None = None) -> Callable[[bytes], ImageJob]:
     def read(body: bytes) -> ImageJob:
         if _orjson_loads is not None:
             return _decoded(body, job)
-        # _decoded(body, job) without orjson, the usual case spelled out: it runs every poll.
+        # _decoded(body, job) without orjson, the usual case spelled out: it runs on every
+        # poll whose answer changed.
         data = _load_json(body)
         if data.__class__ is not dict or "id" not in data:
             return job(data)

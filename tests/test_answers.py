@@ -151,3 +151,31 @@ def test_a_body_with_no_room_left_is_read_but_not_kept() -> None:
     assert first == second
     assert first is not second  # read afresh: it did not fit
     assert answers.left == len(body) - 1
+
+
+def test_a_read_after_forget_keeps_nothing() -> None:
+    body = _BODIES[0]
+    answers = _AnswerRoom(10 * len(body))
+    known = _KnownJob("url", read_job(JOB_ID), answers)
+    known.read(body)
+    known.forget()
+    assert answers.left == 10 * len(body)
+    # A request that was in flight when the client let the job go.
+    first, second = known.read(body), known.read(body)
+    assert first == second
+    assert first is not second
+    assert answers.left == 10 * len(body)
+
+
+class _Id(str):
+    """A job ID of a str subclass: the client does not keep what it knows of it."""
+
+
+async def test_jobs_the_client_does_not_keep_take_no_room(
+    fake: FakeWorkspace, client: Client
+) -> None:
+    fake.add_job([_job("RUNNING")])
+    jobs = [await client.get_job(_Id(JOB_ID)) for _ in range(3)]
+    assert jobs[0] == jobs[1] == jobs[2]
+    assert client._answers.left == client_module._ANSWERS_KEPT
+    assert JOB_ID not in client._jobs
