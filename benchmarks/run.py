@@ -235,9 +235,10 @@ def per_request_changing(
     out = [
         f"### 1b. Per-request cost when every answer is new: {total:,} GETs of a job "
         "that changes on every poll\n",
-        "The reference job, running and done by turns and every snapshot unlike any "
-        "other, so no answer is the job's last one and imagejobs decodes every body "
-        "(the floor parses every body in both scenarios).\n",
+        "A copy of the reference job under another ID, running and done by turns, its "
+        "`sub_jobs_total` counting the polls so that no snapshot is like any other: no "
+        "answer is the job's last one, and imagejobs decodes every body (the floor "
+        "parses every body in both scenarios).\n",
     ]
     rows, data = [], {}
     variants = ["imagejobs", "imagejobs_speedups", "floor"]
