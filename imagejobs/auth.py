@@ -80,27 +80,14 @@ class TokenCredentials:
         """Return ``headers`` with ``X-Auth-Token`` added."""
         return {**headers, "X-Auth-Token": self.token}
 
-    def _signer_for(
-        self,
-        method: str,
-        headers: Mapping[str, str],
-        project_id: str,
-        *,
-        changing_only: bool = False,
-    ) -> Callable[[str], dict[str, str]]:
-        """:meth:`authorize` for one method and header set, made once: a function of the URL.
-
-        With ``changing_only``, only the headers that change from request to request:
-        for a token, none.
-        """
-        sent = {} if changing_only else self._constant_for(method, headers, project_id, "")
-        return lambda url: sent.copy()
-
-    def _constant_for(
-        self, method: str, headers: Mapping[str, str], project_id: str, url: str
-    ) -> dict[str, str]:
-        """The headers of every request (all of them, for a token), to send unsigned."""
-        return {**headers, "X-Auth-Token": self.token}
+    def _authorizer_for(
+        self, method: str, headers: Mapping[str, str], project_id: str, session_url: str | None
+    ) -> tuple[Callable[[str], dict[str, str]], dict[str, str]]:
+        """:meth:`authorize` made once for one method and header set (see AkSkCredentials')."""
+        every = {**headers, "X-Auth-Token": self.token}
+        if session_url is None:
+            return (lambda url: every.copy()), {}
+        return (lambda url: {}), every  # a token never changes: all of it a session's
 
 
 class RefreshableTokenCredentials:
@@ -193,41 +180,27 @@ class AkSkCredentials:
         self, method: str, url: str, headers: Mapping[str, str], project_id: str
     ) -> dict[str, str]:
         """Return ``headers`` plus ``X-Project-Id``, ``X-Sdk-Date``, ``Host``, ``Authorization``."""
-        return self._signer_for(method, headers, project_id)(url)
+        return self._authorizer_for(method, headers, project_id, None)[0](url)
 
-    def _signer_for(
-        self,
-        method: str,
-        headers: Mapping[str, str],
-        project_id: str,
-        *,
-        changing_only: bool = False,
-    ) -> Callable[[str], dict[str, str]]:
-        """:meth:`authorize` for one method and header set, made once: a function of the URL.
+    def _authorizer_for(
+        self, method: str, headers: Mapping[str, str], project_id: str, session_url: str | None
+    ) -> tuple[Callable[[str], dict[str, str]], dict[str, str]]:
+        """:meth:`authorize` made once for one method and header set: a function of the URL,
+        and the headers a session should send itself.
 
-        With ``changing_only``, only ``X-Sdk-Date`` and ``Authorization``.
+        With no ``session_url``, the function gives every header, and the session
+        none. Given one (a URL of the session's host), the session sends what never
+        changes, and the function gives only ``X-Sdk-Date`` and ``Authorization``.
         """
-        signer = HeaderSetSigner(
-            method,
-            self._signed_for(headers, project_id),
-            ak=self.ak,
-            key=self._key,
-            changing_only=changing_only,
-        )
-        if self.clock is _utc_now:
-            return lambda url: signer.headers(url, _sdk_date_now())
-        clock = self.clock
-        return lambda url: signer.headers(url, format_date(clock()))
-
-    def _constant_for(
-        self, method: str, headers: Mapping[str, str], project_id: str, url: str
-    ) -> dict[str, str]:
-        """The headers of every request to ``url``: all but ``X-Sdk-Date`` and ``Authorization``."""
-        signed = self._signed_for(headers, project_id)
-        return HeaderSetSigner(method, signed, ak=self.ak, key=self._key).constant_headers(url)
-
-    def _signed_for(self, headers: Mapping[str, str], project_id: str) -> dict[str, str]:
         signed = {**headers, "X-Project-Id": project_id}
         if self.security_token is not None:
             signed["X-Security-Token"] = self.security_token
-        return signed
+        changing_only = session_url is not None
+        signer = HeaderSetSigner(
+            method, signed, ak=self.ak, key=self._key, changing_only=changing_only
+        )
+        defaults = signer.constant_headers(session_url) if session_url is not None else {}
+        if self.clock is _utc_now:
+            return (lambda url: signer.headers(url, _sdk_date_now())), defaults
+        clock = self.clock
+        return (lambda url: signer.headers(url, format_date(clock()))), defaults

@@ -208,8 +208,7 @@ class RequestBudget:
 
     def try_start(self, now: float) -> bool:
         """Start a request if the budget allows it now; return whether it did."""
-        if now > self.refilled_at:
-            self._refill(now)
+        self._refill(now)
         if self.in_flight >= self.max_in_flight or now < self.paused_until or self.tokens < _WHOLE:
             return False
         self.tokens -= 1

@@ -273,16 +273,18 @@ class Client:
             raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
         self._credentials = credentials
-        self._headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        self._authorize_now = _authorizer(
-            credentials, self._headers, self.project_id, changing_only=session is None
-        )
         self._session = session
         self._owns_session = session is None
         self._closed = False
         project_url = f"{self.endpoint}/v1/{quote(self.project_id, safe='')}"
         self._jobs_url = f"{project_url}/image-server-jobs/"
         self._job_list_url = f"{project_url}/image-server-jobs"
+        self._headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        # A session of its own sends what never changes (every URL has its host).
+        own_session_url = self._job_list_url if session is None else None
+        self._authorize_now, self._session_headers = _authorizer(
+            credentials, self._headers, self.project_id, own_session_url
+        )
         self._sub_job_list_url = f"{project_url}/image-server-sub-jobs"
         self._sub_job_count_url = f"{project_url}/image-server-sub-jobs/actions/count"
         # Job URLs and readers, checked, quoted and made once, not per request.
@@ -438,27 +440,11 @@ class Client:
             # the pool, where the wait would count against the request's timeout.
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._constant_headers()
+                connector=connector, headers=self._session_headers
             )
         elif self._session.closed:
             raise ImageJobsError("the aiohttp session passed to the client is closed")
         return self._session
-
-    def _constant_headers(self) -> dict[str, str]:
-        """The headers of every request, for the client's own session to send.
-
-        All but what changes from request to request, which the authorizer gives
-        (none for credentials that are awaited: every header comes with each request).
-        """
-        credentials = self._credentials
-        if credentials is None:
-            return dict(self._headers)
-        if self._authorize_now is None:
-            return {}
-        url = self._job_list_url  # the client's every URL has its host
-        return cast(AkSkCredentials | TokenCredentials, credentials)._constant_for(
-            "GET", self._headers, self.project_id, url
-        )
 
     def watch(
         self, job_id: str, policy: PollPolicy | None = None, since: ImageJob | None = None
@@ -1166,24 +1152,26 @@ def _authorizer(
     credentials: Credentials | None,
     headers: Mapping[str, str],
     project_id: str,
-    *,
-    changing_only: bool = False,
-) -> Callable[[str], dict[str, str]] | None:
-    """Return how to authorize a GET to a URL without a coroutine, for credentials that never wait.
+    session_url: str | None,
+) -> tuple[Callable[[str], dict[str, str]] | None, dict[str, str]]:
+    """Return how to authorize a GET to a URL without a coroutine, and a session's headers.
 
-    None for any other credentials (a subclass of these two included), which are
-    awaited as the :class:`Credentials` protocol says. With ``changing_only``, the
-    headers that change from request to request alone: a client's own session sends
-    the rest as its defaults, so aiohttp merges two headers a request, not six.
+    The function is None for credentials that may wait (a subclass of these two
+    included), which are awaited as the :class:`Credentials` protocol says, every
+    header with each request. Given ``session_url`` (the client's own session), the
+    session sends the headers that never change, and the function gives the rest:
+    aiohttp merges two headers a request, not six.
     """
     if credentials is None:
-        return (lambda url: {}) if changing_only else (lambda url: dict(headers))
+        if session_url is None:
+            return (lambda url: dict(headers)), {}
+        return (lambda url: {}), dict(headers)
     if type(credentials) in (AkSkCredentials, TokenCredentials):
         # Exactly these: a subclass may change how it authorizes, so it is awaited.
-        return cast(AkSkCredentials | TokenCredentials, credentials)._signer_for(
-            "GET", headers, project_id, changing_only=changing_only
+        return cast(AkSkCredentials | TokenCredentials, credentials)._authorizer_for(
+            "GET", headers, project_id, session_url
         )
-    return None
+    return None, {}
 
 
 def _account_of(credentials: Credentials | None, endpoint: str) -> str:
