@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from imagejobs.budget import RequestBudget
+from imagejobs.planning.budget import RequestBudget
 
 __all__ = ["GATEWAYS", "LIMITERS", "simulate"]
 

@@ -117,9 +117,9 @@ async def _scheduler_only(prefix: str, count: int, params: dict[str, Any]) -> di
     waiters scenario; what is left is the scheduler's own cost per poll.
     """
     from imagejobs import ImageJob, JobStatus, PollPolicy, RetryPolicy
-    from imagejobs.clock import SYSTEM_CLOCK
-    from imagejobs.hub import Hub, Look, Seen
-    from imagejobs.waiter import wait_many
+    from imagejobs.scheduling.hub import Hub, Look, Seen
+    from imagejobs.scheduling.waiter import wait_many
+    from imagejobs.timing.clock import SYSTEM_CLOCK
 
     looks: dict[str, int] = {}
 
@@ -242,7 +242,7 @@ def _sdk_service(url: str, params: dict[str, Any]) -> int:
 def _parse(variant: str, body_name: str, rounds: int) -> dict[str, Any]:
     body = json.dumps(REFERENCE if body_name == "reference" else big_job()).encode()
     if variant == "imagejobs":
-        from imagejobs.codec import decode_response
+        from imagejobs.core.codec import decode_response
 
         def parse() -> Any:
             return decode_response(200, {}, body)
@@ -280,7 +280,7 @@ def _install(variant: str) -> str:
         import orjson  # noqa: F401  # missing: pip install -e '.[bench]'
     else:
         sys.modules["orjson"] = None  # type: ignore[assignment]  # import orjson now fails
-    from imagejobs import codec
+    from imagejobs.core import codec
 
     if (codec._orjson_loads is not None) != (variant == "imagejobs_speedups"):
         raise RuntimeError(f"{variant}: orjson is not as the variant says")

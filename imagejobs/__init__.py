@@ -8,16 +8,8 @@ and the exception tree are re-exported here.
 import typing
 
 from ._version import __version__
-from .auth import (
-    AkSkCredentials,
-    Credentials,
-    RefreshableTokenCredentials,
-    TokenCredentials,
-)
-from .budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE
-from .clock import Clock
-from .codec import MAX_PAGE_SIZE, from_wire, to_wire
-from .errors import (
+from .core.codec import MAX_PAGE_SIZE, from_wire, to_wire
+from .core.errors import (
     ApiError,
     AuthenticationError,
     BadRequest,
@@ -34,10 +26,7 @@ from .errors import (
     TransportError,
     WaitTimeout,
 )
-from .events import Outcome, Transition
-from .history import DurationHistory, LogNormal
-from .hooks import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
-from .models import (
+from .core.models import (
     ExecuteInfo,
     ImageJob,
     ImageJobInfo,
@@ -47,10 +36,22 @@ from .models import (
     SubJob,
     SubJobStatus,
 )
-from .policy import PollPolicy
-from .regions import REGIONS
-from .retry import RetryPolicy
-from .signing import sign_request, verify_signature
+from .core.outcome import Outcome
+from .core.regions import REGIONS
+from .core.signing import sign_request, verify_signature
+from .core.transitions import Transition
+from .observability.hooks import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
+from .planning.budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE
+from .planning.history import DurationHistory, LogNormal
+from .planning.policy import PollPolicy
+from .planning.retry import RetryPolicy
+from .timing.clock import Clock
+from .transport.credentials import (
+    AkSkCredentials,
+    Credentials,
+    RefreshableTokenCredentials,
+    TokenCredentials,
+)
 
 if typing.TYPE_CHECKING:
     from .client import DEFAULT_REQUEST_TIMEOUT, Client

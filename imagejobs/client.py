@@ -24,19 +24,9 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from . import waiter
 from ._version import __version__
-from .auth import AkSkCredentials, Credentials, RefreshableCredentials, TokenCredentials
-from .budget import (
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_RATE,
-    MAX_RETRY_AFTER,
-    PACE,
-    RequestBudget,
-    check_limits,
-)
-from .clock import SYSTEM_CLOCK, Clock
-from .codec import (
+from .config import from_environment
+from .core.codec import (
     MAX_PAGE_SIZE,
     Page,
     decode_answer,
@@ -47,8 +37,7 @@ from .codec import (
     read_sub_job_page,
     to_wire,
 )
-from .config import from_environment
-from .errors import (
+from .core.errors import (
     ApiError,
     AuthenticationError,
     ImageJobsError,
@@ -58,18 +47,35 @@ from .errors import (
     Throttled,
     TransportError,
 )
-from .events import Outcome, Transition
-from .fleet import Fleet, FleetPass, check_redis_url, fleet_key
-from .gate import Gate, Pass
-from .history import MAX_SAMPLES, DurationHistory, duration_of
-from .hooks import Hooks, RequestRecord, RetryRecord, ThrottleRecord
-from .hub import Hub, Look, Seen
-from .models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob
-from .policy import PollPolicy
-from .regions import endpoint_for
-from .retry import RetryPolicy, is_transient
-from .validation import check_id, is_host
-from .waiter import OutcomeCallback, TransitionCallback
+from .core.models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob
+from .core.outcome import Outcome
+from .core.regions import endpoint_for
+from .core.transitions import Transition
+from .core.validation import check_id, is_host
+from .fleet.shared import Fleet, FleetPass, check_redis_url, fleet_key
+from .observability.hooks import Hooks, RequestRecord, RetryRecord, ThrottleRecord
+from .planning.budget import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_RATE,
+    MAX_RETRY_AFTER,
+    PACE,
+    RequestBudget,
+    check_limits,
+)
+from .planning.history import MAX_SAMPLES, DurationHistory, duration_of
+from .planning.policy import PollPolicy
+from .planning.retry import RetryPolicy, is_transient
+from .scheduling import waiter
+from .scheduling.hub import Hub, Look, Seen
+from .scheduling.waiter import OutcomeCallback, TransitionCallback
+from .timing.clock import SYSTEM_CLOCK, Clock
+from .timing.gate import Gate, Pass
+from .transport.credentials import (
+    AkSkCredentials,
+    Credentials,
+    RefreshableCredentials,
+    TokenCredentials,
+)
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -225,7 +231,7 @@ class Client:
 
     ``hooks`` are objects with some of ``on_request``, ``on_retry``,
     ``on_throttle``, ``on_wait``, ``on_transition`` and ``on_outcome``, each
-    called with a frozen record (see :mod:`imagejobs.hooks`); one that raises is
+    called with a frozen record (see :mod:`imagejobs.observability.hooks`); one that raises is
     logged and never breaks a wait. :class:`imagejobs.otel.OpenTelemetryHook`
     is one (the ``otel`` extra).
 

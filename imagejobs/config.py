@@ -15,9 +15,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .auth import AkSkCredentials, Credentials, TokenCredentials
-from .errors import ConfigurationError, InvalidArgument
-from .regions import endpoint_for
+from .core.errors import ConfigurationError, InvalidArgument
+from .core.regions import endpoint_for
+from .transport.credentials import AkSkCredentials, Credentials, TokenCredentials
 
 __all__ = [
     "ENV_AK",

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from imagejobs import Client, MalformedResponse
 from imagejobs import client as client_module
 from imagejobs.client import _AnswerRoom, _KnownJob
-from imagejobs.codec import read_job
-from imagejobs.models import ImageJob
+from imagejobs.core.codec import read_job
+from imagejobs.core.models import ImageJob
 from imagejobs.testing import FakeWorkspace, Reply
 
 JOB_ID = "702364883651395584"

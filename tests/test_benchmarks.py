@@ -57,7 +57,7 @@ def test_every_variant_of_every_scenario_runs(env: dict[str, str]) -> None:
 
 def test_a_variant_loads_imagejobs_with_or_without_orjson_as_it_says(env: dict[str, str]) -> None:
     probe = "import sys; from benchmarks.variants import _install; _install(sys.argv[1]); "
-    probe += "from imagejobs import codec; print(codec._orjson_loads is not None)"
+    probe += "from imagejobs.core import codec; print(codec._orjson_loads is not None)"
     for variant, has in (("imagejobs", "False"), ("imagejobs_speedups", "True")):
         done = subprocess.run(
             [sys.executable, "-c", probe, variant],

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import InvalidArgument
-from imagejobs.budget import AdaptiveRate, RequestBudget
+from imagejobs.planning.budget import RequestBudget
+from imagejobs.planning.ratelaw import AdaptiveRate
 
 
 def test_in_flight_cap() -> None:

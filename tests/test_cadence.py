@@ -1,4 +1,4 @@
-"""The poll schedule (imagejobs.cadence): pure properties, a simulation, and end to end.
+"""The poll schedule (imagejobs.planning.cadence): pure properties, a simulation, and end to end.
 
 End-to-end tests run the real client against the fake server on a FakeClock.
 """
@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import Client, ImageJobsError, InvalidArgument, JobFailed, PollPolicy, RetryPolicy
-from imagejobs.cadence import hazard, next_gap, plain_gap
-from imagejobs.history import MAX_SAMPLES, MIN_SAMPLES, DurationHistory, LogNormal
-from imagejobs.policy import DEFAULT_MAX_DELAY
+from imagejobs.planning.cadence import hazard, next_gap, plain_gap
+from imagejobs.planning.history import MAX_SAMPLES, MIN_SAMPLES, DurationHistory, LogNormal
+from imagejobs.planning.policy import DEFAULT_MAX_DELAY
 from imagejobs.testing import FakeClock, FakeWorkspace
 
 NO_JITTER = PollPolicy(jitter=0)

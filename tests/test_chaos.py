@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from imagejobs import ImageJobsError, Outcome, PollPolicy, RetryPolicy, Transition, from_wire
-from imagejobs.events import diff
+from imagejobs.core.transitions import diff
 from imagejobs.testing import FakeClock, FakeWorkspace, Faults
 
 SUB_STATUSES = ["WAITING", "RUNNING", "ABNORMAL", "ROLLBACK", "RUNNING", "SUCCESS"]

@@ -31,7 +31,7 @@ from imagejobs import (
     from_wire,
     to_wire,
 )
-from imagejobs.codec import (
+from imagejobs.core.codec import (
     Page,
     decode_answer,
     decode_error,

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import ImageJob, JobStatus, SubJob, SubJobStatus, Transition
-from imagejobs.events import diff
+from imagejobs.core.transitions import diff
 
 
 def job(status: str, **subs: str) -> ImageJob:

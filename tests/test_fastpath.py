@@ -23,20 +23,15 @@ from imagejobs import (
     Client,
     InvalidArgument,
     MalformedResponse,
-    codec,
     from_wire,
     to_wire,
 )
 from imagejobs import client as client_module
-from imagejobs.auth import _sdk_date_now
-from imagejobs.codec import converter, read_count, read_job, read_job_page
-from imagejobs.models import ExecuteInfo, ImageJob, ImageJobInfo, ResourceInfo, SubJob
-from imagejobs.signing import (
-    HeaderSetSigner,
-    format_date,
-    sign_request,
-    verify_signature,
-)
+from imagejobs.core import codec
+from imagejobs.core.codec import converter, read_count, read_job, read_job_page
+from imagejobs.core.models import ExecuteInfo, ImageJob, ImageJobInfo, ResourceInfo, SubJob
+from imagejobs.core.signing import HeaderSetSigner, format_date, sign_request, verify_signature
+from imagejobs.transport.credentials import _sdk_date_now
 
 MODELS = (ImageJob, ImageJobInfo, SubJob, ResourceInfo, ExecuteInfo)
 
@@ -380,7 +375,8 @@ def test_a_try_with_little_time_left_gets_a_timeout_no_longer_than_that() -> Non
 CORE_INSTALL = """
 import asyncio, json, sys
 sys.modules["orjson"] = None  # the core install: no speedups extra
-from imagejobs import Client, MalformedResponse, codec
+from imagejobs import Client, MalformedResponse
+from imagejobs.core import codec
 from imagejobs.testing import FakeWorkspace
 
 async def main():

@@ -32,7 +32,7 @@ from imagejobs import (
     PollPolicy,
     Transition,
 )
-from imagejobs.fleet import Fleet, fleet_key, redacted_url
+from imagejobs.fleet.shared import Fleet, fleet_key, redacted_url
 from imagejobs.testing import FakeClock, FakeWorkspace, Faults
 
 FAST = PollPolicy(initial_delay=0.05, max_delay=0.15, timeout=60)

@@ -20,7 +20,7 @@ from imagejobs import (
     TokenCredentials,
     from_wire,
 )
-from imagejobs.codec import decode_error, decode_response
+from imagejobs.core.codec import decode_error, decode_response
 from imagejobs.testing import FakeWorkspace
 
 json_values = st.recursive(

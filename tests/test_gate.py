@@ -8,9 +8,9 @@ import math
 import pytest
 
 from imagejobs import ImageJobsError
-from imagejobs.budget import PACE, RequestBudget
-from imagejobs.gate import Gate
+from imagejobs.planning.budget import PACE, RequestBudget
 from imagejobs.testing import FakeClock
+from imagejobs.timing.gate import Gate
 
 
 def gate(max_in_flight: int, rate: float, clock: FakeClock) -> Gate:

@@ -32,7 +32,7 @@ from imagejobs import (
     RetryPolicy,
     TransportError,
 )
-from imagejobs.codec import decode_response, parse_http_date, parse_retry_after
+from imagejobs.core.codec import decode_response, parse_http_date, parse_retry_after
 from imagejobs.testing import FakeClock, FakeWorkspace, Reply
 
 JOB = "702364883651395584"

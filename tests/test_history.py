@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import ConfigurationError, InvalidArgument
-from imagejobs.history import (
+from imagejobs.planning.history import (
     LONGEST,
     MAX_SAMPLES,
     MIN_SAMPLES,

@@ -11,8 +11,9 @@ import pytest
 from wire_data import snap, sub
 
 from imagejobs import Client, InvalidArgument, PollPolicy, RetryPolicy
-from imagejobs.events import Outcome, Transition
-from imagejobs.hooks import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
+from imagejobs.core.outcome import Outcome
+from imagejobs.core.transitions import Transition
+from imagejobs.observability.hooks import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
 from imagejobs.testing import FakeClock, FakeWorkspace, Faults
 
 FAST = PollPolicy(initial_delay=0.01, max_delay=0.05, timeout=30)

@@ -32,7 +32,7 @@ from imagejobs import (
     Transition,
     WaitTimeout,
 )
-from imagejobs.hub import KEPT_TRANSITIONS
+from imagejobs.scheduling.hub import KEPT_TRANSITIONS
 from imagejobs.testing import FakeClock, FakeWorkspace, Reply
 
 JOB = "702364883651395584"

@@ -22,7 +22,7 @@ from imagejobs.cli._report import (
     most_severe,
     summary_table,
 )
-from imagejobs.events import diff
+from imagejobs.core.transitions import diff
 
 AT = datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC)
 

@@ -29,7 +29,7 @@ from imagejobs import (
     Throttled,
     TransportError,
 )
-from imagejobs.retry import is_transient
+from imagejobs.planning.retry import is_transient
 from imagejobs.testing import FAULT_KINDS, FakeWorkspace, Faults, Reply, load_scenario
 
 JOB = "702364883651395584"

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import AkSkCredentials
-from imagejobs.signing import (
+from imagejobs.core.signing import (
     format_date,
     host_header,
     parse_authorization,

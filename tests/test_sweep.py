@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import ImageJobInfo, JobStatus, JobType, SubJob, SubJobStatus
-from imagejobs.sweep import (
+from imagejobs.planning.sweeps import (
     ACTIVE_STATUSES,
     DISCOVERABLE_TYPES,
     Known,

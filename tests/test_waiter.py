@@ -32,7 +32,7 @@ from imagejobs import (
     WaitTimeout,
     from_wire,
 )
-from imagejobs.policy import DEFAULT_MAX_DELAY
+from imagejobs.planning.policy import DEFAULT_MAX_DELAY
 from imagejobs.testing import FakeClock, FakeWorkspace, Reply
 
 JOB = "702364883651395584"

@@ -12,13 +12,15 @@ from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
 from typing import TypeVar
 
-from .errors import ImageJobsError, InvalidArgument, JobFailed
-from .events import Outcome, Transition
-from .gate import Gate
+from imagejobs.core.errors import ImageJobsError, InvalidArgument, JobFailed
+from imagejobs.core.models import ImageJob
+from imagejobs.core.outcome import Outcome
+from imagejobs.core.transitions import Transition
+from imagejobs.core.validation import check_id
+from imagejobs.planning.policy import PollPolicy
+from imagejobs.timing.gate import Gate
+
 from .hub import Hub, Mailbox
-from .models import ImageJob
-from .policy import PollPolicy
-from .validation import check_id
 
 __all__ = [
     "OutcomeCallback",

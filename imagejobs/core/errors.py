@@ -29,8 +29,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .events import Transition
     from .models import ImageJob, SubJob
+    from .transitions import Transition
 
 __all__ = [
     "ApiError",

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import attrs
 import backoff
 
-from .errors import InvalidArgument
-from .validation import number_validator
+from imagejobs.core.errors import InvalidArgument
+from imagejobs.core.validation import number_validator
 
 __all__ = [
     "DEFAULT_INITIAL_DELAY",
@@ -30,7 +30,7 @@ DEFAULT_NOT_FOUND_GRACE = 10.0
 
 @attrs.frozen(kw_only=True)
 class PollPolicy:
-    """How often to poll and for how long (the schedule itself: :mod:`imagejobs.cadence`).
+    """How often to poll and for how long (the schedule itself: :mod:`imagejobs.planning.cadence`).
 
     The gap between two polls depends on the job's age (since its
     ``begin_time``): ``initial_delay`` for a new job, growing by

@@ -11,14 +11,14 @@ from collections.abc import Callable, Generator
 
 import attrs
 
-from .errors import (
+from imagejobs.core.errors import (
     MalformedResponse,
     ResponseTooLarge,
     ServerError,
     Throttled,
     TransportError,
 )
-from .validation import number_validator
+from imagejobs.core.validation import number_validator
 
 __all__ = ["RETRIED_STATUSES", "RetryPolicy", "is_transient"]
 

@@ -1,12 +1,15 @@
-"""How long jobs of each type took: :class:`DurationHistory`, and the fit a schedule uses. Pure.
+"""How long jobs of each type took: :class:`DurationHistory`, and the fit a schedule uses.
 
 A client records the duration of every job it sees end (from the job's own
 ``begin_time`` and ``end_time``), per job type. With enough samples of a
 type, the durations are summed up as a log-normal distribution (job
 durations are positive and skewed to the right: a few take much longer than
-most), which :mod:`imagejobs.cadence` uses to place polls where ends are
+most), which :mod:`imagejobs.planning.cadence` uses to place polls where ends are
 likely. The history is a small JSON file, so a command line or a CI job can
 keep it between runs.
+
+Pure but for :meth:`DurationHistory.save` and :meth:`DurationHistory.load`,
+which write and read that file (small, and blocking: call them at start and end).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from pathlib import Path
 
 import attrs
 
-from .errors import ConfigurationError, InvalidArgument
-from .models import ImageJob, ImageJobInfo
+from imagejobs.core.errors import ConfigurationError, InvalidArgument
+from imagejobs.core.models import ImageJob, ImageJobInfo
 
 __all__ = [
     "LONGEST",

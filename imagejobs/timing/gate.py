@@ -12,9 +12,10 @@ import heapq
 import itertools
 import math
 
-from .budget import RequestBudget
+from imagejobs.core.errors import ImageJobsError
+from imagejobs.planning.budget import RequestBudget
+
 from .clock import Alarm, Clock
-from .errors import ImageJobsError
 
 __all__ = ["Gate", "Pass"]
 

@@ -1,6 +1,6 @@
 """Credentials: what the client calls, once per request, to authenticate it.
 
-Signing is pure (:mod:`imagejobs.signing`); the one form here that does I/O is
+Signing is pure (:mod:`imagejobs.core.signing`); the one form here that does I/O is
 :class:`RefreshableTokenCredentials`, and only through the callable it is given.
 No credentials object shows a secret in its ``repr``.
 """
@@ -15,8 +15,8 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from .signing import HeaderSetSigner, format_date
-from .validation import check_header_value
+from imagejobs.core.signing import HeaderSetSigner, format_date
+from imagejobs.core.validation import check_header_value
 
 __all__ = [
     "AkSkCredentials",

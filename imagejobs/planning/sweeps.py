@@ -23,8 +23,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import attrs
 
-from .codec import MAX_PAGE_SIZE
-from .models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob, SubJobStatus
+from imagejobs.core.codec import MAX_PAGE_SIZE
+from imagejobs.core.models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob, SubJobStatus
 
 __all__ = [
     "ACTIVE_STATUSES",

@@ -11,7 +11,7 @@ is Redis's own (``TIME``), so hosts with skewed clocks agree.
   so a process killed mid-request holds its slot no longer than its lease.
 - **Throttling**: a 429 anywhere holds the whole fleet (a shared pause) and
   lowers the shared rate, which climbs back along the same cubic curve as a
-  lone client's (:mod:`imagejobs.budget`).
+  lone client's (:mod:`imagejobs.planning.ratelaw`).
 - **Shared polls**: a job's GET is claimed with a lease; the answer is kept in
   a short Redis stream of the job's distinct snapshots, so another process due
   for a look takes those instead of asking the gateway again, and replays
@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .errors import ConfigurationError, InvalidArgument
+from imagejobs.core.errors import ConfigurationError, InvalidArgument
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

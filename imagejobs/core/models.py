@@ -1,7 +1,7 @@
 """Typed, immutable models of an image job and its sub-jobs.
 
 Attribute names equal the wire names; how they are read from and written to
-JSON lives in :mod:`imagejobs.codec`.
+JSON lives in :mod:`imagejobs.core.codec`.
 
 The enums are *open*: a value the server sends that the enum does not list is
 kept as a member-like object (``JobStatus("PAUSED").value == "PAUSED"``) instead

@@ -8,7 +8,7 @@ the subscribers by deadline; one loop sleeps on the client's clock until
 the earlier of the two, or until a poll comes back or a subscriber comes or
 goes. A job nobody waits on is not polled.
 
-When many jobs are in play, sweeps (see :mod:`imagejobs.sweep`) page the
+When many jobs are in play, sweeps (see :mod:`imagejobs.planning.sweeps`) page the
 lists of active jobs instead: a job that stays on its list is not fetched,
 and one that leaves it is fetched with a GET, which alone can end a wait.
 A job whose subscribers want every sub-job transition is swept only once a
@@ -39,10 +39,8 @@ from typing import Any
 
 import attrs
 
-from .cadence import next_gap
-from .clock import Alarm, Clock
-from .codec import Page
-from .errors import (
+from imagejobs.core.codec import Page
+from imagejobs.core.errors import (
     AuthenticationError,
     BadRequest,
     ImageJobsError,
@@ -52,14 +50,15 @@ from .errors import (
     TransportError,
     WaitTimeout,
 )
-from .events import Outcome, Transition, diff
-from .gate import Gate
-from .history import DurationHistory, duration_of
-from .hooks import Hooks, WaitRecord
-from .models import ImageJob, ImageJobInfo, JobStatus, SubJob
-from .policy import PollPolicy
-from .retry import RetryPolicy, is_transient
-from .sweep import (
+from imagejobs.core.models import ImageJob, ImageJobInfo, JobStatus, SubJob
+from imagejobs.core.outcome import Outcome
+from imagejobs.core.transitions import Transition, diff
+from imagejobs.observability.hooks import Hooks, WaitRecord
+from imagejobs.planning.cadence import next_gap
+from imagejobs.planning.history import DurationHistory, duration_of
+from imagejobs.planning.policy import PollPolicy
+from imagejobs.planning.retry import RetryPolicy, is_transient
+from imagejobs.planning.sweeps import (
     PAGE_SIZE,
     SWEEP_SHARE,
     Known,
@@ -71,6 +70,8 @@ from .sweep import (
     plan_round,
     read_round,
 )
+from imagejobs.timing.clock import Alarm, Clock
+from imagejobs.timing.gate import Gate
 
 __all__ = [
     "KEPT_TRANSITIONS",
@@ -111,7 +112,7 @@ Event = Transition | Outcome
 class Look:
     """What the hub asks of one look at a job: any snapshot taken since ``fresh_after`` will do.
 
-    ``mark`` is where the job's shared snapshots were last read (see :mod:`imagejobs.fleet`).
+    ``mark`` is where the job's shared snapshots were last read (see :mod:`imagejobs.fleet.shared`).
     """
 
     fresh_after: float

@@ -1,29 +1,24 @@
-"""A client's request budget: in flight, rate, a 429's pause, and the adaptive rate. Pure.
+"""A client's request budget: requests in flight, a token bucket at the adaptive rate, pauses.
 
-The rate adapts to the gateway's throttling the way TCP CUBIC adapts to loss,
-as botocore's adaptive retry mode does, with three differences that cost fewer
-429s: the rate drops to a share of what the gateway *accepted* lately (not of
-what was sent), a 429 to a request sent before the last drop is not counted
-again (it says nothing about the new rate), and the rate climbs back gently,
-lingering near the rate that was throttled before probing past it.
-Times are the caller's monotonic clock readings; nothing here reads a clock.
+Pure: times are the caller's monotonic clock readings; nothing here reads a
+clock. How the rate itself falls and climbs is :mod:`imagejobs.planning.ratelaw`.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import attrs
 
-from .errors import InvalidArgument
+from imagejobs.core.errors import InvalidArgument
+
+from .ratelaw import AdaptiveRate
 
 __all__ = [
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_RATE",
     "MAX_RETRY_AFTER",
     "PACE",
-    "AdaptiveRate",
     "RequestBudget",
     "check_limits",
 ]
@@ -54,107 +49,6 @@ _MAX_BURST = 10.0
 # at t, and t plus the tiny wait left rounds back to t: with a clock that only moves
 # when asked to, that is an endless zero sleep. A token this close to whole counts.
 _WHOLE = 1.0 - 1e-9
-
-# After a 429 the rate drops to this share of the rate the gateway accepted.
-_DROP = 0.7
-# How fast the rate climbs back: CUBIC's constant. botocore uses 0.4; a smaller
-# one lingers longer near the throttled rate, so fewer probes end in a 429.
-_CLIMB = 0.1
-# The accepted rate is measured over this many seconds.
-_WINDOW = 1.0
-# A gateway that throttles again at about the same rate has a steady limit: each
-# such drop stretches the climb in time (up to 16 times), so probes grow rarer.
-_SAME_CEILING = 0.2
-_MAX_STRETCH = 4
-# With no Retry-After, a drop also holds every request this long (doubling while
-# drops follow each other closely, up to 8 s): a gateway counting in windows
-# throttles everything until its window moves on, whatever the rate.
-_HOLD = 1.0
-_MAX_HOLD = 8.0
-# Never below this many requests a second, or the configured rate if lower.
-_FLOOR = 0.2
-
-
-@attrs.define
-class AdaptiveRate:
-    """The rate a client may send at: lowered by each 429, raised while none come.
-
-    Before the first 429 it is ``max_rate``. A 429 drops it to 0.7 times the
-    rate of answers the gateway accepted in the last second, and remembers
-    that accepted rate as the ``ceiling``; it then climbs along a cubic curve
-    that reaches the ceiling after a few seconds, stays near it a while, and
-    only then probes higher, never past ``max_rate`` and never faster than
-    twice the accepted rate (no climbing on demand that is not there). Each
-    drop at about the same ceiling as the last stretches the curve in time.
-    """
-
-    max_rate: float
-    rate: float
-    ceiling: float | None = None
-    dropped_at: float = -math.inf
-    stretch: int = 0
-    hold: float = 0.0
-    accepted: deque[float] = attrs.Factory(deque)
-
-    @classmethod
-    def create(cls, max_rate: float) -> AdaptiveRate:
-        """Return a rate that starts at ``max_rate``."""
-        return cls(max_rate, max_rate)
-
-    @property
-    def floor(self) -> float:
-        """Return the lowest rate a drop may reach."""
-        return min(_FLOOR, self.max_rate)
-
-    def measured(self, now: float) -> float:
-        """Return the answers the gateway accepted per second, over the last second."""
-        while self.accepted and self.accepted[0] <= now - _WINDOW:
-            self.accepted.popleft()
-        return len(self.accepted) / _WINDOW
-
-    def current(self, now: float) -> float:
-        """Return the rate allowed at ``now``, updating the climb since the last drop."""
-        if self.ceiling is None or self.rate >= self.max_rate:
-            return self.rate
-        since = (now - self.dropped_at) / 2**self.stretch
-        knee = (self.ceiling * (1 - _DROP) / _CLIMB) ** (1 / 3)
-        curve = self.ceiling + _CLIMB * (since - knee) ** 3
-        if curve > self.rate:
-            demand_cap = max(self.rate, 2 * self.measured(now))
-            self.rate = min(curve, demand_cap, self.max_rate)
-        return self.rate
-
-    def on_accepted(self, now: float) -> None:
-        """Count an answer that was not a 429."""
-        accepted = self.accepted
-        accepted.append(now)
-        # Pruned once the oldest is two windows old: at most two windows' answers kept,
-        # at any rate, an infinite one too.
-        if accepted[0] <= now - 2 * _WINDOW:
-            self.measured(now)
-
-    def on_throttled(self, now: float, sent_at: float) -> float | None:
-        """Drop the rate after a 429; return how long to hold all requests, or None.
-
-        None means the 429 changed nothing: its request was sent before the
-        last drop, at the old rate.
-        """
-        if sent_at < self.dropped_at:
-            return None
-        before = self.current(now)
-        accepted = self.measured(now)
-        base = min(before, accepted) if accepted > 0 else before * (1 - _DROP)
-        ceiling = max(base, self.floor)
-        if self.ceiling is not None and abs(ceiling - self.ceiling) <= _SAME_CEILING * self.ceiling:
-            self.stretch = min(self.stretch + 1, _MAX_STRETCH)
-        else:
-            self.stretch = 0
-        recent = now - self.dropped_at <= self.hold + 2 * _HOLD
-        self.hold = min(_MAX_HOLD, 2 * self.hold) if recent and self.hold else _HOLD
-        self.ceiling = ceiling
-        self.rate = max(self.floor, base * _DROP)
-        self.dropped_at = now
-        return self.hold
 
 
 @attrs.define

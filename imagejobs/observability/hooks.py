@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from .errors import InvalidArgument
+from imagejobs.core.errors import InvalidArgument
 
 __all__ = ["HOOK_METHODS", "Hooks", "RequestRecord", "RetryRecord", "ThrottleRecord", "WaitRecord"]
 

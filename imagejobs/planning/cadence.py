@@ -19,7 +19,7 @@ A sub-job's change does not shorten the gap: progress says little about when
 the whole job ends.
 
 **With a history** (:class:`~imagejobs.DurationHistory`, at least
-:data:`~imagejobs.history.MIN_SAMPLES` durations of the type), the durations
+:data:`~imagejobs.planning.history.MIN_SAMPLES` durations of the type), the durations
 are a log-normal distribution (its spread widened by :data:`SPREAD_MARGIN`:
 thirty samples understate how far the next job may stray), and polls go
 where ends are likely, following

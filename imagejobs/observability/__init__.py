@@ -1,0 +1,1 @@
+"""What a client tells the outside: hook records and their dispatch, OpenTelemetry."""

@@ -1,0 +1,1 @@
+"""Time and admission, in asyncio: the clock seam, alarms, and the gate over the budget."""

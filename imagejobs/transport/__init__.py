@@ -1,0 +1,1 @@
+"""The request path: credentials, one transport seam, and the one aiohttp transport."""
