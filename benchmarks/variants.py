@@ -117,7 +117,8 @@ async def _scheduler_only(prefix: str, count: int, params: dict[str, Any]) -> di
     waiters scenario; what is left is the scheduler's own cost per poll.
     """
     from imagejobs import ImageJob, JobStatus, PollPolicy, RetryPolicy
-    from imagejobs.scheduling.hub import Hub, Look, Seen
+    from imagejobs.scheduling.hub import Hub
+    from imagejobs.scheduling.looks import Look, Seen
     from imagejobs.scheduling.waiter import wait_many
     from imagejobs.timing.clock import SYSTEM_CLOCK
 

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import Client, MalformedResponse
-from imagejobs import client as client_module
-from imagejobs.client import _AnswerRoom, _KnownJob
 from imagejobs.core.codec import read_job
 from imagejobs.core.models import ImageJob
 from imagejobs.testing import FakeWorkspace, Reply
+from imagejobs.transport import answers as answers_module
+from imagejobs.transport.answers import AnswerRoom, KnownJob
 
 JOB_ID = "702364883651395584"
 
@@ -87,16 +87,16 @@ async def test_get_job_json_gives_the_caller_a_dict_of_its_own(
 async def test_forgotten_jobs_give_their_room_back(
     fake: FakeWorkspace, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module, "_JOBS_KEPT", 3)
+    monkeypatch.setattr(answers_module, "JOBS_KEPT", 3)
     ids = [f"job-{n}" for n in range(7)]
     for job_id in ids:
         fake.add_job([{"id": job_id, "status": "RUNNING", "job_type": "X" * len(job_id)}])
         await client.get_job(job_id)
-    kept = client._jobs.values()
+    kept = client._jobs.kept()
     assert len(kept) == 3
     held = sum(len(known._body) for known in kept)
     assert held > 0
-    assert client._answers.left == client_module._ANSWERS_KEPT - held
+    assert client._jobs.room_left == answers_module.ANSWERS_KEPT - held
 
 
 # --- pure: a known job reads as its reader does -------------------------------------
@@ -132,8 +132,8 @@ def _outcome(read: Any, body: bytes) -> object:
 )
 def test_a_known_job_reads_every_body_as_its_reader_does(picks: list[int], room: int) -> None:
     reader = read_job(JOB_ID)
-    answers = _AnswerRoom(room)
-    known = _KnownJob("url", read_job(JOB_ID), answers)
+    answers = AnswerRoom(room)
+    known = KnownJob("url", read_job(JOB_ID), answers)
     for pick in picks:
         body = _BODIES[pick]
         assert _outcome(known.read, body) == _outcome(reader, body)
@@ -145,8 +145,8 @@ def test_a_known_job_reads_every_body_as_its_reader_does(picks: list[int], room:
 
 def test_a_body_with_no_room_left_is_read_but_not_kept() -> None:
     body = _BODIES[0]
-    answers = _AnswerRoom(len(body) - 1)
-    known = _KnownJob("url", read_job(JOB_ID), answers)
+    answers = AnswerRoom(len(body) - 1)
+    known = KnownJob("url", read_job(JOB_ID), answers)
     first, second = known.read(body), known.read(body)
     assert first == second
     assert first is not second  # read afresh: it did not fit
@@ -155,8 +155,8 @@ def test_a_body_with_no_room_left_is_read_but_not_kept() -> None:
 
 def test_a_read_after_forget_keeps_nothing() -> None:
     body = _BODIES[0]
-    answers = _AnswerRoom(10 * len(body))
-    known = _KnownJob("url", read_job(JOB_ID), answers)
+    answers = AnswerRoom(10 * len(body))
+    known = KnownJob("url", read_job(JOB_ID), answers)
     known.read(body)
     known.forget()
     assert answers.left == 10 * len(body)
@@ -177,5 +177,5 @@ async def test_jobs_the_client_does_not_keep_take_no_room(
     fake.add_job([_job("RUNNING")])
     jobs = [await client.get_job(_Id(JOB_ID)) for _ in range(3)]
     assert jobs[0] == jobs[1] == jobs[2]
-    assert client._answers.left == client_module._ANSWERS_KEPT
+    assert client._jobs.room_left == answers_module.ANSWERS_KEPT
     assert JOB_ID not in client._jobs

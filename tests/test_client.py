@@ -31,6 +31,7 @@ from imagejobs import (
     __version__,
 )
 from imagejobs.testing import FakeWorkspace, Reply
+from imagejobs.transport.aiohttp import AiohttpTransport
 
 JOB_ID = "702364883651395584"
 
@@ -260,7 +261,9 @@ async def test_own_session_is_closed_and_client_refuses_after_close(fake: FakeWo
     fake.add_job([{"id": JOB_ID, "status": "RUNNING"}])
     async with fake.client() as client:
         await client.get_job(JOB_ID)
-        session = client._session
+        transport = client._requester.transport
+        assert isinstance(transport, AiohttpTransport)
+        session = transport._session
     assert session is not None
     assert session.closed
     with pytest.raises(ImageJobsError, match="client is closed"):

@@ -26,11 +26,12 @@ from imagejobs import (
     from_wire,
     to_wire,
 )
-from imagejobs import client as client_module
 from imagejobs.core import codec
 from imagejobs.core.codec import converter, read_count, read_job, read_job_page
 from imagejobs.core.models import ExecuteInfo, ImageJob, ImageJobInfo, ResourceInfo, SubJob
 from imagejobs.core.signing import HeaderSetSigner, format_date, sign_request, verify_signature
+from imagejobs.transport.aiohttp import AiohttpTransport
+from imagejobs.transport.answers import JOBS_KEPT
 from imagejobs.transport.credentials import _sdk_date_now
 
 MODELS = (ImageJob, ImageJobInfo, SubJob, ResourceInfo, ExecuteInfo)
@@ -350,9 +351,9 @@ async def test_credentials_sign_with_the_cached_date_as_sign_request_does() -> N
 
 def test_job_urls_are_kept_within_a_bound_and_stay_right() -> None:
     client = Client(project_id="p", endpoint="http://127.0.0.1:9")
-    for n in range(client_module._JOBS_KEPT + 50):
+    for n in range(JOBS_KEPT + 50):
         assert client.job_url(f"job-{n}") == f"http://127.0.0.1:9/v1/p/image-server-jobs/job-{n}"
-    assert len(client._jobs) == client_module._JOBS_KEPT
+    assert len(client._jobs) == JOBS_KEPT
     assert client.job_url("job-0").endswith("/job-0")  # dropped, then made again
     with pytest.raises(InvalidArgument, match="job_id"):
         client.job_url("a/b")
@@ -362,14 +363,14 @@ def test_job_urls_are_kept_within_a_bound_and_stay_right() -> None:
 
 
 def test_a_try_with_little_time_left_gets_a_timeout_no_longer_than_that() -> None:
-    client = Client(project_id="p", endpoint="http://127.0.0.1:9")
+    transport = AiohttpTransport()
     for left in (0.0, 0.004, 0.5, 1.2345, 29.999):
-        timeout = client._timeout_for(left)
+        timeout = transport._timeout_for(left)
         assert timeout.total is not None
         assert timeout.total <= max(left, 0.001)  # never more time than is left
         assert timeout.total >= left - 0.01
         if left >= 0.01:
-            assert client._timeout_for(left) is timeout  # made once
+            assert transport._timeout_for(left) is timeout  # made once
 
 
 CORE_INSTALL = """

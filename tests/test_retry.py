@@ -161,19 +161,18 @@ async def test_a_deadline_ends_a_wait_whose_polls_keep_failing(fake: FakeWorkspa
 
 @given(
     retry_after=st.one_of(st.none(), st.floats(min_value=0, max_value=100)),
-    draws=st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=20),
+    draws=st.lists(st.floats(min_value=0, max_value=1, exclude_max=True), min_size=1, max_size=20),
 )
 def test_each_wait_is_jittered_under_the_cap_and_never_below_retry_after(
     retry_after: float | None, draws: list[float]
 ) -> None:
     policy = RetryPolicy(initial_delay=0.5, max_delay=8)
-    numbers = iter(draws)
-    waits = policy.waits(lambda: next(numbers))
-    next(waits)
     error = Throttled(429, "APIGW.0308", "slow down", retry_after=retry_after)
-    for _ in draws:
-        wait = waits.send(error)
+    for attempt, draw in enumerate(draws, start=1):
+        wait = policy.delay(attempt, error, draw)
         assert (retry_after or 0) <= wait <= max(retry_after or 0, 8)
+        doubled = min(0.5 * 2 ** (attempt - 1), 8)
+        assert wait == max(retry_after or 0, doubled * draw)  # full jitter on the doubling step
 
 
 @pytest.mark.parametrize(

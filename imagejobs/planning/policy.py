@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import attrs
-import backoff
 
 from imagejobs.core.errors import InvalidArgument
 from imagejobs.core.validation import number_validator
+from imagejobs.planning.backoff import schedule
 
 __all__ = [
     "DEFAULT_INITIAL_DELAY",
@@ -91,11 +91,7 @@ class PollPolicy:
         start is ``initial_delay`` times ``multiplier`` per poll, up to the
         longest gap.
         """
-        schedule = backoff.expo(
-            base=self.multiplier, factor=self.initial_delay, max_value=self.longest_gap
-        )
-        next(schedule)  # backoff's generators start with a priming yield
-        return schedule
+        return schedule(self.initial_delay, self.longest_gap, self.multiplier)
 
     def jittered(self, delay: float, draw: float) -> float:
         """Return ``delay`` with jitter, for a random ``draw`` in [0, 1)."""

@@ -2,12 +2,10 @@
 
 A poll that meets a flaky gateway (a dropped connection, a 502, a body cut
 short) tries again after a short jittered delay; a refused credential or a
-missing job never does. The client runs the schedule with ``backoff``.
+missing job never does. The delays are :mod:`imagejobs.planning.backoff`'s.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Generator
 
 import attrs
 
@@ -19,8 +17,9 @@ from imagejobs.core.errors import (
     TransportError,
 )
 from imagejobs.core.validation import number_validator
+from imagejobs.planning.backoff import equal_jitter, full_jitter, step
 
-__all__ = ["RETRIED_STATUSES", "RetryPolicy", "is_transient"]
+__all__ = ["RETRIED_STATUSES", "RetryPolicy", "is_poll_transient", "is_transient"]
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 """HTTP statuses that say "try again later"; all others are final."""
@@ -51,11 +50,33 @@ class RetryPolicy:
     initial_delay: float = attrs.field(default=0.5, validator=number_validator(minimum=1e-9))
     max_delay: float = attrs.field(default=8.0, validator=number_validator(minimum=1e-9))
 
-    def waits(self, random: Callable[[], float]) -> Generator[float, BaseException | None, None]:
-        """Return a ``backoff`` wait generator; it is sent each failure to read its Retry-After."""
-        delay = self.initial_delay
-        error = yield 0.0  # backoff primes its generators and drops this value
-        while True:
-            retry_after = getattr(error, "retry_after", None) or 0.0
-            error = yield max(retry_after, delay * random())
-            delay = min(delay * 2, self.max_delay)
+    def delay(self, attempt: int, error: BaseException, draw: float) -> float:
+        """Return how long to wait after try number ``attempt`` failed with ``error``.
+
+        Full jitter (``draw`` in [0, 1)) on the doubling step; the error's
+        ``Retry-After``, if it has one, is a floor.
+        """
+        retry_after = getattr(error, "retry_after", None) or 0.0
+        doubled = step(attempt, self.initial_delay, self.max_delay)
+        return max(retry_after, full_jitter(doubled, draw))
+
+    def poll_delay(
+        self, failures: int, error: BaseException, *, cap: float, longest: float, draw: float
+    ) -> float:
+        """Return how long a wait lets a job's polls rest after ``failures`` in a row.
+
+        The same doubling step, capped at ``cap``, half of it fixed and half
+        drawn (never an instant retry); a ``Retry-After`` is a floor, up to
+        ``longest`` (the longest gap a subscriber's policy allows).
+        """
+        delay = equal_jitter(step(failures, self.initial_delay, cap), draw)
+        retry_after = min(getattr(error, "retry_after", None) or 0.0, longest)
+        return max(delay, retry_after)
+
+
+def is_poll_transient(error: BaseException) -> bool:
+    """Whether a later poll may succeed where this one failed: what a retry may fix, or any 5xx.
+
+    A poll comes again anyway, seconds later, so a 501 is worth another look too.
+    """
+    return is_transient(error) or isinstance(error, ServerError)

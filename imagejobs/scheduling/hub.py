@@ -25,6 +25,7 @@ credential (401) every subscriber of the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import copy
 import functools
@@ -34,7 +35,7 @@ import logging
 import math
 import random as _random
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import attrs
@@ -46,7 +47,6 @@ from imagejobs.core.errors import (
     ImageJobsError,
     JobFailed,
     JobNotFound,
-    ServerError,
     TransportError,
     WaitTimeout,
 )
@@ -54,12 +54,12 @@ from imagejobs.core.models import ImageJob, ImageJobInfo, JobStatus, SubJob
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import Transition, diff
 from imagejobs.observability.hooks import Hooks, WaitRecord
+from imagejobs.planning.backoff import step
 from imagejobs.planning.cadence import next_gap
 from imagejobs.planning.history import DurationHistory, duration_of
 from imagejobs.planning.policy import PollPolicy
-from imagejobs.planning.retry import RetryPolicy, is_transient
+from imagejobs.planning.retry import RetryPolicy, is_poll_transient
 from imagejobs.planning.sweeps import (
-    PAGE_SIZE,
     SWEEP_SHARE,
     Known,
     Listing,
@@ -70,18 +70,17 @@ from imagejobs.planning.sweeps import (
     plan_round,
     read_round,
 )
+from imagejobs.scheduling.looks import ListFunction, Look, PollFunction, Seen
 from imagejobs.timing.clock import Alarm, Clock
 from imagejobs.timing.gate import Gate
+from imagejobs.transport.paging import ListWalk
 
 __all__ = [
     "KEPT_TRANSITIONS",
     "LIST_TRUST",
     "Hub",
-    "Look",
     "Mailbox",
-    "Seen",
     "Subscription",
-    "is_poll_transient",
 ]
 
 logger = logging.getLogger("imagejobs")
@@ -108,36 +107,6 @@ Lists are hints: one that lags, or never shows a job's end, must not hide it for
 Event = Transition | Outcome
 
 
-@attrs.frozen
-class Look:
-    """What the hub asks of one look at a job: any snapshot taken since ``fresh_after`` will do.
-
-    ``mark`` is where the job's shared snapshots were last read (see :mod:`imagejobs.fleet.shared`).
-    """
-
-    fresh_after: float
-    mark: str = ""
-
-
-@attrs.frozen
-class Seen:
-    """What one look found: snapshots, oldest first, each with when it was taken.
-
-    ``own`` says this process fetched the last one; otherwise they came from
-    another process's looks. A ``retry_in`` means another process is looking
-    right now (what it replays is older): look again in about that long.
-    """
-
-    jobs: tuple[tuple[ImageJob, float], ...]
-    mark: str = ""
-    own: bool = True
-    retry_in: float = 0.0
-
-
-PollFunction = Callable[[str, float, Gate | None, Look], Coroutine[Any, Any, Seen]]
-ListFunction = Callable[
-    [bool, Mapping[str, str | int | None], float, Gate | None], Coroutine[Any, Any, Page[Any]]
-]
 _Found = tuple[dict[Listing, list[ImageJobInfo | SubJob]], dict[Listing, int], int, set[Listing]]
 
 SWEEP_FAILURES = 3
@@ -151,14 +120,6 @@ SHARED_WAIT_MAX = 2.0
 
 COUNT_TTL = 300.0
 """Seconds a list's count is believed: a crowded list may thin out."""
-
-
-def is_poll_transient(error: BaseException) -> bool:
-    """Whether a later poll may succeed where this one failed: what a retry may fix, or any 5xx.
-
-    A poll comes again anyway, seconds later, so a 501 is worth another look too.
-    """
-    return is_transient(error) or isinstance(error, ServerError)
 
 
 class Mailbox:
@@ -710,7 +671,7 @@ class Hub:
             # Another process is looking: its answer is near, unless it waits for the budget.
             stream.waits += 1
             first = min(seen.retry_in, *(sub.policy.initial_delay for sub in stream.subscribers))
-            stream.retry_at = now + min(SHARED_WAIT_MAX, first * 2 ** min(stream.waits - 1, 16))
+            stream.retry_at = now + step(stream.waits, first, SHARED_WAIT_MAX)
         else:
             stream.waits = 0
 
@@ -823,17 +784,9 @@ class Hub:
         """Return how long to wait after a failed poll: doubling, jittered, Retry-After a floor."""
         gaps = [sub.policy.longest_gap for sub in stream.subscribers]
         cap = min(self._retry.max_delay, *gaps)  # as often as the most demanding one asks
-        return self._delay_after(stream.failures, error, cap, max(gaps))
-
-    def _delay_after(
-        self, failures: int, error: ImageJobsError, cap: float, longest: float
-    ) -> float:
-        step = min(cap, self._retry.initial_delay * 2.0 ** min(failures - 1, 60))
-        # Half fixed, half drawn: spread out, but never an instant retry.
-        delay = step * (0.5 + 0.5 * self._random())
-        # A Retry-After is a floor, up to the longest gap a subscriber's policy allows.
-        retry_after = min(getattr(error, "retry_after", None) or 0.0, longest)
-        return max(delay, retry_after)
+        return self._retry.poll_delay(
+            stream.failures, error, cap=cap, longest=max(gaps), draw=self._random()
+        )
 
     # --- sweeps ---------------------------------------------------------------------
 
@@ -954,7 +907,7 @@ class Hub:
             first = min(policy.initial_delay for policy in policies)
             longest = min(policy.longest_gap for policy in policies)
             multiplier = min(policy.multiplier for policy in policies)
-            gap = max(gap, min(longest, first * multiplier ** min(self._quiet_sweeps, 60)))
+            gap = max(gap, step(self._quiet_sweeps + 1, first, longest, multiplier))
             # Never dearer than the GETs it replaces: each job would cost one request a
             # longest gap, so a sweep (its pages, and the GETs it asked for to tell a
             # watcher a change) may come that often per job.
@@ -994,33 +947,26 @@ class Hub:
 
         async def page_through(listing: Listing) -> tuple[list[ImageJobInfo | SubJob], int, int]:
             items: list[ImageJobInfo | SubJob] = []
-            ids: set[tuple[str | None, str]] = set()
             allowance = pages_for(self._counts.get(listing, (0, 0.0))[0]) + 2
-            offset = pages = 0
-            while True:
-                query: dict[str, str | int | None] = {
-                    "job_type": listing.job_type,
-                    "status": listing.status,
-                    "offset": offset,
-                    "limit": PAGE_SIZE,
-                }
-                try:
-                    page = await list_page(listing.sub, query, priority, gate)
-                except BadRequest as refusal:
-                    logger.warning("not sweeping %s: the list was refused (%s)", listing, refusal)
-                    self._refused.add(listing)
-                    incomplete.add(listing)
-                    return items, 0, pages + 1
-                pages += 1
-                known_ids = len(ids)
-                ids.update((getattr(item, "job_id", None), item.id) for item in page.items)
-                items.extend(page.items)
-                offset += len(page.items)
-                if not page.items or offset >= page.count:
-                    return items, page.count, pages
-                if len(ids) == known_ids or pages_for(page.count) > max(allowance, pages + 1):
-                    incomplete.add(listing)  # nothing new, or far longer than planned
-                    return items, page.count, pages
+
+            def fetch(offset: int) -> Coroutine[Any, Any, Page[ImageJobInfo | SubJob]]:
+                return list_page(listing, offset, priority, gate)
+
+            walk = ListWalk(fetch, _item_key)
+            try:
+                async with contextlib.aclosing(walk.pages_of_items()) as pages:
+                    async for page, _ in pages:
+                        items.extend(page)
+                        if pages_for(walk.count) > max(allowance, walk.pages + 1):
+                            break  # far longer than planned: the plan will see its count
+            except BadRequest as refusal:
+                logger.warning("not sweeping %s: the list was refused (%s)", listing, refusal)
+                self._refused.add(listing)
+                incomplete.add(listing)
+                return items, 0, walk.pages + 1
+            if not walk.complete:
+                incomplete.add(listing)  # nothing new, or far longer than planned
+            return items, walk.count, walk.pages
 
         tasks = {
             listing: asyncio.get_running_loop().create_task(page_through(listing))
@@ -1115,8 +1061,9 @@ class Hub:
                 self._replan = True
                 self._regroup_after = -math.inf
                 return
-            self._sweep_retry_at = now + self._delay_after(
-                self._sweep_failures, error, self._retry.max_delay, self._retry.max_delay
+            cap = self._retry.max_delay
+            self._sweep_retry_at = now + self._retry.poll_delay(
+                self._sweep_failures, error, cap=cap, longest=cap, draw=self._random()
             )
             for job_id in plan.covered:
                 stream = self._streams.get(job_id)
@@ -1147,6 +1094,11 @@ class Hub:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._alarm.close()
+
+
+def _item_key(item: ImageJobInfo | SubJob) -> tuple[str | None, str]:
+    """Which list items are the same: sub-job IDs are only known unique within their job."""
+    return getattr(item, "job_id", None), item.id
 
 
 def _watched(stream: _Stream) -> bool:

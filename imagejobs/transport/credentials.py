@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 import attrs
 
@@ -24,6 +24,8 @@ __all__ = [
     "RefreshableCredentials",
     "RefreshableTokenCredentials",
     "TokenCredentials",
+    "account_of",
+    "authorizer_for",
     "mask",
 ]
 
@@ -204,3 +206,39 @@ class AkSkCredentials:
             return (lambda url: signer.headers(url, _sdk_date_now())), defaults
         clock = self.clock
         return (lambda url: signer.headers(url, format_date(clock()))), defaults
+
+
+def authorizer_for(
+    credentials: Credentials | None,
+    headers: Mapping[str, str],
+    project_id: str,
+    session_url: str | None,
+) -> tuple[Callable[[str], dict[str, str]] | None, dict[str, str]]:
+    """Return how to authorize a GET to a URL without a coroutine, and a session's headers.
+
+    The function is None for credentials that may wait (a subclass of the two
+    built-in static kinds included), which are awaited as the :class:`Credentials`
+    protocol says, every header with each request. Given ``session_url`` (the
+    client's own session), the session sends the headers that never change, and
+    the function gives the rest: the HTTP library merges two headers a request, not six.
+    """
+    if credentials is None:
+        if session_url is None:
+            return (lambda url: dict(headers)), {}
+        return (lambda url: {}), dict(headers)
+    if type(credentials) in (AkSkCredentials, TokenCredentials):
+        # Exactly these: a subclass may change how it authorizes, so it is awaited.
+        return cast(AkSkCredentials | TokenCredentials, credentials)._authorizer_for(
+            "GET", headers, project_id, session_url
+        )
+    return None, {}
+
+
+def account_of(credentials: Credentials | None, endpoint: str) -> str:
+    """Return what names the account a fleet shares: the access key, or else the token."""
+    if isinstance(credentials, AkSkCredentials):
+        return f"ak:{credentials.ak}"
+    if isinstance(credentials, TokenCredentials):
+        return f"token:{credentials.token}"
+    # Credentials of another kind: the endpoint is all there is (redis_key= names a fleet).
+    return f"endpoint:{endpoint}"

@@ -1,0 +1,60 @@
+"""What the hub asks of the request path, and what it gets back: its one contract with I/O.
+
+The hub is given two coroutine functions. A :data:`PollFunction` looks at one
+job: it gets the job's ID, the time its look became due (its priority in the
+budget's queue), the call's gate if a caller narrowed its share, and a
+:class:`Look`; it returns what it :class:`Seen`. A :data:`ListFunction` fetches
+one page of a job or sub-job list for a sweep. The client gives the hub
+functions over HTTP (:class:`~imagejobs.scheduling.polls.Poller`); tests give it
+scripted ones on a :class:`~imagejobs.testing.FakeClock`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import attrs
+
+from imagejobs.core.codec import Page
+from imagejobs.core.models import ImageJob, ImageJobInfo, SubJob
+from imagejobs.planning.sweeps import Listing
+from imagejobs.timing.gate import Gate
+
+__all__ = ["ListFunction", "Look", "PollFunction", "Seen"]
+
+
+@attrs.frozen
+class Look:
+    """What the hub asks of one look at a job: any snapshot taken since ``fresh_after`` will do.
+
+    ``mark`` is where the job's shared snapshots were last read (see
+    :mod:`imagejobs.fleet.shared`): a look in a fleet replays what came after it.
+    """
+
+    fresh_after: float
+    mark: str = ""
+
+
+@attrs.frozen
+class Seen:
+    """What one look found: snapshots, oldest first, each with when it was taken.
+
+    ``own`` says this process fetched the last one; otherwise they came from
+    another process's looks. A ``retry_in`` means another process is looking
+    right now (what it replays is older): look again in about that long.
+    """
+
+    jobs: tuple[tuple[ImageJob, float], ...]
+    mark: str = ""
+    own: bool = True
+    retry_in: float = 0.0
+
+
+PollFunction = Callable[[str, float, Gate | None, Look], Coroutine[Any, Any, Seen]]
+"""``poll(job_id, priority, call_gate, look)``: look at a job once, no retries."""
+
+ListFunction = Callable[
+    [Listing, int, float, Gate | None], Coroutine[Any, Any, Page[ImageJobInfo | SubJob]]
+]
+"""``list_page(listing, offset, priority, call_gate)``: one page of a list, no retries."""

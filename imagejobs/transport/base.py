@@ -1,0 +1,41 @@
+"""The transport seam: the one method between the request path and the network.
+
+Everything above it (signing, the budget, retries, decoding, paging) is the
+same whatever carries the bytes; :class:`~imagejobs.transport.aiohttp.AiohttpTransport`
+carries them over HTTP, :class:`~imagejobs.transport.memory.MemoryTransport` in
+memory, for unit tests of the layers above without a socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple, Protocol
+
+__all__ = ["Response", "Transport"]
+
+
+class Response(NamedTuple):
+    """An answer as it came: its status, its headers (looked up by any case), its whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class Transport(Protocol):
+    """Sends a GET and reads the whole answer."""
+
+    async def send(self, url: str, headers: Mapping[str, str], time_left: float) -> Response:
+        """Send a GET to ``url`` with ``headers``, waiting ``time_left`` seconds at most.
+
+        Raises :class:`~imagejobs.TransportError` when no answer came (refused,
+        dropped, timed out), :class:`~imagejobs.ResponseTooLarge` for a body
+        over the transport's size cap (left unread), :class:`~imagejobs.InvalidArgument`
+        for a URL it cannot send to, and :class:`~imagejobs.ImageJobsError` once closed.
+        An answer of any status is returned, not raised: the caller decides what it means.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Let go of what the transport holds (connections); closing twice is harmless."""
+        ...
