@@ -118,16 +118,18 @@ async def _scheduler_only(prefix: str, count: int, params: dict[str, Any]) -> di
     """
     from imagejobs import ImageJob, JobStatus, PollPolicy, RetryPolicy
     from imagejobs.scheduling.hub import Hub
-    from imagejobs.scheduling.looks import Look, Seen
+    from imagejobs.scheduling.looks import Look, LookResult
     from imagejobs.scheduling.waiter import wait_many
     from imagejobs.timing.clock import SYSTEM_CLOCK
 
     looks: dict[str, int] = {}
 
-    async def poll(job_id: str, priority: float, gate: Any, look: Look) -> Seen:
+    async def poll(job_id: str, priority: float, gate: Any, look: Look) -> LookResult:
         looks[job_id] = seen = looks.get(job_id, 0) + 1
         status = JobStatus.SUCCESS if seen >= 2 else JobStatus.RUNNING
-        return Seen(((ImageJob(id=job_id, status=status), SYSTEM_CLOCK.monotonic()),), look.mark)
+        return LookResult(
+            ((ImageJob(id=job_id, status=status), SYSTEM_CLOCK.monotonic()),), look.mark
+        )
 
     delay = params["delay"]
     policy = PollPolicy(initial_delay=delay, max_delay=delay * 4)

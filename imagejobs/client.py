@@ -10,13 +10,10 @@ those pieces.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import ssl as _ssl
 import weakref
 from collections.abc import AsyncGenerator, Iterable
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -27,23 +24,16 @@ from imagejobs._version import __version__
 from imagejobs.config import from_environment
 from imagejobs.core.codec import (
     MAX_PAGE_SIZE,
-    read_count,
-    read_job_page,
-    read_sub_job_page,
 )
 from imagejobs.core.errors import ImageJobsError, InvalidArgument
-from imagejobs.core.models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob
+from imagejobs.core.models import ImageJob, ImageJobInfo, SubJob
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.regions import endpoint_for
 from imagejobs.core.transitions import Transition
 from imagejobs.core.urls import (
     ProjectUrls,
     check_endpoint,
-    check_filter,
-    check_page_size,
     is_loopback,
-    list_filters,
-    with_query,
 )
 from imagejobs.core.validation import check_id
 from imagejobs.fleet.shared import Fleet, check_redis_url, fleet_key
@@ -56,7 +46,7 @@ from imagejobs.planning.budget import (
     RequestBudget,
     check_limits,
 )
-from imagejobs.planning.history import MAX_SAMPLES, DurationHistory, duration_of
+from imagejobs.planning.history import DurationHistory
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.retry import RetryPolicy
 from imagejobs.scheduling import waiter
@@ -69,7 +59,7 @@ from imagejobs.transport.admission import Admission
 from imagejobs.transport.aiohttp import DEFAULT_MAX_BODY_SIZE, AiohttpTransport
 from imagejobs.transport.answers import KnownJobs
 from imagejobs.transport.credentials import Credentials, account_of, authorizer_for
-from imagejobs.transport.paging import ListWalk
+from imagejobs.transport.listing import Lists
 from imagejobs.transport.requester import Call, Requester
 
 __all__ = [
@@ -167,23 +157,11 @@ class Client:
         hooks: Iterable[object] = (),
     ) -> None:
         self.project_id = check_id("project_id", project_id)
-        if endpoint is None:
-            if region is None:
-                raise InvalidArgument("pass endpoint= or region= to say where the service is")
-            endpoint = endpoint_for(region)
-        self.endpoint = check_endpoint(endpoint)
-        if credentials is not None and not isinstance(credentials, Credentials):
-            raise InvalidArgument(
-                f"credentials must have an async authorize() method, "
-                f"got {type(credentials).__name__}"
-            )
+        self.endpoint = _checked_endpoint(endpoint, region)
+        _check_kinds(credentials, retry, sweeps, history)
         _check_transport_security(self.endpoint, credentials, allow_insecure=allow_insecure)
-        if not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
-            raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}")
-        self.timeout = float(timeout)
+        self.timeout = _checked_timeout(timeout)
         self._credentials = credentials
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise InvalidArgument(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         retry = retry if retry is not None else RetryPolicy()
         check_limits(max_in_flight, rate)
         self._urls = ProjectUrls(self.endpoint, self.project_id)
@@ -206,15 +184,12 @@ class Client:
         budget = RequestBudget.create(max_in_flight, rate, self.clock.monotonic())
         self._gate = Gate(budget, self.clock)
         self._call_gates: weakref.WeakSet[Gate] = weakref.WeakSet()
-        if sweeps is not None and not isinstance(sweeps, bool):
-            raise InvalidArgument(f"sweeps must be True, False or None, got {sweeps!r}")
-        if history is not None and not isinstance(history, DurationHistory):
-            raise InvalidArgument(
-                f"history must be a DurationHistory, got {type(history).__name__}"
-            )
         self.history = history
         self._hooks = Hooks(hooks)
-        self._fleet = self._join_fleet(redis_url, redis_key, credentials, budget)
+        key = _fleet_key(redis_url, redis_key, self.project_id, credentials, self.endpoint)
+        if key is not None and self.clock is not SYSTEM_CLOCK:
+            raise InvalidArgument("redis_url needs the system clock: a fleet keeps Redis's time")
+        self._fleet = None if key is None else _fleet(redis_url or "", key, budget, self.timeout)
         self._requester = Requester(
             transport,
             Admission(self._gate, self._fleet, self.clock, self._hooks),
@@ -229,6 +204,7 @@ class Client:
         )
         # Job URLs and readers, checked, quoted and made once, not per request.
         self._jobs = KnownJobs(self._urls)
+        self._lists = Lists(self._requester, self._urls)
         poller = Poller(self._requester, self._jobs, self._urls, self.clock, self._fleet)
         self._hub = Hub(
             poller.poll,
@@ -242,36 +218,6 @@ class Client:
             hooks=self._hooks,
         )
         self._closed = False
-
-    def _join_fleet(
-        self,
-        redis_url: str | None,
-        redis_key: str | None,
-        credentials: Credentials | None,
-        budget: RequestBudget,
-    ) -> Fleet | None:
-        if redis_url is None:
-            if redis_key is not None:
-                raise InvalidArgument("redis_key needs redis_url")
-            return None
-        check_redis_url(redis_url)
-        if redis_key is not None and (not isinstance(redis_key, str) or not redis_key):
-            raise InvalidArgument(f"redis_key must be a non-empty string, got {redis_key!r}")
-        if self.clock is not SYSTEM_CLOCK:
-            raise InvalidArgument("redis_url needs the system clock: a fleet keeps Redis's time")
-        key = redis_key or fleet_key(self.project_id, account_of(credentials, self.endpoint))
-        return Fleet(
-            redis_url,
-            key,
-            max_in_flight=budget.max_in_flight,
-            # Lua has no infinity to parse: an unlimited rate is a billion a second.
-            rate=min(budget.rate, 1e9),
-            pace=PACE,
-            burst=min(budget.burst(self.clock.monotonic()), 1e9),
-            # A request ends within its timeout: a slot outlives it by a little.
-            lease=self.timeout + 2.0,
-            max_retry_after=MAX_RETRY_AFTER,
-        )
 
     def _planning_rate(self, now: float) -> float:
         """The rate the hub plans sweeps by: this client's, or its part of the fleet's."""
@@ -464,13 +410,7 @@ class Client:
         Retries and errors as in :meth:`get_job`.
         """
         known = self._jobs[job_id]
-
-        def read_as_sent(body: bytes) -> dict[str, Any]:
-            known.read(body)  # a job, or the error that says why not
-            sent: dict[str, Any] = json.loads(body)  # a new dict each time: the caller's own
-            return sent
-
-        return await self._requester.send(Call(known.url, read_as_sent, "job", job_id))
+        return await self._requester.send(Call(known.url, known.read_as_sent, "job", job_id))
 
     def list_jobs(
         self,
@@ -489,9 +429,7 @@ class Client:
         English API reference marks ``job_type`` mandatory: pass it. Raises
         :class:`InvalidArgument` before any request for a bad filter or page size.
         """
-        query = list_filters(None, status, job_type)
-        size = check_page_size(page_size)
-        return self._walk(self._urls.job_list, query, size, read_job_page).items()
+        return self._lists.jobs(status, job_type, page_size)
 
     def list_sub_jobs(
         self,
@@ -506,9 +444,7 @@ class Client:
         Each :class:`SubJob` names its parent in ``job_id``. Paging, order and
         errors as in :meth:`list_jobs`.
         """
-        query = list_filters(job_id, status, job_type)
-        size = check_page_size(page_size)
-        return self._walk(self._urls.sub_job_list, query, size, read_sub_job_page).items()
+        return self._lists.sub_jobs(job_id, status, job_type, page_size)
 
     async def count_sub_jobs(
         self, job_id: str | None = None, status: str | None = None, job_type: str | None = None
@@ -518,28 +454,7 @@ class Client:
         ``job_type`` may be a comma-separated list; without it the service counts
         ``CREATE_SERVER``, ``CREATE_SERVER_IMAGE`` and ``DELETE_SERVER`` sub-jobs.
         """
-        query = list_filters(job_id, status, job_type, several=True)
-        url = with_query(self._urls.sub_job_count, query)
-        return await self._requester.send(Call(url, read_count, "sub-job count"))
-
-    def _walk(
-        self,
-        url: str,
-        query: dict[str, str | None],
-        size: int,
-        read: Any,
-        max_pages: int | None = None,
-    ) -> ListWalk[Any]:
-        """Return a walk through a list, a page a request (retried as :meth:`get_job`'s)."""
-        what = "sub-job list" if read is read_sub_job_page else "job list"
-
-        def fetch(offset: int) -> Any:
-            page_url = with_query(url, {**query, "offset": offset, "limit": size})
-            return self._requester.send(Call(page_url, read, what))
-
-        # Sub-job IDs are only known unique within their job.
-        key = (lambda sub: (sub.job_id, sub.id)) if read is read_sub_job_page else _item_id
-        return ListWalk(fetch, key, max_pages=max_pages)
+        return await self._lists.count_sub_jobs(job_id, status, job_type)
 
     async def learn_history(
         self, job_types: Iterable[str] | None = None, *, pages: int = 2
@@ -556,39 +471,35 @@ class Client:
         """
         if self.history is None:
             raise ImageJobsError("the client has no history: pass Client(history=...)")
-        if isinstance(pages, bool) or not isinstance(pages, int) or pages < 1:
-            raise InvalidArgument(f"pages must be a whole number of at least 1, got {pages!r}")
-        if job_types is None:
-            types = sorted(t.value for t in JobType)
-        elif isinstance(job_types, str):
-            raise InvalidArgument("job_types must be an iterable of types, not a single string")
-        else:
-            types = [check_filter("job_type", t) or "" for t in job_types]
-        learned: dict[str, int] = {}
-        for job_type in types:
-            finished: list[tuple[datetime, float]] = []
-            query: dict[str, str | None] = {"status": "SUCCESS", "job_type": job_type}
-            walk = self._walk(self._urls.job_list, query, MAX_PAGE_SIZE, read_job_page, pages)
-            async with contextlib.aclosing(walk.items()) as infos:
-                async for info in infos:
-                    seconds = duration_of(info)
-                    if (
-                        info.status is JobStatus.SUCCESS
-                        and info.job_type == job_type
-                        and info.end_time is not None
-                        and seconds is not None
-                    ):
-                        finished.append((info.end_time, seconds))
-            if finished:
-                finished.sort()
-                kept = [seconds for _, seconds in finished[-MAX_SAMPLES:]]
-                self.history.replace(job_type, kept)
-                learned[job_type] = len(kept)
-        return learned
+        return await self._lists.learn(self.history, job_types, pages)
 
 
-def _item_id(item: ImageJobInfo) -> str:
-    return item.id
+def _checked_endpoint(endpoint: object, region: str | None) -> str:
+    if endpoint is None:
+        if region is None:
+            raise InvalidArgument("pass endpoint= or region= to say where the service is")
+        endpoint = endpoint_for(region)
+    return check_endpoint(endpoint)
+
+
+def _checked_timeout(timeout: object) -> float:
+    if not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise InvalidArgument(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _check_kinds(credentials: object, retry: object, sweeps: object, history: object) -> None:
+    """Refuse arguments of the wrong kind, each with a message naming it."""
+    if credentials is not None and not isinstance(credentials, Credentials):
+        raise InvalidArgument(
+            f"credentials must have an async authorize() method, got {type(credentials).__name__}"
+        )
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidArgument(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+    if sweeps is not None and not isinstance(sweeps, bool):
+        raise InvalidArgument(f"sweeps must be True, False or None, got {sweeps!r}")
+    if history is not None and not isinstance(history, DurationHistory):
+        raise InvalidArgument(f"history must be a DurationHistory, got {type(history).__name__}")
 
 
 def _check_transport_security(
@@ -604,3 +515,37 @@ def _check_transport_security(
             "use an https endpoint, or pass allow_insecure=True (--allow-insecure)"
         )
     logger.warning("sending credentials over plain http to %s (allow_insecure)", parts.hostname)
+
+
+def _fleet_key(
+    redis_url: str | None,
+    redis_key: str | None,
+    project_id: str,
+    credentials: Credentials | None,
+    endpoint: str,
+) -> str | None:
+    """Return the Redis key of the fleet a client joins, or None without ``redis_url``."""
+    if redis_url is None:
+        if redis_key is not None:
+            raise InvalidArgument("redis_key needs redis_url")
+        return None
+    check_redis_url(redis_url)
+    if redis_key is not None and (not isinstance(redis_key, str) or not redis_key):
+        raise InvalidArgument(f"redis_key must be a non-empty string, got {redis_key!r}")
+    return redis_key or fleet_key(project_id, account_of(credentials, endpoint))
+
+
+def _fleet(redis_url: str, key: str, budget: RequestBudget, timeout: float) -> Fleet:
+    """Join the fleet at ``key`` with this client's limits."""
+    return Fleet(
+        redis_url,
+        key,
+        max_in_flight=budget.max_in_flight,
+        # Lua has no infinity to parse: an unlimited rate is a billion a second.
+        rate=min(budget.rate, 1e9),
+        pace=PACE,
+        burst=min(budget.burst(budget.refilled_at), 1e9),
+        # A request ends within its timeout: a slot outlives it by a little.
+        lease=timeout + 2.0,
+        max_retry_after=MAX_RETRY_AFTER,
+    )

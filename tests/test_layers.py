@@ -162,3 +162,13 @@ def test_no_import_cycle() -> None:
 
     for name in sorted(graph):
         visit(name)
+
+
+def test_no_module_over_700_lines_and_no_class_over_400() -> None:
+    for name, path in MODULES.items():
+        text = path.read_text()
+        assert text.count("\n") <= MAX_MODULE_LINES, f"{name}: {text.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                assert size <= MAX_CLASS_LINES, f"{name}.{node.name}: {size} lines"

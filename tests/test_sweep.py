@@ -9,7 +9,7 @@ from imagejobs import ImageJobInfo, JobStatus, JobType, SubJob, SubJobStatus
 from imagejobs.planning.sweeps import (
     ACTIVE_STATUSES,
     DISCOVERABLE_TYPES,
-    Known,
+    JobSummary,
     Listing,
     Plan,
     active_sub_jobs,
@@ -21,8 +21,10 @@ from imagejobs.planning.sweeps import (
 RUNNING, WAITING = JobStatus.RUNNING, JobStatus.WAITING
 
 
-def known(job_type: str = "CREATE_SERVER", status: JobStatus = RUNNING, total: int = 1) -> Known:
-    return Known(job_type, status, total)
+def known(
+    job_type: str = "CREATE_SERVER", status: JobStatus = RUNNING, total: int = 1
+) -> JobSummary:
+    return JobSummary(job_type, status, total)
 
 
 def info(
@@ -74,13 +76,13 @@ def test_ended_and_unknown_statuses_are_never_swept() -> None:
         "a": known(status=JobStatus.SUCCESS),
         "b": known(status=JobStatus.FAILED),
         "c": known(status=JobStatus("PAUSED")),
-        "d": Known(None, RUNNING, 1),
+        "d": JobSummary(None, RUNNING, 1),
     }
     assert plan_round(jobs, {}).covered == frozenset()
 
 
 def test_many_unseen_jobs_are_looked_for_under_every_known_type() -> None:
-    jobs: dict[str, Known | None] = {f"u{n}": None for n in range(40)}
+    jobs: dict[str, JobSummary | None] = {f"u{n}": None for n in range(40)}
     plan = plan_round(jobs, {})
     assert plan.covered == set(jobs)
     assert {listing.job_type for listing in plan.listings} == set(DISCOVERABLE_TYPES)
@@ -88,7 +90,7 @@ def test_many_unseen_jobs_are_looked_for_under_every_known_type() -> None:
 
 
 def test_a_few_unseen_jobs_are_left_to_gets() -> None:
-    jobs: dict[str, Known | None] = {"u1": None, "u2": None, "a": known(), "b": known()}
+    jobs: dict[str, JobSummary | None] = {"u1": None, "u2": None, "a": known(), "b": known()}
     plan = plan_round(jobs, {})
     assert plan.covered == {"a", "b"}
 
@@ -102,7 +104,7 @@ def test_a_job_still_on_its_list_is_seen_and_needs_no_get() -> None:
     found = {Listing("CREATE_SERVER", "RUNNING"): [info("a"), info("b")]}
     verdict = read_round(plan, found, jobs)
     assert verdict.to_get == frozenset()
-    assert verdict.seen["b"].status is RUNNING
+    assert verdict.listed["b"].status is RUNNING
 
 
 def test_a_job_that_left_its_list_or_grew_or_shows_ended_is_fetched() -> None:
@@ -117,7 +119,7 @@ def test_a_job_that_left_its_list_or_grew_or_shows_ended_is_fetched() -> None:
     }
     verdict = read_round(plan, found, jobs)
     assert verdict.to_get == {"gone", "grew", "ended"}
-    assert set(verdict.seen) == {"same"}
+    assert set(verdict.listed) == {"same"}
 
 
 def test_two_lists_disagreeing_about_a_job_send_it_to_a_get() -> None:
@@ -145,12 +147,12 @@ job_ids = st.lists(st.from_regex(r"[0-9]{6}", fullmatch=True), unique=True, max_
 def test_a_sweep_never_ends_a_job_and_decides_every_job_it_covers(
     ids: list[str], data: st.DataObject
 ) -> None:
-    jobs: dict[str, Known | None] = {}
+    jobs: dict[str, JobSummary | None] = {}
     truth: dict[str, ImageJobInfo] = {}
     for job_id in ids:
         job_type = data.draw(types)
         if data.draw(st.booleans()):
-            jobs[job_id] = Known(job_type, data.draw(st.sampled_from(ACTIVE_STATUSES)), 1)
+            jobs[job_id] = JobSummary(job_type, data.draw(st.sampled_from(ACTIVE_STATUSES)), 1)
         else:
             jobs[job_id] = None
         truth[job_id] = info(
@@ -169,9 +171,9 @@ def test_a_sweep_never_ends_a_job_and_decides_every_job_it_covers(
         kept = [item for item in shown for _ in range(data.draw(st.integers(0, 2)))]
         found[listing] = kept
     verdict = read_round(plan, found, jobs)
-    assert set(verdict.seen) | verdict.to_get == plan.covered
-    assert not set(verdict.seen) & verdict.to_get
-    for job_id, seen in verdict.seen.items():
+    assert set(verdict.listed) | verdict.to_get == plan.covered
+    assert not set(verdict.listed) & verdict.to_get
+    for job_id, seen in verdict.listed.items():
         assert seen.status in ACTIVE_STATUSES, "a list alone ended a job"
         assert truth[job_id].status == seen.status
     for job_id in plan.covered:
@@ -217,7 +219,7 @@ def test_a_watched_job_is_fetched_when_a_sub_job_or_its_status_moves() -> None:
         ],
     }
     verdict = read_round(plan, found, jobs, subs)
-    assert set(verdict.seen) == {"still"}
+    assert set(verdict.listed) == {"still"}
     assert verdict.to_get == {"moved", "left", "woke"}
 
 
@@ -256,6 +258,6 @@ def test_a_job_a_list_not_paged_to_the_end_may_hold_is_left_undecided() -> None:
     verdict = read_round(
         plan, {running: [], other: [info("b", "DELETE_SERVER")]}, jobs, {}, {running}
     )
-    assert "a" not in verdict.seen
+    assert "a" not in verdict.listed
     assert "a" not in verdict.to_get
-    assert set(verdict.seen) == {"b"}
+    assert set(verdict.listed) == {"b"}

@@ -31,7 +31,7 @@ __all__ = [
     "ACTIVE_SUB_STATUSES",
     "PAGE_SIZE",
     "SWEEP_SHARE",
-    "Known",
+    "JobSummary",
     "Listing",
     "Plan",
     "Verdict",
@@ -100,15 +100,18 @@ def active_sub_jobs(job: ImageJob) -> frozenset[tuple[str, Listing]] | None:
 
 
 @attrs.frozen
-class Known:
-    """What the hub knows of a job, from its last GET or the last list that showed it."""
+class JobSummary:
+    """What a list item (or a snapshot) says of a job: its type, status and sub-job count.
+
+    All a sweep can compare: a job whose summary a list shows unchanged has not ended.
+    """
 
     job_type: str | None
     status: JobStatus
     sub_jobs_total: int | None
 
     @classmethod
-    def of(cls, job: ImageJob | ImageJobInfo) -> Known:
+    def of(cls, job: ImageJob | ImageJobInfo) -> JobSummary:
         """Return what a snapshot or a list item says of its job."""
         job_type = None if job.job_type is None else job.job_type.value
         return cls(job_type, job.status, job.sub_jobs_total)
@@ -136,9 +139,9 @@ class Plan:
 
 @attrs.frozen
 class Verdict:
-    """What a sweep found: jobs seen unchanged (as the lists show them), and jobs to GET."""
+    """What a sweep found: jobs the lists show still active (as they show them), and jobs to GET."""
 
-    seen: Mapping[str, Known]
+    listed: Mapping[str, JobSummary]
     to_get: frozenset[str]
 
 
@@ -148,7 +151,7 @@ def pages_for(count: int) -> int:
 
 
 def plan_round(
-    jobs: Mapping[str, Known | None],
+    jobs: Mapping[str, JobSummary | None],
     counts: Mapping[Listing, int],
     discoverable: Iterable[str] = DISCOVERABLE_TYPES,
     subs: Mapping[str, SubJobs] | None = None,
@@ -245,7 +248,7 @@ def _sub_job_lists(subs: Mapping[str, SubJobs], counts: Mapping[Listing, int]) -
 def read_round(
     plan: Plan,
     found: Mapping[Listing, Sequence[ImageJobInfo | SubJob]],
-    jobs: Mapping[str, Known | None],
+    jobs: Mapping[str, JobSummary | None],
     subs: Mapping[str, SubJobs] | None = None,
     incomplete: Collection[Listing] = (),
 ) -> Verdict:
@@ -277,14 +280,14 @@ def read_round(
             if not isinstance(info, ImageJobInfo) or info.id not in plan.covered:
                 continue
             earlier = shown.setdefault(info.id, info)
-            if earlier is not info and Known.of(earlier) != Known.of(info):
+            if earlier is not info and JobSummary.of(earlier) != JobSummary.of(info):
                 doubtful.add(info.id)
-    seen: dict[str, Known] = {}
+    listed: dict[str, JobSummary] = {}
     to_get: set[str] = set()
     for job_id in plan.covered:
         shown_as = shown.get(job_id)
         before = jobs.get(job_id)
-        now = None if shown_as is None else Known.of(shown_as)
+        now = None if shown_as is None else JobSummary.of(shown_as)
         if unsure and _may_be_on(unsure, before, subs.get(job_id, ())):
             continue
         if (
@@ -299,11 +302,11 @@ def read_round(
         ):
             to_get.add(job_id)
         else:
-            seen[job_id] = now
-    return Verdict(seen, frozenset(to_get))
+            listed[job_id] = now
+    return Verdict(listed, frozenset(to_get))
 
 
-def _may_be_on(unsure: set[Listing], before: Known | None, active: SubJobs) -> bool:
+def _may_be_on(unsure: set[Listing], before: JobSummary | None, active: SubJobs) -> bool:
     """Whether a job (or one of its sub-jobs) may be on one of the lists not paged to the end."""
     if any(listing in unsure for _, listing in active):
         return True
@@ -312,7 +315,7 @@ def _may_be_on(unsure: set[Listing], before: Known | None, active: SubJobs) -> b
     return any(not listing.sub and listing.job_type == before.job_type for listing in unsure)
 
 
-def _grew(before: Known | None, now: Known) -> bool:
+def _grew(before: JobSummary | None, now: JobSummary) -> bool:
     """Whether the number of sub-jobs changed (a count one side lacks is no news)."""
     if before is None or before.sub_jobs_total is None or now.sub_jobs_total is None:
         return False

@@ -3,7 +3,7 @@
 The hub is given two coroutine functions. A :data:`PollFunction` looks at one
 job: it gets the job's ID, the time its look became due (its priority in the
 budget's queue), the call's gate if a caller narrowed its share, and a
-:class:`Look`; it returns what it :class:`Seen`. A :data:`ListFunction` fetches
+:class:`Look`; it returns a :class:`LookResult`, what the look found. A :data:`ListFunction` fetches
 one page of a job or sub-job list for a sweep. The client gives the hub
 functions over HTTP (:class:`~imagejobs.scheduling.polls.Poller`); tests give it
 scripted ones on a :class:`~imagejobs.testing.FakeClock`.
@@ -21,7 +21,7 @@ from imagejobs.core.models import ImageJob, ImageJobInfo, SubJob
 from imagejobs.planning.sweeps import Listing
 from imagejobs.timing.gate import Gate
 
-__all__ = ["ListFunction", "Look", "PollFunction", "Seen"]
+__all__ = ["ListFunction", "Look", "LookResult", "PollFunction"]
 
 
 @attrs.frozen
@@ -37,7 +37,7 @@ class Look:
 
 
 @attrs.frozen
-class Seen:
+class LookResult:
     """What one look found: snapshots, oldest first, each with when it was taken.
 
     ``own`` says this process fetched the last one; otherwise they came from
@@ -51,7 +51,7 @@ class Seen:
     retry_in: float = 0.0
 
 
-PollFunction = Callable[[str, float, Gate | None, Look], Coroutine[Any, Any, Seen]]
+PollFunction = Callable[[str, float, Gate | None, Look], Coroutine[Any, Any, LookResult]]
 """``poll(job_id, priority, call_gate, look)``: look at a job once, no retries."""
 
 ListFunction = Callable[

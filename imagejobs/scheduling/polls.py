@@ -19,7 +19,7 @@ from imagejobs.core.models import ImageJob, ImageJobInfo, SubJob
 from imagejobs.core.urls import ProjectUrls, with_query
 from imagejobs.fleet.shared import Fleet
 from imagejobs.planning.sweeps import PAGE_SIZE, Listing
-from imagejobs.scheduling.looks import Look, Seen
+from imagejobs.scheduling.looks import Look, LookResult
 from imagejobs.timing.clock import Clock
 from imagejobs.timing.gate import Gate
 from imagejobs.transport.answers import KnownJobs
@@ -53,18 +53,20 @@ class Poller:
     def __repr__(self) -> str:
         return f"Poller(fleet={self._fleet is not None})"
 
-    async def poll(self, job_id: str, priority: float, call_gate: Gate | None, look: Look) -> Seen:
+    async def poll(
+        self, job_id: str, priority: float, call_gate: Gate | None, look: Look
+    ) -> LookResult:
         """Look at a job once: a GET, or in a fleet another process's recent look."""
         known = self._jobs[job_id]
         call = Call(known.url, known.read, "job", job_id)
         if self._fleet is not None:
             return await self._shared_poll(self._fleet, call, priority, call_gate, look)
         job = await self._requester.attempt(call, priority, call_gate)
-        return Seen(((job, self._clock.monotonic()),), look.mark)
+        return LookResult(((job, self._clock.monotonic()),), look.mark)
 
     async def _shared_poll(
         self, fleet: Fleet, call: Call[ImageJob], priority: float, gate: Gate | None, look: Look
-    ) -> Seen:
+    ) -> LookResult:
         claim = ""
         try:
             shared = await fleet.look(call.url, look.fresh_after, look.mark)
@@ -79,9 +81,9 @@ class Poller:
                     logger.warning("a snapshot in Redis is not a job: fetching %s", call.url)
                     shared = None
             if shared is not None and shared.state == "wait":
-                return Seen(replayed, mark, own=False, retry_in=SHARED_WAIT)
+                return LookResult(replayed, mark, own=False, retry_in=SHARED_WAIT)
             if shared is not None and shared.state == "fresh":
-                return Seen(replayed, mark, own=False)
+                return LookResult(replayed, mark, own=False)
             job = await self._requester.attempt(call, priority, gate)
             answered = self._clock.monotonic()
             if claim:
@@ -91,7 +93,7 @@ class Poller:
                 )
                 claim = ""  # published or not, the fleet gives it back
                 mark = published or mark
-            return Seen((*replayed, (job, answered)), mark)
+            return LookResult((*replayed, (job, answered)), mark)
         finally:
             if claim:
                 fleet.let_go(call.url, claim)  # no answer to share: another process may look

@@ -20,7 +20,8 @@ from imagejobs.core.validation import check_id
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.timing.gate import Gate
 
-from .hub import Hub, Mailbox
+from .hub import Hub
+from .subscriptions import Mailbox
 
 __all__ = [
     "OutcomeCallback",

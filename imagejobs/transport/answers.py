@@ -8,7 +8,9 @@ the readers made, once per job rather than once per request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 from imagejobs.core.codec import read_job
 from imagejobs.core.models import ImageJob
@@ -65,6 +67,12 @@ class KnownJob:
             room.left += freed - len(body)
             self._body, self._job = body, job
         return job
+
+    def read_as_sent(self, body: bytes) -> dict[str, Any]:
+        """Return a body of the job's details as its JSON object, once :meth:`read` takes it."""
+        self.read(body)  # a job, or the error that says why not
+        sent: dict[str, Any] = json.loads(body)  # a new dict each time: the caller's own
+        return sent
 
     def forget(self) -> None:
         """Give the last answer's room back: the client no longer keeps this job.
