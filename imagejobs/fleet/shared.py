@@ -10,8 +10,11 @@ is Redis's own (``TIME``), so hosts with skewed clocks agree.
 - **In flight**: a sorted set of slots, each scored by when its lease expires,
   so a process killed mid-request holds its slot no longer than its lease.
 - **Throttling**: a 429 anywhere holds the whole fleet (a shared pause) and
-  lowers the shared rate, which climbs back along the same cubic curve as a
-  lone client's (:mod:`imagejobs.planning.ratelaw`).
+  lowers the shared rate, which follows the same law as a lone client's
+  (:mod:`imagejobs.planning.ratelaw`): the same drop, climb, stretch, hold and
+  demand cap, its constants taken from there, tested against it on a real Redis.
+  The scripts, and the few ways a fleet must differ, are in
+  :mod:`imagejobs.fleet.scripts`.
 - **Shared polls**: a job's GET is claimed with a lease; the answer is kept in
   a short Redis stream of the job's distinct snapshots, so another process due
   for a look takes those instead of asking the gateway again, and replays
@@ -39,6 +42,8 @@ from urllib.parse import urlsplit
 import attrs
 
 from imagejobs.core.errors import ConfigurationError, InvalidArgument
+
+from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -77,222 +82,6 @@ SLOT_WAIT = 0.02
 """Seconds to wait before asking again when every fleet-wide slot is taken."""
 
 _SCHEMES = ("redis", "rediss", "unix")
-
-_PRELUDE = """
-local DROP, CLIMB = 0.7, 0.1
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
-local function fmt(x) return string.format('%.3f', x) end
-local function floor_rate(max_rate) return math.min(0.2, max_rate) end
--- The shared rate: max_rate until a 429, then a cubic climb from 0.7 of the ceiling.
-local function current_rate(key, max_rate, now)
-  local v = redis.call('HMGET', key, 'ceiling', 'rate', 'dropped')
-  if not v[1] then return max_rate end
-  local ceiling, rate, dropped = tonumber(v[1]), tonumber(v[2]), tonumber(v[3])
-  local knee = (ceiling * (1 - DROP) / CLIMB) ^ (1 / 3)
-  local x = (now - dropped) / 1000 - knee
-  return math.min(max_rate, math.max(rate, ceiling + CLIMB * x * x * x))
-end
--- Answers accepted in the last full second, from a ring of 20 tenth-of-a-second buckets.
-local function bucket_of(key, b)
-  local v = redis.call('HGET', key, tostring(b % 20))
-  if not v then return 0 end
-  local at, n = string.match(v, '^(%-?%d+):(%d+)$')
-  if tonumber(at) == b then return tonumber(n) end
-  return 0
-end
-local function accepted(key, now)
-  local b = math.floor(now / 100)
-  local total = 0
-  for i = 1, 10 do total = total + bucket_of(key, b - i) end
-  return total
-end
-"""
-
-# KEYS: tat, slots, pause, adaptive.
-# ARGV: max_rate, pace, burst, max_in_flight, lease_ms, token, booked (ms, 0: none), horizon_ms.
-# Returns {state, now, wait, rate, booked}: state 1 granted; 2 a turn booked for `booked`
-# (come back with it after wait ms, or after a moment if wait is -1: every slot taken); 0 no
-# turn (a pause, or the queue longer than the horizon; ask again after wait ms). A booked
-# turn not used within one interval of its time is gone: turns kept while every slot was
-# taken must not all go at once when slots free.
-_ACQUIRE = (
-    _PRELUDE
-    + """
-local max_rate, pace, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local cap, lease, horizon = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[8])
-local booked = tonumber(ARGV[7])
-local now = now_ms()
-local rate = current_rate(KEYS[4], max_rate, now)
-local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pause > now then return {0, fmt(now), fmt(pause - now), fmt(rate), '0'} end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local full = redis.call('ZCARD', KEYS[2]) >= cap
-local interval = 1000 / (rate * pace)
-if booked > 0 and now > booked + interval then booked = 0 end
-if booked == 0 then
-  -- Take the next turn in the fleet's queue, unless it is further off than the horizon.
-  local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-  local allowed_at = tat - (burst - 1) * interval
-  if allowed_at - now > horizon then
-    return {0, fmt(now), fmt(allowed_at - now - horizon), fmt(rate), '0'}
-  end
-  redis.call('SET', KEYS[1], fmt(tat + interval), 'PX', math.ceil(tat + interval - now) + 1000)
-  booked = math.max(allowed_at, now)
-  if now < allowed_at then return {2, fmt(now), fmt(allowed_at - now), fmt(rate), fmt(booked)} end
-end
-if full then return {2, fmt(now), '-1', fmt(rate), fmt(booked)} end
-redis.call('ZADD', KEYS[2], now + lease, ARGV[6])
-redis.call('PEXPIRE', KEYS[2], lease + 1000)
-return {1, fmt(now), '0', fmt(rate), fmt(booked)}
-"""
-)
-
-# KEYS: slots, accepted. ARGV: token, answered (1/0).
-_RELEASE = (
-    _PRELUDE
-    + """
-redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[2] == '1' then
-  local b = math.floor(now_ms() / 100)
-  redis.call('HSET', KEYS[2], tostring(b % 20), b .. ':' .. (bucket_of(KEYS[2], b) + 1))
-  redis.call('PEXPIRE', KEYS[2], 5000)
-end
-return 1
-"""
-)
-
-# KEYS: adaptive, pause, accepted. ARGV: max_rate, sent_ms, retry_after_ms, max_retry_ms.
-# Returns 1 if the rate dropped, 0 if the 429 was to a request sent before the last drop.
-_THROTTLED = (
-    _PRELUDE
-    + """
-local max_rate, sent = tonumber(ARGV[1]), tonumber(ARGV[2])
-local retry_after, max_retry = tonumber(ARGV[3]), tonumber(ARGV[4])
-local now = now_ms()
-local function pause_until(t)
-  local old = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if t > old then redis.call('SET', KEYS[2], fmt(t), 'PX', math.ceil(t - now) + 1000) end
-end
-if retry_after > 0 then pause_until(now + math.min(retry_after, max_retry)) end
-local v = redis.call('HMGET', KEYS[1], 'dropped', 'hold')
-local dropped, hold = tonumber(v[1] or '-1e18'), tonumber(v[2] or '0')
-if sent < dropped then return 0 end
-local before = current_rate(KEYS[1], max_rate, now)
-local seen = accepted(KEYS[3], now)
-local base = before * DROP
-if seen > 0 then base = math.min(before, seen) end
-local low = floor_rate(max_rate)
-if hold > 0 and now - dropped <= hold + 2000 then
-  hold = math.min(8000, 2 * hold)
-else
-  hold = 1000
-end
-redis.call('HSET', KEYS[1], 'ceiling', fmt(math.max(base, low)),
-  'rate', fmt(math.max(low, base * DROP)), 'dropped', fmt(now), 'hold', fmt(hold))
-redis.call('PEXPIRE', KEYS[1], 600000)
-if retry_after <= 0 then pause_until(now + hold) end
-return 1
-"""
-)
-
-# KEYS: members. ARGV: member, ttl_ms, leaving (1/0). Returns {live members, now}.
-_HEARTBEAT = (
-    _PRELUDE
-    + """
-local now = now_ms()
-if ARGV[3] == '1' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-else
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return {redis.call('ZCARD', KEYS[1]), fmt(now)}
-"""
-)
-
-# KEYS: log, lease, seen, members. ARGV: fresh_after_ms, mark, member, lease_ms, claim.
-# A lease holds the claim, "member:token"; it stands while that member is alive.
-# Returns {state, now, taken, entries}: 'fresh' (a look since fresh_after), 'wait' (another
-# process is looking) or 'go' (claimed), with the entries after mark (without one, those
-# since fresh_after) for the caller to replay first; a fresh answer has the newest at least.
-_LOOK = (
-    _PRELUDE
-    + """
-local fresh_after, mark, member = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local now = now_ms()
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-local entries = {}
-if mark ~= '' then
-  -- From the mark on, without it (an exclusive range needs Redis 6.2).
-  entries = redis.call('XRANGE', KEYS[1], mark, '+')
-  if entries[1] and entries[1][1] == mark then table.remove(entries, 1) end
-elseif fresh_after > 0 then
-  -- A first look: what was seen since it was wanted (an entry's ID is its time).
-  entries = redis.call('XRANGE', KEYS[1], string.format('%d', math.floor(fresh_after)), '+')
-end
-if newest then
-  local fields = {}
-  for i = 1, #newest[2], 2 do fields[newest[2][i]] = newest[2][i + 1] end
-  local taken = math.max(tonumber(fields['at']), tonumber(redis.call('GET', KEYS[3]) or '0'))
-  if taken >= fresh_after or fields['final'] == '1' then
-    if #entries == 0 then entries = {newest} end
-    return {'fresh', fmt(now), fmt(taken), entries}
-  end
-end
-local holder = redis.call('GET', KEYS[2])
-if holder then
-  local owner = string.match(holder, '^([^:]*)')
-  local alive = redis.call('ZSCORE', KEYS[4], owner)
-  if owner ~= member and alive and tonumber(alive) > now then
-    return {'wait', fmt(now), '0', entries}
-  end
-end
-redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[4])
-return {'go', fmt(now), '0', entries}
-"""
-)
-
-# KEYS: log, lease, seen. ARGV: body, claim ("member:token"), ttl_ms, final (1/0), kept,
-# answered_ms.
-# Keeps the body unless it repeats the newest snapshot (then only its time) or a look
-# answered later is already there. Returns the newest entry's ID.
-_PUBLISH = (
-    _PRELUDE
-    + """
-local body, member, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local now = now_ms()
-local at = math.min(now, tonumber(ARGV[6]))
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-local id = nil
-if newest then
-  local fields = {}
-  for i = 1, #newest[2], 2 do fields[newest[2][i]] = newest[2][i + 1] end
-  if tonumber(fields['at']) > at then
-    id = newest[1]
-  elseif fields['body'] == body then
-    id = newest[1]
-    redis.call('SET', KEYS[3], fmt(at), 'PX', ttl)
-  end
-end
-if not id then
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], '*', 'body', body, 'at', fmt(at),
-    'final', ARGV[4])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-if redis.call('GET', KEYS[2]) == member then redis.call('DEL', KEYS[2]) end
-return id
-"""
-)
-
-# KEYS: lease. ARGV: claim ("member:token").
-_UNLEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
-"""
 
 
 def redacted_url(url: str) -> str:
@@ -405,16 +194,7 @@ class Fleet:
         self._lease_ms = lease * 1000
         self._max_retry_ms = max_retry_after * 1000
         self._scripts: dict[str, AsyncScript] = {
-            name: self._redis.register_script(source)
-            for name, source in {
-                "acquire": _ACQUIRE,
-                "release": _RELEASE,
-                "throttled": _THROTTLED,
-                "heartbeat": _HEARTBEAT,
-                "look": _LOOK,
-                "publish": _PUBLISH,
-                "unlease": _UNLEASE,
-            }.items()
+            name: self._redis.register_script(source) for name, source in SCRIPTS.items()
         }
         self._tokens = itertools.count()
         self._offset: float | None = None
@@ -515,6 +295,10 @@ class Fleet:
         return None if self._offset is None else (local + self._offset) * 1000
 
     def _k(self, name: str) -> str:
+        # The rate law's state is "ratelaw" (a hash, in seconds) and the answers accepted
+        # "answers" (a sorted set): not the names of earlier versions' ("adaptive", in ms,
+        # and "accepted", a hash), so processes of both during an upgrade never read each
+        # other's keys as their own.
         return f"{self.key}:{name}"
 
     def _spawn(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
@@ -526,28 +310,29 @@ class Fleet:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _call_or_give_back(
+    async def _call_undoable(
         self, name: str, keys: Sequence[str], args: Sequence[Any], undo: tuple[str, str, str]
     ) -> Any:
-        """Run a script that may take something; if no answer says what, give it back later."""
+        """Run a script that may take something; if no answer says what, undo it later."""
         try:
             result = await self._call(name, keys, args)
         except asyncio.CancelledError:
-            self._give_back(*undo)
+            self._undo_later(*undo)
             raise
         if result is None:
-            self._give_back(*undo)
+            self._undo_later(*undo)
         return result
 
-    def _give_back(self, kind: str, key: str, token: str) -> None:
-        """Undo, once Redis answers, what a call that may have run took."""
+    def _undo_later(self, kind: str, key: str, token: str) -> None:
+        """Queue the undoing of what a call that may have run took: done once Redis answers."""
         self._undo.add((kind, key, token))
 
-    async def _undo_all(self) -> None:
+    async def _undo_pending(self) -> None:
+        """Undo what :meth:`_undo_later` queued, until Redis fails to answer."""
         for kind, key, token in list(self._undo):
             name = "release" if kind == "slot" else "unlease"
             args = [token, 0] if kind == "slot" else [token]
-            keys = [key, self._k("accepted")] if kind == "slot" else [key]
+            keys = [key, self._k("answers")] if kind == "slot" else [key]
             if await self._call(name, keys, args) is None:
                 return
             self._undo.discard((kind, key, token))
@@ -568,7 +353,7 @@ class Fleet:
                 return
             await self._beat_once()
             if self._undo:
-                await self._undo_all()
+                await self._undo_pending()
 
     # --- the shared budget --------------------------------------------------------------
 
@@ -577,7 +362,13 @@ class Fleet:
 
         Raises :class:`TimeoutError` if no slot came by ``deadline`` (monotonic).
         """
-        keys = [self._k("tat"), self._k("slots"), self._k("pause"), self._k("adaptive")]
+        keys = [
+            self._k("tat"),
+            self._k("slots"),
+            self._k("pause"),
+            self._k("ratelaw"),
+            self._k("answers"),
+        ]
         token = f"{self.member}:{next(self._tokens)}"
         booked = "0"
         while True:
@@ -592,7 +383,7 @@ class Fleet:
                 int(QUEUE_HORIZON * 1000),
             ]
             undo = ("slot", self._k("slots"), token)
-            result = await self._call_or_give_back("acquire", keys, args, undo)
+            result = await self._call_undoable("acquire", keys, args, undo)
             if result is None:
                 return None
             state, _, wait_ms, rate = (float(value) for value in result[:4])
@@ -619,12 +410,12 @@ class Fleet:
             return
         self._spawn_undoable(
             "release",
-            [self._k("slots"), self._k("accepted")],
+            [self._k("slots"), self._k("answers")],
             [ticket.token, int(answered)],
             ("slot", self._k("slots"), ticket.token),
         )
         if throttled:
-            keys = [self._k("adaptive"), self._k("pause"), self._k("accepted")]
+            keys = [self._k("ratelaw"), self._k("pause"), self._k("answers")]
             retry_ms = 0 if retry_after is None or retry_after <= 0 else retry_after * 1000
             args = [self.max_rate, ticket.sent_ms, retry_ms, self._max_retry_ms]
             self._spawn("throttled", keys, args)
@@ -636,7 +427,7 @@ class Fleet:
 
         async def run() -> None:
             if await self._call(name, keys, args) is None:
-                self._give_back(*undo)
+                self._undo_later(*undo)
 
         try:
             task = asyncio.get_running_loop().create_task(run())
@@ -666,7 +457,7 @@ class Fleet:
             fresh_ms = 1e18 if fresh_after > 0 or self._offset is None else -1e18
         claim = f"{self.member}:{next(self._tokens)}"
         args = [f"{fresh_ms:.3f}", mark, self.member, int(LOOK_LEASE * 1000), claim]
-        result = await self._call_or_give_back("look", keys, args, ("lease", keys[1], claim))
+        result = await self._call_undoable("look", keys, args, ("lease", keys[1], claim))
         if result is None:
             return None
         state = result[0].decode()
@@ -692,7 +483,7 @@ class Fleet:
             self.let_go(url, claim)
             return None
         args = [body, claim, ttl, int(final), KEPT_SNAPSHOTS, f"{answered_ms:.3f}"]
-        result = await self._call_or_give_back("publish", keys, args, ("lease", keys[1], claim))
+        result = await self._call_undoable("publish", keys, args, ("lease", keys[1], claim))
         return None if result is None else bytes(result).decode()
 
     def let_go(self, url: str, claim: str) -> None:
@@ -714,7 +505,7 @@ class Fleet:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._heartbeat is not None:
             if self._undo:
-                await self._undo_all()
+                await self._undo_pending()
             await self._call("heartbeat", [self._k("members")], [self.member, 0, 1])
         self._closed = True
         try:

@@ -7,6 +7,17 @@ what was sent), a 429 to a request sent before the last drop is not counted
 again (it says nothing about the new rate), and the rate climbs back gently,
 lingering near the rate that was throttled before probing past it.
 Times are the caller's monotonic clock readings; nothing here reads a clock.
+
+This is the description of the law, and the only copy of its numbers: a fleet's
+shared rate (:mod:`imagejobs.fleet.scripts`) is the same law in Redis Lua, function
+for function, its constants generated from the ones here
+(``tests/test_ratelaw_fleet.py`` feeds both the same answers and 429s on a real
+Redis and asserts the same rates). Where the fleet must differ,
+:mod:`imagejobs.fleet.scripts` says why: its clock is Redis's; it works out the
+climb each time a process asks for a turn (a lone client, at each start it
+plans); each process caps the shared rate at its own ``max_rate``; and Redis
+forgets a fleet idle for ten minutes, where a lone client keeps its state while
+it lives.
 """
 
 from __future__ import annotations
@@ -16,26 +27,48 @@ from collections import deque
 
 import attrs
 
-__all__ = ["AdaptiveRate"]
+__all__ = [
+    "CLIMB",
+    "DROP",
+    "FLOOR",
+    "HOLD",
+    "MAX_COUNTED",
+    "MAX_HOLD",
+    "MAX_STRETCH",
+    "SAME_CEILING",
+    "WINDOW",
+    "AdaptiveRate",
+]
+
+# The law's numbers, here only: the fleet's Lua takes them from these names.
 
 # After a 429 the rate drops to this share of the rate the gateway accepted.
-_DROP = 0.7
+DROP = 0.7
 # How fast the rate climbs back: CUBIC's constant. botocore uses 0.4; a smaller
 # one lingers longer near the throttled rate, so fewer probes end in a 429.
-_CLIMB = 0.1
+CLIMB = 0.1
 # The accepted rate is measured over this many seconds.
-_WINDOW = 1.0
+WINDOW = 1.0
+# At most this many answers are counted (the newest), so an enormous rate cannot
+# grow the log without bound (a fleet's log is a Redis sorted set every process
+# adds to): ten thousand a second, far above any gateway's limit for this API.
+MAX_COUNTED = 10_000
 # A gateway that throttles again at about the same rate has a steady limit: each
 # such drop stretches the climb in time (up to 16 times), so probes grow rarer.
-_SAME_CEILING = 0.2
-_MAX_STRETCH = 4
+SAME_CEILING = 0.2
+MAX_STRETCH = 4
 # With no Retry-After, a drop also holds every request this long (doubling while
 # drops follow each other closely, up to 8 s): a gateway counting in windows
 # throttles everything until its window moves on, whatever the rate.
-_HOLD = 1.0
-_MAX_HOLD = 8.0
+HOLD = 1.0
+MAX_HOLD = 8.0
 # Never below this many requests a second, or the configured rate if lower.
-_FLOOR = 0.2
+FLOOR = 0.2
+
+
+def _log() -> deque[float]:
+    """Return an empty log of accepted answers' times, the oldest falling out past the cap."""
+    return deque(maxlen=MAX_COUNTED)
 
 
 @attrs.define
@@ -57,7 +90,7 @@ class AdaptiveRate:
     dropped_at: float = -math.inf
     stretch: int = 0
     hold: float = 0.0
-    accepted: deque[float] = attrs.Factory(deque)
+    accepted: deque[float] = attrs.Factory(_log)
 
     @classmethod
     def create(cls, max_rate: float) -> AdaptiveRate:
@@ -67,21 +100,24 @@ class AdaptiveRate:
     @property
     def floor(self) -> float:
         """Return the lowest rate a drop may reach."""
-        return min(_FLOOR, self.max_rate)
+        return min(FLOOR, self.max_rate)
 
     def measured(self, now: float) -> float:
-        """Return the answers the gateway accepted per second, over the last second."""
-        while self.accepted and self.accepted[0] <= now - _WINDOW:
+        """Return the answers the gateway accepted per second, over the last second.
+
+        Counts those after ``now - WINDOW``, at most :data:`MAX_COUNTED` (the newest).
+        """
+        while self.accepted and self.accepted[0] <= now - WINDOW:
             self.accepted.popleft()
-        return len(self.accepted) / _WINDOW
+        return len(self.accepted) / WINDOW
 
     def current(self, now: float) -> float:
         """Return the rate allowed at ``now``, updating the climb since the last drop."""
         if self.ceiling is None or self.rate >= self.max_rate:
             return self.rate
         since = (now - self.dropped_at) / 2**self.stretch
-        knee = (self.ceiling * (1 - _DROP) / _CLIMB) ** (1 / 3)
-        curve = self.ceiling + _CLIMB * (since - knee) ** 3
+        knee = (self.ceiling * (1 - DROP) / CLIMB) ** (1 / 3)
+        curve = self.ceiling + CLIMB * (since - knee) ** 3
         if curve > self.rate:
             demand_cap = max(self.rate, 2 * self.measured(now))
             self.rate = min(curve, demand_cap, self.max_rate)
@@ -92,8 +128,8 @@ class AdaptiveRate:
         accepted = self.accepted
         accepted.append(now)
         # Pruned once the oldest is two windows old: at most two windows' answers kept,
-        # at any rate, an infinite one too.
-        if accepted[0] <= now - 2 * _WINDOW:
+        # and never more than MAX_COUNTED (the deque's maxlen), at any rate.
+        if accepted[0] <= now - 2 * WINDOW:
             self.measured(now)
 
     def on_throttled(self, now: float, sent_at: float) -> float | None:
@@ -106,15 +142,15 @@ class AdaptiveRate:
             return None
         before = self.current(now)
         accepted = self.measured(now)
-        base = min(before, accepted) if accepted > 0 else before * (1 - _DROP)
+        base = min(before, accepted) if accepted > 0 else before * (1 - DROP)
         ceiling = max(base, self.floor)
-        if self.ceiling is not None and abs(ceiling - self.ceiling) <= _SAME_CEILING * self.ceiling:
-            self.stretch = min(self.stretch + 1, _MAX_STRETCH)
+        if self.ceiling is not None and abs(ceiling - self.ceiling) <= SAME_CEILING * self.ceiling:
+            self.stretch = min(self.stretch + 1, MAX_STRETCH)
         else:
             self.stretch = 0
-        recent = now - self.dropped_at <= self.hold + 2 * _HOLD
-        self.hold = min(_MAX_HOLD, 2 * self.hold) if recent and self.hold else _HOLD
+        recent = now - self.dropped_at <= self.hold + 2 * HOLD
+        self.hold = min(MAX_HOLD, 2 * self.hold) if recent and self.hold else HOLD
         self.ceiling = ceiling
-        self.rate = max(self.floor, base * _DROP)
+        self.rate = max(self.floor, base * DROP)
         self.dropped_at = now
         return self.hold
