@@ -8,12 +8,15 @@ faults; only the way it reaches the client changes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
+from aiohttp import web
 
 from ._reply import Reply
 
@@ -137,3 +140,32 @@ def fault_reply(kind: str, job_id: str, plan: Faults) -> Reply:
     if kind in ("drop", "drop-mid-body", OVERSIZED):
         return Reply(body=sample, connection=kind)
     raise ValueError(f"unknown fault kind {kind!r}")
+
+
+_MiB = 1024 * 1024
+
+
+async def misbehave(
+    request: web.Request, reply: Reply, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send a reply whose connection fails: dropped, cut mid-body, or far too long."""
+    transport = request.transport
+    if reply.connection == "drop":
+        if transport is not None:
+            transport.abort()
+        raise asyncio.CancelledError
+    response = web.StreamResponse(status=reply.status, headers=headers)
+    if reply.connection == OVERSIZED:
+        response.content_length = 100 * _MiB
+        await response.prepare(request)
+        chunk = b"0" * _MiB
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            for _ in range(100):
+                await response.write(chunk)
+        return response
+    response.content_length = len(reply.body)
+    await response.prepare(request)
+    await response.write(reply.body[: len(reply.body) // 2])
+    if transport is not None:
+        transport.abort()
+    raise asyncio.CancelledError

@@ -29,7 +29,7 @@ from imagejobs import (
 )
 
 from . import _lists
-from ._faults import OVERSIZED, Faults, FaultState, fault_reply
+from ._faults import Faults, FaultState, fault_reply, misbehave
 from ._reply import Reply
 
 __all__ = [
@@ -72,8 +72,6 @@ class RecordedRequest:
 
 CONTROL_PREFIX = "/_fake/"
 """Paths no Workspace API uses, for a test to inspect and feed a running fake server."""
-
-_MiB = 1024 * 1024
 
 
 @attrs.define
@@ -409,33 +407,7 @@ class FakeWorkspace:
         headers = {"Content-Type": "application/json", **reply.headers, "X-Request-Id": request_id}
         if reply.connection is None:
             return web.Response(status=reply.status, body=reply.body, headers=headers)
-        return await self._misbehave(request, reply, headers)
-
-    @staticmethod
-    async def _misbehave(
-        request: web.Request, reply: Reply, headers: dict[str, str]
-    ) -> web.StreamResponse:
-        """Send a reply whose connection fails: dropped, cut mid-body, or far too long."""
-        transport = request.transport
-        if reply.connection == "drop":
-            if transport is not None:
-                transport.abort()
-            raise asyncio.CancelledError
-        response = web.StreamResponse(status=reply.status, headers=headers)
-        if reply.connection == OVERSIZED:
-            response.content_length = 100 * _MiB
-            await response.prepare(request)
-            chunk = b"0" * _MiB
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                for _ in range(100):
-                    await response.write(chunk)
-            return response
-        response.content_length = len(reply.body)
-        await response.prepare(request)
-        await response.write(reply.body[: len(reply.body) // 2])
-        if transport is not None:
-            transport.abort()
-        raise asyncio.CancelledError
+        return await misbehave(request, reply, headers)
 
     def _authentication_problem(self, request: web.Request, body: bytes) -> str | None:
         """Return why the request is not authenticated, or None if it is (or need not be)."""
