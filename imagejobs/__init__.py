@@ -40,7 +40,7 @@ from .core.outcome import Outcome
 from .core.regions import REGIONS
 from .core.signing import sign_request, verify_signature
 from .core.transitions import Transition
-from .observability.hooks import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
+from .observability.records import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
 from .planning.budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE
 from .planning.history import DurationHistory, LogNormal
 from .planning.policy import PollPolicy

@@ -13,7 +13,7 @@ from wire_data import snap, sub
 from imagejobs import Client, InvalidArgument, PollPolicy, RetryPolicy
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import Transition
-from imagejobs.observability.hooks import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
+from imagejobs.observability.records import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
 from imagejobs.testing import FakeClock, FakeWorkspace, Faults
 
 FAST = PollPolicy(initial_delay=0.01, max_delay=0.05, timeout=30)

@@ -8,8 +8,10 @@ begins), ``on_transition`` (:class:`~imagejobs.Transition`, once per change the
 client sees, whoever waits on the job) and ``on_outcome``
 (:class:`~imagejobs.Outcome`, a wait ends). A method may be a coroutine
 function; it then runs as a task of its own. A hook that raises is logged and
-never breaks a wait. No record holds a secret: URLs carry none, and headers are
-never passed on.
+never breaks a wait. The records are in :mod:`imagejobs.observability.records`;
+none holds a secret. The log is one more hook, always there
+(:mod:`imagejobs.observability.logs`): it takes a record only while the
+``imagejobs`` logger is enabled for its level.
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-import attrs
-
 from imagejobs.core.errors import InvalidArgument
+from imagejobs.observability.logs import LogHook
 
-__all__ = ["HOOK_METHODS", "Hooks", "RequestRecord", "RetryRecord", "ThrottleRecord", "WaitRecord"]
+__all__ = ["HOOK_GRACE", "HOOK_METHODS", "Hooks"]
 
 logger = logging.getLogger("imagejobs")
 
@@ -32,58 +33,6 @@ HOOK_GRACE = 1.0
 """Seconds a closing client waits for async hooks still running before it cancels them."""
 
 HOOK_METHODS = ("on_request", "on_retry", "on_throttle", "on_wait", "on_transition", "on_outcome")
-
-
-@attrs.frozen
-class RequestRecord:
-    """One request the client sent, and how it ended.
-
-    ``what`` is ``"job"``, ``"job list"``, ``"sub-job list"`` or ``"sub-job
-    count"``; ``status`` the HTTP status (None when no answer came);
-    ``duration`` seconds from sending to the end of the answer; ``attempt`` the
-    try of this call (1 for the first); ``request_id`` the ``X-Request-Id``
-    answered; ``error`` the name of the error it ended in, if any.
-    """
-
-    method: str
-    url: str
-    what: str
-    job_id: str | None
-    status: int | None
-    duration: float
-    attempt: int
-    request_id: str | None
-    error: str | None = None
-
-
-@attrs.frozen
-class RetryRecord:
-    """A call about to try again: after which attempt, in how long, and why."""
-
-    url: str
-    job_id: str | None
-    attempt: int
-    delay: float
-    error: str
-
-
-@attrs.frozen
-class ThrottleRecord:
-    """A 429 from the gateway: its ``Retry-After`` if any, and the client's rate after it."""
-
-    url: str
-    job_id: str | None
-    retry_after: float | None
-    rate: float
-    request_id: str | None
-
-
-@attrs.frozen
-class WaitRecord:
-    """A wait that begins: on which job, with which deadline (None: none)."""
-
-    job_id: str
-    timeout: float | None
 
 
 class Hooks:
@@ -103,16 +52,19 @@ class Hooks:
             for name in found:
                 self._methods[name].append(getattr(hook, name))
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._log = LogHook()
 
     def __bool__(self) -> bool:
         return bool(self._hooks)
 
     def wants(self, name: str) -> bool:
-        """Whether any hook has the method ``name``: a record nobody reads is not made."""
-        return bool(self._methods[name])
+        """Whether any hook, or the log, takes ``name`` records: one nobody reads is not made."""
+        return bool(self._methods[name]) or LogHook.wants(name)
 
     def call(self, name: str, record: object) -> None:
         """Give ``record`` to every hook's ``name`` method; what they raise is only logged."""
+        if LogHook.wants(name):
+            getattr(self._log, name)(record)
         for method in self._methods[name]:
             try:
                 result = method(record)

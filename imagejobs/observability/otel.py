@@ -27,7 +27,7 @@ from imagejobs._version import __version__
 from imagejobs.core.errors import ConfigurationError
 from imagejobs.core.outcome import Outcome
 
-from .hooks import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
+from .records import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
 
 try:
     from opentelemetry import metrics, trace

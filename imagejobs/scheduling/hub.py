@@ -35,7 +35,8 @@ from imagejobs.core.errors import ImageJobsError, JobFailed, WaitTimeout
 from imagejobs.core.models import ImageJob, JobStatus
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import diff
-from imagejobs.observability.hooks import Hooks, WaitRecord
+from imagejobs.observability.hooks import Hooks
+from imagejobs.observability.records import WaitRecord
 from imagejobs.planning.history import DurationHistory
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.retry import RetryPolicy

@@ -139,7 +139,7 @@ class Reader:
         before = stream.summary
         watched_it_run = before is not None and not before.status.is_terminal
         stream.snapshots_taken += 1
-        if self._hooks.wants("on_transition") or logger.isEnabledFor(logging.INFO):
+        if self._hooks.wants("on_transition"):
             self._report(stream.snapshot, job, stream.polls_sent)
         stream.snapshot = job
         stream.seen_at = now
@@ -163,17 +163,8 @@ class Reader:
             self._hub.tell(sub, stream, job)
 
     def _report(self, before: ImageJob | None, job: ImageJob, poll: int) -> None:
-        """Log each change the client sees at INFO, and give it to the hooks, once per job."""
+        """Give each change the client sees to the hooks (the log among them), once per job."""
         for change in diff(before, job, observed_at=self._clock.now(), poll=poll):
-            current = None if change.current is None else change.current.value
-            logger.info(
-                "job %s%s: %s -> %s",
-                change.job_id,
-                "" if change.sub_job_id is None else f" sub-job {change.sub_job_id}",
-                "-" if change.previous is None else change.previous.value,
-                "-" if current is None else current,
-                extra={"job_id": change.job_id, "sub_job_id": change.sub_job_id, "status": current},
-            )
             self._hooks.call("on_transition", change)
 
     def _record(self, job: ImageJob) -> None:

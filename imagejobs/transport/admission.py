@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from imagejobs.observability.hooks import Hooks, ThrottleRecord
+from imagejobs.observability.hooks import Hooks
+from imagejobs.observability.records import ThrottleRecord
 from imagejobs.timing.clock import Clock
 from imagejobs.timing.gate import Gate, Pass
 

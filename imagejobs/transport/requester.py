@@ -36,7 +36,8 @@ from imagejobs.core.errors import (
     Throttled,
     TransportError,
 )
-from imagejobs.observability.hooks import Hooks, RequestRecord, RetryRecord
+from imagejobs.observability.hooks import Hooks
+from imagejobs.observability.records import RequestRecord, RetryRecord
 from imagejobs.planning.retry import RetryPolicy, is_transient
 from imagejobs.timing.clock import Clock
 from imagejobs.timing.gate import Gate
@@ -165,7 +166,6 @@ class Requester:
                     if tries > 1:
                         error.attempts = tries
                     raise
-                logger.debug("retrying in %.2fs after attempt %d: %s", delay, tries, error)
                 if self._hooks.wants("on_retry"):
                     reason = f"{type(error).__name__}: {error}"
                     record = RetryRecord(call.url, call.job_id, tries, delay, reason)
@@ -295,15 +295,6 @@ class Requester:
         status, headers, body = response
         call.status = status
         call.answer_headers = headers
-        if logger.isEnabledFor(logging.DEBUG):
-            request_id = call.request_id
-            logger.debug(
-                "GET %s: %s (request id %s)",
-                call.url,
-                status,
-                request_id or "none",
-                extra={"job_id": call.job_id, "status": status, "request_id": request_id},
-            )
         try:
             return decode_answer(status, headers, body, call.read)
         except AuthenticationError as error:
