@@ -23,7 +23,7 @@ from imagejobs.core.signing import (
 )
 
 VECTORS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).parent / "data" / "signing-vectors.json").read_text()
+    (Path(__file__).parent.parent / "data" / "signing-vectors.json").read_text()
 )["vectors"]
 AK, SK = "AKTESTEXAMPLE0000000", "SKtestexample0000000000000000000000000000"
 WHEN = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)

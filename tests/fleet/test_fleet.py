@@ -315,7 +315,7 @@ async def test_a_process_killed_mid_wait_holds_no_slot_past_its_lease(
         ids = [fake.add_job([snap(f"70000000000000000{n}", "SUCCESS")]) for n in range(2)]
         script = tmp_path / "holder.py"
         script.write_text(_HOLDER)
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent.parent)}
         holder = subprocess.Popen(  # noqa: ASYNC220 - started once, killed, waited on at once
             [sys.executable, str(script), fake.url, redis_url, fake.project_id, *ids], env=env
         )

@@ -1,4 +1,4 @@
-"""A client keeps each job's last answer: an unchanged job is not read again."""
+"""A client keeps each job's last answer: an unchanged job is not read again (over HTTP)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from imagejobs import Client, MalformedResponse
-from imagejobs.core.codec import read_job
-from imagejobs.core.models import ImageJob
 from imagejobs.testing import FakeWorkspace, Reply
 from imagejobs.transport import answers as answers_module
-from imagejobs.transport.answers import AnswerRoom, KnownJob
 
 JOB_ID = "702364883651395584"
 
@@ -26,6 +21,14 @@ def _job(status: str, sub_status: str = "RUNNING") -> dict[str, Any]:
         "begin_time": "2024-05-20T10:39:49.61Z",
         "sub_jobs": [{"id": "1", "status": sub_status, "job_type": "CREATE_SERVER_IMAGE"}],
     }
+
+
+def _body(status: str, sub_status: str, job_id: str = JOB_ID) -> bytes:
+    return json.dumps({**_job(status, sub_status), "id": job_id}).encode()
+
+
+class _Id(str):
+    """A job ID of a str subclass: the client does not keep what it knows of it."""
 
 
 async def test_an_unchanged_job_is_read_once_and_given_again(
@@ -97,78 +100,6 @@ async def test_forgotten_jobs_give_their_room_back(
     held = sum(len(known._body) for known in kept)
     assert held > 0
     assert client._jobs.room_left == answers_module.ANSWERS_KEPT - held
-
-
-# --- pure: a known job reads as its reader does -------------------------------------
-
-
-def _body(status: str, sub_status: str, job_id: str = JOB_ID) -> bytes:
-    return json.dumps({**_job(status, sub_status), "id": job_id}).encode()
-
-
-_BODIES = [
-    _body("RUNNING", "RUNNING"),
-    _body("RUNNING", "SUCCESS"),
-    _body("SUCCESS", "SUCCESS"),
-    _body("FAILED", "FAILED"),
-    _body("RUNNING", "RUNNING", job_id="1"),  # another job's
-    b'{"id": "702364883651395584", "status": 7}',
-    b"not json",
-    b"",
-]
-
-
-def _outcome(read: Any, body: bytes) -> object:
-    try:
-        job: ImageJob = read(body)
-    except MalformedResponse as exc:
-        return (type(exc), str(exc))
-    return job
-
-
-@given(
-    picks=st.lists(st.integers(0, len(_BODIES) - 1), max_size=30),
-    room=st.integers(0, 2 * max(len(b) for b in _BODIES)),
-)
-def test_a_known_job_reads_every_body_as_its_reader_does(picks: list[int], room: int) -> None:
-    reader = read_job(JOB_ID)
-    answers = AnswerRoom(room)
-    known = KnownJob("url", read_job(JOB_ID), answers)
-    for pick in picks:
-        body = _BODIES[pick]
-        assert _outcome(known.read, body) == _outcome(reader, body)
-        assert answers.left == room - len(known._body)
-        assert answers.left >= 0
-    known.forget()
-    assert answers.left == room
-
-
-def test_a_body_with_no_room_left_is_read_but_not_kept() -> None:
-    body = _BODIES[0]
-    answers = AnswerRoom(len(body) - 1)
-    known = KnownJob("url", read_job(JOB_ID), answers)
-    first, second = known.read(body), known.read(body)
-    assert first == second
-    assert first is not second  # read afresh: it did not fit
-    assert answers.left == len(body) - 1
-
-
-def test_a_read_after_forget_keeps_nothing() -> None:
-    body = _BODIES[0]
-    answers = AnswerRoom(10 * len(body))
-    known = KnownJob("url", read_job(JOB_ID), answers)
-    known.read(body)
-    known.forget()
-    assert answers.left == 10 * len(body)
-    # A request that was in flight when the client let the job go.
-    first, second = known.read(body), known.read(body)
-    assert first == second
-    assert first is not second
-    assert answers.left == 10 * len(body)
-
-
-class _Id(str):
-    """A job ID of a str subclass: the client does not keep what it knows of it."""
 
 
 async def test_jobs_the_client_does_not_keep_take_no_room(
