@@ -1,4 +1,4 @@
-"""Shared fixtures: the fake server on 127.0.0.1, a client for it, test data."""
+"""SharedLook fixtures: the fake server on 127.0.0.1, a client for it, test data."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ is Redis's own (``TIME``), so hosts with skewed clocks agree.
   demand cap, its constants taken from there, tested against it on a real Redis.
   The scripts, and the few ways a fleet must differ, are in
   :mod:`imagejobs.fleet.scripts`.
-- **Shared polls**: a job's GET is claimed with a lease; the answer is kept in
+- **Shared looks**: a job's GET is claimed with a lease; the answer is kept in
   a short Redis stream of the job's distinct snapshots, so another process due
   for a look takes those instead of asking the gateway again, and replays
   every change it has not seen.
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-__all__ = ["Fleet", "FleetPass", "Shared", "fleet_key", "redacted_url"]
+__all__ = ["Fleet", "FleetSlot", "SharedLook", "fleet_key", "redacted_url"]
 
 logger = logging.getLogger("imagejobs")
 
@@ -121,7 +121,7 @@ def fleet_key(project_id: str, account: str) -> str:
 
 
 @attrs.frozen
-class FleetPass:
+class FleetSlot:
     """A fleet-wide slot for one request, and when Redis granted it (Redis ms)."""
 
     token: str
@@ -129,7 +129,7 @@ class FleetPass:
 
 
 @attrs.frozen
-class Shared:
+class SharedLook:
     """What the fleet knows of a job when a process is due to look.
 
     ``state`` is ``"fresh"`` (another look was recent enough), ``"wait"``
@@ -357,7 +357,7 @@ class Fleet:
 
     # --- the shared budget --------------------------------------------------------------
 
-    async def acquire(self, deadline: float = math.inf) -> FleetPass | None:
+    async def acquire(self, deadline: float = math.inf) -> FleetSlot | None:
         """Wait for a fleet-wide slot and the shared rate; None if Redis is not answering.
 
         Raises :class:`TimeoutError` if no slot came by ``deadline`` (monotonic).
@@ -389,7 +389,7 @@ class Fleet:
             state, _, wait_ms, rate = (float(value) for value in result[:4])
             self.rate = rate
             if state == 1:
-                return FleetPass(token, float(result[1]))
+                return FleetSlot(token, float(result[1]))
             # A turn is kept until used (or too late); a pause loses it.
             booked = result[4].decode() if state == 2 else "0"
             wait = SLOT_WAIT if wait_ms < 0 else wait_ms / 1000
@@ -399,25 +399,25 @@ class Fleet:
 
     def release(
         self,
-        ticket: FleetPass | None,
+        slot: FleetSlot | None,
         *,
         answered: bool = False,
         throttled: bool = False,
         retry_after: float | None = None,
     ) -> None:
         """Give back a slot, and tell the fleet of an answer or a 429 (in the background)."""
-        if ticket is None:
+        if slot is None:
             return
         self._spawn_undoable(
             "release",
             [self._k("slots"), self._k("answers")],
-            [ticket.token, int(answered)],
-            ("slot", self._k("slots"), ticket.token),
+            [slot.token, int(answered)],
+            ("slot", self._k("slots"), slot.token),
         )
         if throttled:
             keys = [self._k("ratelaw"), self._k("pause"), self._k("answers")]
             retry_ms = 0 if retry_after is None or retry_after <= 0 else retry_after * 1000
-            args = [self.max_rate, ticket.sent_ms, retry_ms, self._max_retry_ms]
+            args = [self.max_rate, slot.sent_ms, retry_ms, self._max_retry_ms]
             self._spawn("throttled", keys, args)
 
     def _spawn_undoable(
@@ -442,7 +442,7 @@ class Fleet:
         digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:24]
         return [self._k(f"log:{digest}"), self._k(f"lease:{digest}"), self._k(f"seen:{digest}")]
 
-    async def look(self, url: str, fresh_after: float, mark: str) -> Shared | None:
+    async def look(self, url: str, fresh_after: float, mark: str) -> SharedLook | None:
         """Say whether another process looked at ``url`` since ``fresh_after`` (monotonic).
 
         Claims the look when nobody did and nobody is looking. None if Redis is
@@ -470,7 +470,7 @@ class Fleet:
             # The newest snapshot holds until it was last confirmed unchanged.
             entries[-1] = (*entries[-1][:2], max(entries[-1][2], taken))
         local = tuple((entry_id, body, self._to_local(at)) for entry_id, body, at in entries)
-        return Shared(state, local, claim if state == "go" else "")
+        return SharedLook(state, local, claim if state == "go" else "")
 
     async def publish(
         self, url: str, claim: str, body: bytes, *, final: bool, answered: float

@@ -92,19 +92,19 @@ class Gate:
 
     def release(
         self,
-        ticket: Pass,
+        granted: Pass,
         *,
         answered: bool = False,
         throttled: bool = False,
         retry_after: float | None = None,
     ) -> None:
         """Give back a pass, saying how its request ended (see :meth:`RequestBudget.finish`)."""
-        if ticket.released:
+        if granted.released:
             return
-        ticket.released = True
+        granted.released = True
         self.budget.finish(
             self._clock.monotonic(),
-            sent_at=ticket.sent_at,
+            sent_at=granted.sent_at,
             answered=answered,
             throttled=throttled,
             retry_after=retry_after,

@@ -24,9 +24,9 @@ async def test_waiters_are_served_earliest_need_first() -> None:
     order: list[float] = []
 
     async def need(priority: float) -> None:
-        ticket = await one.acquire(priority)
+        passed = await one.acquire(priority)
         order.append(priority)
-        one.release(ticket, answered=True)
+        one.release(passed, answered=True)
 
     waiting = [asyncio.ensure_future(need(p)) for p in (5.0, 1.0, 3.0)]
     await asyncio.sleep(0)
@@ -40,9 +40,9 @@ async def test_the_rate_spaces_grants_on_virtual_time() -> None:
     slow = gate(10, 2.0, clock)
     granted = []
     for _ in range(5):
-        ticket = await slow.acquire()
+        passed = await slow.acquire()
         granted.append(clock.monotonic())
-        slow.release(ticket, answered=True)
+        slow.release(passed, answered=True)
     assert granted == pytest.approx([n * 0.5 / PACE for n in range(5)])
 
 
@@ -55,10 +55,10 @@ async def test_a_cancelled_waiter_gives_its_place_back() -> None:
     await asyncio.sleep(0)
     cancelled.cancel()
     one.release(held)
-    ticket = await later
+    passed = await later
     assert one.budget.in_flight == 1
-    one.release(ticket)
-    one.release(ticket)  # a pass goes back once, however often it is handed in
+    one.release(passed)
+    one.release(passed)  # a pass goes back once, however often it is handed in
     assert one.budget.in_flight == 0
 
 
