@@ -16,8 +16,6 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
-# Pages the README links to that are written on another branch: absent until it lands.
-PLANNED = {"docs/design.md"}
 MAX_README_LINES = 300
 
 FENCED = re.compile(r"^```(\w*)\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
@@ -171,7 +169,7 @@ def test_readme_contents_link_every_docs_page() -> None:
     assert contents is not None, "README.md has no '## Contents' section"
     targets = {target.partition("#")[0] for target in links(contents.group(1))}
     pages = {name_of(page) for page in DOCS.glob("*.md")}
-    assert targets >= pages | PLANNED
+    assert targets >= pages
 
 
 def test_every_docs_page_is_linked_from_readme() -> None:
@@ -186,9 +184,7 @@ def test_relative_links_resolve(page: Path) -> None:
     for target in relative:
         path, _, fragment = target.partition("#")
         linked = (page.parent / path).resolve() if path else page
-        if not linked.exists():
-            assert name_of(linked) in PLANNED, f"{target}: no such file"
-            continue
+        assert linked.exists(), f"{target}: no such file"
         if fragment:
             assert fragment in anchors(linked), f"{target}: no such heading"
 
