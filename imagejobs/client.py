@@ -192,7 +192,7 @@ class Client:
         self._fleet = None if key is None else _fleet(redis_url or "", key, budget, self.timeout)
         self._requester = Requester(
             transport,
-            Admission(self._gate, self._fleet, self.clock, self._hooks),
+            Admission(self._gate, self._fleet),
             credentials=credentials,
             authorize_now=authorize_now,
             headers=headers,

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from imagejobs.core.errors import InvalidArgument
-from imagejobs.observability.logs import LogHook
+from imagejobs.observability.logs import LOG_LEVELS, LogHook
 
 __all__ = ["HOOK_GRACE", "HOOK_METHODS", "Hooks"]
 
@@ -59,7 +59,10 @@ class Hooks:
 
     def wants(self, name: str) -> bool:
         """Whether any hook, or the log, takes ``name`` records: one nobody reads is not made."""
-        return bool(self._methods[name]) or LogHook.wants(name)
+        if self._methods[name]:
+            return True
+        level = LOG_LEVELS.get(name)
+        return level is not None and logger.isEnabledFor(level)
 
     def call(self, name: str, record: object) -> None:
         """Give ``record`` to every hook's ``name`` method; what they raise is only logged."""

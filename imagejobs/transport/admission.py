@@ -14,9 +14,6 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from imagejobs.observability.hooks import Hooks
-from imagejobs.observability.records import ThrottleRecord
-from imagejobs.timing.clock import Clock
 from imagejobs.timing.gate import Gate, Pass
 
 __all__ = ["Admission", "Passes", "SharedBudget"]
@@ -63,22 +60,12 @@ class Passes:
 class Admission:
     """Grants and takes back the passes of one client's requests."""
 
-    def __init__(self, gate: Gate, shared: SharedBudget | None, clock: Clock, hooks: Hooks) -> None:
+    def __init__(self, gate: Gate, shared: SharedBudget | None) -> None:
         self.gate = gate
         self.shared = shared
-        self._clock = clock
-        self._hooks = hooks
 
     def __repr__(self) -> str:
         return f"Admission({self.gate!r}, shared={self.shared is not None})"
-
-    def at_once(self, call_gate: Gate | None) -> Passes:
-        """Return a try's passes, with the client's pass if it is free now and nobody waits.
-
-        The common case of a request under budget, without a coroutine. A call with
-        a gate of its own always waits in :meth:`wait`, its gate first.
-        """
-        return Passes(call_gate, self.gate.try_pass() if call_gate is None else None)
 
     async def wait(self, passes: Passes, priority: float | None, deadline: float) -> None:
         """Wait for the call's own gate, if it has one, then the client's.
@@ -97,7 +84,7 @@ class Admission:
         if self.shared is not None:
             passes.shared = await self.shared.acquire(deadline)
 
-    def settle(self, passes: Passes, url: str, job_id: str | None, request_id: str | None) -> None:
+    def settle(self, passes: Passes) -> None:
         """Give every pass back, telling the client's gate and the fleet how the try ended."""
         if passes.call is not None and passes.call_gate is not None:
             passes.call_gate.release(passes.call)  # a call's cap stays as given: it learns nothing
@@ -115,7 +102,3 @@ class Admission:
                 throttled=passes.throttled,
                 retry_after=passes.retry_after,
             )
-        if passes.throttled and self._hooks.wants("on_throttle"):
-            rate = self.gate.budget.adaptive.current(self._clock.monotonic())
-            record = ThrottleRecord(url, job_id, passes.retry_after, rate, request_id)
-            self._hooks.call("on_throttle", record)

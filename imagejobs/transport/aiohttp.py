@@ -110,7 +110,7 @@ class AiohttpTransport:
             if isinstance(exc, RuntimeError):
                 raise
             raise TransportError(f"GET {url} failed: {str(exc) or type(exc).__name__}") from exc
-        return Response(response.status, response.headers, body)
+        return response.status, response.headers, body
 
     def _timeout_for(self, seconds: float) -> aiohttp.ClientTimeout:
         """The timeout of a try that has ``seconds`` left: rounded down to 10 ms, kept.

@@ -45,7 +45,7 @@ class Headers(Mapping[str, str]):
 
 def json_response(status: int, value: Any, headers: Mapping[str, str] | None = None) -> Response:
     """Return an answer whose body is ``value`` as JSON."""
-    return Response(status, Headers(headers), json.dumps(value).encode())
+    return status, Headers(headers), json.dumps(value).encode()
 
 
 @attrs.frozen

@@ -37,7 +37,7 @@ from imagejobs.core.errors import (
     TransportError,
 )
 from imagejobs.observability.hooks import Hooks
-from imagejobs.observability.records import RequestRecord, RetryRecord
+from imagejobs.observability.records import RequestRecord, RetryRecord, ThrottleRecord
 from imagejobs.planning.retry import RetryPolicy, is_transient
 from imagejobs.timing.clock import Clock
 from imagejobs.timing.gate import Gate
@@ -173,7 +173,7 @@ class Requester:
             # The gate holds the next try too while a Retry-After runs.
             await self._clock.sleep(delay)
 
-    async def attempt(
+    async def attempt(  # noqa: PLR0912 - one try reads best top to bottom, in one place
         self, call: Call[_T], priority: float | None = None, call_gate: Gate | None = None
     ) -> _T:
         """One try: wait for the budget, sign afresh, send, decode.
@@ -186,7 +186,7 @@ class Requester:
         """
         admission = self.admission
         # The common case passes the gate at once, without a coroutine.
-        passes = admission.at_once(call_gate)
+        passes = Passes(call_gate, admission.gate.try_pass() if call_gate is None else None)
         refreshable: RefreshableCredentials | None = None
         try:
             if passes.client is None:
@@ -199,11 +199,11 @@ class Requester:
             if admission.shared is not None:
                 # After signing: a fleet's slot is held no longer than the request.
                 await self._admitted(call, admission.wait_shared(passes, call.deadline))
-            answer = (
-                await self._told_exchange(call, headers)
-                if self._hooks.wants("on_request")
-                else self._read(call, await self._send(call, headers))
-            )
+            if self._hooks.wants("on_request"):
+                answer = await self._told_exchange(call, headers)
+            else:
+                left = min(self.timeout, call.deadline - self._clock.monotonic())
+                answer = self._read(call, await self.transport.send(call.url, headers, left))
             passes.answered = True
             return answer
         except Throttled as error:
@@ -241,8 +241,15 @@ class Requester:
             raise self._held(call) from None
 
     def _settle(self, call: Call[Any], passes: Passes) -> None:
+        """Give the passes back; tell the hooks of a 429."""
         try:
-            self.admission.settle(passes, call.url, call.job_id, call.request_id)
+            self.admission.settle(passes)
+            if passes.throttled and self._hooks.wants("on_throttle"):
+                rate = self.admission.gate.budget.adaptive.current(self._clock.monotonic())
+                record = ThrottleRecord(
+                    call.url, call.job_id, passes.retry_after, rate, call.request_id
+                )
+                self._hooks.call("on_throttle", record)
         except ImageJobsError:
             raise
         except Exception as exc:  # noqa: BLE001  # none from outside the error tree, here either

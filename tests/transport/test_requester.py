@@ -35,7 +35,7 @@ from imagejobs.timing.gate import Gate
 from imagejobs.transport.admission import Admission
 from imagejobs.transport.base import Response
 from imagejobs.transport.credentials import Credentials, authorizer_for
-from imagejobs.transport.memory import Headers, MemoryTransport, Sent, json_response
+from imagejobs.transport.memory import MemoryTransport, Sent, json_response
 from imagejobs.transport.requester import Call, Requester
 
 JOB = "702364883651395584"
@@ -59,7 +59,7 @@ def _requester(
     observers = Hooks(hooks or [])
     return Requester(
         transport,
-        Admission(gate, None, clock, observers),
+        Admission(gate, None),
         credentials=credentials,
         authorize_now=authorize_now,
         headers=headers,
@@ -228,9 +228,7 @@ async def test_the_hooks_hear_each_request_and_each_retry() -> None:
 
     hook = Recorder()
     throttled = json_response(429, {"error_code": "APIGW.0308", "error_msg": "x"})
-    ok = Response(
-        200, Headers({"x-request-id": "r2"}), b'{"id": "%s", "status": "RUNNING"}' % JOB.encode()
-    )
+    ok = json_response(200, RUNNING, {"x-request-id": "r2"})
     transport = MemoryTransport(_answers(throttled, ok))
     requester = _requester(transport, clock, hooks=[hook])
     await requester.send(_job_call())
