@@ -865,6 +865,22 @@ def machine() -> str:
     )
 
 
+SCENARIOS = (
+    "per_request",
+    "per_request_changing",
+    "parse_cost",
+    "many_jobs",
+    "many_waiters",
+    "startup",
+    "service",
+    "throttling",
+    "sweeps",
+    "cadence",
+    "fleet",
+)
+"""Every scenario, in the order of a full run (``--only`` picks some)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a scaled-down run, under a minute")
@@ -872,38 +888,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write-readme", action="store_true", help="put the tables in benchmarks/README.md"
     )
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help=f"a comma-separated list of scenarios to run, of: {', '.join(SCENARIOS)}",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
+    chosen = SCENARIOS if args.only is None else args.only.split(",")
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"no scenario {', '.join(unknown)}; there are {', '.join(SCENARIOS)}")
+    if args.only is not None and args.write_readme:
+        parser.error("--write-readme needs the full run: the tables are replaced whole")
     with tempfile.TemporaryDirectory() as home:
         # The official SDK writes under HOME when imported.
         env = {**os.environ, "HOME": home}
         sections, data = [], {}
         with fake_server(env) as server:
-            for text, figures in (
-                per_request(
+            runs: dict[str, Callable[[], tuple[str, dict[str, Any]]]] = {
+                "per_request": lambda: per_request(
                     server,
                     env,
                     total=1000 if quick else 20_000,
                     rounds=1 if quick else 9,
                     sdk_rounds=1 if quick else 3,
                 ),
-                per_request_changing(
+                "per_request_changing": lambda: per_request_changing(
                     server, env, total=1000 if quick else 20_000, rounds=1 if quick else 7
                 ),
-                parse_cost(env, rounds=1 if quick else 5, repeats=500 if quick else 5000),
-                many_jobs(server, env, count=200 if quick else 1000, rounds=1 if quick else 3),
-                many_waiters(
+                "parse_cost": lambda: parse_cost(
+                    env, rounds=1 if quick else 5, repeats=500 if quick else 5000
+                ),
+                "many_jobs": lambda: many_jobs(
+                    server, env, count=200 if quick else 1000, rounds=1 if quick else 3
+                ),
+                "many_waiters": lambda: many_waiters(
                     server, env, count=1000 if quick else 10_000, rounds=1 if quick else 5
                 ),
-                startup(env, rounds=3 if quick else 10),
-                service(server, env, rounds=1 if quick else 3, seconds=10 if quick else 20),
-                throttling(seeds=3 if quick else 9),
-                sweeps(seeds=2 if quick else 5, jobs=400, old=2000),
-                cadence(seeds=2 if quick else 5, count=60 if quick else 200),
-                fleet(*((3, 20, 10, 20.0) if quick else (6, 100, 50, 60.0))),
-            ):
-                sections.append(text)
-                data.update(figures)
+                "startup": lambda: startup(env, rounds=3 if quick else 10),
+                "service": lambda: service(
+                    server, env, rounds=1 if quick else 3, seconds=10 if quick else 20
+                ),
+                "throttling": lambda: throttling(seeds=3 if quick else 9),
+                "sweeps": lambda: sweeps(seeds=2 if quick else 5, jobs=400, old=2000),
+                "cadence": lambda: cadence(seeds=2 if quick else 5, count=60 if quick else 200),
+                "fleet": lambda: fleet(*((3, 20, 10, 20.0) if quick else (6, 100, 50, 60.0))),
+            }
+            for name in SCENARIOS:
+                if name in chosen:
+                    text, figures = runs[name]()
+                    sections.append(text)
+                    data.update(figures)
     report = "\n".join(
         [
             f"Measured {time.strftime('%Y-%m-%d')} on {machine()}"
