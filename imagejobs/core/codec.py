@@ -248,7 +248,7 @@ converter = _make_converter()
 # inline, times and enum members looked up, the instance filled in slot by slot.
 # Anything else (a wrong type, an odd time, a missing field) makes it give up, and
 # ``converter`` decodes that body: it is the judge, and the one that names errors.
-# tests/test_fastpath.py holds the two to the same answers over mutated bodies.
+# tests/core/test_fastpath.py holds the two to the same answers over mutated bodies.
 
 
 class _NotPlain(Exception):

@@ -5,7 +5,7 @@ The shared rate is :class:`imagejobs.planning.ratelaw.AdaptiveRate` in Lua:
 ``on_accepted``, ``on_throttled``, ``measured``, ``floor_rate``), computes in
 seconds with the same float operations in the same order, stores its state with
 every digit (``%.17g``), and takes its constants from the Python module (no
-number of the law is written here). ``tests/test_ratelaw_fleet.py`` feeds both
+number of the law is written here). ``tests/fleet/test_ratelaw_fleet.py`` feeds both
 the same answers and 429s on a real Redis and asserts the same rates, ceiling,
 stretch and hold.
 

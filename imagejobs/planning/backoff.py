@@ -4,9 +4,10 @@ One schedule serves every wait that grows while something keeps failing or
 stays quiet: a request's retries (:class:`~imagejobs.RetryPolicy`), a job's
 failed polls, the looks at a job another process of a fleet is fetching, and
 the gaps between sweeps that find nothing new. The delays themselves come from
-the ``backoff`` package's exponential wait generator (:func:`backoff.expo`);
-the jitter is drawn here from a number the caller gives, so tests are
-deterministic and the schedule has no hidden randomness.
+the ``backoff`` package's exponential wait generator (:func:`backoff.expo`),
+and a request's retries draw their jitter with its :func:`backoff.full_jitter`;
+the scheduler's jitter is drawn from a number it gives (its own random source),
+so tests of it are deterministic.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ def step(attempt: int, first: float, cap: float, factor: float = 2.0) -> float:
     return delay
 
 
-def full_jitter(delay: float, draw: float) -> float:
-    """Return a delay drawn evenly from ``[0, delay)``, for a ``draw`` in [0, 1)."""
+def full_jitter(delay: float, draw: float | None = None) -> float:
+    """Return a delay drawn evenly from [0, delay): by ``backoff``, or for ``draw`` in [0, 1)."""
+    if draw is None:
+        return float(backoff.full_jitter(delay))
     return delay * draw
 
 

@@ -11,7 +11,7 @@ Times are the caller's monotonic clock readings; nothing here reads a clock.
 This is the description of the law, and the only copy of its numbers: a fleet's
 shared rate (:mod:`imagejobs.fleet.scripts`) is the same law in Redis Lua, function
 for function, its constants generated from the ones here
-(``tests/test_ratelaw_fleet.py`` feeds both the same answers and 429s on a real
+(``tests/fleet/test_ratelaw_fleet.py`` feeds both the same answers and 429s on a real
 Redis and asserts the same rates). Where the fleet must differ,
 :mod:`imagejobs.fleet.scripts` says why: its clock is Redis's; it works out the
 climb each time a process asks for a turn (a lone client, at each start it

@@ -50,11 +50,11 @@ class RetryPolicy:
     initial_delay: float = attrs.field(default=0.5, validator=number_validator(minimum=1e-9))
     max_delay: float = attrs.field(default=8.0, validator=number_validator(minimum=1e-9))
 
-    def delay(self, attempt: int, error: BaseException, draw: float) -> float:
+    def delay(self, attempt: int, error: BaseException, draw: float | None = None) -> float:
         """Return how long to wait after try number ``attempt`` failed with ``error``.
 
-        Full jitter (``draw`` in [0, 1)) on the doubling step; the error's
-        ``Retry-After``, if it has one, is a floor.
+        Full jitter on the doubling step, drawn by ``backoff`` (or for ``draw``,
+        in [0, 1), when given); the error's ``Retry-After``, if it has one, is a floor.
         """
         retry_after = getattr(error, "retry_after", None) or 0.0
         doubled = step(attempt, self.initial_delay, self.max_delay)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
@@ -153,8 +152,7 @@ class Requester:
             except ImageJobsError as error:
                 elapsed = self._clock.monotonic() - started
                 transient = is_transient(error)
-                draw = random.random()  # noqa: S311 - jitter, not a secret
-                delay = retry.delay(tries, error, draw) if transient else 0.0
+                delay = retry.delay(tries, error) if transient else 0.0
                 # No try that could not start within max_time: the error at hand is
                 # more use than a timeout of a try given no time.
                 if (

@@ -7,6 +7,7 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import backoff
 import pytest
 
 from imagejobs import (
@@ -243,3 +244,23 @@ async def test_seeded_faults_repeat(keys: dict[str, Any]) -> None:
 def test_a_client_checks_its_size_cap() -> None:
     with pytest.raises(InvalidArgument, match="max_body_size"):
         Client(project_id="p", endpoint="https://x", max_body_size=0)
+
+
+async def test_get_job_through_two_503s_waits_what_the_backoff_package_draws(
+    fake: FakeWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[float] = []
+    real_jitter = backoff.full_jitter
+
+    def jitter(value: float) -> float:
+        steps.append(value)
+        return float(real_jitter(value))
+
+    monkeypatch.setattr(backoff, "full_jitter", jitter)
+    fake.add_job([RUNNING], faults=Faults(at={1: "503", 2: "503"}))
+    async with fake.client(retry=QUICK) as client:
+        job = await client.get_job(JOB)
+    assert job.status.value == "RUNNING"
+    assert [r.status for r in fake.requests] == [503, 503, 200]
+    # backoff.expo's doubling steps, each jittered by backoff.full_jitter.
+    assert steps == pytest.approx([0.001, 0.002])

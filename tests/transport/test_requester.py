@@ -112,14 +112,19 @@ async def test_two_503s_wait_delays_drawn_from_the_backoff_package(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made: list[tuple[float, float, float]] = []
+    jittered: list[float] = []
     expo = backoff.expo
 
     def spy(base: float = 2, factor: float = 1, max_value: float | None = None) -> Iterator[Any]:
         made.append((base, factor, max_value or math.inf))
         return expo(base=base, factor=factor, max_value=max_value)
 
+    def half(value: float) -> float:
+        jittered.append(value)
+        return value / 2
+
     monkeypatch.setattr(backoff, "expo", spy)
-    monkeypatch.setattr("random.random", lambda: 0.5)
+    monkeypatch.setattr(backoff, "full_jitter", half)
     clock = FakeClock()
     busy = json_response(503, BUSY)
     transport = MemoryTransport(_answers(busy, busy, json_response(200, RUNNING)))
@@ -129,7 +134,7 @@ async def test_two_503s_wait_delays_drawn_from_the_backoff_package(
     assert job.id == JOB
     assert len(transport.sent) == 3
     assert made == [(2.0, 0.4, 8), (2.0, 0.4, 8)]  # one schedule a delay, from backoff
-    # Full jitter on 0.4 s, then on 0.8 s, each drawn at 0.5.
+    assert jittered == pytest.approx([0.4, 0.8])  # its steps, jittered by backoff
     assert [sleep for sleep in clock.sleeps if sleep] == pytest.approx([0.2, 0.4])
 
 
