@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
+from wire_data import JOB_ID, one_sub_job
 
 from imagejobs import Client, MalformedResponse
 from imagejobs.testing import FakeWorkspace, Reply
 from imagejobs.transport import answers as answers_module
-
-JOB_ID = "702364883651395584"
-
-
-def _job(status: str, sub_status: str = "RUNNING") -> dict[str, Any]:
-    return {
-        "id": JOB_ID,
-        "status": status,
-        "begin_time": "2024-05-20T10:39:49.61Z",
-        "sub_jobs": [{"id": "1", "status": sub_status, "job_type": "CREATE_SERVER_IMAGE"}],
-    }
-
-
-def _body(status: str, sub_status: str, job_id: str = JOB_ID) -> bytes:
-    return json.dumps({**_job(status, sub_status), "id": job_id}).encode()
 
 
 class _Id(str):
@@ -34,7 +17,7 @@ class _Id(str):
 async def test_an_unchanged_job_is_read_once_and_given_again(
     fake: FakeWorkspace, client: Client
 ) -> None:
-    fake.add_job([_job("RUNNING")])
+    fake.add_job([one_sub_job("RUNNING")])
     first = await client.get_job(JOB_ID)
     second = await client.get_job(JOB_ID)
     assert len(fake.requests) == 2  # asked twice: only the reading is saved
@@ -43,7 +26,13 @@ async def test_an_unchanged_job_is_read_once_and_given_again(
 
 
 async def test_a_job_that_changed_is_read_again(fake: FakeWorkspace, client: Client) -> None:
-    fake.add_job([_job("RUNNING"), _job("RUNNING", "SUCCESS"), _job("SUCCESS", "SUCCESS")])
+    fake.add_job(
+        [
+            one_sub_job("RUNNING"),
+            one_sub_job("RUNNING", "SUCCESS"),
+            one_sub_job("SUCCESS", "SUCCESS"),
+        ]
+    )
     seen = [await client.get_job(JOB_ID) for _ in range(4)]
     assert [(j.status, j.sub_jobs[0].status) for j in seen] == [
         ("RUNNING", "RUNNING"),
@@ -58,7 +47,9 @@ async def test_a_job_that_changed_is_read_again(fake: FakeWorkspace, client: Cli
 async def test_a_bad_answer_between_good_ones_is_still_an_error(
     fake: FakeWorkspace, client: Client
 ) -> None:
-    fake.add_job([_job("RUNNING"), Reply.json({"id": JOB_ID, "status": 7}), _job("RUNNING")])
+    fake.add_job(
+        [one_sub_job("RUNNING"), Reply.json({"id": JOB_ID, "status": 7}), one_sub_job("RUNNING")]
+    )
     first = await client.get_job(JOB_ID)
     with pytest.raises(MalformedResponse, match=r"\$\.status"):
         await client.get_job(JOB_ID)
@@ -68,8 +59,8 @@ async def test_a_bad_answer_between_good_ones_is_still_an_error(
 async def test_an_answer_for_another_job_is_refused_after_a_good_one(
     fake: FakeWorkspace, client: Client
 ) -> None:
-    other = {**_job("RUNNING"), "id": "1"}
-    fake.add_job([_job("RUNNING"), Reply.json(other), Reply.json(other)], job_id=JOB_ID)
+    other = {**one_sub_job("RUNNING"), "id": "1"}
+    fake.add_job([one_sub_job("RUNNING"), Reply.json(other), Reply.json(other)], job_id=JOB_ID)
     await client.get_job(JOB_ID)
     for _ in range(2):  # refused each time: a refused body is never kept
         with pytest.raises(MalformedResponse, match="not the job asked for"):
@@ -79,12 +70,12 @@ async def test_an_answer_for_another_job_is_refused_after_a_good_one(
 async def test_get_job_json_gives_the_caller_a_dict_of_its_own(
     fake: FakeWorkspace, client: Client
 ) -> None:
-    fake.add_job([_job("RUNNING")])
+    fake.add_job([one_sub_job("RUNNING")])
     first = await client.get_job_json(JOB_ID)
     first["status"] = "CHANGED BY THE CALLER"
     first["sub_jobs"].clear()
     second = await client.get_job_json(JOB_ID)
-    assert second == _job("RUNNING")
+    assert second == one_sub_job("RUNNING")
 
 
 async def test_forgotten_jobs_give_their_room_back(
@@ -105,7 +96,7 @@ async def test_forgotten_jobs_give_their_room_back(
 async def test_jobs_the_client_does_not_keep_take_no_room(
     fake: FakeWorkspace, client: Client
 ) -> None:
-    fake.add_job([_job("RUNNING")])
+    fake.add_job([one_sub_job("RUNNING")])
     jobs = [await client.get_job(_Id(JOB_ID)) for _ in range(3)]
     assert jobs[0] == jobs[1] == jobs[2]
     assert client._jobs.room_left == answers_module.ANSWERS_KEPT

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from imagejobs import Client, ImageJobsError, InvalidArgument, JobFailed, PollPolicy, RetryPolicy
-from imagejobs.planning.cadence import plain_gap
 from imagejobs.planning.history import DurationHistory
 from imagejobs.planning.policy import DEFAULT_MAX_DELAY
 from imagejobs.testing import FakeClock, FakeWorkspace
@@ -20,15 +19,6 @@ from imagejobs.testing import FakeClock, FakeWorkspace
 NO_JITTER = PollPolicy(jitter=0)
 
 LONGEST = DEFAULT_MAX_DELAY  # max_delay=None: the longest gap without a history
-
-
-def plain_schedule(policy: PollPolicy, polls: int) -> list[float]:
-    """Return the first gaps, before jitter, of a job polled from age 0 without a history."""
-    age, plain = 0.0, []
-    for _ in range(polls):
-        plain.append(plain_gap(policy, age))
-        age += plain[-1]
-    return plain
 
 
 def job_snap(
@@ -141,7 +131,7 @@ async def test_a_history_of_the_type_spends_far_fewer_polls(
     with_history = await _wait_on_a_300s_job(server, clock, "1", history)
     without = await _wait_on_a_300s_job(server, clock, "2", None)
     # Without: 0, 2, 6, 14, 30, then every longest gap until 300 s.
-    times = list(itertools.accumulate(plain_schedule(NO_JITTER, 40), initial=0.0))
+    times = list(itertools.accumulate(itertools.islice(NO_JITTER.delays(), 40), initial=0.0))
     assert without == 1 + next(n for n, at in enumerate(times) if at >= 300)
     assert without >= 14
     assert with_history <= 0.6 * without, (with_history, without)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -19,18 +17,6 @@ from imagejobs import (
 from imagejobs.core.signing import sign_request
 from imagejobs.transport.aiohttp import AiohttpTransport
 from imagejobs.transport.answers import JOBS_KEPT
-
-
-def objects_in(value: object) -> Iterator[dict[str, Any]]:
-    """Every JSON object in ``value``, outermost first."""
-    if isinstance(value, dict):
-        yield value
-        for item in value.values():
-            yield from objects_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from objects_in(item)
-
 
 CORE_INSTALL = """
 import asyncio, json, sys

@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from wire_data import JOB_ID, one_sub_job_body
 
 from imagejobs import MalformedResponse
 from imagejobs.core.codec import read_job
 from imagejobs.core.models import ImageJob
 from imagejobs.transport.answers import AnswerRoom, KnownJob
 
-JOB_ID = "702364883651395584"
-
-
-def _job(status: str, sub_status: str = "RUNNING") -> dict[str, Any]:
-    return {
-        "id": JOB_ID,
-        "status": status,
-        "begin_time": "2024-05-20T10:39:49.61Z",
-        "sub_jobs": [{"id": "1", "status": sub_status, "job_type": "CREATE_SERVER_IMAGE"}],
-    }
-
-
 # --- pure: a known job reads as its reader does -------------------------------------
 
 
-def _body(status: str, sub_status: str, job_id: str = JOB_ID) -> bytes:
-    return json.dumps({**_job(status, sub_status), "id": job_id}).encode()
-
-
 _BODIES = [
-    _body("RUNNING", "RUNNING"),
-    _body("RUNNING", "SUCCESS"),
-    _body("SUCCESS", "SUCCESS"),
-    _body("FAILED", "FAILED"),
-    _body("RUNNING", "RUNNING", job_id="1"),  # another job's
+    one_sub_job_body("RUNNING", "RUNNING"),
+    one_sub_job_body("RUNNING", "SUCCESS"),
+    one_sub_job_body("SUCCESS", "SUCCESS"),
+    one_sub_job_body("FAILED", "FAILED"),
+    one_sub_job_body("RUNNING", "RUNNING", job_id="1"),  # another job's
     b'{"id": "702364883651395584", "status": 7}',
     b"not json",
     b"",
