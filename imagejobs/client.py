@@ -158,12 +158,10 @@ class Client:
     ) -> None:
         self.project_id = check_id("project_id", project_id)
         self.endpoint = _checked_endpoint(endpoint, region)
-        _check_kinds(credentials, retry, sweeps, history)
+        _check_credentials(credentials)
         _check_transport_security(self.endpoint, credentials, allow_insecure=allow_insecure)
         self.timeout = _checked_timeout(timeout)
         self._credentials = credentials
-        retry = retry if retry is not None else RetryPolicy()
-        check_limits(max_in_flight, rate)
         self._urls = ProjectUrls(self.endpoint, self.project_id)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         # A session of its own sends what never changes (every URL has its host).
@@ -177,8 +175,11 @@ class Client:
             ssl=ssl,
             allow_insecure=allow_insecure,
             max_body_size=max_body_size,
-            max_in_flight=max_in_flight,
         )
+        _check_kinds(retry, sweeps, history)
+        retry = retry if retry is not None else RetryPolicy()
+        check_limits(max_in_flight, rate)
+        transport.check_pool(max_in_flight)
         self.max_body_size = transport.max_body_size
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         budget = RequestBudget.create(max_in_flight, rate, self.clock.monotonic())
@@ -488,12 +489,15 @@ def _checked_timeout(timeout: object) -> float:
     return float(timeout)
 
 
-def _check_kinds(credentials: object, retry: object, sweeps: object, history: object) -> None:
-    """Refuse arguments of the wrong kind, each with a message naming it."""
+def _check_credentials(credentials: object) -> None:
     if credentials is not None and not isinstance(credentials, Credentials):
         raise InvalidArgument(
             f"credentials must have an async authorize() method, got {type(credentials).__name__}"
         )
+
+
+def _check_kinds(retry: object, sweeps: object, history: object) -> None:
+    """Refuse arguments of the wrong kind, each with a message naming it."""
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise InvalidArgument(f"retry must be a RetryPolicy, got {type(retry).__name__}")
     if sweeps is not None and not isinstance(sweeps, bool):

@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument(
         "--no-sweeps",
         action="store_true",
-        help="poll each job by GET, never page the job lists (see README, Sweeps)",
+        help="poll each job by GET, never page the job lists (see docs/sweeps.md)",
     )
     _history_option(wait)
     _output_options(wait)
@@ -329,5 +329,5 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", type=_host, default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     fake.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
-    fake.add_argument("--scenario", metavar="FILE", help="JSON scenario file (see README)")
+    fake.add_argument("--scenario", metavar="FILE", help="JSON scenario file (see docs/testing.md)")
     return parser

@@ -7,6 +7,8 @@ missing job never does. The delays are :mod:`imagejobs.planning.backoff`'s.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
+
 import attrs
 
 from imagejobs.core.errors import (
@@ -60,6 +62,18 @@ class RetryPolicy:
         doubled = step(attempt, self.initial_delay, self.max_delay)
         return max(retry_after, full_jitter(doubled, draw))
 
+    def waits(self, random: Callable[[], float]) -> Generator[float, BaseException | None, None]:
+        """Return a wait generator as ``backoff`` takes them: primed, then sent each failure.
+
+        Each value is :meth:`delay` for the next attempt, drawn with ``random``; what is
+        sent is the failure, for its ``Retry-After``.
+        """
+        error = yield 0.0  # a backoff wait generator is primed first; this value is dropped
+        attempt = 0
+        while True:
+            attempt += 1
+            error = yield self.delay(attempt, error or _NO_ERROR, random())
+
     def poll_delay(
         self, failures: int, error: BaseException, *, cap: float, longest: float, draw: float
     ) -> float:
@@ -72,6 +86,9 @@ class RetryPolicy:
         delay = equal_jitter(step(failures, self.initial_delay, cap), draw)
         retry_after = min(getattr(error, "retry_after", None) or 0.0, longest)
         return max(delay, retry_after)
+
+
+_NO_ERROR = Exception()
 
 
 def is_poll_transient(error: BaseException) -> bool:

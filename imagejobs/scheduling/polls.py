@@ -57,6 +57,7 @@ class Poller:
         self, job_id: str, priority: float, call_gate: Gate | None, look: Look
     ) -> LookResult:
         """Look at a job once: a GET, or in a fleet another process's recent look."""
+        self._requester.check()
         known = self._jobs[job_id]
         call = Call(known.url, known.read, "job", job_id)
         if self._fleet is not None:
@@ -102,6 +103,7 @@ class Poller:
         self, listing: Listing, offset: int, priority: float, call_gate: Gate | None
     ) -> Page[ImageJobInfo | SubJob]:
         """Fetch one page of the job or sub-job list a sweep pages, once."""
+        self._requester.check()
         query: dict[str, str | int | None] = {
             "job_type": listing.job_type,
             "status": listing.status,

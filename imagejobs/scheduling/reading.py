@@ -199,11 +199,11 @@ class Reader:
         elif isinstance(error, JobNotFound) and stream.snapshot is None:
             self._not_found(stream, error, now)
         elif is_poll_transient(error):
-            failure = stream.failed(error, since=stream.poll_started)
+            failures = stream.failed(error, since=stream.poll_started)
             gaps = [sub.policy.longest_gap for sub in subscribers]
             cap = min(self._retry.max_delay, *gaps)  # as often as the most demanding one asks
             delay = self._retry.poll_delay(
-                failure.count, error, cap=cap, longest=max(gaps), draw=self._random()
+                failures, error, cap=cap, longest=max(gaps), draw=self._random()
             )
             stream.not_before = now + delay
         else:

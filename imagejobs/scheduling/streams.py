@@ -31,11 +31,10 @@ Lists are hints: one that lags, or never shows a job's end, must not hide it for
 
 @attrs.define
 class Failure:
-    """Looks at a job that keep failing: since when, the last error, how many in a row."""
+    """Looks at a job that keep failing: the last error, and since when."""
 
     error: ImageJobsError
     since: float
-    count: int = 0
 
 
 @attrs.define
@@ -90,6 +89,10 @@ class Stream:
     not_before: float = -math.inf
     """No look before this: a failure's backoff, or another process looking."""
     failure: Failure | None = None
+    """What the job's looks (or the sweeps covering it) are failing with, if they are."""
+    failures: int = 0
+    """Looks failed in a row: only an answer to a look resets it, so a sweep that shows
+    the job still listed does not restart its backoff."""
     fleet: FleetLooks = attrs.Factory(FleetLooks)
     sweep: SweepState = attrs.Factory(SweepState)
 
@@ -140,16 +143,18 @@ class Stream:
         longest = max(sub.policy.longest_gap for sub in self.subscribers)
         return now - self.sweep.fetched_at >= LIST_TRUST * longest
 
-    def failed(self, error: ImageJobsError, since: float) -> Failure:
-        """Count one more failed look; return the failure, started at ``since`` if new."""
+    def failed(self, error: ImageJobsError, since: float) -> int:
+        """Count one more failed look (failing since ``since`` if it is the first); return
+        the looks failed in a row."""
         if self.failure is None:
             self.failure = Failure(error, since)
         self.failure.error = error
-        self.failure.count += 1
-        return self.failure
+        self.failures += 1
+        return self.failures
 
     def answered(self, draw: float) -> None:
         """Forget the failures: an answer came. ``draw`` is the next look's jitter."""
         self.failure = None
+        self.failures = 0
         self.not_before = -math.inf
         self.draw = draw

@@ -312,7 +312,8 @@ class Sweeper:
                 async with contextlib.aclosing(walk.pages_of_items()) as pages:
                     async for page, _ in pages:
                         items.extend(page)
-                        if pages_for(walk.count) > max(allowance, walk.pages + 1):
+                        too_long = pages_for(walk.count) > max(allowance, walk.pages + 1)
+                        if too_long and not walk.complete:
                             break  # far longer than planned: the plan will see its count
             except BadRequest as refusal:
                 logger.warning("not sweeping %s: the list was refused (%s)", listing, refusal)

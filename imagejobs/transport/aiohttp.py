@@ -40,8 +40,7 @@ class AiohttpTransport:
     ``headers`` are what the session sends with every request when it is its
     own (a borrowed session gets them from the caller with each request).
     ``ssl``, ``allow_insecure`` and ``max_body_size`` are the client's
-    arguments of those names; ``max_in_flight`` is checked against a borrowed
-    session's connection pool, so that no request queues there.
+    arguments of those names.
     """
 
     def __init__(
@@ -52,20 +51,33 @@ class AiohttpTransport:
         ssl: _ssl.SSLContext | bool | None = None,
         allow_insecure: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-        max_in_flight: int = 1,
     ) -> None:
         self.max_body_size = _checked_body_size(max_body_size)
         self._ssl = _tls_context(ssl, allow_insecure=allow_insecure, session=session)
-        if session is not None:
-            _check_pool(session, max_in_flight)
         self._session = session
         self._owns_session = session is None
+        self._lent = session  # a borrowed session, which may be closed under us
         self._headers = dict(headers or {})
         self._timeouts: dict[int, aiohttp.ClientTimeout] = {}
         self._closed = False
 
     def __repr__(self) -> str:
         return f"AiohttpTransport(own_session={self._owns_session}, closed={self._closed})"
+
+    def check_pool(self, max_in_flight: int) -> None:
+        """Refuse a borrowed session whose pool is smaller than ``max_in_flight``.
+
+        Requests would queue there, where the wait counts against their timeout.
+        """
+        if self._session is not None and not self._owns_session:
+            _check_pool(self._session, max_in_flight)
+
+    def check(self) -> None:
+        """Raise :class:`ImageJobsError` if closed, or lent a session that is closed."""
+        if self._closed:
+            raise ImageJobsError("the client is closed")
+        if self._lent is not None and self._lent.closed:
+            raise ImageJobsError("the aiohttp session passed to the client is closed")
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:

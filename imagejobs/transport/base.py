@@ -1,4 +1,4 @@
-"""The transport seam: the one method between the request path and the network.
+"""The transport seam: the one method between the request path and the network, ``send``.
 
 Everything above it (signing, the budget, retries, decoding, paging) is the
 same whatever carries the bytes; :class:`~imagejobs.transport.aiohttp.AiohttpTransport`
@@ -31,6 +31,14 @@ class Transport(Protocol):
         over the transport's size cap (left unread), :class:`~imagejobs.InvalidArgument`
         for a URL it cannot send to, and :class:`~imagejobs.ImageJobsError` once closed.
         An answer of any status is returned, not raised: the caller decides what it means.
+        """
+        ...
+
+    def check(self) -> None:
+        """Raise :class:`~imagejobs.ImageJobsError` now if no request can be sent (closed).
+
+        Called before a call waits for the budget: a closed transport, or a closed
+        session it was lent, must not take a pass for a request it cannot send.
         """
         ...
 

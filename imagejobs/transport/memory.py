@@ -86,6 +86,11 @@ class MemoryTransport:
             answer = await answer
         return answer
 
+    def check(self) -> None:
+        """Raise :class:`ImageJobsError` once closed."""
+        if self.closed:
+            raise ImageJobsError("the client is closed")
+
     async def close(self) -> None:
         """Answer no more."""
         self.closed = True

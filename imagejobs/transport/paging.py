@@ -62,13 +62,12 @@ class ListWalk(Generic[_T]):
                 if key not in self._seen:
                     self._seen.add(key)
                     new.append(item)
-            yield page.items, new
             # By what came back, not by the page size: a shorter page skips nothing.
             offset += len(page.items)
-            if not page.items or offset >= page.count:
-                self.complete = True
-                return
-            if not new:
+            # Known before the consumer sees the page: the list's end is no reason to stop early.
+            self.complete = not page.items or offset >= page.count
+            yield page.items, new
+            if self.complete or not new:
                 return
 
     async def items(self) -> AsyncGenerator[_T]:

@@ -134,10 +134,17 @@ class Requester:
     def __repr__(self) -> str:
         return f"Requester({self.transport!r}, closed={self.closed})"
 
+    def check(self) -> None:
+        """Raise :class:`ImageJobsError` now if the client, or its transport, is closed."""
+        if self.closed:
+            raise ImageJobsError("the client is closed")
+        self.transport.check()
+
     async def send(self, call: Call[_T]) -> _T:
         """Send one call, retrying transient failures as the retry policy says."""
         if self.closed:
             raise ImageJobsError("the client is closed")
+        self.transport.check()  # before the budget: no pass for what cannot be sent
         retry = self.retry
         started = self._clock.monotonic()
         # max_time bounds the whole call, waits for the budget included: the last
@@ -214,6 +221,10 @@ class Requester:
                 raise
         except (ApiError, MalformedResponse):
             passes.answered = True
+            raise
+        except TransportError:
+            if self.closed:
+                raise ImageJobsError(f"GET {call.url}: the client was closed") from None
             raise
         except ImageJobsError:
             raise

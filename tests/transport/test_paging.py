@@ -78,3 +78,15 @@ async def test_every_item_is_yielded_once_and_pages_hold_all(items: list[str], s
     assert seen == list(dict.fromkeys(shown))  # each once, in the order they came
     assert set(seen) <= set(items)
     assert walk.pages >= 1
+
+
+async def test_the_end_of_a_list_is_known_when_its_last_page_is_seen() -> None:
+    async def fetch(offset: int) -> Page[str]:
+        return Page(5000, ())  # a count it does not hold: the page still ends the list
+
+    walk = ListWalk(fetch, str)
+    seen_complete = []
+    async with contextlib.aclosing(walk.pages_of_items()) as pages:
+        async for _ in pages:
+            seen_complete.append(walk.complete)  # what a sweep reads before it decides
+    assert seen_complete == [True]

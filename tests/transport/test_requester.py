@@ -244,3 +244,18 @@ async def test_the_hooks_hear_each_request_and_each_retry() -> None:
     assert retry.error.startswith(Throttled.__name__)
     assert isinstance(second, RequestRecord)
     assert (second.status, second.attempt, second.request_id) == (200, 2, "r2")
+
+
+async def test_a_closed_transport_is_refused_before_the_budget_is_touched() -> None:
+    clock = FakeClock()
+    transport = MemoryTransport(_answers(json_response(200, RUNNING)))
+    requester = _requester(transport, clock, rate=0.01)
+    budget = requester.admission.gate.budget
+    tokens = budget.tokens
+    await transport.close()
+    for _ in range(3):
+        with pytest.raises(ImageJobsError, match="the client is closed"):
+            await requester.send(_job_call())
+    assert transport.sent == []
+    assert (budget.tokens, budget.in_flight) == (tokens, 0)
+    assert clock.sleeps == []
