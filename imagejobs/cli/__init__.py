@@ -18,10 +18,29 @@ from typing import Any
 from imagejobs import ConfigurationError, ImageJobsError, InvalidArgument
 
 from ._args import UsageError, build_parser
-from ._commands import read_job_ids, run
-from ._report import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, visible
+from ._commands import run
+from ._format import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, visible
+from ._ids import read_job_ids, read_one_job_id
 
 __all__ = ["main"]
+
+
+# The library's configuration errors name its Python arguments; here, the flags.
+_IN_CLI_WORDS = (
+    ("pass project_id=, set", "pass --project-id, set"),
+    ("pass endpoint= or region=, or set", "pass --endpoint or --region, or set"),
+    ("no credentials: pass credentials=, set", "no credentials: set"),
+    ("; unset one, or pass credentials=", "; unset one"),
+    ("pass allow_insecure=True (--allow-insecure)", "pass --allow-insecure"),
+    ("max_delay (", "--max-delay ("),
+    ("must not be below initial_delay (", "must not be below --initial-delay ("),
+)
+
+
+def _in_cli_words(message: str) -> str:
+    for python, flags in _IN_CLI_WORDS:
+        message = message.replace(python, flags)
+    return message
 
 
 def _error(message: str) -> None:
@@ -55,10 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         logging.getLogger("imagejobs").setLevel(logging.DEBUG)
     try:
+        # Read before the event loop starts, so Ctrl-C during a slow stdin still
+        # interrupts at once.
         if getattr(args, "job_ids", None) is not None:
-            # Read before the event loop starts, so Ctrl-C during a slow stdin still
-            # interrupts at once.
-            args.job_ids = read_job_ids(args.job_ids, sys.stdin)
+            piped = sys.stdin.read() if "-" in args.job_ids else None
+            args.job_ids = read_job_ids(args.job_ids, piped)
+        if getattr(args, "job_id", None) == "-":
+            args.job_id = read_one_job_id(sys.stdin.read())
         return asyncio.run(run(args))
     except BrokenPipeError:
         # Whoever read stdout stopped (`| head`): end quietly, as shell tools do, and
@@ -69,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error("interrupted")
         return EXIT_INTERRUPTED
     except (ConfigurationError, InvalidArgument) as exc:
-        _error(str(exc))
+        _error(_in_cli_words(str(exc)))
         return EXIT_USAGE
     except ImageJobsError as exc:
         _error(str(exc))

@@ -10,8 +10,16 @@ from typing import Any, NoReturn, TypeVar
 from imagejobs import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE, PollPolicy, __version__
 
 DEFAULT_NOT_FOUND_GRACE = PollPolicy().not_found_grace
+DEFAULT_UNREACHABLE_TIMEOUT = 300.0
+"""Seconds with no request reaching the service before a wait gives up (exit 4)."""
 
-__all__ = ["EXIT_CODES_HELP", "UsageError", "build_parser", "parse_duration"]
+__all__ = [
+    "DEFAULT_UNREACHABLE_TIMEOUT",
+    "EXIT_CODES_HELP",
+    "UsageError",
+    "build_parser",
+    "parse_duration",
+]
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -21,8 +29,9 @@ exit codes:
   3    the timeout ended the wait with a job still running
   4    an API error made a job's outcome unknowable (auth, permission,
        not found after the grace, no answer)
-  130  interrupted
+  130  interrupted (SIGINT: Ctrl-C; a cancelled GitHub Actions job gets it first)
   141  stdout was closed early (a pipe to head)
+  143  terminated (SIGTERM)
   With several jobs the most severe wins: 2 > 4 > 1 > 3 > 0.
 """
 
@@ -34,25 +43,47 @@ credentials and project come from the environment, as the provider's SDK reads t
 """
 
 _T = TypeVar("_T")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# One term of a duration: a number and its unit (none: seconds). "1h30m" is two terms.
+_TERM = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)", re.IGNORECASE)
+_UNIT_SECONDS = {
+    **dict.fromkeys(("ms", "msec", "msecs", "millisecond", "milliseconds"), 0.001),
+    **dict.fromkeys(("", "s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600.0),
+}
+DURATION_HELP = "durations: 90s, 5m, 5min, 1h30m, 2h, 250ms, or plain seconds"
 
 
 class UsageError(Exception):
     """The command line could not be understood; the message says why."""
 
 
-def parse_duration(text: str) -> float:
-    """Return seconds for ``0.5``, ``90s``, ``250ms``, ``30m`` or ``2h``."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration (a number of seconds, or with ms, s, m or h: 90s, 30m)"
-        )
-    seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+def parse_duration(text: str, *, zero: bool = False) -> float:
+    """Return seconds for ``90s``, ``5m``, ``5min``, ``1h30m``, ``2h``, ``250ms`` or ``0.5``.
+
+    Terms add up (``1h30m`` is 5,400 s); a number without a unit is seconds. Zero is
+    refused unless ``zero`` (an option where 0 means none).
+    """
+    problem = f"{text!r} is not a duration ({DURATION_HELP})"
+    position, seconds, terms = 0, 0.0, 0
+    while position < len(text.rstrip()):
+        match = _TERM.match(text, position)
+        unit = match[2].lower() if match is not None else None
+        if match is None or unit not in _UNIT_SECONDS or (terms and unit == ""):
+            raise argparse.ArgumentTypeError(problem)
+        seconds += float(match[1]) * _UNIT_SECONDS[unit]
+        position, terms = match.end(), terms + 1
+    if not terms:
+        raise argparse.ArgumentTypeError(problem)
+    if not seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is too long a duration")
+    if seconds <= 0 and not zero:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a duration of more than 0")
     return seconds
+
+
+def _duration_or_zero(text: str) -> float:
+    return parse_duration(text, zero=True)
 
 
 def _convert(text: str, convert: Callable[[str], _T], what: str) -> _T:
@@ -100,8 +131,11 @@ def _host(text: str) -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        # One line, not argparse's usage block: CI logs show the problem at once.
-        raise UsageError(f"{self.prog.split()[-1]}: {message} (see --help)")
+        # One line, not argparse's usage block: CI logs show the problem at once. The
+        # command's own name is the prefix the error line already has.
+        where = self.prog.split()[1:]
+        prefix = f"{' '.join(where)}: " if where else ""
+        raise UsageError(f"{prefix}{message} (see --help)")
 
 
 def _service_options(parser: argparse.ArgumentParser) -> None:
@@ -121,22 +155,31 @@ def _output_options(parser: argparse.ArgumentParser, *, heartbeat: bool = True) 
     if heartbeat:
         output.add_argument(
             "--heartbeat",
-            type=parse_duration,
+            type=_duration_or_zero,
             default=60.0,
-            help="outside a terminal, a line with the counts this often, so a CI log never "
-            "looks hung (default 60s; 0 for none)",
+            help="outside a terminal, a timestamped line with the counts this often, so a CI "
+            "log never looks hung (default 60s; 0 for none)",
+        )
+        output.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="on a terminal, no live view redrawn in place: plain lines, as in a log",
         )
     output.add_argument(
         "--json", action="store_true", help="NDJSON on stdout: transitions, then one result per job"
     )
-    output.add_argument("--quiet", action="store_true", help="print only errors")
+    output.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress: only why a job did not succeed, and the results on stdout",
+    )
     output.add_argument(
         "--debug", action="store_true", help="request log and tracebacks (secrets stay hidden)"
     )
 
 
 def _poll_options(parser: argparse.ArgumentParser) -> None:
-    polling = parser.add_argument_group("polling (durations: 0.5, 90s, 250ms, 30m, 2h)")
+    polling = parser.add_argument_group(f"polling ({DURATION_HELP})")
     polling.add_argument(
         "--timeout", type=parse_duration, default=3600.0, help="give up after this (default 1h)"
     )
@@ -149,11 +192,21 @@ def _poll_options(parser: argparse.ArgumentParser) -> None:
         help="longest delay (default 27s; up to 8 times that where a history places polls)",
     )
     polling.add_argument(
+        "--unreachable-timeout",
+        type=_duration_or_zero,
+        default=DEFAULT_UNREACHABLE_TIMEOUT,
+        metavar="DURATION",
+        help="give up, exit 4, when no request has reached the service for this long (a "
+        f"wrong endpoint, no network; default {DEFAULT_UNREACHABLE_TIMEOUT / 60:g}m; "
+        "0: only --timeout ends the wait)",
+    )
+    polling.add_argument(
         "--not-found-grace",
-        type=parse_duration,
+        type=_duration_or_zero,
         default=DEFAULT_NOT_FOUND_GRACE,
         help="how long a job the service does not know yet is looked for before it is an "
-        f"error (default {DEFAULT_NOT_FOUND_GRACE:g}s: a new job takes a moment to show)",
+        f"error (default {DEFAULT_NOT_FOUND_GRACE:g}s: a new job takes a moment to show; "
+        "0: an unknown job is an error at once)",
     )
 
 
@@ -224,7 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Wait until every job ends, printing each sub-job transition.",
     )
     wait.add_argument(
-        "job_ids", nargs="+", metavar="JOB_ID", help="job IDs; - reads them from stdin"
+        "job_ids",
+        nargs="+",
+        metavar="JOB_ID",
+        help="job IDs; - reads them from stdin: one a line (or separated by spaces or "
+        'commas), or the JSON KooCLI prints ({"job_id": ...}, an array of those, JSON Lines)',
     )
     _service_options(wait)
     _poll_options(wait)
@@ -243,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stream one job's transitions until it ends",
         "Stream one job's transitions until it ends.",
     )
-    watch.add_argument("job_id", metavar="JOB_ID")
+    watch.add_argument("job_id", metavar="JOB_ID", help="the job ID; - reads it from stdin")
     _service_options(watch)
     _poll_options(watch)
     _budget_options(watch)
@@ -256,12 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         "print a job as JSON, as the service sends it",
         "Print a job's details as JSON (wire form) on stdout.",
     )
-    get.add_argument("job_id", metavar="JOB_ID")
+    get.add_argument("job_id", metavar="JOB_ID", help="the job ID; - reads it from stdin")
     _service_options(get)
     get.add_argument(
         "--timeout",
         type=parse_duration,
-        help="give up after this, retries included (durations: 0.5, 90s, 250ms, 30m, 2h)",
+        help=f"give up after this, retries included ({DURATION_HELP})",
     )
     get.add_argument("--debug", action="store_true", help="request log and tracebacks")
 

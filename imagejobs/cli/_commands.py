@@ -10,10 +10,10 @@ import os
 import signal
 import statistics
 import sys
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from signal import SIGINT, SIGTERM
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from imagejobs import (
     MAX_PAGE_SIZE,
@@ -31,15 +31,10 @@ from imagejobs import (
     to_wire,
 )
 
-from ._demo import STEP_SECONDS, demo_scenario
-from ._report import (
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    Reporter,
-    format_duration,
-    json_text,
-    visible,
-)
+from ._demo import FAKE_SERVER_STEP_SECONDS, STEP_SECONDS, demo_scenario
+from ._format import EXIT_INTERRUPTED, EXIT_TERMINATED, format_duration, json_text, visible
+from ._reach import Reach
+from ._report import Reporter
 
 if TYPE_CHECKING:
     from imagejobs import Client
@@ -47,20 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 _LIVE_REFRESH = 1.0
-
-
-def read_job_ids(given: Iterable[str], stdin: TextIO) -> list[str]:
-    """Return the job IDs given, with ``-`` replaced by the lines of stdin."""
-    ids: list[str] = []
-    for item in given:
-        if item != "-":
-            ids.append(item)
-            continue
-        for line in stdin:
-            text = line.strip()
-            if text and not text.startswith("#"):
-                ids.append(text)
-    return ids
 
 
 def _named_history(args: argparse.Namespace) -> str | None:
@@ -115,7 +96,9 @@ def keep_history(args: argparse.Namespace, history: DurationHistory | None) -> N
         sys.stderr.write(f"imagejobs: warning: cannot keep the history in {path}: {exc}\n")
 
 
-def make_client(args: argparse.Namespace, history: DurationHistory | None = None) -> Client:
+def make_client(
+    args: argparse.Namespace, history: DurationHistory | None = None, reach: Reach | None = None
+) -> Client:
     """Return a client from the options, then the environment and credentials file."""
     from imagejobs import Client  # noqa: PLC0415 - aiohttp is imported only when needed
 
@@ -135,10 +118,14 @@ def make_client(args: argparse.Namespace, history: DurationHistory | None = None
         overrides["sweeps"] = False
     if history is not None:
         overrides["history"] = history
+    if reach is not None:
+        overrides["hooks"] = [reach]
     return Client.from_env(**overrides)
 
 
-def make_reporter(args: argparse.Namespace) -> Reporter:
+def make_reporter(
+    args: argparse.Namespace, history: DurationHistory | None = None, deadline: float | None = None
+) -> Reporter:
     """Return a reporter for the output options and the surroundings (TTY, GitHub)."""
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     outputs = os.environ.get("GITHUB_OUTPUT")
@@ -150,8 +137,10 @@ def make_reporter(args: argparse.Namespace) -> Reporter:
         github=os.environ.get("GITHUB_ACTIONS") == "true",
         step_summary=Path(summary) if summary else None,
         github_output=Path(outputs) if outputs else None,
-        live=sys.stderr.isatty(),
+        live=sys.stderr.isatty() and not getattr(args, "no_progress", False),
         heartbeat=getattr(args, "heartbeat", 0.0),
+        history=history,
+        deadline=deadline,
     )
 
 
@@ -165,10 +154,21 @@ def make_policy(args: argparse.Namespace) -> PollPolicy:
     )
 
 
-async def _keep_status_fresh(reporter: Reporter) -> None:
+async def _keep_status_fresh(
+    reporter: Reporter, reach: Reach | None, give_up_after: float, stop: Stop
+) -> None:
+    """Redraw and beat about once a second; give up once the service answered nothing for long."""
     while True:
         await asyncio.sleep(min(_LIVE_REFRESH, reporter.heartbeat or _LIVE_REFRESH))
         reporter.tick()
+        silent = 0.0 if reach is None else reach.unreachable_for()
+        if give_up_after > 0 and silent >= give_up_after and reach is not None:
+            stop.give_up(
+                TransportError(
+                    f"no request reached the service for {format_duration(silent)}: "
+                    f"{reach.last_error} (see --unreachable-timeout)"
+                )
+            )
 
 
 async def wait_jobs(
@@ -177,20 +177,29 @@ async def wait_jobs(
     policy: PollPolicy,
     reporter: Reporter,
     stop: Stop | None = None,
+    *,
+    reach: Reach | None = None,
+    give_up_after: float = 0.0,
 ) -> int:
     """Wait on every job, reporting as they go; return the exit code. Shared by demo.
 
     SIGINT and SIGTERM (what a cancelled CI job gets) end the wait early, but the
-    jobs that ended are reported, the others as stopped, and the step summary and
-    outputs are written: the exit code is then 130 or 143. ``stop`` is the
-    caller's, when it listens for the signals from before the wait began.
+    jobs that ended are reported, the others as interrupted (with the last error
+    each met), and the step summary and outputs are written: the exit code is
+    then 130 or 143. ``stop`` is the caller's, when it listens for the signals
+    from before the wait began. With ``reach`` (the client's hook) and
+    ``give_up_after``, a wait during which no request reached the service for that
+    long ends every job with that error (exit 4).
     """
     if stop is None:
         with stop_on_signals() as own:
-            return await wait_jobs(client, job_ids, policy, reporter, own)
+            return await wait_jobs(
+                client, job_ids, policy, reporter, own, reach=reach, give_up_after=give_up_after
+            )
     unique = list(dict.fromkeys(job_ids))
-    reporter.start(len(unique))
-    ticker = asyncio.create_task(_keep_status_fresh(reporter))
+    reporter.reach = reach
+    reporter.start(unique)
+    ticker = asyncio.create_task(_keep_status_fresh(reporter, reach, give_up_after, stop))
     # Quiet, no transition is shown: without a listener the jobs may be swept.
     listener = reporter.transition if reporter.shows_transitions else None
     ended: set[str] = set()
@@ -214,7 +223,7 @@ async def wait_jobs(
         return reporter.finish()
     for job_id in unique:
         if job_id not in ended:
-            reporter.result(Outcome(job_id, last.get(job_id), stop.error()))
+            stop.report(reporter, job_id, last.get(job_id), reach)
     return stop.finish(reporter)
 
 
@@ -225,44 +234,67 @@ _SIGNALS: dict[int, tuple[str, int, str]] = {
 
 
 class Stop:
-    """Which signal, if any, asked the command to stop; it cancels the work it runs.
+    """Why, if at all, the command stops before its work is done; it cancels the work it runs.
 
-    A signal before the work starts stops it at once; a second one, or one once
-    the work is over, changes nothing: the results are being written.
+    A signal (SIGINT, SIGTERM), or the command giving up (:meth:`give_up`: the
+    service unreachable for too long). A signal before the work starts stops it at
+    once; a second one, or one once the work is over, changes nothing: the results
+    are being written.
     """
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.gave_up: ImageJobsError | None = None
         self._task: asyncio.Future[None] | None = None
 
     def received(self, signum: int) -> None:
         """Note the first signal, and cancel the work if it is running."""
-        if self.signal is not None or (self._task is not None and self._task.done()):
+        if self._stopping() or (self._task is not None and self._task.done()):
             return
         self.signal = signum
         if self._task is not None:
             self._task.cancel()
 
+    def give_up(self, error: ImageJobsError) -> None:
+        """End the work with ``error`` for every job still waiting."""
+        if self._stopping() or (self._task is not None and self._task.done()):
+            return
+        self.gave_up = error
+        if self._task is not None:
+            self._task.cancel()
+
+    def _stopping(self) -> bool:
+        return self.signal is not None or self.gave_up is not None
+
     async def run(self, work: Coroutine[Any, Any, None]) -> bool:
-        """Run ``work``; return whether a signal stopped it."""
-        if self.signal is not None:
+        """Run ``work``; return whether it was stopped before its end."""
+        if self._stopping():
             work.close()
             return True
         self._task = asyncio.ensure_future(work)
         try:
             await self._task
         except asyncio.CancelledError:
-            if self.signal is None:
+            if not self._stopping():
                 raise
-        return self.signal is not None
+        return self._stopping()
 
-    def error(self) -> ImageJobsError:
-        """Return the error an unfinished wait ends in."""
+    def report(
+        self, reporter: Reporter, job_id: str, job: ImageJob | None, reach: Reach | None
+    ) -> None:
+        """Report a job still waiting when the work stopped, with the last error it met."""
+        if self.gave_up is not None:
+            reporter.result(Outcome(job_id, job, self.gave_up))
+            return
         name = _SIGNALS[self.signal or SIGINT][0]
-        return ImageJobsError(f"the wait was stopped by {name}")
+        last = None if reach is None else reach.errors.get(job_id)
+        text = f"the wait was stopped by {name}" + (f"; its last error: {last}" if last else "")
+        reporter.result(Outcome(job_id, job, ImageJobsError(text)), interrupted=True)
 
     def finish(self, reporter: Reporter) -> int:
         """Write what the reporter holds, say why it stopped; return the exit code."""
+        if self.gave_up is not None:
+            return reporter.finish()
         _, code, word = _SIGNALS[self.signal or SIGINT]
         verdict = reporter.finish(code)
         reporter.error(word)
@@ -296,23 +328,34 @@ async def _wait(args: argparse.Namespace) -> int:
     if not job_ids:
         raise ConfigurationError("no job IDs given (stdin was empty)")
     policy = make_policy(args)
-    reporter = make_reporter(args)
     history = load_history(args)
+    reporter = make_reporter(args, history, policy.timeout)
+    reach = Reach()
     try:
         with stop_on_signals() as stop:
-            async with make_client(args, history) as client:
-                return await wait_jobs(client, job_ids, policy, reporter, stop)
+            async with make_client(args, history, reach) as client:
+                return await wait_jobs(
+                    client,
+                    job_ids,
+                    policy,
+                    reporter,
+                    stop,
+                    reach=reach,
+                    give_up_after=args.unreachable_timeout,
+                )
     finally:
         keep_history(args, history)
 
 
 async def _watch(args: argparse.Namespace) -> int:
     policy = make_policy(args)
-    reporter = make_reporter(args)
-    reporter.start(1)
+    history = load_history(args)
+    reporter = make_reporter(args, history, policy.timeout)
+    reach = Reach()
+    reporter.reach = reach
+    reporter.start([args.job_id])
     last: list[Transition] = []
     outcome: list[Outcome] = []
-    history = load_history(args)
 
     async def watch(client: Client) -> None:
         try:
@@ -331,12 +374,13 @@ async def _watch(args: argparse.Namespace) -> int:
     with stop_on_signals() as stop:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(keep_history, args, history)
-            client = await stack.enter_async_context(make_client(args, history))
-            ticker = asyncio.create_task(_keep_status_fresh(reporter))
+            client = await stack.enter_async_context(make_client(args, history, reach))
+            beats = _keep_status_fresh(reporter, reach, args.unreachable_timeout, stop)
+            ticker = asyncio.create_task(beats)
             stack.callback(ticker.cancel)
             stopped = await stop.run(watch(client))
         if stopped:
-            reporter.result(Outcome(args.job_id, last[0].job if last else None, stop.error()))
+            stop.report(reporter, args.job_id, last[0].job if last else None, reach)
             return stop.finish(reporter)
     reporter.result(outcome[0])
     return reporter.finish()
@@ -360,8 +404,17 @@ async def _history(args: argparse.Namespace) -> int:
     history = load_history(args) or DurationHistory()
     if args.learn:
         async with make_client(args, history) as client:
-            await client.learn_history()
+            learned = await client.learn_history()
         keep_history(args, history)
+        needed = DurationHistory.MIN_SAMPLES
+        if not learned:
+            sys.stderr.write(
+                "imagejobs: learned nothing: the project lists no SUCCESS job with both "
+                f"times of any known type (a type needs {needed} durations to place polls)\n"
+            )
+        for job_type, count in sorted(learned.items()):
+            few = f" (a type needs {needed} to place polls)" if count < needed else ""
+            sys.stderr.write(f"imagejobs: learned {count} durations of {visible(job_type)}{few}\n")
     summary: dict[str, dict[str, object]] = {}
     lines = []
     for job_type in history.job_types:
@@ -430,7 +483,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from imagejobs.testing import load_scenario  # noqa: PLC0415 - pulls in aiohttp
 
     scenario = demo_scenario(with_failure=args.with_failure)
-    reporter = make_reporter(args)
+    reporter = make_reporter(args, deadline=120)
     async with load_scenario(scenario) as fake, fake.client(max_in_flight=8, rate=20) as client:
         reporter.note(
             f"demo: a fake Workspace server at {fake.url} runs {len(scenario['jobs'])} "
@@ -461,8 +514,8 @@ async def _fake_server(args: argparse.Namespace) -> int:
     if args.scenario:
         scenario = _load_scenario_file(args.scenario)
     else:
-        # The demo's jobs, open to any credentials, so any client can be pointed at it.
-        scenario = {"jobs": demo_scenario()["jobs"]}
+        # The demo's jobs, slower, open to any credentials: any client can be pointed at it.
+        scenario = {"jobs": demo_scenario(every=FAKE_SERVER_STEP_SECONDS)["jobs"]}
     fake = load_scenario(scenario)
     fake.control = control_api(fake)
     try:
@@ -472,22 +525,49 @@ async def _fake_server(args: argparse.Namespace) -> int:
     try:
         sys.stdout.write(fake.url + "\n")
         sys.stdout.flush()
-        auth = "none (any credentials are accepted)"
-        if fake.ak is not None:
-            auth = "AK/SK signatures"
-        elif fake.token is not None:
-            auth = "X-Auth-Token"
-        sys.stderr.write(
-            f"fake Workspace server at {fake.url}: project {visible(fake.project_id)}, "
-            f"{len(scenario.get('jobs', []))} jobs, auth {auth}; its request log at "
-            f"{fake.url}/_fake/requests, new jobs POSTed to {fake.url}/_fake/jobs; "
-            "Ctrl-C stops it\n"
-        )
+        sys.stderr.write(_fake_banner(fake, scenario) + "\n")
         sys.stderr.flush()
         await asyncio.Event().wait()
     finally:
         await fake.close()
     return 0
+
+
+def _describe(job: dict[str, Any]) -> str:
+    """Return a scenario job's type and pace, for the banner."""
+    timeline = job.get("timeline") or [{}]
+    last = timeline[-1] if isinstance(timeline[-1], dict) else {}
+    text = str(last.get("job_type") or "a job")
+    every = job.get("every")
+    if isinstance(every, (int, float)) and every > 0:
+        text += f", {len(timeline)} steps of {every:g}s from its first look"
+    return visible(text)
+
+
+def _fake_banner(fake: Any, scenario: Any) -> str:
+    """Return what a newcomer needs to point the command line at a fake server."""
+    if fake.ak is not None:
+        auth = "AK/SK signatures"
+        keys = f"HUAWEICLOUD_SDK_AK={visible(fake.ak)} HUAWEICLOUD_SDK_SK=<the scenario's sk>"
+    elif fake.token is not None:
+        auth = "X-Auth-Token"
+        keys = "IMAGEJOBS_AUTH_TOKEN=<the scenario's token>"
+    else:
+        auth = "none: any credentials are accepted"
+        keys = "HUAWEICLOUD_SDK_AK=any HUAWEICLOUD_SDK_SK=any"
+    jobs = scenario.get("jobs", []) if isinstance(scenario, dict) else []
+    lines = [
+        f"fake Workspace server at {fake.url}: project {visible(fake.project_id)}, "
+        f"{len(jobs)} jobs, auth {auth}; its request log at {fake.url}/_fake/requests, "
+        f"new jobs POSTed to {fake.url}/_fake/jobs; Ctrl-C stops it",
+        "point the command line at it, in another shell:",
+        f"  export IMAGEJOBS_ENDPOINT={fake.url} "
+        f"HUAWEICLOUD_SDK_PROJECT_ID={visible(fake.project_id)} {keys}",
+    ]
+    for job in jobs:
+        if isinstance(job, dict) and "id" in job:
+            lines.append(f"  imagejobs watch {visible(str(job['id']))}   # {_describe(job)}")
+    return "\n".join(lines)
 
 
 _COMMANDS = {

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DEMO_AK", "DEMO_SK", "STEP_SECONDS", "demo_scenario"]
+__all__ = ["DEMO_AK", "DEMO_SK", "FAKE_SERVER_STEP_SECONDS", "STEP_SECONDS", "demo_scenario"]
 
 STEP_SECONDS = 2.0
+FAKE_SERVER_STEP_SECONDS = 20.0
+"""Seconds a step of the demo's jobs lasts in ``imagejobs fake-server``: minutes to watch."""
 # Throwaway keys: the demo signs its requests and the fake checks them as the
 # real gateway would, but they unlock nothing anywhere else.
 DEMO_AK = "DEMOACCESSKEY0000000"
@@ -24,7 +26,9 @@ def _job(
     job_type: str,
     sub_jobs: dict[str, tuple[str, str, str]],
     steps: list[tuple[str, dict[str, str]]],
+    *,
     error: tuple[str, str] | None = None,
+    every: float = STEP_SECONDS,
 ) -> dict[str, Any]:
     """Return a scenario job; ``sub_jobs`` maps an ID to (type, resource ID, name)."""
     timeline = []
@@ -51,10 +55,10 @@ def _job(
                 "sub_jobs": wire_subs,
             }
         )
-    return {"id": job_id, "every": STEP_SECONDS, "timeline": timeline}
+    return {"id": job_id, "every": every, "timeline": timeline}
 
 
-def _create_instance() -> dict[str, Any]:
+def _create_instance(every: float) -> dict[str, Any]:
     server = "702364884037271552"
     resource = ("CREATE_SERVER", "f5d443de-7a1c-4b8e-9d61-2c0f5e3b9a10", "img-builder-01")
     return _job(
@@ -69,10 +73,11 @@ def _create_instance() -> dict[str, Any]:
             ("RUNNING", {server: "SUCCESS"}),
             ("SUCCESS", {server: "SUCCESS"}),
         ],
+        every=every,
     )
 
 
-def _create_image() -> dict[str, Any]:
+def _create_image(every: float) -> dict[str, Any]:
     build, generate = "702364885102624768", "702364885102624769"
     return _job(
         "702364885091102720",
@@ -90,10 +95,11 @@ def _create_image() -> dict[str, Any]:
             ("RUNNING", {build: "SUCCESS", generate: "RUNNING"}),
             ("SUCCESS", {build: "SUCCESS", generate: "SUCCESS"}),
         ],
+        every=every,
     )
 
 
-def _delete_instance() -> dict[str, Any]:
+def _delete_instance(every: float) -> dict[str, Any]:
     delete = "702364886713454592"
     return _job(
         "702364886700871680",
@@ -104,10 +110,11 @@ def _delete_instance() -> dict[str, Any]:
             ("RUNNING", {delete: "RUNNING"}),
             ("SUCCESS", {delete: "SUCCESS"}),
         ],
+        every=every,
     )
 
 
-def _failing_image() -> dict[str, Any]:
+def _failing_image(every: float) -> dict[str, Any]:
     build = "702364887302930433"
     return _job(
         "702364887302930432",
@@ -120,12 +127,16 @@ def _failing_image() -> dict[str, Any]:
             ("FAILED", {build: "FAILED"}),
         ],
         error=("WKS.00081208", "The image instance is not stopped."),
+        every=every,
     )
 
 
-def demo_scenario(*, with_failure: bool = False) -> dict[str, Any]:
-    """Return the demo's scenario (the fake server's format), keys included."""
-    jobs = [_create_instance(), _create_image(), _delete_instance()]
+def demo_scenario(*, with_failure: bool = False, every: float = STEP_SECONDS) -> dict[str, Any]:
+    """Return the demo's scenario (the fake server's format), keys included.
+
+    Each job moves one step every ``every`` seconds (from its first look).
+    """
+    jobs = [_create_instance(every), _create_image(every), _delete_instance(every)]
     if with_failure:
-        jobs.append(_failing_image())
+        jobs.append(_failing_image(every))
     return {"ak": DEMO_AK, "sk": DEMO_SK, "jobs": jobs}

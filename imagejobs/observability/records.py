@@ -22,7 +22,10 @@ class RequestRecord:
     count"``; ``status`` the HTTP status (None when no answer came);
     ``duration`` seconds from sending to the end of the answer; ``attempt`` the
     try of this call (1 for the first); ``request_id`` the ``X-Request-Id``
-    answered; ``error`` the name of the error it ended in, if any.
+    answered; ``error`` the name of the error it ended in, if any, and
+    ``message`` what it says (``cannot connect to host:443: connection
+    refused``); error messages never hold a secret, and an error from outside
+    the library's tree gives its name alone.
     """
 
     method: str
@@ -34,6 +37,7 @@ class RequestRecord:
     attempt: int
     request_id: str | None
     error: str | None = None
+    message: str | None = None
 
 
 @attrs.frozen

@@ -21,6 +21,7 @@ import tempfile
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import attrs
 
@@ -121,9 +122,13 @@ def _checked_duration(seconds: object) -> float:
 class DurationHistory:
     """Durations of finished jobs, per job type, the :data:`MAX_SAMPLES` most recent of each.
 
-    ``record`` adds one; ``fit`` sums a type up once it has :data:`MIN_SAMPLES`;
+    ``record`` adds one; ``fit`` sums a type up once it has :data:`MIN_SAMPLES`
+    (:attr:`MIN_SAMPLES` here too);
     ``save`` and ``load`` keep it in a JSON file between runs.
     """
+
+    MIN_SAMPLES: ClassVar[int] = MIN_SAMPLES
+    """Durations of a type needed before they place polls."""
 
     def __init__(self, durations: Mapping[str, Iterable[float]] | None = None) -> None:
         self._durations: dict[str, deque[float]] = {}

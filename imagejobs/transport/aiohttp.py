@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import ssl as _ssl
 from collections.abc import Mapping
 
@@ -121,7 +123,7 @@ class AiohttpTransport:
                 raise ImageJobsError(f"GET {url}: the client was closed") from None
             if isinstance(exc, RuntimeError):
                 raise
-            raise TransportError(f"GET {url} failed: {str(exc) or type(exc).__name__}") from exc
+            raise TransportError(f"GET {url} failed: {_reason(exc)}") from exc
         return response.status, response.headers, body
 
     def _timeout_for(self, seconds: float) -> aiohttp.ClientTimeout:
@@ -174,6 +176,22 @@ class AiohttpTransport:
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None
+
+
+def _reason(exc: aiohttp.ClientError) -> str:
+    """Return why a request got no answer, in words (aiohttp's own text names its TLS object)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        error: BaseException = exc.os_error
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            error = exc.certificate_error
+        if isinstance(error, _ssl.SSLError):
+            why = str(error)  # names the check that failed: CERTIFICATE_VERIFY_FAILED
+        elif isinstance(error, OSError) and error.errno and not isinstance(error, socket.gaierror):
+            why = os.strerror(error.errno)
+        else:
+            why = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {why[:1].lower()}{why[1:]}"
+    return str(exc) or type(exc).__name__
 
 
 def _tls_context(

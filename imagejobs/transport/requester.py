@@ -292,7 +292,11 @@ class Requester:
             failed = exc
             raise
         finally:
-            error = None if failed is None else type(failed).__name__
+            error = message = None
+            if failed is not None:
+                error = type(failed).__name__
+                # The library's errors are built to be shown; another's text may quote a header.
+                message = str(failed) if isinstance(failed, ImageJobsError) else error
             record = RequestRecord(
                 "GET",
                 call.url,
@@ -303,6 +307,7 @@ class Requester:
                 call.attempt,
                 call.request_id,
                 error,
+                message,
             )
             self._hooks.call("on_request", record)
 

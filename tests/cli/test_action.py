@@ -154,5 +154,5 @@ async def test_a_cancelled_workflow_still_gets_the_results_and_outputs(
         process.send_signal(signal.SIGTERM)  # to the step's shell, as the runner does
         out = await runner.finish(wait, process)
     assert process.returncode == 143, out
-    assert "result 700000000000000004 error status=RUNNING" in out
+    assert "result 700000000000000004 interrupted status=RUNNING" in out
     assert runner.action_outputs()["outcome"] == "interrupted"

@@ -19,7 +19,7 @@ import pytest
 
 from imagejobs import DurationHistory, from_wire
 from imagejobs.cli._args import parse_duration
-from imagejobs.cli._report import most_severe
+from imagejobs.cli._format import most_severe
 from imagejobs.testing import FakeWorkspace, Reply, Step
 
 # The fake has no gateway limit to respect: no budget to slow the test down.
@@ -110,7 +110,7 @@ async def test_success_exits_0_with_grep_able_lines(fake: FakeWorkspace, home: P
     script(fake)
     run = await cli("wait", "ok", *FAST, env=fake_env(fake, home))
     assert run.code == 0, run.stderr
-    assert run.stdout == ""
+    assert run.stdout == "res-ok-0\n"  # what the job made, for $(imagejobs wait ...)
     lines = run.stderr.splitlines()
     transitions = [line for line in lines if not line.startswith("result ")]
     assert transitions
@@ -120,7 +120,7 @@ async def test_success_exits_0_with_grep_able_lines(fake: FakeWorkspace, home: P
         "sub ok-0 BUILD_IMAGE RUNNING -> SUCCESS resource=res-ok-0 name=img" in t for t in lines
     )
     assert lines[-1].startswith("result ok success status=SUCCESS duration=")
-    assert lines[-1].endswith(" resources=res-ok-0")
+    assert lines[-1].endswith(" result=res-ok-0 resources=BUILD_IMAGE:res-ok-0")
 
 
 async def test_an_outage_during_a_wait_does_not_fail_the_step(
@@ -218,7 +218,16 @@ TRANSITION_KEYS = {
     "event", "job_id", "sub_job_id", "job_type", "previous", "current", "at",
     "resource_id", "error_code", "error_message",
 }  # fmt: skip
-RESULT_KEYS = {"event", "job_id", "outcome", "status", "error", "resource_ids"}
+RESULT_KEYS = {
+    "event",
+    "job_id",
+    "outcome",
+    "status",
+    "error",
+    "result_id",
+    "resources",
+    "resource_ids",
+}
 
 
 async def test_json_is_ndjson_on_stdout_and_nothing_else(fake: FakeWorkspace, home: Path) -> None:
@@ -250,6 +259,15 @@ async def test_json_is_ndjson_on_stdout_and_nothing_else(fake: FakeWorkspace, ho
         "outcome": "success",
         "status": "SUCCESS",
         "error": None,
+        "result_id": "res-ok-0",
+        "resources": [
+            {
+                "sub_job_id": "ok-0",
+                "job_type": "BUILD_IMAGE",
+                "resource_id": "res-ok-0",
+                "resource_name": "img",
+            }
+        ],
         "resource_ids": ["res-ok-0"],
     }
     assert results["bad"]["outcome"] == "failed"
@@ -259,12 +277,16 @@ async def test_json_is_ndjson_on_stdout_and_nothing_else(fake: FakeWorkspace, ho
     assert not LINE.search(run.stderr)  # no human lines beside the JSON
 
 
-async def test_quiet_prints_only_errors(fake: FakeWorkspace, home: Path) -> None:
+async def test_quiet_prints_only_why_a_job_did_not_succeed(fake: FakeWorkspace, home: Path) -> None:
     script(fake)
-    quiet = await cli("wait", "ok", "denied", *FAST, "--quiet", env=fake_env(fake, home))
+    quiet = await cli("wait", "ok", "denied", "bad", *FAST, "--quiet", env=fake_env(fake, home))
     assert quiet.code == 4
-    assert quiet.stdout == ""
-    assert [line.split(":")[0] for line in quiet.stderr.splitlines()] == ["imagejobs"]
+    assert quiet.stdout == "res-ok-0\n"  # what the successful job made
+    lines = quiet.stderr.splitlines()
+    assert sorted(line.split()[1] for line in lines) == ["bad", "denied"], lines
+    assert all(line.startswith("result ") for line in lines)
+    assert any("failed" in line and "WKS.9" in line for line in lines)  # the reason
+    assert any("403 WKS.0003: no permission" in line for line in lines)
 
 
 async def test_github_actions_get_annotations_and_a_summary(
@@ -333,8 +355,14 @@ async def test_get_of_a_missing_job_exits_4(fake: FakeWorkspace, home: Path) -> 
         (["wait", "1", "--region", "mars-1"], "unknown region 'mars-1'; known regions: af-north-1"),
         (["wait", "1", "--max-in-flight", "0"], "'0' must be at least 1"),
         (["wait", "a/b", "--region", "cn-north-4", "--project-id", "p"], "job_id 'a/b' contains"),
-        (["wait", "1", "--initial-delay", "1m", "--max-delay", "1s"], "max_delay (1s) must not"),
-        (["wait", "1", "--region", "cn-north-4", "--project-id", "p"], "no credentials: pass"),
+        (
+            ["wait", "1", "--initial-delay", "1m", "--max-delay", "1s"],
+            "--max-delay (1s) must not be below --initial-delay",
+        ),
+        (
+            ["wait", "1", "--region", "cn-north-4", "--project-id", "p"],
+            "no credentials: set HUAWEICLOUD_SDK_AK",
+        ),
         (["launch"], "invalid choice: 'launch'"),
         ([], "the following arguments are required: COMMAND"),
         (["fake-server", "--scenario", "/nonexistent.json"], "cannot read scenario"),
@@ -342,7 +370,7 @@ async def test_get_of_a_missing_job_exits_4(fake: FakeWorkspace, home: Path) -> 
         (["fake-server", "--host", "a b"], "'a b' is not an IP address or host name"),
         (["fake-server", "--host", "[::1]"], "'[::1]' is not an IP address or host name"),
         (["fake-server", "--host", "host:80"], "'host:80' is not an IP address or host name"),
-        (["get", "1", "--timeout", "0"], "'0' is not a positive duration"),
+        (["get", "1", "--timeout", "0"], "'0' must be a duration of more than 0"),
     ],
 )
 async def test_bad_usage_is_one_line_and_exit_2(home: Path, args: list[str], message: str) -> None:
@@ -662,8 +690,6 @@ async def test_server_text_cannot_forge_lines_or_workflow_commands(
     assert_plain(run.stderr)
     lines = run.stderr.splitlines()
     assert [line[:9] for line in lines if line.lstrip().startswith(("::", "result "))] == [
-        "::group::",
-        "::endgrou",
         "result fo",
         "::error t",
     ]
@@ -963,14 +989,14 @@ async def test_outside_a_terminal_a_heartbeat_says_the_step_is_alive(
     env = fake_env(fake, home)
     run = await cli("wait", "stuck", *FAST, "--timeout", "1s", "--heartbeat", "200ms", env=env)
     assert run.code == 3
-    beats = [line for line in run.stderr.splitlines() if line.startswith("heartbeat ")]
+    beats = [line for line in run.stderr.splitlines() if " heartbeat: " in line]
     assert beats
-    assert all(
-        re.fullmatch(r"heartbeat 0 ended ok, 0 failed, 1 waiting, elapsed [0-9.]+s", b)
-        for b in beats
-    )
+    # One stable format, timestamped.
+    beat = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ heartbeat: "
+    beat += r"0 ok, 0 failed, 0 other, 1 waiting, elapsed [0-9.]+s"
+    assert all(re.fullmatch(beat, b) for b in beats), beats
     quiet = await cli("wait", "stuck", *FAST, "--timeout", "1s", "--heartbeat", "0", env=env)
-    assert not [line for line in quiet.stderr.splitlines() if line.startswith("heartbeat ")]
+    assert not [line for line in quiet.stderr.splitlines() if " heartbeat: " in line]
 
 
 async def test_each_result_line_comes_as_soon_as_its_job_ends(
@@ -991,7 +1017,7 @@ async def test_each_result_line_comes_as_soon_as_its_job_ends(
     assert quick < slow_end
 
 
-async def test_github_actions_get_outputs_and_folded_transitions(
+async def test_github_actions_get_outputs_and_transitions_as_they_happen(
     fake: FakeWorkspace, home: Path, tmp_path: Path
 ) -> None:
     script(fake)
@@ -1001,17 +1027,20 @@ async def test_github_actions_get_outputs_and_folded_transitions(
     assert run.code == 1, run.stderr
     written = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
     assert written["outcome"] == "failed"
+    assert written["result-ids"] == "res-ok-0"  # what the successful job made
     assert sorted(written["resource-ids"].split()) == ["res-bad-0", "res-ok-0"]  # as they end
     results = json.loads(written["results"])
     assert {r["job_id"]: r["outcome"] for r in results} == {"ok": "success", "bad": "failed"}
     assert all(r["event"] == "result" for r in results)
+    assert results[0]["resources"][0]["job_type"] == "BUILD_IMAGE"
     lines = run.stderr.splitlines()
-    groups = [line for line in lines if line.startswith("::group::")]
-    assert sorted(groups) == [
-        "::group::job bad: 4 transitions, failed",
-        "::group::job ok: 4 transitions, success",
-    ]
-    assert lines.count("::endgroup::") == 2
+    # Each transition shows as it is seen, not folded until its job ends.
+    assert not [line for line in lines if line.startswith(("::group::", "::endgroup::"))]
+    for job_id in ("ok", "bad"):
+        moves = [n for n, line in enumerate(lines) if LINE.match(line) and f" {job_id} " in line]
+        end = next(n for n, line in enumerate(lines) if line.startswith(f"result {job_id} "))
+        assert len(moves) == 4
+        assert max(moves) < end
 
 
 async def test_sigterm_still_writes_the_results_summary_and_outputs(
@@ -1037,11 +1066,15 @@ async def test_sigterm_still_writes_the_results_summary_and_outputs(
     # Every job has its result line: "ok" ended (or, on a slow machine, was stopped too).
     assert any(line.startswith(("result ok success", "result ok error")) for line in lines)
     assert any(
-        line.startswith("result stuck error status=RUNNING") and "stopped by SIGTERM" in line
+        line.startswith("result stuck interrupted status=RUNNING") and "stopped by SIGTERM" in line
         for line in lines
     )
-    assert "| `stuck` | error |" in summary.read_text()
-    assert "outcome=interrupted" in outputs.read_text().splitlines()
+    assert not [line for line in lines if line.startswith("::error") and "stuck" in line]
+    assert "| `stuck` | interrupted |" in summary.read_text()
+    written = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert written["outcome"] == "interrupted"
+    kinds = {r["job_id"]: r["outcome"] for r in json.loads(written["results"])}
+    assert kinds["stuck"] == "interrupted"  # as the outcome output says
 
 
 async def test_the_not_found_grace_is_set_from_the_command_line(

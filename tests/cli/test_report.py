@@ -5,15 +5,14 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagejobs import JobFailed, Outcome, WaitTimeout, from_wire
-from imagejobs.cli._report import (
-    Reporter,
+from imagejobs import DurationHistory, JobFailed, Outcome, WaitTimeout, from_wire, to_wire
+from imagejobs.cli._format import (
     annotation,
     format_duration,
     format_result,
@@ -22,6 +21,7 @@ from imagejobs.cli._report import (
     most_severe,
     summary_table,
 )
+from imagejobs.cli._report import Reporter
 from imagejobs.core.transitions import diff
 
 AT = datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC)
@@ -48,30 +48,56 @@ def test_the_most_severe_code_wins_whatever_the_order(codes: list[int]) -> None:
     assert most_severe(list(reversed(codes))) == expected
 
 
-def test_the_live_line_is_redrawn_around_every_printed_line() -> None:
-    times = iter([0.0, 1.0, 65.0, 65.0, 66.0, 66.0, 67.0])
+def test_the_live_view_redraws_a_line_per_job_around_every_printed_line() -> None:
+    times = iter([0.0, *[float(n) for n in range(1, 200)]])
     err = io.StringIO()
-    reporter = Reporter(stdout=io.StringIO(), stderr=err, live=True, clock=lambda: next(times))
-    reporter.start(2)
-    job = from_wire({"id": "1", "status": "RUNNING"})
-    (change,) = diff(None, job, observed_at=AT)
+    history = DurationHistory({"CREATE_SERVER_IMAGE": [600.0] * 10})
+    reporter = Reporter(
+        stdout=io.StringIO(),
+        stderr=err,
+        live=True,
+        history=history,
+        deadline=3600.0,
+        clock=lambda: next(times),
+        now=lambda: AT,
+    )
+    reporter.start(["1", "2"])
+    begun = (AT - timedelta(minutes=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job = from_wire(
+        {
+            "id": "1",
+            "status": "RUNNING",
+            "job_type": "CREATE_SERVER_IMAGE",
+            "begin_time": begun,
+            "sub_jobs_total": 2,
+            "sub_jobs": [
+                {"id": "a", "status": "SUCCESS", "job_type": "BUILD_IMAGE"},
+                {"id": "b", "status": "RUNNING", "job_type": "GENERATE_IMAGE"},
+            ],
+        }
+    )
+    (*_, change) = diff(None, job, observed_at=AT)
     reporter.transition(change)
-    reporter.result(Outcome("1", from_wire({"id": "1", "status": "SUCCESS"})))
-    code = reporter.finish()
+    reporter.tick()
     text = err.getvalue()
-    assert "\r\x1b[K[1.0s] 2 jobs: 0 ended, 2 waiting" in text
-    assert "\r\x1b[K2026-11-26T12:00:01Z 1 job - - -> RUNNING\n" in text
-    assert "[1m06s] 2 jobs: 1 ended, 1 waiting" in text
-    # The result line as soon as the job ends, the live line drawn again below it.
-    assert "\r\x1b[Kresult 1 success status=SUCCESS duration=1m05s\n\r\x1b[K[1m" in text
-    assert text.endswith("\r\x1b[K")  # and cleared at the end
-    assert code == 0
+    # One line per job, each redrawn in place: up to the first, clear, write.
+    assert "1  CREATE_SERVER_IMAGE  RUNNING  1/2 sub-jobs  elapsed 4m00s  " in text
+    assert "to the deadline  ends in ~" in text
+    assert "2  waiting for a first look\x1b[K\n" in text
+    assert "\x1b[2F\x1b[J" in text  # the view taken off before a line is printed
+    assert "2026-11-26T12:00:01Z 1 job CREATE_SERVER_IMAGE - -> RUNNING\n" in text
+    reporter.result(Outcome("1", from_wire({**to_wire(job), "status": "SUCCESS"})))
+    reporter.result(Outcome("2", None, WaitTimeout("2", None, 5.0)))
+    code = reporter.finish()
+    last = err.getvalue().rsplit("\x1b[J", 1)[-1]
+    assert "1  CREATE_SERVER_IMAGE  success  1/2 sub-jobs" in last  # the last state stays
+    assert code == 3
 
 
 def test_without_a_terminal_there_are_no_control_characters() -> None:
     err = io.StringIO()
     reporter = Reporter(stdout=io.StringIO(), stderr=err, live=False)
-    reporter.start(1)
+    reporter.start(["1"])
     job = from_wire({"id": "1", "status": "FAILED"})
     reporter.result(Outcome("1", job, JobFailed(job)))
     assert reporter.finish() == 1
@@ -149,7 +175,7 @@ def written(stream: io.TextIOWrapper) -> str:
 def report(wire: dict[str, Any], **options: Any) -> tuple[str, str, int]:
     out, err = encoded(), encoded()
     reporter = Reporter(stdout=out, stderr=err, **options)
-    reporter.start(1)
+    reporter.start(["1"])
     job = from_wire(wire)
     for change in diff(None, job, observed_at=AT):
         reporter.transition(change)
@@ -164,17 +190,15 @@ def test_server_text_cannot_add_lines_commands_or_controls(text: dict[str, str])
     assert code == 1
     lines = err.split("\n")
     assert lines.pop() == ""
-    # Two transitions (the sub-job, the job) in the job's group, its result, one annotation.
-    assert len(lines) == 6, lines
+    # Two transitions (the sub-job, the job) as they are seen, its result, one annotation.
+    assert len(lines) == 4, lines
     assert err.splitlines() == lines  # no other line separator either
     assert all(line.isprintable() for line in lines)
     assert "##[" not in err
-    assert [bool(TIME.match(line)) for line in lines] == [False, True, True, False, False, False]
-    assert lines[0] == "::group::job 1: 2 transitions, failed"
-    assert lines[3] == "::endgroup::"
-    assert lines[4].startswith("result 1 failed status=FAILED duration=")
-    assert lines[5].startswith("::error title=Image job 1 failed::sub-job ")
-    assert not any(line.lstrip().startswith(("::", "result ")) for line in lines[1:3])
+    assert [bool(TIME.match(line)) for line in lines] == [True, True, False, False]
+    assert lines[2].startswith("result 1 failed status=FAILED duration=")
+    assert lines[3].startswith("::error title=Image job 1 failed::sub-job ")
+    assert not any(line.lstrip().startswith(("::", "result ")) for line in lines[:2])
 
 
 _T = TypeVar("_T")
@@ -228,7 +252,7 @@ def test_the_step_summary_keeps_one_row_of_six_cells_per_job(
     text: dict[str, str], job_id: str
 ) -> None:
     job = from_wire(failed_job(text))
-    table = summary_table([(Outcome(job_id, job, JobFailed(job)), 1.0)])
+    table = summary_table([(Outcome(job_id, job, JobFailed(job)), 1.0, "failed")])
     lines = table.split("\n")
     assert lines.pop() == ""
     assert len(lines) == 5
