@@ -83,3 +83,11 @@ def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied for this test."""
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty home folder, for a command line run with nothing of the user's."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import re
 import signal
 import sys
@@ -14,87 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import attrs
 import pytest
+from cli_run import FAST, LINE, cli, environment, fake_env, job, start_cli
 
 from imagejobs import DurationHistory, from_wire
 from imagejobs.cli._args import parse_duration
 from imagejobs.cli._format import most_severe
 from imagejobs.testing import FakeWorkspace, Reply, Step
-
-# The fake has no gateway limit to respect: no budget to slow the test down.
-FAST = ["--initial-delay", "10ms", "--max-delay", "50ms", "--rate", "10000"]
-LINE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \S+ (job|sub \S+) \S+ \S+ -> \S+( resource=\S+)?( name=\S+)?"
-)
-
-
-@attrs.frozen
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    return folder
-
-
-def environment(home: Path, **extra: str) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", ""), "HOME": str(home), **extra}
-
-
-def fake_env(fake: FakeWorkspace, home: Path, **extra: str) -> dict[str, str]:
-    assert fake.ak is not None
-    assert fake.sk is not None
-    settings = {
-        "HUAWEICLOUD_SDK_AK": fake.ak,
-        "HUAWEICLOUD_SDK_SK": fake.sk,
-        "HUAWEICLOUD_SDK_PROJECT_ID": fake.project_id,
-        "IMAGEJOBS_ENDPOINT": fake.url,
-    }
-    return environment(home, **{**settings, **extra})
-
-
-async def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> Run:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "imagejobs",
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(
-        process.communicate(None if stdin is None else stdin.encode()), timeout=90
-    )
-    assert process.returncode is not None
-    return Run(process.returncode, out.decode(), err.decode())
-
-
-def job(job_id: str, status: str, *subs: tuple[str, str]) -> dict[str, Any]:
-    return {
-        "id": job_id,
-        "job_type": "CREATE_SERVER_IMAGE",
-        "status": status,
-        "sub_jobs": [
-            {
-                "id": f"{job_id}-{n}",
-                "job_type": "BUILD_IMAGE",
-                "status": sub_status,
-                "job_resource_info": {"resource_id": f"res-{job_id}-{n}", "resource_name": "img"},
-                "job_execute_info": {"error_code": code, "error_message": f"{code} happened"}
-                if code
-                else None,
-            }
-            for n, (sub_status, code) in enumerate(subs)
-        ],
-    }
 
 
 def script(fake: FakeWorkspace) -> None:
@@ -548,14 +473,6 @@ async def test_the_demo_runs_and_with_failure_exits_1(home: Path) -> None:
     assert 'error=WKS.00081208 message="The image instance is not stopped."' in failing.stderr
     assert "result 702364887302930432 failed status=FAILED" in failing.stderr
     assert "demo-secret-key" not in plain.stderr + failing.stderr
-
-
-async def start_cli(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "imagejobs", *args, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
 
 
 async def test_ctrl_c_during_a_wait_exits_130(fake: FakeWorkspace, home: Path) -> None:
