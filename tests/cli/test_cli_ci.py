@@ -313,3 +313,14 @@ async def test_history_learn_says_what_it_learned_and_what_is_needed(
         fake.add_job([{"id": f"done-{n}", **done, "sub_jobs": []}])
     few = await cli("history", "--learn", "--history", str(kept), env=env)
     assert "learned 3 durations of CREATE_SERVER (a type needs 8 to place polls)" in few.stderr
+
+
+async def test_an_error_is_printed_once_under_github_actions(
+    fake: FakeWorkspace, home: Path
+) -> None:
+    env = fake_env(fake, home, GITHUB_ACTIONS="true")
+    run = await cli("wait", "nosuchjob", *FAST, "--not-found-grace", "0", env=env)
+    assert run.code == 4
+    lines = [line for line in run.stderr.splitlines() if "does not exist" in line]
+    # The result line, and the annotation that stands for the error line.
+    assert [line.split()[0] for line in lines] == ["result", "::error"], lines
