@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import imagejobs
 from imagejobs.testing import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,8 +138,15 @@ def test_readme_shows_how_to_set_a_deadline() -> None:
 
 def test_readme_error_tree_is_whole() -> None:
     (tree,) = [block for block in blocks(README, "text") if block.startswith("ImageJobsError")]
-    for name in ("JobFailed", "WaitTimeout", "ResponseTooLarge", "MalformedResponse"):
-        assert name in tree
+    exported = [
+        name
+        for name in imagejobs.__all__
+        if isinstance(getattr(imagejobs, name), type)
+        and issubclass(getattr(imagejobs, name), imagejobs.ImageJobsError)
+    ]
+    assert "ClientClosed" in exported
+    for name in exported:
+        assert f"{name} " in tree or tree.startswith(name), name
 
 
 def test_the_scenario_example_loads() -> None:

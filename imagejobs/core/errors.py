@@ -11,6 +11,7 @@
     │   ├── Throttled            429
     │   └── ServerError          5xx
     ├── TransportError           no usable answer: connection failed, timed out
+    ├── ClientClosed             the client was closed (or the aiohttp session lent to it)
     ├── MalformedResponse        an answer that is not a job in the documented shape
     │   └── ResponseTooLarge     a body over the size cap, left unread
     ├── InvalidArgument          (also a ValueError) bad input, caught before any request
@@ -36,6 +37,7 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "BadRequest",
+    "ClientClosed",
     "ConfigurationError",
     "ImageJobsError",
     "InvalidArgument",
@@ -140,6 +142,15 @@ class ServerError(ApiError):
 
 class TransportError(ImageJobsError):
     """No usable answer came back: the connection failed, dropped or timed out."""
+
+
+class ClientClosed(ImageJobsError):
+    """The client was closed: no request is sent, and no wait goes on.
+
+    Raised by every call made after :meth:`Client.close`, by the calls and
+    waits ``close()`` cut short, and once the aiohttp session lent to the
+    client (``session=``) is closed by its owner.
+    """
 
 
 class MalformedResponse(ImageJobsError):

@@ -7,10 +7,12 @@ import pickle
 import pytest
 
 import imagejobs
+import imagejobs.core.errors
 from imagejobs import (
     ApiError,
     AuthenticationError,
     BadRequest,
+    ClientClosed,
     ImageJobsError,
     InvalidArgument,
     JobNotFound,
@@ -43,6 +45,20 @@ def test_every_exported_exception_is_in_one_tree() -> None:
     assert not issubclass(TransportError, ApiError)
     assert not issubclass(MalformedResponse, ApiError)
     assert issubclass(InvalidArgument, ValueError)
+
+
+def test_the_tree_in_the_docstring_names_every_error() -> None:
+    tree = imagejobs.core.errors.__doc__ or ""
+    assert "\n    ImageJobsError\n" in tree
+    for name in set(imagejobs.core.errors.__all__) - {"ImageJobsError"}:
+        assert f"── {name} " in tree, name
+
+
+def test_client_closed_is_its_own_error_and_pickles() -> None:
+    error = ClientClosed("the client is closed")
+    assert type(error).__mro__[1] is ImageJobsError  # not transient, not a TransportError
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy)) == (ClientClosed, "the client is closed")
 
 
 def test_message_without_request_id_or_code() -> None:

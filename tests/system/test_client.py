@@ -15,7 +15,7 @@ from imagejobs import (
     AuthenticationError,
     BadRequest,
     Client,
-    ImageJobsError,
+    ClientClosed,
     InvalidArgument,
     JobNotFound,
     JobStatus,
@@ -266,15 +266,28 @@ async def test_own_session_is_closed_and_client_refuses_after_close(fake: FakeWo
         session = transport._session
     assert session is not None
     assert session.closed
-    with pytest.raises(ImageJobsError, match="client is closed"):
+    with pytest.raises(ClientClosed, match="client is closed"):
         await client.get_job(JOB_ID)
     assert len(fake.requests) == 1
+
+
+async def test_closing_cuts_a_request_in_flight_short_with_client_closed(
+    fake: FakeWorkspace,
+) -> None:
+    fake.add_job([Reply(body=b"{}", delay=30)], job_id=JOB_ID)
+    client = fake.client(retry=RetryPolicy(max_attempts=1))
+    fetching = asyncio.ensure_future(client.get_job(JOB_ID))
+    while not fake.in_flight:
+        await asyncio.sleep(0.01)
+    await client.close()
+    with pytest.raises(ClientClosed, match=r"^GET \S+: the client was closed$"):
+        await fetching
 
 
 async def test_closed_borrowed_session_gives_a_typed_error(fake: FakeWorkspace) -> None:
     session = aiohttp.ClientSession()
     await session.close()
-    with pytest.raises(ImageJobsError, match="session passed to the client is closed"):
+    with pytest.raises(ClientClosed, match="session passed to the client is closed"):
         await fake.client(session=session).get_job(JOB_ID)
 
 

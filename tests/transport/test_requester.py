@@ -15,6 +15,7 @@ import pytest
 
 from imagejobs import (
     AkSkCredentials,
+    ClientClosed,
     ImageJob,
     ImageJobsError,
     InvalidArgument,
@@ -254,7 +255,7 @@ async def test_a_closed_transport_is_refused_before_the_budget_is_touched() -> N
     tokens = budget.tokens
     await transport.close()
     for _ in range(3):
-        with pytest.raises(ImageJobsError, match="the client is closed"):
+        with pytest.raises(ClientClosed, match="the client is closed"):
             await requester.send(_job_call())
     assert transport.sent == []
     assert (budget.tokens, budget.in_flight) == (tokens, 0)
