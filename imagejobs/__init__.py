@@ -25,6 +25,7 @@ from .core.errors import (
     ServerError,
     Throttled,
     TransportError,
+    WaitCancelled,
     WaitTimeout,
 )
 from .core.models import (
@@ -114,6 +115,7 @@ __all__ = [
     "TokenCredentials",
     "Transition",
     "TransportError",
+    "WaitCancelled",
     "WaitRecord",
     "WaitTimeout",
     "__version__",

@@ -17,7 +17,8 @@
     ├── InvalidArgument          (also a ValueError) bad input, caught before any request
     │   └── ConfigurationError   a setting missing from arguments, environment and file
     ├── JobFailed                a waited-on job ended FAILED
-    └── WaitTimeout              the deadline passed with the job still running
+    ├── WaitTimeout              the deadline passed with the job still running
+    └── WaitCancelled            never raised: the outcome hooks hear of a wait its caller left
 
 No message ever contains a credential: errors are built from what the server
 sent back and from IDs, never from request headers.
@@ -49,6 +50,7 @@ __all__ = [
     "ServerError",
     "Throttled",
     "TransportError",
+    "WaitCancelled",
     "WaitTimeout",
 ]
 
@@ -250,3 +252,19 @@ class WaitTimeout(ImageJobsError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.job_id, self.job, self.waited, self.transitions), self.__dict__)
+
+
+class WaitCancelled(ImageJobsError):
+    """A wait its caller left before it ended: cancelled, ``break``, ``aclose()``.
+
+    Never raised (nobody is left to catch it): it is the ``error`` of the
+    :class:`~imagejobs.Outcome` the ``on_outcome`` hooks are told of such a
+    wait, whose ``kind`` is ``"cancelled"``. ``job_id`` is the job it waited on.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"the wait on job {job_id} was cancelled")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.job_id,), self.__dict__)

@@ -13,7 +13,8 @@ is a client span following the HTTP semantic conventions (``GET``, kind CLIENT,
 timed from when it was sent, and is recorded in ``http.client.request.duration``.
 Besides those: ``imagejobs.requests`` (by ``imagejobs.request`` and status),
 ``imagejobs.retries``, ``imagejobs.throttles``, ``imagejobs.wait.duration`` (by
-``imagejobs.outcome``) and ``imagejobs.waits.active``. Prometheus users export
+``imagejobs.outcome``, the :attr:`~imagejobs.Outcome.kind`: ``"cancelled"`` for a
+wait its caller left) and ``imagejobs.waits.active``. Prometheus users export
 them with OpenTelemetry's Prometheus exporter.
 """
 

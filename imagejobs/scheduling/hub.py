@@ -31,7 +31,13 @@ from collections.abc import Callable
 
 import attrs
 
-from imagejobs.core.errors import ClientClosed, ImageJobsError, JobFailed, WaitTimeout
+from imagejobs.core.errors import (
+    ClientClosed,
+    ImageJobsError,
+    JobFailed,
+    WaitCancelled,
+    WaitTimeout,
+)
 from imagejobs.core.models import ImageJob, JobStatus
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import diff
@@ -173,13 +179,14 @@ class Hub:
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop telling a subscriber anything; its job is looked at no more if nobody is left.
 
-        The hooks still hear how it ended: cancelled, an error outcome.
+        The hooks still hear how it ended: an outcome of kind ``"cancelled"``
+        (:class:`WaitCancelled`).
         """
         if sub.ended:
             return
         sub.ended = True
         if self._hooks.wants("on_outcome"):
-            self._tell_hooks(sub, ImageJobsError(f"the wait on job {sub.job_id} was cancelled"))
+            self._tell_hooks(sub, WaitCancelled(sub.job_id))
         self._leave(sub)
 
     def _leave(self, sub: Subscription) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -117,3 +118,19 @@ async def test_polls_are_no_callers_children_and_a_callers_own_request_is(
     assert direct.parent is not None
     assert direct.parent.span_id == inspect.get_span_context().span_id
     assert a.get_span_context().trace_id != direct.context.trace_id
+
+
+async def test_a_wait_its_caller_left_is_recorded_as_cancelled(keys: dict[str, Any]) -> None:
+    reader = InMemoryMetricReader()
+    hook = OpenTelemetryHook(MeterProvider(metric_readers=[reader]), TracerProvider())
+    async with FakeWorkspace(**keys) as fake:
+        job_id = fake.add_job([snap("700000000000000001", "RUNNING")])
+        async with fake.client(hooks=[hook]) as client:
+            policy = PollPolicy(initial_delay=0.01, max_delay=0.05)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.wait(job_id, policy), 0.1)
+    points = _points(reader)
+    (waited,) = points["imagejobs.wait.duration"]
+    assert waited.attributes == {"imagejobs.outcome": "cancelled"}
+    assert waited.count == 1
+    assert sum(p.value for p in points["imagejobs.waits.active"]) == 0  # one began, one ended
