@@ -32,6 +32,7 @@ from imagejobs.core.errors import (
     AuthenticationError,
     ClientClosed,
     ImageJobsError,
+    JobNotFound,
     MalformedResponse,
     Throttled,
     TransportError,
@@ -316,6 +317,9 @@ class Requester:
             return decode_answer(status, headers, body, call.read)
         except AuthenticationError as error:
             raise _with_clock_hint(error, headers.get("Date")) from None
+        except JobNotFound as error:
+            error.job_id = call.job_id  # the service's text does not say which job
+            raise
         except ImageJobsError:
             raise
         except Exception as exc:

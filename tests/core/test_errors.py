@@ -67,6 +67,19 @@ def test_message_without_request_id_or_code() -> None:
     )
     assert str(ApiError(599, None, "odd")) == "599: odd"
     assert str(JobNotFound(404, "WKS.1", "gone")) == "404 WKS.1: gone"
+    assert str(JobNotFound(404, "WKS.1", "gone", job_id="7")) == "404 WKS.1: gone (job 7)"
+
+
+def test_job_not_found_pickles_with_its_job() -> None:
+    error = JobNotFound(404, "WKS.00081104", "The job does not exist.", "rid", job_id="7")
+    error.attempts = 2
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.job_id, copy.request_id, copy.attempts) == (JobNotFound, "7", "rid", 2)
+    assert (
+        str(copy)
+        == str(error)
+        == ("404 WKS.00081104: The job does not exist. (job 7, request id rid) (after 2 attempts)")
+    )
 
 
 @pytest.mark.parametrize("cls", API_ERRORS)

@@ -122,7 +122,9 @@ async def test_documented_errors_map_to_their_exception(
     assert error.error_code == code
     assert error.error_msg == msg
     assert error.request_id == fake.requests[-1].request_id
-    assert str(error) == f"{status} {code}: {msg} (request id {error.request_id})"
+    # A 404 names the job asked for: the service's text does not.
+    job = f"job {JOB_ID}, " if cls is JobNotFound else ""
+    assert str(error) == f"{status} {code}: {msg} ({job}request id {error.request_id})"
 
 
 async def test_throttled_reports_retry_after(fake: FakeWorkspace, client: Client) -> None:
@@ -133,8 +135,19 @@ async def test_throttled_reports_retry_after(fake: FakeWorkspace, client: Client
 
 
 async def test_unknown_job_is_not_found(fake: FakeWorkspace, client: Client) -> None:
-    with pytest.raises(JobNotFound, match=r"WKS\.00081104"):
+    with pytest.raises(JobNotFound, match=r"WKS\.00081104: .* \(job 1, request id ") as info:
         await client.get_job("1")
+    assert info.value.job_id == "1"
+
+
+async def test_a_list_that_is_not_found_names_no_job(fake: FakeWorkspace) -> None:
+    fake.add_job([{"id": JOB_ID, "status": "RUNNING"}])
+    async with fake.client(project_id="f" * 32, retry=RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(JobNotFound) as info:
+            await client.count_sub_jobs(JOB_ID)
+    assert info.value.job_id is None
+    assert "(request id " in str(info.value)
+    assert "job " not in str(info.value).partition("(")[2]
 
 
 async def test_gateway_html_page_still_maps_by_status(fake: FakeWorkspace, client: Client) -> None:
