@@ -13,6 +13,7 @@ from .core.errors import (
     ApiError,
     AuthenticationError,
     BadRequest,
+    ClientClosed,
     ConfigurationError,
     ImageJobsError,
     InvalidArgument,
@@ -24,6 +25,7 @@ from .core.errors import (
     ServerError,
     Throttled,
     TransportError,
+    WaitCancelled,
     WaitTimeout,
 )
 from .core.models import (
@@ -80,6 +82,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequest",
     "Client",
+    "ClientClosed",
     "Clock",
     "ConfigurationError",
     "Credentials",
@@ -112,6 +115,7 @@ __all__ = [
     "TokenCredentials",
     "Transition",
     "TransportError",
+    "WaitCancelled",
     "WaitRecord",
     "WaitTimeout",
     "__version__",

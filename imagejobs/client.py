@@ -25,7 +25,7 @@ from imagejobs.config import from_environment
 from imagejobs.core.codec import (
     MAX_PAGE_SIZE,
 )
-from imagejobs.core.errors import ImageJobsError, InvalidArgument
+from imagejobs.core.errors import ClientClosed, ImageJobsError, InvalidArgument
 from imagejobs.core.models import ImageJob, ImageJobInfo, SubJob
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.regions import endpoint_for
@@ -266,7 +266,7 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """End every wait with :class:`ImageJobsError`, then close the session if it is ours.
+        """End every wait with :class:`ClientClosed`, then close the session if it is ours.
 
         A borrowed session stays open. Closing twice is harmless.
         """
@@ -274,7 +274,7 @@ class Client:
             return
         self._closed = self._requester.closed = True
         await self._hub.close()
-        closed = ImageJobsError("the client is closed")
+        closed = ClientClosed("the client is closed")
         for gate in [self._gate, *self._call_gates]:
             await gate.close(closed)
         if self._fleet is not None:

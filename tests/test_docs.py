@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import imagejobs
 from imagejobs.testing import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,24 @@ def promised_output(code: str) -> list[str] | None:
     return [line.removeprefix("# ") for line in tail.splitlines()]
 
 
+def run_example(code: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    """Run an example as a script in ``directory``, every warning an error.
+
+    An example must not teach what a library warns against (aiohttp's
+    ``NotAppKeyWarning``, a deprecation).
+    """
+    script = directory / "example.py"
+    script.write_text(code)
+    return subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=directory,  # an example that writes a file writes it there
+    )
+
+
 README_BLOCKS = blocks(README, "python")
 EXAMPLES = [
     (name_of(page), number, code)
@@ -93,21 +112,20 @@ def test_docs_pages_have_python_examples() -> None:
     "code", [code for _, _, code in EXAMPLES], ids=[f"{page}-block{n}" for page, n, _ in EXAMPLES]
 )
 def test_example_runs(code: str, tmp_path: Path) -> None:
-    script = tmp_path / "example.py"
-    script.write_text(code)
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,  # an example that writes a file writes it there
-    )
+    result = run_example(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     promised = promised_output(code)
     if promised is not None:
         assert result.stdout.splitlines() == promised
+
+
+def test_an_example_that_warns_fails(tmp_path: Path) -> None:
+    result = run_example(
+        "import warnings\nwarnings.warn('deprecated', DeprecationWarning)\n", tmp_path
+    )
+    assert result.returncode != 0
+    assert "DeprecationWarning: deprecated" in result.stderr
 
 
 def test_the_waiting_examples_promise_their_output() -> None:
@@ -117,7 +135,7 @@ def test_the_waiting_examples_promise_their_output() -> None:
 
 def test_first_example_prints_the_running_job() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", README_BLOCKS[0]],
+        [sys.executable, "-W", "error", "-c", README_BLOCKS[0]],
         capture_output=True,
         text=True,
         timeout=60,
@@ -137,8 +155,15 @@ def test_readme_shows_how_to_set_a_deadline() -> None:
 
 def test_readme_error_tree_is_whole() -> None:
     (tree,) = [block for block in blocks(README, "text") if block.startswith("ImageJobsError")]
-    for name in ("JobFailed", "WaitTimeout", "ResponseTooLarge", "MalformedResponse"):
-        assert name in tree
+    exported = [
+        name
+        for name in imagejobs.__all__
+        if isinstance(getattr(imagejobs, name), type)
+        and issubclass(getattr(imagejobs, name), imagejobs.ImageJobsError)
+    ]
+    assert "ClientClosed" in exported
+    for name in exported:
+        assert f"{name} " in tree or tree.startswith(name), name
 
 
 def test_the_scenario_example_loads() -> None:

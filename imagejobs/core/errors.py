@@ -7,16 +7,18 @@
     │   ├── BadRequest           400, 405
     │   ├── AuthenticationError  401
     │   ├── PermissionDenied     403
-    │   ├── JobNotFound          404
+    │   ├── JobNotFound          404; .job_id names the job asked for
     │   ├── Throttled            429
     │   └── ServerError          5xx
     ├── TransportError           no usable answer: connection failed, timed out
+    ├── ClientClosed             the client was closed (or the aiohttp session lent to it)
     ├── MalformedResponse        an answer that is not a job in the documented shape
     │   └── ResponseTooLarge     a body over the size cap, left unread
     ├── InvalidArgument          (also a ValueError) bad input, caught before any request
     │   └── ConfigurationError   a setting missing from arguments, environment and file
     ├── JobFailed                a waited-on job ended FAILED
-    └── WaitTimeout              the deadline passed with the job still running
+    ├── WaitTimeout              the deadline passed with the job still running
+    └── WaitCancelled            never raised: the outcome hooks hear of a wait its caller left
 
 No message ever contains a credential: errors are built from what the server
 sent back and from IDs, never from request headers.
@@ -36,6 +38,7 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "BadRequest",
+    "ClientClosed",
     "ConfigurationError",
     "ImageJobsError",
     "InvalidArgument",
@@ -47,6 +50,7 @@ __all__ = [
     "ServerError",
     "Throttled",
     "TransportError",
+    "WaitCancelled",
     "WaitTimeout",
 ]
 
@@ -63,12 +67,16 @@ class ImageJobsError(Exception):
     failing_for: float | None = None
 
     def __str__(self) -> str:
-        text = super().__str__()
+        text = self._text()
         if self.attempts > 1:
             text += f" (after {self.attempts} attempts)"
         if self.failing_for is not None:
             text += f" (polls failing for {self.failing_for:.1f}s, until the wait's deadline)"
         return text
+
+    def _text(self) -> str:
+        """The message before what :meth:`__str__` adds: the one it was made with."""
+        return super().__str__()
 
 
 class ApiError(ImageJobsError):
@@ -96,6 +104,9 @@ class ApiError(ImageJobsError):
         self.retry_after = retry_after
         super().__init__(self._message())
 
+    def _text(self) -> str:
+        return self._message()  # from the attributes now: a JobNotFound's job_id is set later
+
     def _message(self) -> str:
         if self.error_code:
             head = f"{self.http_status} {self.error_code}"
@@ -105,9 +116,14 @@ class ApiError(ImageJobsError):
             except ValueError:
                 head = str(self.http_status)
         text = f"{head}: {self.error_msg}"
-        if self.request_id:
-            text += f" (request id {self.request_id})"
+        notes = self._notes()
+        if notes:
+            text += f" ({', '.join(notes)})"
         return text
+
+    def _notes(self) -> list[str]:
+        """What the message adds in parentheses after the server's text."""
+        return [f"request id {self.request_id}"] if self.request_id else []
 
     def __reduce__(self) -> tuple[object, ...]:
         args = (self.http_status, self.error_code, self.error_msg, self.request_id)
@@ -127,7 +143,28 @@ class PermissionDenied(ApiError):
 
 
 class JobNotFound(ApiError):
-    """404: no such job in this project (or not visible yet)."""
+    """404: no such job in this project (or not visible yet).
+
+    ``job_id`` is the job asked for, which the message names: the request path
+    sets it on a job's 404. ``None`` when the request was not about one job (a list).
+    """
+
+    def __init__(
+        self,
+        http_status: int,
+        error_code: str | None,
+        error_msg: str,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        *,
+        job_id: str | None = None,
+    ) -> None:
+        self.job_id = job_id
+        super().__init__(http_status, error_code, error_msg, request_id, retry_after)
+
+    def _notes(self) -> list[str]:
+        notes = super()._notes()
+        return [f"job {self.job_id}", *notes] if self.job_id is not None else notes
 
 
 class Throttled(ApiError):
@@ -140,6 +177,15 @@ class ServerError(ApiError):
 
 class TransportError(ImageJobsError):
     """No usable answer came back: the connection failed, dropped or timed out."""
+
+
+class ClientClosed(ImageJobsError):
+    """The client was closed: no request is sent, and no wait goes on.
+
+    Raised by every call made after :meth:`Client.close`, by the calls and
+    waits ``close()`` cut short, and once the aiohttp session lent to the
+    client (``session=``) is closed by its owner.
+    """
 
 
 class MalformedResponse(ImageJobsError):
@@ -239,3 +285,19 @@ class WaitTimeout(ImageJobsError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.job_id, self.job, self.waited, self.transitions), self.__dict__)
+
+
+class WaitCancelled(ImageJobsError):
+    """A wait its caller left before it ended: cancelled, ``break``, ``aclose()``.
+
+    Never raised (nobody is left to catch it): it is the ``error`` of the
+    :class:`~imagejobs.Outcome` the ``on_outcome`` hooks are told of such a
+    wait, whose ``kind`` is ``"cancelled"``. ``job_id`` is the job it waited on.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"the wait on job {job_id} was cancelled")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.job_id,), self.__dict__)

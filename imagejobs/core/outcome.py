@@ -6,12 +6,12 @@ from typing import Literal
 
 import attrs
 
-from .errors import ImageJobsError, JobFailed, WaitTimeout
+from .errors import ImageJobsError, JobFailed, WaitCancelled, WaitTimeout
 from .models import ImageJob
 
 __all__ = ["Outcome", "OutcomeKind"]
 
-OutcomeKind = Literal["success", "failed", "timeout", "error"]
+OutcomeKind = Literal["success", "failed", "timeout", "cancelled", "error"]
 
 
 @attrs.frozen
@@ -19,9 +19,11 @@ class Outcome:
     """How the wait for one job ended.
 
     ``job`` is the last snapshot (``None`` if the job was never seen); ``error``
-    is ``None`` on success, :class:`JobFailed`, :class:`WaitTimeout`, or the
-    error that made the outcome unknowable (``JobNotFound``, ``AuthenticationError``,
-    or the error the polls kept failing with until the deadline...).
+    is ``None`` on success, :class:`JobFailed`, :class:`WaitTimeout`,
+    :class:`WaitCancelled` (only in what the hooks are told: its caller left), or
+    the error that made the outcome unknowable (``JobNotFound``,
+    ``AuthenticationError``, ``ClientClosed``, or the error the polls kept
+    failing with until the deadline...).
     ``duration`` is how long the wait took, in seconds, and ``polls`` how many
     times the job was looked at meanwhile (GETs, and snapshots shared by other
     processes of a fleet; a wait that joined a job just seen may take none).
@@ -35,13 +37,20 @@ class Outcome:
 
     @property
     def kind(self) -> OutcomeKind:
-        """Return ``"success"``, ``"failed"``, ``"timeout"`` or ``"error"``."""
+        """Return ``"success"``, ``"failed"``, ``"timeout"``, ``"cancelled"`` or ``"error"``.
+
+        ``"cancelled"`` is a wait its caller left (:class:`WaitCancelled`); a
+        wait ended by :meth:`Client.close` is an ``"error"`` (``ClientClosed``):
+        its caller was still waiting, and must learn that the job's end is unknown.
+        """
         if self.error is None:
             return "success"
         if isinstance(self.error, JobFailed):
             return "failed"
         if isinstance(self.error, WaitTimeout):
             return "timeout"
+        if isinstance(self.error, WaitCancelled):
+            return "cancelled"
         return "error"
 
     @property

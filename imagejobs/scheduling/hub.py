@@ -31,7 +31,13 @@ from collections.abc import Callable
 
 import attrs
 
-from imagejobs.core.errors import ImageJobsError, JobFailed, WaitTimeout
+from imagejobs.core.errors import (
+    ClientClosed,
+    ImageJobsError,
+    JobFailed,
+    WaitCancelled,
+    WaitTimeout,
+)
 from imagejobs.core.models import ImageJob, JobStatus
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import diff
@@ -136,7 +142,7 @@ class Hub:
         lets the job be swept; it still gets them, from the job's GETs.
         """
         if self._closed:
-            raise ImageJobsError("the client is closed")
+            raise ClientClosed("the client is closed")
         now = self._clock.monotonic()
         deadline = math.inf if policy.timeout is None else now + policy.timeout
         sub = Subscription(job_id, policy, mailbox, gate, now, deadline, since)
@@ -173,13 +179,14 @@ class Hub:
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop telling a subscriber anything; its job is looked at no more if nobody is left.
 
-        The hooks still hear how it ended: cancelled, an error outcome.
+        The hooks still hear how it ended: an outcome of kind ``"cancelled"``
+        (:class:`WaitCancelled`).
         """
         if sub.ended:
             return
         sub.ended = True
         if self._hooks.wants("on_outcome"):
-            self._tell_hooks(sub, ImageJobsError(f"the wait on job {sub.job_id} was cancelled"))
+            self._tell_hooks(sub, WaitCancelled(sub.job_id))
         self._leave(sub)
 
     def _leave(self, sub: Subscription) -> None:
@@ -381,11 +388,11 @@ class Hub:
     # --- closing --------------------------------------------------------------------
 
     async def close(self) -> None:
-        """End every subscription with :class:`ImageJobsError` and stop every task."""
+        """End every subscription with :class:`ClientClosed` and stop every task."""
         self._closed = True
         for stream in list(self._streams.values()):
             for sub in list(stream.subscribers):
-                error = ImageJobsError(f"the client was closed while waiting for job {sub.job_id}")
+                error = ClientClosed(f"the client was closed while waiting for job {sub.job_id}")
                 self.end(sub, Outcome(sub.job_id, sub.last, error))
         tasks = [*self._due.in_flight, *self._sweeper.tasks(), *filter(None, [self._runner])]
         for task in tasks:

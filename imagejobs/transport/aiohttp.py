@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from imagejobs.core.errors import (
-    ImageJobsError,
+    ClientClosed,
     InvalidArgument,
     ResponseTooLarge,
     TransportError,
@@ -75,22 +75,22 @@ class AiohttpTransport:
             _check_pool(self._session, max_in_flight)
 
     def check(self) -> None:
-        """Raise :class:`ImageJobsError` if closed, or lent a session that is closed."""
+        """Raise :class:`ClientClosed` if closed, or lent a session that is closed."""
         if self._closed:
-            raise ImageJobsError("the client is closed")
+            raise ClientClosed("the client is closed")
         if self._lent is not None and self._lent.closed:
-            raise ImageJobsError("the aiohttp session passed to the client is closed")
+            raise ClientClosed("the aiohttp session passed to the client is closed")
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise ImageJobsError("the client is closed")
+            raise ClientClosed("the client is closed")
         if self._session is None:
             # No pool limit: the gate caps what is in flight, so nothing ever queues in
             # the pool, where the wait would count against the request's timeout.
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
             self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
         elif self._session.closed:
-            raise ImageJobsError("the aiohttp session passed to the client is closed")
+            raise ClientClosed("the aiohttp session passed to the client is closed")
         return self._session
 
     async def send(self, url: str, headers: Mapping[str, str], time_left: float) -> Response:
@@ -120,7 +120,7 @@ class AiohttpTransport:
             raise InvalidArgument(f"GET {url}: not a URL aiohttp can send to") from None
         except (aiohttp.ClientError, RuntimeError) as exc:
             if self._closed:
-                raise ImageJobsError(f"GET {url}: the client was closed") from None
+                raise ClientClosed(f"GET {url}: the client was closed") from None
             if isinstance(exc, RuntimeError):
                 raise
             raise TransportError(f"GET {url} failed: {_reason(exc)}") from exc

@@ -29,13 +29,13 @@ class Transport(Protocol):
         Raises :class:`~imagejobs.TransportError` when no answer came (refused,
         dropped, timed out), :class:`~imagejobs.ResponseTooLarge` for a body
         over the transport's size cap (left unread), :class:`~imagejobs.InvalidArgument`
-        for a URL it cannot send to, and :class:`~imagejobs.ImageJobsError` once closed.
+        for a URL it cannot send to, and :class:`~imagejobs.ClientClosed` once closed.
         An answer of any status is returned, not raised: the caller decides what it means.
         """
         ...
 
     def check(self) -> None:
-        """Raise :class:`~imagejobs.ImageJobsError` now if no request can be sent (closed).
+        """Raise :class:`~imagejobs.ClientClosed` now if no request can be sent (closed).
 
         Called before a call waits for the budget: a closed transport, or a closed
         session it was lent, must not take a pass for a request it cannot send.

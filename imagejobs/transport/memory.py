@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from imagejobs.core.errors import ImageJobsError
+from imagejobs.core.errors import ClientClosed
 from imagejobs.transport.base import Response
 
 __all__ = ["Headers", "MemoryTransport", "Sent", "json_response"]
@@ -78,7 +78,7 @@ class MemoryTransport:
     async def send(self, url: str, headers: Mapping[str, str], time_left: float) -> Response:
         """Record the request and return what ``answer`` says."""
         if self.closed:
-            raise ImageJobsError("the client is closed")
+            raise ClientClosed("the client is closed")
         sent = Sent(url, dict(headers), time_left)
         self.sent.append(sent)
         answer = self._answer(sent)
@@ -87,9 +87,9 @@ class MemoryTransport:
         return answer
 
     def check(self) -> None:
-        """Raise :class:`ImageJobsError` once closed."""
+        """Raise :class:`ClientClosed` once closed."""
         if self.closed:
-            raise ImageJobsError("the client is closed")
+            raise ClientClosed("the client is closed")
 
     async def close(self) -> None:
         """Answer no more."""

@@ -30,7 +30,9 @@ from imagejobs.core.codec import decode_answer, parse_http_date
 from imagejobs.core.errors import (
     ApiError,
     AuthenticationError,
+    ClientClosed,
     ImageJobsError,
+    JobNotFound,
     MalformedResponse,
     Throttled,
     TransportError,
@@ -135,15 +137,15 @@ class Requester:
         return f"Requester({self.transport!r}, closed={self.closed})"
 
     def check(self) -> None:
-        """Raise :class:`ImageJobsError` now if the client, or its transport, is closed."""
+        """Raise :class:`ClientClosed` now if the client, or its transport, is closed."""
         if self.closed:
-            raise ImageJobsError("the client is closed")
+            raise ClientClosed("the client is closed")
         self.transport.check()
 
     async def send(self, call: Call[_T]) -> _T:
         """Send one call, retrying transient failures as the retry policy says."""
         if self.closed:
-            raise ImageJobsError("the client is closed")
+            raise ClientClosed("the client is closed")
         self.transport.check()  # before the budget: no pass for what cannot be sent
         retry = self.retry
         started = self._clock.monotonic()
@@ -224,7 +226,7 @@ class Requester:
             raise
         except TransportError:
             if self.closed:
-                raise ImageJobsError(f"GET {call.url}: the client was closed") from None
+                raise ClientClosed(f"GET {call.url}: the client was closed") from None
             raise
         except ImageJobsError:
             raise
@@ -267,7 +269,7 @@ class Requester:
     def _unexpected(self, call: Call[Any], exc: BaseException) -> ImageJobsError:
         """An exception from outside the error tree, as one inside it naming only its type."""
         if self.closed:
-            return ImageJobsError(f"GET {call.url}: the client was closed")
+            return ClientClosed(f"GET {call.url}: the client was closed")
         return ImageJobsError(f"GET {call.url} failed unexpectedly: {type(exc).__name__}")
 
     async def _authorize(self, url: str) -> dict[str, str]:
@@ -320,6 +322,9 @@ class Requester:
             return decode_answer(status, headers, body, call.read)
         except AuthenticationError as error:
             raise _with_clock_hint(error, headers.get("Date")) from None
+        except JobNotFound as error:
+            error.job_id = call.job_id  # the service's text does not say which job
+            raise
         except ImageJobsError:
             raise
         except Exception as exc:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from wire_data import snap, sub
 
-from imagejobs import Client, InvalidArgument, PollPolicy, RetryPolicy
+from imagejobs import Client, InvalidArgument, PollPolicy, RetryPolicy, WaitCancelled
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import Transition
 from imagejobs.observability.records import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
@@ -211,7 +211,11 @@ async def test_every_wait_that_began_is_told_to_have_ended_cancelled_ones_too(
                 async for _ in transitions:
                     break  # a caller that stops reading
     assert len(hook.waits) == len(hook.outcomes) == 2, hook.outcomes
-    assert all(o.kind == "error" and "cancelled" in str(o.error) for o in hook.outcomes)
+    for outcome in hook.outcomes:
+        assert outcome.kind == "cancelled"
+        assert isinstance(outcome.error, WaitCancelled)
+        assert outcome.error.job_id == job_id
+        assert str(outcome.error) == f"the wait on job {job_id} was cancelled"
 
 
 async def test_a_wait_on_a_job_already_ended_counts_no_polls(

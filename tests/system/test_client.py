@@ -15,7 +15,7 @@ from imagejobs import (
     AuthenticationError,
     BadRequest,
     Client,
-    ImageJobsError,
+    ClientClosed,
     InvalidArgument,
     JobNotFound,
     JobStatus,
@@ -122,7 +122,9 @@ async def test_documented_errors_map_to_their_exception(
     assert error.error_code == code
     assert error.error_msg == msg
     assert error.request_id == fake.requests[-1].request_id
-    assert str(error) == f"{status} {code}: {msg} (request id {error.request_id})"
+    # A 404 names the job asked for: the service's text does not.
+    job = f"job {JOB_ID}, " if cls is JobNotFound else ""
+    assert str(error) == f"{status} {code}: {msg} ({job}request id {error.request_id})"
 
 
 async def test_throttled_reports_retry_after(fake: FakeWorkspace, client: Client) -> None:
@@ -133,8 +135,19 @@ async def test_throttled_reports_retry_after(fake: FakeWorkspace, client: Client
 
 
 async def test_unknown_job_is_not_found(fake: FakeWorkspace, client: Client) -> None:
-    with pytest.raises(JobNotFound, match=r"WKS\.00081104"):
+    with pytest.raises(JobNotFound, match=r"WKS\.00081104: .* \(job 1, request id ") as info:
         await client.get_job("1")
+    assert info.value.job_id == "1"
+
+
+async def test_a_list_that_is_not_found_names_no_job(fake: FakeWorkspace) -> None:
+    fake.add_job([{"id": JOB_ID, "status": "RUNNING"}])
+    async with fake.client(project_id="f" * 32, retry=RetryPolicy(max_attempts=1)) as client:
+        with pytest.raises(JobNotFound) as info:
+            await client.count_sub_jobs(JOB_ID)
+    assert info.value.job_id is None
+    assert "(request id " in str(info.value)
+    assert "job " not in str(info.value).partition("(")[2]
 
 
 async def test_gateway_html_page_still_maps_by_status(fake: FakeWorkspace, client: Client) -> None:
@@ -266,15 +279,28 @@ async def test_own_session_is_closed_and_client_refuses_after_close(fake: FakeWo
         session = transport._session
     assert session is not None
     assert session.closed
-    with pytest.raises(ImageJobsError, match="client is closed"):
+    with pytest.raises(ClientClosed, match="client is closed"):
         await client.get_job(JOB_ID)
     assert len(fake.requests) == 1
+
+
+async def test_closing_cuts_a_request_in_flight_short_with_client_closed(
+    fake: FakeWorkspace,
+) -> None:
+    fake.add_job([Reply(body=b"{}", delay=30)], job_id=JOB_ID)
+    client = fake.client(retry=RetryPolicy(max_attempts=1))
+    fetching = asyncio.ensure_future(client.get_job(JOB_ID))
+    while not fake.in_flight:
+        await asyncio.sleep(0.01)
+    await client.close()
+    with pytest.raises(ClientClosed, match=r"^GET \S+: the client was closed$"):
+        await fetching
 
 
 async def test_closed_borrowed_session_gives_a_typed_error(fake: FakeWorkspace) -> None:
     session = aiohttp.ClientSession()
     await session.close()
-    with pytest.raises(ImageJobsError, match="session passed to the client is closed"):
+    with pytest.raises(ClientClosed, match="session passed to the client is closed"):
         await fake.client(session=session).get_job(JOB_ID)
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from imagejobs import (
     Client,
-    ImageJobsError,
+    ClientClosed,
     InvalidArgument,
     JobFailed,
     JobStatus,
@@ -341,13 +341,15 @@ async def test_closing_the_client_ends_every_wait(server: FakeWorkspace, clock: 
     await clock.sleep(30)
     await client.close()
     for task in [*waits, watching]:
-        with pytest.raises(ImageJobsError, match="the client was closed while waiting for job"):
+        with pytest.raises(ClientClosed, match="the client was closed while waiting for job"):
             await task
     outcomes = await many
+    # Not "cancelled": the callers were still waiting, and learn the wait did not end.
     assert [o.kind for o in outcomes] == ["error", "error"]
-    with pytest.raises(ImageJobsError, match="closed"):
+    assert all(isinstance(o.error, ClientClosed) for o in outcomes)
+    with pytest.raises(ClientClosed, match="the client is closed"):
         await client.wait("a")
-    with pytest.raises(ImageJobsError, match="closed"):
+    with pytest.raises(ClientClosed, match="the client is closed"):
         await client.get_job("a")
     await client.close()  # twice is harmless
     assert _library_tasks() == set()
@@ -408,7 +410,7 @@ def test_closing_mid_wait_gives_no_warning_under_python_dev_mode(tmp_path: Any) 
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert result.stdout.count("the client was closed while waiting for job") == 2
+    assert result.stdout.count("ClientClosed the client was closed while waiting for job") == 2
 
 
 async def test_a_flapping_job_keeps_a_bounded_history(

@@ -437,6 +437,7 @@ async def test_wait_many_reports_every_outcome_and_one_bad_job_stops_nothing(
     assert outcomes["ok"].ok
     assert isinstance(outcomes["denied"].error, PermissionDenied)
     assert isinstance(outcomes["ghost"].error, JobNotFound)
+    assert outcomes["ghost"].error.job_id == "ghost"  # each waiter's own copy names it too
     assert isinstance(outcomes["bad"].error, JobFailed)
     assert outcomes["slow"].job is not None
     assert outcomes["denied"].job is None

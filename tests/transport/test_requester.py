@@ -15,9 +15,11 @@ import pytest
 
 from imagejobs import (
     AkSkCredentials,
+    ClientClosed,
     ImageJob,
     ImageJobsError,
     InvalidArgument,
+    JobNotFound,
     RefreshableTokenCredentials,
     RequestRecord,
     RetryPolicy,
@@ -27,7 +29,7 @@ from imagejobs import (
     TransportError,
     verify_signature,
 )
-from imagejobs.core.codec import read_job
+from imagejobs.core.codec import read_job, read_job_page
 from imagejobs.observability.hooks import Hooks
 from imagejobs.planning.budget import RequestBudget
 from imagejobs.testing import FakeClock
@@ -254,8 +256,25 @@ async def test_a_closed_transport_is_refused_before_the_budget_is_touched() -> N
     tokens = budget.tokens
     await transport.close()
     for _ in range(3):
-        with pytest.raises(ImageJobsError, match="the client is closed"):
+        with pytest.raises(ClientClosed, match="the client is closed"):
             await requester.send(_job_call())
     assert transport.sent == []
     assert (budget.tokens, budget.in_flight) == (tokens, 0)
     assert clock.sleeps == []
+
+
+async def test_a_404_names_the_job_of_a_job_call_and_none_of_a_list() -> None:
+    missing = {"error_code": "WKS.00081104", "error_msg": "The job does not exist."}
+    transport = MemoryTransport(_answers(json_response(404, missing, {"X-Request-Id": "r1"})))
+    requester = _requester(transport, FakeClock())
+    with pytest.raises(JobNotFound) as info:
+        await requester.send(_job_call())
+    assert info.value.job_id == JOB
+    assert str(info.value) == (
+        f"404 WKS.00081104: The job does not exist. (job {JOB}, request id r1)"
+    )
+    listing = Call("https://workspace.example/v1/p/image-server-jobs", read_job_page, "job list")
+    with pytest.raises(JobNotFound) as listed:
+        await requester.send(listing)
+    assert listed.value.job_id is None
+    assert str(listed.value) == "404 WKS.00081104: The job does not exist. (request id r1)"

@@ -1,0 +1,57 @@
+"""The fake server's request log: what a test asserts on."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import attrs
+import pytest
+
+from imagejobs.testing import FakeWorkspace, RecordedRequest
+
+JOB_ID = "700000000000000001"
+
+
+def _recorded(**changes: Any) -> RecordedRequest:
+    fields: dict[str, Any] = {
+        "at": 1.0,
+        "method": "GET",
+        "path": f"/v1/p/image-server-jobs/{JOB_ID}",
+        "project_id": "p",
+        "job_id": JOB_ID,
+        "status": 200,
+        "request_id": "r1",
+        "headers": {"X-Auth-Token": "t"},
+        "query": {"limit": "100"},
+    }
+    return RecordedRequest(**{**fields, **changes})
+
+
+def test_a_recorded_request_is_hashable_and_compares_by_value() -> None:
+    one, same = _recorded(), _recorded()
+    assert one == same
+    assert hash(one) == hash(same)
+    assert len({one, same}) == 1
+    # The mappings still count for equality, not for the hash: equal ones hash alike.
+    other_headers = _recorded(headers={"X-Auth-Token": "u"})
+    assert other_headers != one
+    assert len({one, other_headers}) == 2
+    assert _recorded(query={"limit": "1"}) != one
+    assert _recorded(status=404) != one
+
+
+def test_a_recorded_request_stays_frozen() -> None:
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        _recorded().status = 500  # type: ignore[misc]
+
+
+async def test_the_requests_a_fake_served_can_be_counted(keys: dict[str, Any]) -> None:
+    async with FakeWorkspace(**keys) as fake:
+        job_id = fake.add_job([{"id": JOB_ID, "status": "RUNNING"}])
+        async with fake.client() as client:
+            for _ in range(3):
+                await client.get_job(job_id)
+    assert Counter(fake.requests).total() == 3
+    assert len(set(fake.requests)) == 3  # each its own request ID
+    assert {request.job_id for request in fake.requests} == {job_id}
