@@ -33,6 +33,9 @@ _IN_CLI_WORDS = (
     ("; unset one, or pass credentials=", "; unset one"),
     ("pass allow_insecure=True (--allow-insecure)", "pass --allow-insecure"),
     ("max_delay (", "--max-delay ("),
+    ("redis_url must be", "--redis (or IMAGEJOBS_REDIS_URL) must be"),
+    ("redis_url is not a URL", "--redis (or IMAGEJOBS_REDIS_URL) is not a URL"),
+    ("redis_url needs the redis extra", "--redis needs the redis extra"),
     ("must not be below initial_delay (", "must not be below --initial-delay ("),
 )
 

@@ -292,6 +292,11 @@ async def test_help_and_usage_errors_read_right(home: Path) -> None:
     assert missing.code == 2
     assert "--project-id" in missing.stderr
     assert "project_id=" not in missing.stderr
+    settings = {"IMAGEJOBS_REGION": "cn-north-4", "HUAWEICLOUD_SDK_PROJECT_ID": "p"}
+    keys = {"HUAWEICLOUD_SDK_AK": "AKEXAMPLE", "HUAWEICLOUD_SDK_SK": "SKEXAMPLE"}
+    redis = await cli("wait", "1", "--redis", "http://x", env=environment(home, **settings, **keys))
+    assert redis.code == 2
+    assert redis.stderr.startswith("imagejobs: error: --redis (or IMAGEJOBS_REDIS_URL) must be")
 
 
 async def test_history_learn_says_what_it_learned_and_what_is_needed(

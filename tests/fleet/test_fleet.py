@@ -417,7 +417,7 @@ async def test_a_bad_redis_url_on_the_command_line_is_exit_2_in_one_line(
         )
     assert code == 2
     assert len(err.strip().splitlines()) == 1
-    assert "redis_url" in err
+    assert "--redis (or IMAGEJOBS_REDIS_URL) must be" in err
     assert "hunter2" not in err
 
 
