@@ -548,7 +548,7 @@ def _fake_banner(fake: Any, scenario: Any) -> str:
     """Return what a newcomer needs to point the command line at a fake server."""
     if fake.ak is not None:
         auth = "AK/SK signatures"
-        keys = f"HUAWEICLOUD_SDK_AK={visible(fake.ak)} HUAWEICLOUD_SDK_SK=<the scenario's sk>"
+        keys = "HUAWEICLOUD_SDK_AK=<the scenario's ak> HUAWEICLOUD_SDK_SK=<the scenario's sk>"
     elif fake.token is not None:
         auth = "X-Auth-Token"
         keys = "IMAGEJOBS_AUTH_TOKEN=<the scenario's token>"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 
 from imagejobs import ConfigurationError, InvalidArgument
 
@@ -87,7 +87,7 @@ def ids_from_text(text: str) -> list[str]:
     return ids
 
 
-def read_job_ids(given: Iterable[str], stdin_text: str | None) -> list[str]:
+def read_job_ids(given: Sequence[str], stdin_text: str | None) -> list[str]:
     """Return the job IDs given, with ``-`` replaced by those stdin holds.
 
     ``stdin_text`` is stdin's whole text, read only when ``-`` is given.

@@ -329,3 +329,19 @@ async def test_an_error_is_printed_once_under_github_actions(
     lines = [line for line in run.stderr.splitlines() if "does not exist" in line]
     # The result line, and the annotation that stands for the error line.
     assert [line.split()[0] for line in lines] == ["result", "::error"], lines
+
+
+async def test_a_fake_server_with_keys_names_none_of_them(home: Path, tmp_path: Path) -> None:
+    ak, sk = "AKBANNERKEY000000001", "SKbannersecret000000000000000000000001"
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"ak": ak, "sk": sk, "jobs": []}))
+    process = await start_cli("fake-server", "--scenario", str(scenario), env=environment(home))
+    assert process.stderr is not None
+    banner = ""
+    while "export " not in banner:
+        banner += (await asyncio.wait_for(process.stderr.readline(), timeout=20)).decode()
+    process.send_signal(signal.SIGINT)
+    await asyncio.wait_for(process.communicate(), timeout=20)
+    assert "auth AK/SK signatures" in banner
+    assert ak not in banner
+    assert sk not in banner
