@@ -7,8 +7,9 @@ record: ``on_request`` (:class:`RequestRecord`, every request sent),
 begins), ``on_transition`` (:class:`~imagejobs.Transition`, once per change the
 client sees, whoever waits on the job) and ``on_outcome``
 (:class:`~imagejobs.Outcome`, a wait ends). A method may be a coroutine
-function; it then runs as a task of its own. A hook that raises is logged and
-never breaks a wait. The records are in :mod:`imagejobs.observability.records`;
+function; it then runs as a task of its own, at most :data:`MAX_HOOK_TASKS` of
+one method at once: past that, its records are dropped, with a warning, until
+some finish. A hook that raises is logged and never breaks a wait. The records are in :mod:`imagejobs.observability.records`;
 none holds a secret. The log is one more hook, always there
 (:mod:`imagejobs.observability.logs`): it takes a record only while the
 ``imagejobs`` logger is enabled for its level.
@@ -25,12 +26,16 @@ from typing import Any
 from imagejobs.core.errors import InvalidArgument
 from imagejobs.observability.logs import LOG_LEVELS, LogHook
 
-__all__ = ["HOOK_GRACE", "HOOK_METHODS", "Hooks"]
+__all__ = ["HOOK_GRACE", "HOOK_METHODS", "MAX_HOOK_TASKS", "Hooks"]
 
 logger = logging.getLogger("imagejobs")
 
 HOOK_GRACE = 1.0
 """Seconds a closing client waits for async hooks still running before it cancels them."""
+
+MAX_HOOK_TASKS = 1000
+"""Calls of one async hook method running at once, at most: a hook that hangs must not
+hold a task (and its record) for every request until the client closes."""
 
 HOOK_METHODS = ("on_request", "on_retry", "on_throttle", "on_wait", "on_transition", "on_outcome")
 
@@ -51,7 +56,8 @@ class Hooks:
                 )
             for name in found:
                 self._methods[name].append(getattr(hook, name))
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running: dict[Any, set[asyncio.Task[Any]]] = {}
+        self._dropped: dict[Any, int] = {}
         self._log = LogHook()
 
     def __bool__(self) -> bool:
@@ -69,6 +75,10 @@ class Hooks:
         if LogHook.wants(name):
             getattr(self._log, name)(record)
         for method in self._methods[name]:
+            running = self._running.get(method)
+            if running is not None and len(running) >= MAX_HOOK_TASKS:
+                self._drop(method)
+                continue
             try:
                 result = method(record)
                 if inspect.isawaitable(result):
@@ -78,20 +88,42 @@ class Hooks:
 
     def _track(self, name: str, method: Any, awaitable: Any) -> None:
         task = asyncio.ensure_future(awaitable)
-        self._tasks.add(task)
+        running = self._running.setdefault(method, set())
+        running.add(task)
 
         def done(task: asyncio.Task[Any]) -> None:
-            self._tasks.discard(task)
+            running.discard(task)
+            if not running:
+                del self._running[method]
+            dropped = self._dropped.pop(method, 0)
+            if dropped:
+                logger.warning(
+                    "hook %s is taking records again: %d dropped while it was behind",
+                    _name(method),
+                    dropped,
+                )
             if not task.cancelled() and task.exception() is not None:
                 logger.warning("hook %s raised; ignored", _name(method), exc_info=task.exception())
 
         task.add_done_callback(done)
 
+    def _drop(self, method: Any) -> None:
+        """Drop a record for a hook method that has too many calls still running."""
+        dropped = self._dropped.get(method, 0)
+        if not dropped:
+            logger.warning(
+                "hook %s has %d calls still running: its records are dropped until some finish",
+                _name(method),
+                MAX_HOOK_TASKS,
+            )
+        self._dropped[method] = dropped + 1
+
     async def close(self) -> None:
         """Let the hooks still running finish, for a second at most; cancel the others."""
-        if not self._tasks:
+        tasks = {task for running in self._running.values() for task in running}
+        if not tasks:
             return
-        _, late = await asyncio.wait(self._tasks, timeout=HOOK_GRACE)
+        _, late = await asyncio.wait(tasks, timeout=HOOK_GRACE)
         for task in late:
             logger.warning("a hook still running when the client closed was cancelled")
             task.cancel()

@@ -121,23 +121,26 @@ class RequestBudget:
         """Mark one started request as done, and learn from how it ended.
 
         ``answered`` says the gateway accepted it (any answer but a 429);
-        ``throttled`` that it answered 429, with its ``Retry-After`` if any.
+        ``throttled`` that it answered 429. A ``Retry-After`` (of a 429, or of an
+        answer such as a 503) holds every start until it has passed, capped at
+        :data:`MAX_RETRY_AFTER`; only a 429 lowers the rate.
         """
         self.in_flight -= 1
         if now is None:
             return
         if answered:
             self.adaptive.on_accepted(now)
+        hold = None
         if throttled:
             hold = self.adaptive.on_throttled(now, now if sent_at is None else sent_at)
             if hold is not None:
                 # The tokens saved up at the old rate would be a burst at the new one.
                 self.tokens = min(self.tokens, 0.0)
                 self.refilled_at = now
-            if retry_after is not None and retry_after > 0:
-                self.pause_until(now + min(retry_after, MAX_RETRY_AFTER))
-            elif hold is not None:
-                self.pause_until(now + hold)
+        if retry_after is not None and retry_after > 0:
+            self.pause_until(now + min(retry_after, MAX_RETRY_AFTER))
+        elif hold is not None:
+            self.pause_until(now + hold)
 
     def pause_until(self, until: float) -> None:
         """Allow no start before ``until`` (later pauses extend, earlier ones do not shorten)."""

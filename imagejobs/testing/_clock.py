@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections import deque
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["FakeClock"]
+__all__ = ["KEPT_SLEEPS", "FakeClock"]
+
+KEPT_SLEEPS = 100
+"""Sleeps a :class:`FakeClock` remembers, the most recent: a long virtual-time run asks
+for hundreds of thousands, and the test clock must not grow with the run."""
 
 # Real timers due this soon hold virtual time back: a fake server's latency is a
 # real sleep, and jumping ahead while a reply is on its way would end waits early.
@@ -55,7 +60,8 @@ class FakeClock:
     second), time jumps to the earliest pending sleep. So an hour-long wait
     takes milliseconds, concurrent waits interleave as they would in real
     time, and a request in flight to an in-process server finishes before
-    time moves on. ``sleeps`` lists every sleep requested, in order.
+    time moves on. ``sleeps`` holds the last :data:`KEPT_SLEEPS` sleeps
+    requested, oldest first, and ``sleep_count`` counts them all.
 
     What it cannot see: work in threads, such as resolving a host name (serve
     the fake on ``127.0.0.1``, as it does by default, not ``localhost``), real
@@ -68,7 +74,8 @@ class FakeClock:
     def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
         self._start = start
         self._elapsed = 0.0
-        self.sleeps: list[float] = []
+        self.sleeps: deque[float] = deque(maxlen=KEPT_SLEEPS)
+        self.sleep_count = 0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._check: asyncio.Handle | None = None
@@ -92,6 +99,7 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         """Wait until virtual time has moved on by ``seconds``."""
         self.sleeps.append(seconds)
+        self.sleep_count += 1
         if not seconds > 0:
             await asyncio.sleep(0)
             return

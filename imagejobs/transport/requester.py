@@ -39,7 +39,7 @@ from imagejobs.core.errors import (
 )
 from imagejobs.observability.hooks import Hooks
 from imagejobs.observability.records import RequestRecord, RetryRecord, ThrottleRecord
-from imagejobs.planning.retry import RetryPolicy, is_transient
+from imagejobs.planning.retry import RETRIED_STATUSES, RetryPolicy, is_transient
 from imagejobs.timing.clock import Clock
 from imagejobs.timing.gate import Gate
 from imagejobs.transport.admission import Admission, Passes
@@ -221,7 +221,13 @@ class Requester:
             refreshable = None if call.refreshed else self._refreshable
             if refreshable is None:
                 raise
-        except (ApiError, MalformedResponse):
+        except ApiError as error:
+            passes.answered = True
+            if error.http_status in RETRIED_STATUSES:
+                # A 503's Retry-After (or a 5xx's) holds the client as a 429's does.
+                passes.retry_after = error.retry_after
+            raise
+        except MalformedResponse:
             passes.answered = True
             raise
         except TransportError:

@@ -13,6 +13,7 @@ from wire_data import snap, sub
 from imagejobs import Client, InvalidArgument, PollPolicy, RetryPolicy, WaitCancelled
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import Transition
+from imagejobs.observability import hooks as hooks_module
 from imagejobs.observability.records import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
 from imagejobs.testing import FakeClock, FakeWorkspace, Faults
 
@@ -246,3 +247,38 @@ async def test_an_async_hook_that_never_returns_does_not_hold_close(
         with caplog.at_level(logging.WARNING, logger="imagejobs"):
             await asyncio.wait_for(client.close(), 10)  # a second of grace, then cancelled
     assert any("was cancelled" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_stuck_async_hook_holds_at_most_its_bound_of_tasks(
+    keys: dict[str, Any], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hooks_module, "MAX_HOOK_TASKS", 5)
+    release = asyncio.Event()
+
+    class Stuck:
+        def __init__(self) -> None:
+            self.started = 0
+
+        async def on_request(self, record: RequestRecord) -> None:
+            self.started += 1
+            await release.wait()
+
+    stuck, recorder = Stuck(), Recorder()
+    async with FakeWorkspace(**keys) as fake:
+        job_id = fake.add_job([snap("700000000000000001", "SUCCESS")])
+        async with fake.client(hooks=[stuck, recorder]) as client:
+            with caplog.at_level(logging.WARNING, logger="imagejobs"):
+                for _ in range(12):
+                    await client.get_job(job_id)
+                await asyncio.sleep(0)
+                assert stuck.started == 5  # the other seven records were dropped
+                assert len(recorder.requests) == 12  # and no other hook's
+                release.set()
+                for _ in range(10):
+                    await asyncio.sleep(0)
+                await client.get_job(job_id)
+                await asyncio.sleep(0)
+                assert stuck.started == 6  # taking records again once its calls finished
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("records are dropped" in m for m in messages) == 1  # once, not once a record
+    assert any("7 dropped while it was behind" in m for m in messages)

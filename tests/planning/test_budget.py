@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import InvalidArgument
-from imagejobs.planning.budget import RequestBudget
+from imagejobs.planning.budget import MAX_RETRY_AFTER, RequestBudget
 from imagejobs.planning.ratelaw import AdaptiveRate
 
 
@@ -209,6 +209,17 @@ def test_a_budget_holds_every_start_after_a_429() -> None:
     assert budget.try_start(2.0)
     budget.finish(2.1, sent_at=2.0, throttled=True, retry_after=30)
     assert budget.next_start(2.1) == pytest.approx(32.1), "a Retry-After beats the hold"
+
+
+def test_a_retry_after_of_an_answer_holds_every_start_capped_and_keeps_the_rate() -> None:
+    budget = RequestBudget.create(max_in_flight=10, rate=50, now=0)
+    assert budget.try_start(0)
+    budget.finish(0.5, sent_at=0, answered=True, retry_after=20)  # a 503's
+    assert budget.next_start(0.5) == pytest.approx(20.5)
+    assert budget.adaptive.current(0.5) == 50
+    assert budget.try_start(20.5)
+    budget.finish(21, sent_at=20.5, answered=True, retry_after=86400)
+    assert budget.next_start(21) == pytest.approx(21 + MAX_RETRY_AFTER)
 
 
 def test_the_log_of_accepted_answers_keeps_to_the_last_two_seconds_at_any_rate() -> None:

@@ -107,7 +107,7 @@ async def test_watch_success_path(server: FakeWorkspace, api: Client, clock: Fak
     assert transitions[-1].is_terminal
     assert [t.poll for t in transitions] == [1, 1, 2, 2, 4, 4]
     assert len(server.requests) == 4, "no poll after the job ended"
-    assert len(clock.sleeps) <= 2 * len(server.requests), "no busy loop"
+    assert clock.sleep_count <= 2 * len(server.requests), "no busy loop"
 
 
 async def test_watch_failure_path_ends_with_failed(

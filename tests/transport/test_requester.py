@@ -151,6 +151,26 @@ async def test_a_retry_after_is_a_floor_for_the_next_try() -> None:
     assert max(clock.sleeps) >= 3
 
 
+async def test_a_503s_retry_after_holds_every_request_of_the_client() -> None:
+    clock = FakeClock()
+    sent_at: list[float] = []
+    answers = [json_response(503, BUSY, {"Retry-After": "20"}), json_response(200, RUNNING)]
+
+    def answer(sent: Sent) -> Response:
+        sent_at.append(clock.monotonic())
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    requester = _requester(
+        MemoryTransport(answer), clock, rate=50.0, retry=RetryPolicy(max_attempts=1)
+    )
+    with pytest.raises(ServerError):
+        await requester.send(_job_call())
+    await requester.send(_job_call())  # another call, not a retry: held all the same
+    assert sent_at[1] - sent_at[0] >= 20
+    budget = requester.admission.gate.budget
+    assert budget.adaptive.current(clock.monotonic()) == 50.0  # a 503 is no throttling
+
+
 async def test_when_tries_run_out_the_last_error_says_how_many() -> None:
     clock = FakeClock()
     transport = MemoryTransport(_answers(json_response(502, BUSY)))
@@ -260,7 +280,7 @@ async def test_a_closed_transport_is_refused_before_the_budget_is_touched() -> N
             await requester.send(_job_call())
     assert transport.sent == []
     assert (budget.tokens, budget.in_flight) == (tokens, 0)
-    assert clock.sleeps == []
+    assert clock.sleep_count == 0
 
 
 async def test_a_404_names_the_job_of_a_job_call_and_none_of_a_list() -> None:
