@@ -9,10 +9,10 @@ client sees, whoever waits on the job) and ``on_outcome``
 (:class:`~imagejobs.Outcome`, a wait ends). A method may be a coroutine
 function; it then runs as a task of its own, at most :data:`MAX_HOOK_TASKS` of
 one method at once: past that, its records are dropped, with a warning, until
-some finish. A hook that raises is logged and never breaks a wait. The records are in :mod:`imagejobs.observability.records`;
-none holds a secret. The log is one more hook, always there
-(:mod:`imagejobs.observability.logs`): it takes a record only while the
-``imagejobs`` logger is enabled for its level.
+some finish. A hook that raises is logged and never breaks a wait. The
+records are in :mod:`imagejobs.observability.records`; none holds a secret.
+The log is one more hook, always there (:mod:`imagejobs.observability.logs`):
+it takes a record only while the ``imagejobs`` logger is enabled for its level.
 """
 
 from __future__ import annotations

@@ -221,14 +221,8 @@ class Requester:
             refreshable = None if call.refreshed else self._refreshable
             if refreshable is None:
                 raise
-        except ApiError as error:
-            passes.answered = True
-            if error.http_status in RETRIED_STATUSES:
-                # A 503's Retry-After (or a 5xx's) holds the client as a 429's does.
-                passes.retry_after = error.retry_after
-            raise
-        except MalformedResponse:
-            passes.answered = True
+        except (ApiError, MalformedResponse) as error:
+            passes.answered, passes.retry_after = True, _hold_asked(error)
             raise
         except TransportError:
             if self.closed:
@@ -343,6 +337,13 @@ class Requester:
             f"GET {call.url}: not sent, the client's request budget held it past "
             f"the retry policy's max_time ({self.retry.max_time:g}s)"
         )
+
+
+def _hold_asked(error: ImageJobsError) -> float | None:
+    """Return the ``Retry-After`` of an answer saying "later": a 503's holds as a 429's does."""
+    if isinstance(error, ApiError) and error.http_status in RETRIED_STATUSES:
+        return error.retry_after
+    return None
 
 
 def _with_clock_hint(error: AuthenticationError, server_date: str | None) -> AuthenticationError:
