@@ -25,7 +25,7 @@ from imagejobs.config import from_environment
 from imagejobs.core.codec import (
     MAX_PAGE_SIZE,
 )
-from imagejobs.core.errors import ClientClosed, ImageJobsError, InvalidArgument
+from imagejobs.core.errors import ClientClosed, ConfigurationError, ImageJobsError, InvalidArgument
 from imagejobs.core.models import ImageJob, ImageJobInfo, SubJob
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.regions import endpoint_for
@@ -536,7 +536,18 @@ def _fleet_key(
     check_redis_url(redis_url)
     if redis_key is not None and (not isinstance(redis_key, str) or not redis_key):
         raise InvalidArgument(f"redis_key must be a non-empty string, got {redis_key!r}")
-    return redis_key or fleet_key(project_id, account_of(credentials, endpoint))
+    if redis_key:
+        return redis_key
+    account = account_of(credentials, endpoint)
+    if account is None:
+        # Two users' processes must never share a fleet: its budget, nor its snapshots.
+        raise ConfigurationError(
+            f"a fleet on Redis must know whose credentials these are "
+            f"({type(credentials).__name__}): give them an account "
+            "(RefreshableTokenCredentials(fetch, account=...), or an account attribute), "
+            "or pass redis_key= naming this user's fleet"
+        )
+    return fleet_key(project_id, account)
 
 
 def _fleet(redis_url: str, key: str, budget: RequestBudget, timeout: float) -> Fleet:

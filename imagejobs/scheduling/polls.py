@@ -4,7 +4,9 @@ A poll is one try, no retries: the hub polls again with backoff. In a fleet
 (:mod:`imagejobs.fleet.shared`), a poll first asks Redis whether another
 process looked at the job recently enough: then its snapshots serve instead of
 a GET. Otherwise this process claims the look, GETs the job and publishes the
-answer for the others.
+answer for the others. Only once the service has accepted this client's own
+credentials, and not since a 401 or 403: a snapshot in Redis is never an
+answer to credentials the service refuses, whoever shares the keys.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class Poller:
         try:
             shared = await fleet.look(call.url, look.fresh_after, look.mark)
             claim = "" if shared is None else shared.claim
+            if shared is not None and not claim and not self._requester.accepted:
+                shared = None  # its credentials not vouched for by the service: see for itself
             replayed: tuple[tuple[ImageJob, float], ...] = ()
             mark = look.mark
             if shared is not None and shared.entries:

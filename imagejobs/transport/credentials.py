@@ -15,6 +15,7 @@ from typing import Protocol, cast, runtime_checkable
 
 import attrs
 
+from imagejobs.core.errors import InvalidArgument
 from imagejobs.core.signing import HeaderSetSigner, format_date
 from imagejobs.core.validation import check_header_value
 
@@ -97,10 +98,17 @@ class RefreshableTokenCredentials:
 
     Concurrent requests share one fetch, and a burst of 401s for the same token
     refreshes it once. Exceptions from ``fetch`` propagate unchanged.
+    ``account`` names whose tokens they are (the IAM user's name or ID): a
+    fleet on Redis is keyed by it, as it is by the access key of an
+    :class:`AkSkCredentials`, so one user's processes share a budget across
+    token refreshes and another user's never join it.
     """
 
-    def __init__(self, fetch: Callable[[], Awaitable[str]]) -> None:
+    def __init__(self, fetch: Callable[[], Awaitable[str]], *, account: str | None = None) -> None:
+        if account is not None and (not isinstance(account, str) or not account.strip()):
+            raise InvalidArgument("account must be a non-empty string naming the tokens' user")
         self._fetch = fetch
+        self.account = account
         self._token: str | None = None
         self._lock = asyncio.Lock()
 
@@ -234,11 +242,20 @@ def authorizer_for(
     return None, {}
 
 
-def account_of(credentials: Credentials | None, endpoint: str) -> str:
-    """Return what names the account a fleet shares: the access key, or else the token."""
+def account_of(credentials: Credentials | None, endpoint: str) -> str | None:
+    """Return what names the account a fleet shares, or None if the credentials do not say.
+
+    The access key; the token; a refreshable token's ``account``; or, for
+    credentials of another kind, their ``account`` attribute if they have one (a
+    non-empty string). Without credentials, nobody is signed in: the endpoint.
+    """
     if isinstance(credentials, AkSkCredentials):
         return f"ak:{credentials.ak}"
     if isinstance(credentials, TokenCredentials):
         return f"token:{credentials.token}"
-    # Credentials of another kind: the endpoint is all there is (redis_key= names a fleet).
-    return f"endpoint:{endpoint}"
+    if credentials is None:
+        return f"endpoint:{endpoint}"
+    account = getattr(credentials, "account", None)
+    if isinstance(account, str) and account.strip():
+        return f"account:{account.strip()}"
+    return None

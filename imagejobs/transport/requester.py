@@ -34,6 +34,7 @@ from imagejobs.core.errors import (
     ImageJobsError,
     JobNotFound,
     MalformedResponse,
+    PermissionDenied,
     Throttled,
     TransportError,
 )
@@ -132,6 +133,10 @@ class Requester:
         self._clock = clock
         self._hooks = hooks
         self.closed = False
+        self.accepted = False
+        """Whether the service accepted these credentials on the last answer that told:
+        until it has, and after a 401 or 403, nothing another process saw is taken
+        as this client's (:mod:`imagejobs.scheduling.polls`)."""
 
     def __repr__(self) -> str:
         return f"Requester({self.transport!r}, closed={self.closed})"
@@ -211,18 +216,19 @@ class Requester:
             else:
                 left = min(self.timeout, call.deadline - self._clock.monotonic())
                 answer = self._read(call, await self.transport.send(call.url, headers, left))
-            passes.answered = True
+            passes.answered = self.accepted = True
             return answer
         except Throttled as error:
             passes.throttled, passes.retry_after = True, error.retry_after
             raise
         except AuthenticationError:
-            passes.answered = True
+            passes.answered, self.accepted = True, False
             refreshable = None if call.refreshed else self._refreshable
             if refreshable is None:
                 raise
         except (ApiError, MalformedResponse) as error:
             passes.answered, passes.retry_after = True, _hold_asked(error)
+            self.accepted = self.accepted and not isinstance(error, PermissionDenied)
             raise
         except TransportError:
             if self.closed:
