@@ -115,13 +115,29 @@ class AdaptiveRate:
         """Return the rate allowed at ``now``, updating the climb since the last drop."""
         if self.ceiling is None or self.rate >= self.max_rate:
             return self.rate
-        since = (now - self.dropped_at) / 2**self.stretch
-        knee = (self.ceiling * (1 - DROP) / CLIMB) ** (1 / 3)
-        curve = self.ceiling + CLIMB * (since - knee) ** 3
+        curve = self._curve(self.ceiling, now)
         if curve > self.rate:
             demand_cap = max(self.rate, 2 * self.measured(now))
             self.rate = min(curve, demand_cap, self.max_rate)
         return self.rate
+
+    def potential(self, now: float) -> float:
+        """Return the rate the climb allows at ``now``, were there demand for it.
+
+        What plans are made by: :meth:`current` climbs only while requests come
+        at half its rate or more, so a plan made from it after a drop would ask
+        for too few requests for it ever to climb back.
+        """
+        rate = self.current(now)
+        if self.ceiling is None or rate >= self.max_rate:
+            return rate
+        return max(rate, min(self._curve(self.ceiling, now), self.max_rate))
+
+    def _curve(self, ceiling: float, now: float) -> float:
+        """The cubic climb since the last drop: the ceiling after a few seconds, then past it."""
+        since = (now - self.dropped_at) / 2**self.stretch
+        knee = (ceiling * (1 - DROP) / CLIMB) ** (1 / 3)
+        return ceiling + CLIMB * (since - knee) ** 3
 
     def on_accepted(self, now: float) -> None:
         """Count an answer that was not a 429."""

@@ -138,10 +138,13 @@ class Stream:
             fresh_after = max(fresh_after, self.sweep.get_since)
         return fresh_after
 
-    def overdue(self, now: float) -> bool:
-        """Whether a swept job went without a GET for too long to trust the lists about it."""
+    def overdue(self, now: float, budget_gap: float = 0.0) -> bool:
+        """Whether a swept job went without a GET for too long to trust the lists about it.
+
+        ``budget_gap`` is how often the budget's share for such GETs allows one per job.
+        """
         longest = max(sub.policy.longest_gap for sub in self.subscribers)
-        return now - self.sweep.fetched_at >= LIST_TRUST * longest
+        return now - self.sweep.fetched_at >= max(LIST_TRUST * longest, budget_gap)
 
     def failed(self, error: ImageJobsError, since: float) -> int:
         """Count one more failed look (failing since ``since`` if it is the first); return

@@ -66,6 +66,9 @@ SWEEP_FAILURES = 3
 SWEEP_PAUSE = 60.0
 """Seconds sweeps pause after failing :data:`SWEEP_FAILURES` times: each job is polled by GET."""
 
+SAFETY_SHARE = 0.1
+"""The share of the rate the swept jobs' own GETs (the lists are hints) may take at most."""
+
 COUNT_TTL = 300.0
 """Seconds a list's count is believed: a crowded list may thin out."""
 
@@ -138,6 +141,7 @@ class Sweeper:
         self._quiet = 0  # sweeps in a row that found nothing new
         self._extra_gets = 0  # GETs the last sweep asked for to tell watchers of a change
         self._abandoned: set[asyncio.Task[Findings]] = set()
+        self._cover_gate: Gate | None = None
 
     def __repr__(self) -> str:
         return f"Sweeper(lists={len(self.cover.listings)}, covered={len(self.cover.covered)})"
@@ -171,7 +175,7 @@ class Sweeper:
         self._due_known = False
         self._running = plan
         self._last = (now, plan.pages)
-        task = asyncio.get_running_loop().create_task(self._sweep(plan, now, self._gate()))
+        task = asyncio.get_running_loop().create_task(self._sweep(plan, now, self._cover_gate))
         task.add_done_callback(lambda _: self._poke())
         self._task = task
 
@@ -190,6 +194,7 @@ class Sweeper:
         self._regroup_after = now + REGROUP_EVERY
         self._due_known = False
         plan = _NO_PLAN
+        self._cover_gate = gate = self._sweep_gate()
         allowed = self._allowed(now)
         if not allowed and not self.cover.covered:
             return  # nothing swept, nothing to sweep: no need to look at every job
@@ -199,6 +204,8 @@ class Sweeper:
             for stream in self._streams.values():
                 if stream.poll is not None or stream.sweep.get_wanted:
                     continue
+                if stream.call_gate() is not gate:
+                    continue  # a call's own share: its jobs are looked at through it alone
                 if stream.watched():
                     active = stream.active_sub_jobs()
                     if active is None:
@@ -268,21 +275,18 @@ class Sweeper:
             gap = max(gap, (pages + self._extra_gets) * longest / max(jobs, 1))
         return max(started + gap, self._retry_at)
 
-    def _gate(self) -> Gate | None:
-        """Return the gate sweeps go through: a call's own if every swept job is that call's."""
-        gates: set[Gate | None] = set()
-        for job_id in self.cover.covered:
-            stream = self._streams.get(job_id)
-            if stream is not None:
-                gates.update(sub.gate for sub in stream.subscribers)
-        calls = [gate for gate in gates if gate is not None]
-        if None in gates or not calls:
-            return None
-        # Several calls' caps: the narrowest, so no call's share is overrun.
-        return min(calls, key=lambda gate: gate.budget.rate)
+    def _sweep_gate(self) -> Gate | None:
+        """Return the gate sweeps go through: a call's own only if every job is that call's.
+
+        Otherwise the client's, and the jobs of calls that narrowed their share are
+        not swept: a sweep through one call's gate would hold every other call's
+        jobs to that call's share.
+        """
+        gates = {stream.call_gate() for stream in self._streams.values()}
+        return gates.pop() if len(gates) == 1 else None
 
     def _planning_rate(self, now: float) -> float:
-        gate = self._gate()
+        gate = self._cover_gate
         rate = self._rate(now)
         return rate if gate is None else min(rate, gate.budget.rate)
 
@@ -378,8 +382,9 @@ class Sweeper:
         news = bool(verdict.to_get) or plan.covered != self.cover.covered
         # GETs for watched jobs' changes are extra; a job's end costs its GET either way.
         self._extra_gets = sum(1 for job_id in verdict.to_get if job_id in subs)
+        trust = self._trust_gap(len(streams), now)
         for stream in streams:
-            if stream.job_id in verdict.to_get or stream.overdue(started):
+            if stream.job_id in verdict.to_get or stream.overdue(started, trust):
                 self._get(stream, started)
                 continue
             listed = verdict.listed.get(stream.job_id)
@@ -393,10 +398,16 @@ class Sweeper:
         self._quiet = 0 if news else self._quiet + 1
         self.stale = True
 
+    def _trust_gap(self, covered: int, now: float) -> float:
+        """Return how often each swept job may have a GET of its own, by the budget's share."""
+        rate = self._rate(now)
+        return 0.0 if math.isinf(rate) else covered / (SAFETY_SHARE * rate)
+
     def _failed(self, plan: Plan, error: BaseException, started: float, now: float) -> None:
+        trust = self._trust_gap(len(plan.covered), now)
         for job_id in plan.covered:
             stream = self._streams.get(job_id)
-            if stream is not None and stream.sweep.covered and stream.overdue(started):
+            if stream is not None and stream.sweep.covered and stream.overdue(started, trust):
                 self._get(stream, started)  # the safety net holds through outages too
         if isinstance(error, ImageJobsError) and is_poll_transient(error):
             self._failures += 1

@@ -21,7 +21,7 @@ from imagejobs.planning.policy import PollPolicy
 from imagejobs.timing.gate import Gate
 
 from .hub import Hub
-from .subscriptions import Mailbox
+from .subscriptions import Mailbox, Subscription
 
 __all__ = [
     "OutcomeCallback",
@@ -82,20 +82,21 @@ async def _events(
     ``transitions`` says whether the caller looks at them: if not, the jobs may be swept.
     """
     mailbox = Mailbox()
-    subscriptions = []
+    # Only the waits not ended yet: an ended one's snapshot and transitions are let go
+    # as its outcome is delivered, not when the last of many jobs ends.
+    waiting: dict[str, Subscription] = {}
     try:
         for job_id in job_ids:
-            subscriptions.append(
-                hub.subscribe(job_id, policy, since, mailbox, gate, wants_transitions=transitions)
+            waiting[job_id] = hub.subscribe(
+                job_id, policy, since, mailbox, gate, wants_transitions=transitions
             )
-        left = len(subscriptions)
-        while left:
+        while waiting:
             event = await mailbox.get()
             if isinstance(event, Outcome):
-                left -= 1
+                del waiting[event.job_id]
             yield event
     finally:
-        for subscription in subscriptions:
+        for subscription in waiting.values():
             hub.unsubscribe(subscription)
 
 
