@@ -46,6 +46,7 @@ from imagejobs.observability.records import WaitRecord
 from imagejobs.planning.history import DurationHistory
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.retry import RetryPolicy
+from imagejobs.planning.skew import ClockOffset
 from imagejobs.scheduling.due import DueQueue
 from imagejobs.scheduling.looks import ListFunction, PollFunction
 from imagejobs.scheduling.reading import Reader, own_copy
@@ -64,7 +65,8 @@ class Hub:
     ``poll`` and ``list_page`` are where its looks and sweep pages go
     (:mod:`imagejobs.scheduling.looks`); ``max_polls`` bounds the looks in
     flight outside a call's own gate; ``rate`` is the request rate the client
-    may plan sweeps on, now; ``random`` draws the jitter.
+    may plan sweeps on, now; ``random`` draws the jitter; ``clock_offset`` puts
+    the clock's wall time on the service's, where jobs' ages are read.
     """
 
     def __init__(
@@ -80,8 +82,10 @@ class Hub:
         rate: Callable[[float], float] = lambda _: math.inf,
         history: DurationHistory | None = None,
         hooks: Hooks | None = None,
+        clock_offset: ClockOffset | None = None,
     ) -> None:
         self._clock = clock
+        self._clock_offset = clock_offset if clock_offset is not None else ClockOffset()
         self._random = random
         self._history = history
         self._hooks = hooks if hooks is not None else Hooks()
@@ -238,7 +242,7 @@ class Hub:
             job,
             base,
             now=self._clock.monotonic(),
-            wall_now=self._clock.now(),
+            service_now=self._clock_offset.service_time(self._clock.now()),
             fit=fit,
             draw=stream.draw,
         )
