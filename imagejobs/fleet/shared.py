@@ -59,6 +59,9 @@ logger = logging.getLogger("imagejobs")
 REDIS_TIMEOUT = 0.5
 """Seconds a Redis call may take before Redis counts as unreachable: waits go on without it."""
 
+REDIS_CONNECTIONS = 64
+"""Connections to Redis a process opens at most; more calls at once wait for one."""
+
 RETRY_REDIS_AFTER = 2.0
 """Seconds after a Redis failure before Redis is asked again."""
 
@@ -187,12 +190,17 @@ class Fleet:
         aioredis = _import_redis()
         self.where = redacted_url(url)
         """The Redis URL without its credentials."""
-        self._redis: Redis = aioredis.Redis.from_url(
+        # A blocking pool: a call beyond its connections waits for one (within the call's
+        # timeout) where the default pool fails it, and one busy moment is no outage.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_TIMEOUT,
             socket_timeout=REDIS_TIMEOUT,
             socket_connect_timeout=REDIS_TIMEOUT,
             decode_responses=False,
         )
+        self._redis: Redis = aioredis.Redis.from_pool(pool)  # closed with the client
         self.key = key
         self.member = uuid.uuid4().hex
         self.max_in_flight = max_in_flight

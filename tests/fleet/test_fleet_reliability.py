@@ -20,7 +20,7 @@ from redis_server import RedisServer
 from test_fleet import _fleet, _keys, _stall_redis
 
 from imagejobs.fleet.scripts import ACQUIRE
-from imagejobs.fleet.shared import QUEUE_HORIZON, Fleet
+from imagejobs.fleet.shared import QUEUE_HORIZON, REDIS_CONNECTIONS, Fleet
 from imagejobs.fleet.undo import Taken, Undo
 from imagejobs.planning.ratelaw import MAX_HOLD
 
@@ -102,20 +102,20 @@ async def test_giving_back_after_an_outage_keeps_the_heartbeat_and_frees_everyth
     a = _fleet(server.url, key, max_in_flight=100_000)
     observer = aioredis.Redis.from_url(server.url)
     try:
-        await _warm(a, connections=90)
+        await _warm(a, connections=REDIS_CONNECTIONS)
         # Redis busy for a while: calls sent meanwhile time out, and run once it is free.
         stall = _stall_redis(server.port)
         try:
             await asyncio.sleep(0.05)
-            slots = [a.acquire() for _ in range(40)]
-            looks = [a.look(f"{URL}stalled/{n}", 0.0, "") for n in range(40)]
+            slots = [a.acquire() for _ in range(30)]
+            looks = [a.look(f"{URL}stalled/{n}", 0.0, "") for n in range(30)]
             assert not any(await asyncio.gather(*slots, *looks))
             assert not a.sharing
         finally:
             stall.close()
         # Once Redis is free, the calls that timed out run after all.
-        assert await _keys(server.url, "*:slots") == 40
-        assert await _keys(server.url, "*:lease:*") == 40
+        assert await _keys(server.url, "*:slots") == 30
+        assert await _keys(server.url, "*:lease:*") == 30
         await _cycles(a, 20_000)  # before a is back: none of these is sent
 
         async def alive() -> bool:
@@ -261,4 +261,18 @@ async def test_a_503_retry_after_is_capped_as_a_429s_is(redis_url: str) -> None:
         assert 4_000 < pause - await _redis_now(connection) <= 5_000
     finally:
         await connection.aclose()
+        await fleet.close()
+
+
+async def test_more_calls_at_once_than_connections_wait_for_one_and_redis_stays_up(
+    redis_url: str,
+) -> None:
+    fleet = _fleet(redis_url, "imagejobs:{busy}", max_in_flight=10_000)
+    try:
+        await _warm(fleet)
+        calls = 3 * REDIS_CONNECTIONS
+        looks = await asyncio.gather(*(fleet.look(f"{URL}{n}", 0.0, "") for n in range(calls)))
+        assert all(shared is not None for shared in looks)  # none taken for an outage
+        assert fleet.sharing
+    finally:
         await fleet.close()
