@@ -850,6 +850,69 @@ def fleet(processes: int, shared: int, own: int, seconds: float) -> tuple[str, d
     return text, {"fleet": results}
 
 
+def callers(env: dict[str, str], sizes: tuple[int, ...], rounds: int) -> tuple[str, dict[str, Any]]:
+    few, many = str(sizes[0]), str(sizes[1])
+    print(f"callers: {', '.join(map(str, sizes))} concurrent wait() on one job", file=sys.stderr)
+    runs = interleaved(
+        rounds,
+        [str(size) for size in sizes],
+        lambda size, _: run_variant("callers", "imagejobs", "-", {"callers": int(size)}, env),
+    )
+    figures = summary(
+        runs,
+        {
+            "subscribe_ms": lambda r: r["subscribe"] * 1000,
+            "longest_stall_ms": lambda r: r["longest_stall"] * 1000,
+            "succeeded": lambda r: r["succeeded"],
+            "requests": lambda r: r["requests"],
+        },
+    )
+    ratios = {
+        "subscribe": ratio(runs, many, few, lambda r: r["subscribe"]),
+        "longest stall": ratio(runs, many, few, lambda r: r["longest_stall"]),
+    }
+    rows = [
+        [
+            f"{int(size):,}",
+            f"{f['succeeded']:,.0f}",
+            f"{f['subscribe_ms']:.1f}",
+            f"{f['subscribe_ms'] / int(size) * 1000:.2f}",
+            f"{f['longest_stall_ms']:.1f}",
+            f"{f['longest_stall_ms'] / int(size) * 1000:.2f}",
+            f"{f['requests']:.0f}",
+        ]
+        for size, f in figures.items()
+    ]
+    text = "\n".join(
+        [
+            "### 11. Many callers on one job: N concurrent `wait()` calls\n",
+            table(
+                [
+                    "callers",
+                    "succeeded",
+                    "subscribe ms",
+                    "per 1,000",
+                    "longest loop stall ms",
+                    "per 1,000",
+                    "requests",
+                ],
+                rows,
+            ),
+            f"\nThe README's service pattern at scale: one client (its default rate), N "
+            "callers each doing `await client.wait(job_id)` on the same job, against the fake "
+            "server in the same process, on the real clock; the job goes through three "
+            "sub-job stages, one a poll, then SUCCESS. 'subscribe': the loop turn in which "
+            "the N calls start and subscribe; 'longest loop stall': the most a probe sleeping "
+            "1 ms at a time woke late from then on, while the job's answers were told to the "
+            "N callers and its end ended them all. See `benchmarks/callers.py`. "
+            f"{int(many):,} callers against {int(few):,}, median of per-round ratios: "
+            + ", ".join(f"{k} **{v:.2f}×**" for k, v in ratios.items())
+            + f" (median of {rounds} rounds).\n",
+        ]
+    )
+    return text, {"callers": {"figures": figures, "ratios": ratios}}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -877,6 +940,7 @@ SCENARIOS = (
     "sweeps",
     "cadence",
     "fleet",
+    "callers",
 )
 """Every scenario, in the order of a full run (``--only`` picks some)."""
 
@@ -934,6 +998,11 @@ def main(argv: list[str] | None = None) -> int:
                 "sweeps": lambda: sweeps(seeds=2 if quick else 5, jobs=400, old=2000),
                 "cadence": lambda: cadence(seeds=2 if quick else 5, count=60 if quick else 200),
                 "fleet": lambda: fleet(*((3, 20, 10, 20.0) if quick else (6, 100, 50, 60.0))),
+                "callers": lambda: callers(
+                    env,
+                    sizes=(250, 2000) if quick else (1000, 8000, 16_000),
+                    rounds=1 if quick else 3,
+                ),
             }
             for name in SCENARIOS:
                 if name in chosen:

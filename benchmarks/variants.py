@@ -295,6 +295,10 @@ def run(scenario: str, variant: str, url: str, params: dict[str, Any]) -> dict[s
     variant = _install(variant)
     if scenario == "scheduler":
         return _measure_polls(lambda: asyncio.run(_scheduler_only("s", params["count"], params)))
+    if scenario == "callers":
+        from benchmarks.callers import measure
+
+        return measure(params["callers"])
     if scenario == "parse":
         return _parse(variant, params["body"], params["rounds"])
     if scenario == "gets":

@@ -107,7 +107,9 @@ class Client:
     ``sweeps=None`` (the default) sweeps when polling every job by GET would
     take over a third of the budget, ``True`` whenever a list is cheaper than
     the GETs it saves, ``False`` never. ``clock`` is where time comes from
-    (:class:`imagejobs.testing.FakeClock` in tests). ``history`` (a
+    (:class:`imagejobs.testing.FakeClock` in tests); jobs' ages are read on the
+    service's clock, by the ``Date`` of its answers (a skew past 30 s is one
+    warning; see docs/cadence.md). ``history`` (a
     :class:`DurationHistory`) records how long every job seen to succeed took,
     and places the polls of jobs of a type it knows where their end is likely.
 
@@ -217,6 +219,7 @@ class Client:
             rate=self._planning_rate,
             history=history,
             hooks=self._hooks,
+            clock_offset=self._requester.clock_offset,
         )
         self._closed = False
 

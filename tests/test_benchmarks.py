@@ -53,6 +53,9 @@ def test_every_variant_of_every_scenario_runs(env: dict[str, str]) -> None:
     alone = run_variant("scheduler", "imagejobs", "-", params, env)
     assert alone["ended"] == 20  # every job seen to SUCCESS
     assert alone["requests"] == 40  # two looks each: RUNNING, then SUCCESS
+    callers = run_variant("callers", "imagejobs", "-", {"callers": 20}, env)
+    assert callers["succeeded"] == 20  # every caller saw the job succeed
+    assert callers["requests"] == 4  # one look at a time for all of them, a stage a look
 
 
 def test_a_variant_loads_imagejobs_with_or_without_orjson_as_it_says(env: dict[str, str]) -> None:

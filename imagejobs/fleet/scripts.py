@@ -46,6 +46,7 @@ __all__ = [
     "RELEASE",
     "SCRIPTS",
     "THROTTLED",
+    "UNDO",
     "UNLEASE",
     "lua_constants",
 ]
@@ -152,12 +153,16 @@ end
 _FORGET = f"local FORGET_MS = {round(FORGET_AFTER * 1000)}\n"
 
 # KEYS: tat, slots, pause, rate law's state, answers accepted.
-# ARGV: max_rate, pace, burst, max_in_flight, lease_ms, token, booked (ms, 0: none), horizon_ms.
+# ARGV: max_rate, pace, burst, max_in_flight, lease_ms, token, booked (ms, 0: none), horizon_ms,
+# max_retry_ms.
 # Returns {state, now, wait, rate, booked}: state 1 granted; 2 a turn booked for `booked`
 # (come back with it after wait ms, or after a moment if wait is -1: every slot taken); 0 no
 # turn (a pause, or the queue longer than the horizon; ask again after wait ms). A booked
 # turn not used within one interval of its time is gone: turns kept while every slot was
 # taken must not all go at once when slots free.
+# A time further ahead than anything this script or THROTTLED writes (the queue's end, a
+# pause, a turn the caller says it booked) is taken as the furthest they could have written:
+# Redis's clock stepped back, and must not hold the fleet for as long as it stepped.
 ACQUIRE = (
     CLOCK
     + RATE_LAW
@@ -165,11 +170,17 @@ ACQUIRE = (
     + """
 local max_rate, pace, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cap, lease, horizon = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[8])
-local booked = tonumber(ARGV[7])
+local longest_pause = math.max(tonumber(ARGV[9]), MAX_HOLD * 1000)
 local now = now_ms()
+local booked = math.min(tonumber(ARGV[7]), now + horizon)
 local rate = current_rate(KEYS[4], KEYS[5], max_rate, now / 1000)
 redis.call('PEXPIRE', KEYS[4], FORGET_MS)
 local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
+-- Stored too, so that the pause ends: read again later, it would still be too far ahead.
+if pause > now + longest_pause then
+  pause = now + longest_pause
+  redis.call('SET', KEYS[3], fmt(pause), 'PX', math.ceil(longest_pause) + 1000)
+end
 if pause > now then return {0, fmt(now), fmt(pause - now), num(rate), '0'} end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local full = redis.call('ZCARD', KEYS[2]) >= cap
@@ -178,6 +189,14 @@ if booked > 0 and now > booked + interval then booked = 0 end
 if booked == 0 then
   -- Take the next turn in the fleet's queue, unless it is further off than the horizon.
   local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+  -- The end of a full queue, the furthest a booking writes: any lower and a turn could
+  -- come sooner than the rate allows. Stored, so that once an interval has passed the
+  -- queue moves again, instead of every caller being told to wait once more.
+  local furthest = now + horizon + burst * interval
+  if tat > furthest then
+    tat = furthest
+    redis.call('SET', KEYS[1], fmt(tat), 'PX', math.ceil(tat - now) + 1000)
+  end
   local allowed_at = tat - (burst - 1) * interval
   if allowed_at - now > horizon then
     return {0, fmt(now), fmt(allowed_at - now - horizon), num(rate), '0'}
@@ -205,8 +224,9 @@ return 1
 )
 
 # KEYS: rate law's state, pause, answers accepted.
-# ARGV: max_rate, sent_ms, retry_after_ms, max_retry_ms.
-# Returns 1 if the rate dropped, 0 if the 429 was to a request sent before the last drop.
+# ARGV: max_rate, sent_ms, retry_after_ms, max_retry_ms, throttled (1: a 429; 0: another
+# answer with a Retry-After, such as a 503, which holds the fleet but says nothing of its rate).
+# Returns 1 if the rate dropped, 0 if not (no 429, or one to a request sent before the last drop).
 THROTTLED = (
     CLOCK
     + RATE_LAW
@@ -220,6 +240,7 @@ local function pause_until(t)
   if t > old then redis.call('SET', KEYS[2], fmt(t), 'PX', math.ceil(t - now) + 1000) end
 end
 if retry_after > 0 then pause_until(now + math.min(retry_after, max_retry)) end
+if ARGV[5] ~= '1' then return 0 end
 local hold = on_throttled(KEYS[1], KEYS[3], max_rate, now / 1000, sent / 1000)
 if not hold then return 0 end
 redis.call('PEXPIRE', KEYS[1], FORGET_MS)
@@ -324,6 +345,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
+# KEYS: slots, then one lease a claim. ARGV: how many slots, their tokens, then the claims,
+# one a lease. Gives back slots and claimed looks that calls of unknown outcome may have
+# taken, all in one round trip; giving back twice changes nothing.
+UNDO = """
+local slots = tonumber(ARGV[1])
+for i = 2, slots + 1 do redis.call('ZREM', KEYS[1], ARGV[i]) end
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[slots + i] then redis.call('DEL', KEYS[i]) end
+end
+return 1
+"""
+
 SCRIPTS = {
     "acquire": ACQUIRE,
     "release": RELEASE,
@@ -332,5 +365,6 @@ SCRIPTS = {
     "look": LOOK,
     "publish": PUBLISH,
     "unlease": UNLEASE,
+    "undo": UNDO,
 }
 """Every script a :class:`~imagejobs.fleet.shared.Fleet` runs, by the name it calls it."""

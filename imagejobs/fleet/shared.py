@@ -9,10 +9,11 @@ is Redis's own (``TIME``), so hosts with skewed clocks agree.
   or says exactly how long to wait.
 - **In flight**: a sorted set of slots, each scored by when its lease expires,
   so a process killed mid-request holds its slot no longer than its lease.
-- **Throttling**: a 429 anywhere holds the whole fleet (a shared pause) and
-  lowers the shared rate, which follows the same law as a lone client's
-  (:mod:`imagejobs.planning.ratelaw`): the same drop, climb, stretch, hold and
-  demand cap, its constants taken from there, tested against it on a real Redis.
+- **Throttling**: a 429 anywhere holds the whole fleet (a shared pause; any
+  answer's ``Retry-After`` does, a 503's too) and lowers the shared rate, which
+  follows the same law as a lone client's (:mod:`imagejobs.planning.ratelaw`):
+  the same drop, climb, stretch, hold and demand cap, its constants taken from
+  there, tested against it on a real Redis.
   The scripts, and the few ways a fleet must differ, are in
   :mod:`imagejobs.fleet.scripts`.
 - **Shared looks**: a job's GET is claimed with a lease; the answer is kept in
@@ -22,7 +23,8 @@ is Redis's own (``TIME``), so hosts with skewed clocks agree.
 
 Redis trouble is never the user's trouble: any Redis error or slow answer
 makes every call here answer "not shared" (the client goes on under its own
-budget), with one warning, and Redis is tried again a few seconds later.
+budget), with one warning; the heartbeat alone tries Redis again, every few
+seconds, so a process sends nothing else to a Redis that is away.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -44,6 +46,7 @@ import attrs
 from imagejobs.core.errors import ConfigurationError, InvalidArgument
 
 from .scripts import SCRIPTS
+from .undo import Taken, Undo
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -55,6 +58,9 @@ logger = logging.getLogger("imagejobs")
 
 REDIS_TIMEOUT = 0.5
 """Seconds a Redis call may take before Redis counts as unreachable: waits go on without it."""
+
+REDIS_CONNECTIONS = 64
+"""Connections to Redis a process opens at most; more calls at once wait for one."""
 
 RETRY_REDIS_AFTER = 2.0
 """Seconds after a Redis failure before Redis is asked again."""
@@ -80,6 +86,9 @@ instead of every waiter asking again at the same instant."""
 
 SLOT_WAIT = 0.02
 """Seconds to wait before asking again when every fleet-wide slot is taken."""
+
+UNDO_BATCH = 200
+"""Things given back in one Redis call after an outage."""
 
 _SCHEMES = ("redis", "rediss", "unix")
 
@@ -160,8 +169,10 @@ class Fleet:
     Times given and returned are on :func:`time.monotonic`; Redis's own clock is
     converted with the offset measured on every call.
 
-    A Redis call that times out or is cancelled may still have run: what it may
-    have taken (a slot, a claim on a look) is given back once Redis answers again.
+    A Redis call that times out or is cancelled once sent may still have run: what it
+    may have taken (a slot, a claim on a look) is given back once Redis answers again,
+    in the background, unless its lease has ended by then. Calls never sent (Redis
+    away) take nothing, and leave nothing to give back.
     """
 
     def __init__(
@@ -179,12 +190,17 @@ class Fleet:
         aioredis = _import_redis()
         self.where = redacted_url(url)
         """The Redis URL without its credentials."""
-        self._redis: Redis = aioredis.Redis.from_url(
+        # A blocking pool: a call beyond its connections waits for one (within the call's
+        # timeout) where the default pool fails it, and one busy moment is no outage.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_TIMEOUT,
             socket_timeout=REDIS_TIMEOUT,
             socket_connect_timeout=REDIS_TIMEOUT,
             decode_responses=False,
         )
+        self._redis: Redis = aioredis.Redis.from_pool(pool)  # closed with the client
         self.key = key
         self.member = uuid.uuid4().hex
         self.max_in_flight = max_in_flight
@@ -207,7 +223,8 @@ class Fleet:
         self._joining: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._undo: set[tuple[str, str, str]] = set()
+        self._undo = Undo({"slot": lease, "lease": LOOK_LEASE})
+        self._undoing: asyncio.Task[None] | None = None
         self._closing = False
         self._stop = asyncio.Event()
         self._closed = False
@@ -228,20 +245,30 @@ class Fleet:
 
     # --- Redis calls, each of which may fail without harm --------------------------------
 
-    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script; return None (and go without Redis a while) on any trouble."""
-        if self._closed or time.monotonic() < self._down_until:
+    async def _call(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], takes: Taken | None = None
+    ) -> Any:
+        """Run a script; return None (and go without Redis a while) on any trouble.
+
+        ``takes`` is what the script may take: recorded to give back if the call was
+        sent and its outcome is unknown, not if it was never sent.
+        """
+        if not self._may_send(name):
             return None
         if name != "heartbeat":
             await self._join()
+            if self._down or self._closed:  # the join found Redis away
+                return None
         self.calls += 1
         before = time.monotonic()
         try:
             async with asyncio.timeout(REDIS_TIMEOUT):
                 result = await self._scripts[name](keys=list(keys), args=list(args))
         except asyncio.CancelledError:
+            self._may_hold(takes)
             raise
         except Exception as exc:  # noqa: BLE001 - whatever Redis does, the wait goes on
+            self._may_hold(takes)
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # Cancelled as the timeout ran out: asyncio.timeout made it a TimeoutError.
@@ -254,7 +281,23 @@ class Fleet:
         if isinstance(result, list) and len(result) >= 2:
             # Every script answers with Redis's time second: the offset to this clock.
             self._note_time(result[1], before, time.monotonic())
+        if self._undo and not self._closing and (self._undoing is None or self._undoing.done()):
+            # Not awaited here: the heartbeat must go on while what was taken is given back.
+            self._undoing = asyncio.get_running_loop().create_task(self._give_back_all())
         return result
+
+    def _may_send(self, name: str) -> bool:
+        """Whether a call may go to Redis: while it is away, one heartbeat a retry period."""
+        if self._closed:
+            return False
+        if not self._down:
+            return True
+        now = time.monotonic()
+        if name != "heartbeat" or now < self._down_until:
+            return False
+        # Before the call, not after its failure: however many ask meanwhile, one is sent.
+        self._down_until = now + RETRY_REDIS_AFTER
+        return True
 
     async def _join(self) -> None:
         """Be a member, and know Redis's clock, before the first look or turn.
@@ -303,39 +346,44 @@ class Fleet:
 
     def _spawn(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Run a script in the background: what it reports must not wait, nor be cancelled."""
+        self._spawn_task(self._call(name, keys, args))
+
+    def _spawn_task(self, call: Coroutine[Any, Any, Any]) -> None:
         try:
-            task = asyncio.get_running_loop().create_task(self._call(name, keys, args))
+            task = asyncio.get_running_loop().create_task(call)
         except RuntimeError:
+            call.close()
             return  # no loop any more: the leases expire on their own
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _call_undoable(
-        self, name: str, keys: Sequence[str], args: Sequence[Any], undo: tuple[str, str, str]
+    def _may_hold(self, taken: Taken | None) -> None:
+        if taken is not None:
+            self._undo.add(taken)
+
+    async def _call_giving_back(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], gives: Taken
     ) -> Any:
-        """Run a script that may take something; if no answer says what, undo it later."""
+        """Run a script that gives something back; if it may not have run, give it back later."""
         try:
             result = await self._call(name, keys, args)
         except asyncio.CancelledError:
-            self._undo_later(*undo)
+            self._undo.add(gives)
             raise
         if result is None:
-            self._undo_later(*undo)
+            self._undo.add(gives)
         return result
 
-    def _undo_later(self, kind: str, key: str, token: str) -> None:
-        """Queue the undoing of what a call that may have run took: done once Redis answers."""
-        self._undo.add((kind, key, token))
-
-    async def _undo_pending(self) -> None:
-        """Undo what :meth:`_undo_later` queued, until Redis fails to answer."""
-        for kind, key, token in list(self._undo):
-            name = "release" if kind == "slot" else "unlease"
-            args = [token, 0] if kind == "slot" else [token]
-            keys = [key, self._k("answers")] if kind == "slot" else [key]
-            if await self._call(name, keys, args) is None:
+    async def _give_back_all(self) -> None:
+        """Give back what calls of unknown outcome may hold, a batch a call, while Redis answers."""
+        while batch := self._undo.batch(UNDO_BATCH):
+            slots = [taken.token for taken in batch if taken.kind == "slot"]
+            leases = [taken for taken in batch if taken.kind == "lease"]
+            keys = [self._k("slots"), *(taken.key for taken in leases)]
+            args = [len(slots), *slots, *(taken.token for taken in leases)]
+            if await self._call("undo", keys, args) is None:
                 return
-            self._undo.discard((kind, key, token))
+            self._undo.given_back(batch)
 
     # --- members ------------------------------------------------------------------------
 
@@ -352,8 +400,6 @@ class Fleet:
             if self._closing:
                 return
             await self._beat_once()
-            if self._undo:
-                await self._undo_pending()
 
     # --- the shared budget --------------------------------------------------------------
 
@@ -381,9 +427,9 @@ class Fleet:
                 token,
                 booked,
                 int(QUEUE_HORIZON * 1000),
+                int(self._max_retry_ms),
             ]
-            undo = ("slot", self._k("slots"), token)
-            result = await self._call_undoable("acquire", keys, args, undo)
+            result = await self._call("acquire", keys, args, Taken("slot", keys[1], token))
             if result is None:
                 return None
             state, _, wait_ms, rate = (float(value) for value in result[:4])
@@ -405,36 +451,23 @@ class Fleet:
         throttled: bool = False,
         retry_after: float | None = None,
     ) -> None:
-        """Give back a slot, and tell the fleet of an answer or a 429 (in the background)."""
+        """Give back a slot, and tell the fleet of an answer, a 429 or a Retry-After.
+
+        In the background. A ``retry_after`` holds the whole fleet, capped as a 429's
+        is, whatever the answer; only a 429 (``throttled``) lowers the shared rate.
+        """
         if slot is None:
             return
-        self._spawn_undoable(
-            "release",
-            [self._k("slots"), self._k("answers")],
-            [slot.token, int(answered)],
-            ("slot", self._k("slots"), slot.token),
+        keys = [self._k("slots"), self._k("answers")]
+        gives = Taken("slot", keys[0], slot.token)
+        self._spawn_task(
+            self._call_giving_back("release", keys, [slot.token, int(answered)], gives)
         )
-        if throttled:
+        retry_ms = 0 if retry_after is None or retry_after <= 0 else retry_after * 1000
+        if throttled or retry_ms:
             keys = [self._k("ratelaw"), self._k("pause"), self._k("answers")]
-            retry_ms = 0 if retry_after is None or retry_after <= 0 else retry_after * 1000
-            args = [self.max_rate, slot.sent_ms, retry_ms, self._max_retry_ms]
+            args = [self.max_rate, slot.sent_ms, retry_ms, self._max_retry_ms, int(throttled)]
             self._spawn("throttled", keys, args)
-
-    def _spawn_undoable(
-        self, name: str, keys: Sequence[str], args: Sequence[Any], undo: tuple[str, str, str]
-    ) -> None:
-        """Run a script that gives something back; if it does not run, give it back later."""
-
-        async def run() -> None:
-            if await self._call(name, keys, args) is None:
-                self._undo_later(*undo)
-
-        try:
-            task = asyncio.get_running_loop().create_task(run())
-        except RuntimeError:
-            return  # no loop any more: the leases expire on their own
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     # --- shared looks -------------------------------------------------------------------
 
@@ -457,7 +490,7 @@ class Fleet:
             fresh_ms = 1e18 if fresh_after > 0 or self._offset is None else -1e18
         claim = f"{self.member}:{next(self._tokens)}"
         args = [f"{fresh_ms:.3f}", mark, self.member, int(LOOK_LEASE * 1000), claim]
-        result = await self._call_undoable("look", keys, args, ("lease", keys[1], claim))
+        result = await self._call("look", keys, args, Taken("lease", keys[1], claim))
         if result is None:
             return None
         state = result[0].decode()
@@ -483,13 +516,15 @@ class Fleet:
             self.let_go(url, claim)
             return None
         args = [body, claim, ttl, int(final), KEPT_SNAPSHOTS, f"{answered_ms:.3f}"]
-        result = await self._call_undoable("publish", keys, args, ("lease", keys[1], claim))
+        result = await self._call_giving_back("publish", keys, args, Taken("lease", keys[1], claim))
         return None if result is None else bytes(result).decode()
 
     def let_go(self, url: str, claim: str) -> None:
         """Give up a claimed look that found nothing to share (its GET failed)."""
         lease = self._look_keys(url)[1]
-        self._spawn_undoable("unlease", [lease], [claim], ("lease", lease, claim))
+        self._spawn_task(
+            self._call_giving_back("unlease", [lease], [claim], Taken("lease", lease, claim))
+        )
 
     # --- closing ------------------------------------------------------------------------
 
@@ -501,12 +536,15 @@ class Fleet:
         self._stop.set()
         if self._heartbeat is not None:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
-        if self._background:
+        while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._undoing is not None:
+            await asyncio.gather(self._undoing, return_exceptions=True)
         if self._heartbeat is not None:
-            if self._undo:
-                await self._undo_pending()
+            # Leaving first: a heartbeat is the one call that may find a Redis that was away
+            # answering again, and then what is held can be given back too.
             await self._call("heartbeat", [self._k("members")], [self.member, 0, 1])
+            await self._give_back_all()
         self._closed = True
         try:
             await self._redis.aclose()

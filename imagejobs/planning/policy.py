@@ -28,7 +28,7 @@ DEFAULT_WAIT_TIMEOUT = 3600.0
 DEFAULT_NOT_FOUND_GRACE = 10.0
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)  # hashed as each wait joins and leaves a job
 class PollPolicy:
     """How often to poll and for how long (the schedule itself: :mod:`imagejobs.planning.cadence`).
 

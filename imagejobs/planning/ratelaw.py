@@ -137,7 +137,7 @@ class AdaptiveRate:
         """The cubic climb since the last drop: the ceiling after a few seconds, then past it."""
         since = (now - self.dropped_at) / 2**self.stretch
         knee = (ceiling * (1 - DROP) / CLIMB) ** (1 / 3)
-        return ceiling + CLIMB * (since - knee) ** 3
+        return float(ceiling + CLIMB * (since - knee) ** 3)
 
     def on_accepted(self, now: float) -> None:
         """Count an answer that was not a 429."""

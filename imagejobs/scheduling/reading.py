@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from imagejobs.core.errors import AuthenticationError, ImageJobsError, JobNotFound, TransportError
@@ -47,8 +47,8 @@ SHARED_WAIT_MAX = 2.0
 class Subscribers(Protocol):
     """What reading needs of the hub: to tell subscribers, end waits and plan looks."""
 
-    def tell(self, sub: Subscription, stream: Stream, job: ImageJob) -> None:
-        """Give a subscriber what changed since it last looked, and plan its next look."""
+    def tell(self, subs: Iterable[Subscription], stream: Stream, job: ImageJob) -> None:
+        """Give each subscriber what changed since it last looked, and plan its next look."""
         ...
 
     def end(self, sub: Subscription, outcome: Outcome) -> None:
@@ -125,7 +125,7 @@ class Reader:
         if result.retry_in and stream.subscribers:
             # Another process is looking: its answer is near, unless it waits for the budget.
             fleet.others_looking += 1
-            first = min(result.retry_in, *(sub.policy.initial_delay for sub in stream.subscribers))
+            first = min(result.retry_in, *(policy.initial_delay for policy in stream.policies()))
             stream.not_before = now + step(fleet.others_looking, first, SHARED_WAIT_MAX)
         else:
             fleet.others_looking = 0
@@ -156,11 +156,13 @@ class Reader:
         if job.status is JobStatus.SUCCESS and watched_it_run:
             self._record(job)
         stream.answered(self._random())
-        for sub in list(stream.subscribers):
+        told = []
+        for sub in stream.subscribers:
             joined_later = sub.joined > stream.poll_order or (shared and sent < sub.started)
             if sub.since_given and joined_later:
                 continue  # sent before it joined: maybe older than its since; it asks anew
-            self._hub.tell(sub, stream, job)
+            told.append(sub)
+        self._hub.tell(told, stream, job)
 
     def _report(self, before: ImageJob | None, job: ImageJob, poll: int) -> None:
         """Give each change the client sees to the hooks (the log among them), once per job."""
@@ -200,7 +202,7 @@ class Reader:
             self._not_found(stream, error, now)
         elif is_poll_transient(error):
             failures = stream.failed(error, since=stream.poll_started)
-            gaps = [sub.policy.longest_gap for sub in subscribers]
+            gaps = [policy.longest_gap for policy in stream.policies()]
             cap = min(self._retry.max_delay, *gaps)  # as often as the most demanding one asks
             delay = self._retry.poll_delay(
                 failures, error, cap=cap, longest=max(gaps), draw=self._random()

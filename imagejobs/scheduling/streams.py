@@ -9,18 +9,28 @@ fleet's shared looks (:class:`FleetLooks`) and the sweeps (:class:`SweepState`).
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
+from collections import Counter
+from collections.abc import Collection, Hashable
+from typing import TypeVar
 
 import attrs
 
 from imagejobs.core.errors import ImageJobsError
 from imagejobs.core.models import ImageJob
+from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.sweeps import JobSummary, SubJobs, active_sub_jobs
 from imagejobs.scheduling.looks import LookResult
 from imagejobs.scheduling.subscriptions import Subscription
 from imagejobs.timing.gate import Gate
 
 __all__ = ["LIST_TRUST", "Failure", "FleetLooks", "Stream", "SweepState"]
+
+_Want = tuple[float, int, int, Subscription]
+"""A subscriber's ``wants_at`` in a stream's heap: when, its number in joining order, the
+entry's own number (so that no two entries tie), and the subscriber."""
 
 LIST_TRUST = 10
 """A swept job is still fetched once this many of its longest poll gaps passed without a GET.
@@ -68,7 +78,13 @@ class Stream:
     """The looks at one job, shared by all its subscribers."""
 
     job_id: str
-    subscribers: dict[Subscription, None] = attrs.Factory(dict)
+    subscribers: dict[Subscription, int] = attrs.Factory(dict)
+    """Each subscriber, and its number in joining order: who joined first wins a tie.
+
+    Changed through :meth:`join` and :meth:`leave` only, as ``wants_at`` through
+    :meth:`want` and :meth:`want_by`: the stream keeps what it asks of them all
+    indexed, so that a job with thousands of subscribers costs each one little.
+    """
     snapshot: ImageJob | None = None
     """The last snapshot of the job, and when it was taken (:attr:`seen_at`)."""
     seen_at: float = -math.inf
@@ -95,14 +111,90 @@ class Stream:
     the job still listed does not restart its backoff."""
     fleet: FleetLooks = attrs.Factory(FleetLooks)
     sweep: SweepState = attrs.Factory(SweepState)
+    _wants: list[_Want] = attrs.field(factory=list, init=False, repr=False)
+    """A heap of the subscribers' ``wants_at``: an entry whose subscriber left, or
+    wants another time now, is stale, and dropped when it comes to the top."""
+    _latest_want: float = attrs.field(default=-math.inf, init=False, repr=False)
+    """No subscriber wants a look later than this (it may be earlier)."""
+    _numbers: itertools.count[int] = attrs.field(factory=itertools.count, init=False, repr=False)
+    _policies: Counter[PollPolicy] = attrs.field(factory=Counter, init=False, repr=False)
+    _gates: Counter[Gate | None] = attrs.field(factory=Counter, init=False, repr=False)
+    _watching: int = attrs.field(default=0, init=False, repr=False)
+
+    def join(self, sub: Subscription) -> None:
+        """Add a subscriber, wanting a look when its ``wants_at`` says."""
+        self.subscribers[sub] = next(self._numbers)
+        self._policies[sub.policy] += 1
+        self._gates[sub.gate] += 1
+        self._watching += sub.wants_transitions
+        self._push(sub)
+
+    def leave(self, sub: Subscription) -> None:
+        """Remove a subscriber: what it wanted no longer counts."""
+        del self.subscribers[sub]
+        _count_out(self._policies, sub.policy)
+        _count_out(self._gates, sub.gate)
+        self._watching -= sub.wants_transitions
+        self._compact_if_bloated()
+
+    def want(self, sub: Subscription, when: float) -> None:
+        """Set when a subscriber wants the job looked at next: its ``wants_at``, indexed."""
+        sub.wants_at = when
+        if sub in self.subscribers:
+            self._push(sub)
+
+    def want_by(self, when: float) -> None:
+        """Have every subscriber want a look at ``when`` at the latest."""
+        if self._latest_want <= when:
+            return  # every one does already: a burst of subscribers costs each one little
+        for sub in self.subscribers:
+            sub.wants_at = min(sub.wants_at, when)
+        self._rebuild()
+
+    def _push(self, sub: Subscription) -> None:
+        when = sub.wants_at
+        self._latest_want = max(self._latest_want, when)
+        heapq.heappush(self._wants, (when, self.subscribers[sub], next(self._numbers), sub))
+        self._compact_if_bloated()
+
+    def _compact_if_bloated(self) -> None:
+        # Each want leaves the subscriber's older entry behind, each leave all of its own.
+        if len(self._wants) > 64 + 2 * len(self.subscribers):
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._wants = [
+            (sub.wants_at, number, number, sub) for sub, number in self.subscribers.items()
+        ]
+        heapq.heapify(self._wants)
+        self._latest_want = max((sub.wants_at for sub in self.subscribers), default=-math.inf)
+
+    def _most_demanding(self) -> Subscription | None:
+        """Return the subscriber that wants a look soonest (the first to join, of a tie)."""
+        wants = self._wants
+        while wants:
+            when, _, _, sub = wants[0]
+            if sub.wants_at == when and sub in self.subscribers:
+                return sub
+            heapq.heappop(wants)
+        return None
 
     def due_at(self) -> float:
         """Return when the job's next look is due: as its most demanding subscriber wants."""
-        return max(min(sub.wants_at for sub in self.subscribers), self.not_before)
+        first = self._most_demanding()
+        return max(math.inf if first is None else first.wants_at, self.not_before)
 
     def watched(self) -> bool:
         """Whether a subscriber wants the job's sub-job transitions."""
-        return any(sub.wants_transitions for sub in self.subscribers)
+        return self._watching > 0
+
+    def policies(self) -> Collection[PollPolicy]:
+        """Return the policies its subscribers wait with, each once however many share it."""
+        return self._policies.keys()
+
+    def gates(self) -> Collection[Gate | None]:
+        """Return its subscribers' call gates, each once (``None``: the client's own)."""
+        return self._gates.keys()
 
     def active_sub_jobs(self) -> SubJobs | None:
         """Return the last snapshot's active sub-jobs and their lists (see :mod:`.sweeps`)."""
@@ -113,10 +205,8 @@ class Stream:
 
         Otherwise the gate of the subscriber that wants the look soonest.
         """
-        gates = {sub.gate for sub in self.subscribers}
-        if None in gates or not gates:
-            return None
-        return min(self.subscribers, key=lambda sub: sub.wants_at).gate
+        first = self._most_demanding()
+        return None if None in self._gates or first is None else first.gate
 
     def fresh_after(self, when: float) -> float:
         """Return since when another process's snapshot serves as this look.
@@ -128,11 +218,13 @@ class Stream:
         """
         if self.fleet.own_look_next:
             return math.inf
-        when = min(when, *(sub.wants_at for sub in self.subscribers))
+        first = self._most_demanding()
+        if first is not None:
+            when = min(when, first.wants_at)
         if self.seen_at > -math.inf:
             fresh_after = when - 0.5 * max(0.0, when - self.seen_at)
         else:
-            fresh_after = when - min(sub.policy.initial_delay for sub in self.subscribers)
+            fresh_after = when - min(policy.initial_delay for policy in self.policies())
         if self.sweep.get_wanted:
             # What a sweep saw must be explained.
             fresh_after = max(fresh_after, self.sweep.get_since)
@@ -143,7 +235,7 @@ class Stream:
 
         ``budget_gap`` is how often the budget's share for such GETs allows one per job.
         """
-        longest = max(sub.policy.longest_gap for sub in self.subscribers)
+        longest = max(policy.longest_gap for policy in self.policies())
         return now - self.sweep.fetched_at >= max(LIST_TRUST * longest, budget_gap)
 
     def failed(self, error: ImageJobsError, since: float) -> int:
@@ -161,3 +253,15 @@ class Stream:
         self.failures = 0
         self.not_before = -math.inf
         self.draw = draw
+
+
+_Key = TypeVar("_Key", bound=Hashable)
+
+
+def _count_out(counter: Counter[_Key], key: _Key) -> None:
+    """Count one ``key`` out, forgetting it at none: what is left are the keys in use."""
+    left = counter[key] - 1
+    if left:
+        counter[key] = left
+    else:
+        del counter[key]

@@ -101,7 +101,7 @@ def next_look(
     base: float,
     *,
     now: float,
-    wall_now: datetime,
+    service_now: datetime,
     fit: LogNormal | None,
     draw: float,
 ) -> float:
@@ -109,16 +109,17 @@ def next_look(
 
     By the job's age (:mod:`imagejobs.planning.cadence`), and by its type's
     durations when ``fit`` knows them; ``inf`` when that is past the deadline.
-    ``now`` and ``wall_now`` are the monotonic and the wall clock's readings now.
+    ``now`` is the monotonic clock's reading now, ``service_now`` the service's time
+    now (this machine's wall clock put on the service's, as its answers' ``Date`` says:
+    :mod:`imagejobs.planning.skew`), which ``begin_time`` is on.
     """
     waited = base - sub.started
     age = waited
     if job is not None and job.begin_time is not None:
-        # The job's own age on the wall clock, as of ``base`` on the monotonic one, and
-        # never less than the wait's own: a begin_time in the future (this machine's
-        # clock behind the server's) must not make it younger than the wait. A clock
-        # behind by less still makes the job look younger by as much: keep it in time.
-        old = (wall_now - job.begin_time).total_seconds()
+        # The job's own age on the service's clock, as of ``base`` on the monotonic one,
+        # and never less than the wait's own: before the first Date is read, or within
+        # the skew taken as none, a begin_time may still look to be in the future.
+        old = (service_now - job.begin_time).total_seconds()
         age = max(waited, old + base - now)
     wants_at = base + next_gap(sub.policy, age, fit, draw)
     return wants_at if wants_at < sub.deadline else math.inf

@@ -239,7 +239,7 @@ class Sweeper:
         # Requests a second if every job were polled by GET at its policy's first pace.
         demand = 0.0
         for stream in self._streams.values():
-            demand += max(1.0 / sub.policy.initial_delay for sub in stream.subscribers)
+            demand += max(1.0 / policy.initial_delay for policy in stream.policies())
         return demand > SWEEP_SHARE * rate
 
     # --- when --------------------------------------------------------------------------
@@ -253,10 +253,10 @@ class Sweeper:
         """
         # A job may have left since the plan was made (the next regroup drops it).
         policies = [
-            sub.policy
+            policy
             for job_id in plan.covered
             if (stream := self._streams.get(job_id)) is not None
-            for sub in stream.subscribers
+            for policy in stream.policies()
         ]
         started, pages = self._last
         rate = self._planning_rate(now)

@@ -54,7 +54,7 @@ class FakeClock:
     """A :class:`~imagejobs.Clock` on virtual time, for tests of any number of waits.
 
     Pass it as ``Client(clock=...)`` and as ``FakeWorkspace(clock=fake.monotonic)``
-    so the server's timelines and request log share the same time. A sleep
+    so the server's timelines, request log and answers' ``Date`` share the same time. A sleep
     waits until virtual time reaches its end; whenever every task is waiting
     (no callback ready, no socket with data, no real timer due within a
     second), time jumps to the earliest pending sleep. So an hour-long wait

@@ -12,6 +12,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -29,6 +30,7 @@ from imagejobs import (
 )
 
 from . import _lists
+from ._clock import FakeClock
 from ._faults import Faults, FaultState, fault_reply, misbehave
 from ._reply import Reply
 
@@ -143,6 +145,23 @@ def _route(path: str) -> _Route | None:
     return None
 
 
+def _date_source(clock: Callable[[], float], now: Callable[[], datetime]) -> Callable[[], datetime]:
+    """Return where answers' ``Date`` comes from: the FakeClock ``clock`` reads, if it is one's."""
+    fake_clock = getattr(clock, "__self__", None)
+    return fake_clock.now if isinstance(fake_clock, FakeClock) else now
+
+
+def _answer_headers(date: datetime, reply: Reply, request_id: str) -> dict[str, str]:
+    """Return an answer's headers: ``Date`` and JSON unless the reply says otherwise."""
+    shown_date = format_datetime(date.astimezone(UTC), usegmt=True)
+    return {
+        "Date": shown_date,
+        "Content-Type": "application/json",
+        **reply.headers,
+        "X-Request-Id": request_id,
+    }
+
+
 def _job_id_of(step: Step) -> str | None:
     if isinstance(step, ImageJob):
         return step.id
@@ -180,16 +199,17 @@ class FakeWorkspace:
     while the jobs do, so paging sees each item once: items are sorted by a hash
     of their ID and ``list_seed`` (random unless given; see :attr:`list_seed`).
 
-    With ``token`` or ``ak``/``sk`` set, every request must authenticate with
-    that ``X-Auth-Token`` or an ``SDK-HMAC-SHA256`` signature by that key pair
-    (dated within 15 minutes of ``now()``, carrying ``security_token`` if one is
-    set), or it gets 401 ``APIGW.0301`` saying what was wrong, such as
-    "signature mismatch" or "signature expired". Every request is
-    recorded in :attr:`requests`; ``latency`` (real seconds) delays every answer,
-    and :attr:`peak_in_flight` tells how many requests it was serving at once.
-    With ``rate_limit`` it throttles like the API gateway: a request that would
-    be more than ``rate_limit`` in the last second (on ``clock``) gets 429
-    ``APIGW.0308`` with no ``Retry-After``, as the real gateway documents none.
+    With ``token`` or ``ak``/``sk`` set, every request must authenticate with that
+    ``X-Auth-Token`` or an ``SDK-HMAC-SHA256`` signature by that key pair (dated within 15
+    minutes of ``now()``, carrying ``security_token`` if one is set), or it gets 401
+    ``APIGW.0301`` saying what was wrong, such as "signature mismatch" or "signature expired".
+    Each answer's ``Date`` is ``now()``, or a :class:`FakeClock`'s ``now()`` when ``clock`` is
+    its ``monotonic`` (signatures are still checked against ``now()``). Every request is
+    recorded in :attr:`requests`; ``latency`` (real seconds) delays every answer, and
+    :attr:`peak_in_flight` tells how many requests it was serving at once. With ``rate_limit``
+    it throttles like the API gateway: a request that would be more than ``rate_limit`` in the
+    last second (on ``clock``) gets 429 ``APIGW.0308`` with no ``Retry-After``, as the real
+    gateway documents none.
 
     Start it with ``async with FakeWorkspace() as fake:`` (or :meth:`start` and
     :meth:`close`); it listens on ``127.0.0.1`` on a free port, see :attr:`url`.
@@ -229,6 +249,7 @@ class FakeWorkspace:
         self.sk = sk
         self.security_token = security_token
         self._now = now
+        self._date = _date_source(clock, now)
         self._faults = FaultState(faults) if faults is not None else None
         self._list_faults = FaultState(list_faults) if list_faults is not None else None
         self._ssl = ssl
@@ -408,7 +429,7 @@ class FakeWorkspace:
             # Closing the fake cuts delays short, so tests never wait them out.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), delay)
-        headers = {"Content-Type": "application/json", **reply.headers, "X-Request-Id": request_id}
+        headers = _answer_headers(self._date(), reply, request_id)
         if reply.connection is None:
             return web.Response(status=reply.status, body=reply.body, headers=headers)
         return await misbehave(request, reply, headers)

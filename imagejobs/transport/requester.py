@@ -41,6 +41,7 @@ from imagejobs.core.errors import (
 from imagejobs.observability.hooks import Hooks
 from imagejobs.observability.records import RequestRecord, RetryRecord, ThrottleRecord
 from imagejobs.planning.retry import RETRIED_STATUSES, RetryPolicy, is_transient
+from imagejobs.planning.skew import ClockOffset
 from imagejobs.timing.clock import Clock
 from imagejobs.timing.gate import Gate
 from imagejobs.transport.admission import Admission, Passes
@@ -104,7 +105,8 @@ class Requester:
 
     ``authorize_now`` gives a URL's headers without a coroutine (the built-in
     static credentials); without it ``credentials`` are awaited for every try,
-    given a copy of ``headers``.
+    given a copy of ``headers``. :attr:`clock_offset` learns from the answers'
+    ``Date`` how far the service's clock is from ``clock``.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class Requester:
         self.timeout = timeout
         self._clock = clock
         self._hooks = hooks
+        self.clock_offset = ClockOffset()
         self.closed = False
         self.accepted = False
         """Whether the service accepted these credentials on the last answer that told:
@@ -324,6 +327,8 @@ class Requester:
         status, headers, body = response
         call.status = status
         call.answer_headers = headers
+        if self._clock.monotonic() >= self.clock_offset.read_after:
+            self._read_date(headers)
         try:
             return decode_answer(status, headers, body, call.read)
         except AuthenticationError as error:
@@ -336,6 +341,16 @@ class Requester:
         except Exception as exc:
             detail = f"unreadable answer: {type(exc).__name__}: {exc}"
             raise MalformedResponse(detail, http_status=status) from exc
+
+    def _read_date(self, headers: Mapping[str, str]) -> None:
+        """Tell the clock offset the service's time in an answer's ``Date``, if it says one."""
+        service_date = parse_http_date(headers.get("Date"))
+        if service_date is None:
+            return
+        clock = self._clock
+        warning = self.clock_offset.read(clock.monotonic(), service_date, clock.now())
+        if warning is not None:
+            logger.warning(warning)
 
     def _held(self, call: Call[Any]) -> TransportError:
         """The error of a call the budget held past its retry policy's ``max_time``."""

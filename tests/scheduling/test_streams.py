@@ -1,11 +1,19 @@
-"""A stream's own bookkeeping: failures in a row, what an answer resets, what a sweep does not."""
+"""A stream's own bookkeeping: failures in a row, what an answer resets, what a sweep does not;
+which subscriber sets its pace, and what its subscribers have in common."""
 
 from __future__ import annotations
 
-from imagejobs import ServerError
+import math
+
+from imagejobs import PollPolicy, ServerError
+from imagejobs.planning.budget import RequestBudget
 from imagejobs.scheduling.streams import Stream
+from imagejobs.scheduling.subscriptions import Mailbox, Subscription
+from imagejobs.testing import FakeClock
+from imagejobs.timing.gate import Gate
 
 BUSY = ServerError(503, "WKS.0503", "busy")
+POLICY = PollPolicy(initial_delay=1, timeout=60)
 
 
 def test_failures_count_in_a_row_until_an_answer() -> None:
@@ -27,3 +35,58 @@ def test_a_sweep_that_clears_the_failure_keeps_the_backoff_going() -> None:
     assert stream.failed(BUSY, since=5.0) == 3  # the next GET's failure backs off further
     assert stream.failure is not None
     assert stream.failure.since == 5.0
+
+
+def _sub(policy: PollPolicy = POLICY, gate: Gate | None = None) -> Subscription:
+    return Subscription("j", policy, Mailbox(), gate, 0.0, math.inf, None)
+
+
+def test_the_most_demanding_subscriber_sets_when_and_how_the_job_is_looked_at() -> None:
+    clock = FakeClock()
+    first_gate, second_gate = (Gate(RequestBudget.create(1, 1.0, 0.0), clock) for _ in range(2))
+    stream = Stream("j")
+    eager, lax, twin = _sub(gate=first_gate), _sub(gate=second_gate), _sub(gate=second_gate)
+    for sub, when in ((eager, 5.0), (lax, 9.0), (twin, 5.0)):
+        stream.join(sub)
+        stream.want(sub, when)
+    assert stream.due_at() == 5.0
+    assert stream.call_gate() is first_gate  # of two that want the same time, the first to join
+    stream.want(eager, 12.0)
+    assert (stream.due_at(), stream.call_gate()) == (5.0, second_gate)
+    stream.leave(twin)
+    assert stream.due_at() == 9.0
+    stream.not_before = 10.0
+    assert stream.due_at() == 10.0
+    stream.want_by(7.0)  # a sweep asks for a GET: nobody later than that
+    assert [eager.wants_at, lax.wants_at] == [7.0, 7.0]
+    assert stream.fresh_after(8.0) == 7.0 - 1.0  # the first look: one initial delay back
+    ungated = _sub()
+    stream.join(ungated)
+    stream.want(ungated, 20.0)
+    assert stream.call_gate() is None  # one subscriber without a gate: the client's own
+    stream.leave(ungated)
+    stream.leave(lax)
+    stream.leave(eager)
+    assert stream.due_at() == math.inf
+
+
+def test_policies_gates_and_watchers_count_while_a_subscriber_has_them() -> None:
+    stream = Stream("j")
+    stream.sweep.fetched_at = 0.0
+    slow = PollPolicy(initial_delay=5, max_delay=60, timeout=None)
+    subs = [_sub(), _sub(PollPolicy(initial_delay=1, timeout=60)), _sub(slow)]
+    subs[2].wants_transitions = False
+    for sub in subs:
+        stream.join(sub)
+    assert set(stream.policies()) == {POLICY, slow}  # an equal policy counts as the same
+    assert set(stream.gates()) == {None}
+    assert stream.watched()
+    assert not stream.overdue(now=590.0)  # ten of the longest gap (60 s) without a GET
+    assert stream.overdue(now=600.0)
+    stream.leave(subs[0])
+    stream.leave(subs[1])
+    assert set(stream.policies()) == {slow}
+    assert not stream.watched()
+    stream.leave(subs[2])
+    assert not stream.policies()
+    assert not stream.gates()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
 
-from imagejobs.testing import FakeWorkspace, RecordedRequest
+from imagejobs.core.codec import parse_http_date
+from imagejobs.testing import FakeClock, FakeWorkspace, RecordedRequest
 
 JOB_ID = "700000000000000001"
 
@@ -55,3 +58,25 @@ async def test_the_requests_a_fake_served_can_be_counted(keys: dict[str, Any]) -
     assert Counter(fake.requests).total() == 3
     assert len(set(fake.requests)) == 3  # each its own request ID
     assert {request.job_id for request in fake.requests} == {job_id}
+
+
+async def _date_of_an_answer(fake: FakeWorkspace) -> datetime | None:
+    async with aiohttp.ClientSession() as session, session.get(f"{fake.url}/nowhere") as answer:
+        return parse_http_date(answer.headers.get("Date"))
+
+
+async def test_answers_are_dated_on_a_fake_clock_when_the_fake_runs_on_it() -> None:
+    clock = FakeClock()
+    clock.advance(90.7)
+    async with FakeWorkspace(clock=clock.monotonic) as fake:
+        assert await _date_of_an_answer(fake) == clock.now().replace(microsecond=0)
+
+
+async def test_answers_are_dated_by_now_otherwise() -> None:
+    later = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    async with FakeWorkspace(now=lambda: later) as fake:
+        assert await _date_of_an_answer(fake) == later
+    async with FakeWorkspace() as fake:
+        date = await _date_of_an_answer(fake)
+    assert date is not None
+    assert abs(date - datetime.now(UTC)) < timedelta(minutes=1)

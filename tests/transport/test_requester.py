@@ -6,8 +6,11 @@ runs the retries' delays in no real time.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterator
+from datetime import timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import backoff
@@ -298,3 +301,32 @@ async def test_a_404_names_the_job_of_a_job_call_and_none_of_a_list() -> None:
         await requester.send(listing)
     assert listed.value.job_id is None
     assert str(listed.value) == "404 WKS.00081104: The job does not exist. (request id r1)"
+
+
+async def test_answers_dates_tell_the_clock_offset_once_a_second_and_a_skew_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+
+    def answer(sent: Sent) -> Response:
+        if len(transport.sent) == 1:
+            return json_response(200, RUNNING)
+        service_now = clock.now() + timedelta(seconds=300)  # this machine's clock behind
+        return json_response(200, RUNNING, {"Date": format_datetime(service_now, usegmt=True)})
+
+    transport = MemoryTransport(answer)
+    requester = _requester(transport, clock)
+    offset = requester.clock_offset
+    with caplog.at_level(logging.WARNING, logger="imagejobs"):
+        await requester.send(_job_call())
+        assert offset.seconds == 0, "an answer without a Date says nothing"
+        for _ in range(3):
+            await requester.send(_job_call())
+        # Three answers within the second: one reading (a Date says no more within it).
+        assert repr(offset) == "ClockOffset(seconds=300.5, readings=1)"
+        clock.advance(5)
+        await requester.send(_job_call())
+    assert repr(offset) == "ClockOffset(seconds=300.5, readings=2)"
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("this machine's clock is 300s behind the service's")
