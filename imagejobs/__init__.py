@@ -42,6 +42,7 @@ from .core.outcome import Outcome
 from .core.regions import REGIONS
 from .core.signing import sign_request, verify_signature
 from .core.transitions import Transition
+from .observability.counter import RequestCounter
 from .observability.records import RequestRecord, RetryRecord, ThrottleRecord, WaitRecord
 from .planning.budget import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE
 from .planning.history import DurationHistory, LogNormal
@@ -102,6 +103,7 @@ __all__ = [
     "PermissionDenied",
     "PollPolicy",
     "RefreshableTokenCredentials",
+    "RequestCounter",
     "RequestRecord",
     "ResourceInfo",
     "ResponseTooLarge",

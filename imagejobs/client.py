@@ -224,11 +224,8 @@ class Client:
         self._closed = False
 
     def _planning_rate(self, now: float) -> float:
-        """The rate the hub plans sweeps by: this client's, or its part of the fleet's.
-
-        What the climb after a 429 allows, not what it reached: the gate paces
-        requests at the latter, and it climbs only on the demand a plan makes.
-        """
+        """The rate sweeps are planned by (this client's, or its part of the fleet's): what
+        the climb after a 429 allows, as it climbs only on the demand a plan makes."""
         rate = self._gate.budget.adaptive.potential(now)
         return rate if self._fleet is None else self._fleet.share(rate)
 

@@ -11,7 +11,33 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["RequestRecord", "RetryRecord", "ThrottleRecord", "WaitRecord"]
+__all__ = ["SOURCES", "RequestRecord", "RetryRecord", "ThrottleRecord", "WaitRecord"]
+
+SOURCES = (
+    "first",
+    "poll",
+    "changed",
+    "safety",
+    "final",
+    "retry",
+    "grace",
+    "sweep",
+    "history",
+    "call",
+)
+"""Why a request was sent, each request under exactly one (:attr:`RequestRecord.source`):
+
+- ``first``: a job's first GET (or a watcher joining a swept job);
+- ``poll``: a GET by a job's own schedule;
+- ``changed``: a GET of a swept job a list showed changed (or gone from it);
+- ``safety``: a GET of a swept job the lists have answered for too long (they are hints);
+- ``final``: any of these whose answer showed the job ended;
+- ``retry``: a try after a failure: a retry of a call, or a look after a failed look;
+- ``grace``: a look again at a job that was not found, while its grace runs;
+- ``sweep``: a page of a sweep;
+- ``history``: a page read by ``learn_history``;
+- ``call``: what a caller asked for directly (``get_job``, ``list_jobs``...).
+"""
 
 
 @attrs.frozen
@@ -25,7 +51,8 @@ class RequestRecord:
     answered; ``error`` the name of the error it ended in, if any, and
     ``message`` what it says (``cannot connect to host:443: connection
     refused``); error messages never hold a secret, and an error from outside
-    the library's tree gives its name alone.
+    the library's tree gives its name alone. ``source`` says why it was sent
+    (one of :data:`SOURCES`).
     """
 
     method: str
@@ -38,6 +65,7 @@ class RequestRecord:
     request_id: str | None
     error: str | None = None
     message: str | None = None
+    source: str = "call"
 
 
 @attrs.frozen

@@ -102,10 +102,11 @@ class DueQueue:
                 heapq.heappush(self._parked.setdefault(gate, []), (when, next(self._order), stream))
                 continue
             self._out[gate] += 1
+            source = _source(stream)
             stream.polls_sent += 1
             stream.poll_started = now
             stream.poll_order = next(self._order)
-            look = Look(stream.fresh_after(when), stream.fleet.mark)
+            look = Look(stream.fresh_after(when), stream.fleet.mark, source)
             task = asyncio.get_running_loop().create_task(
                 self._poll(stream.job_id, when, gate, look)
             )
@@ -138,3 +139,14 @@ class DueQueue:
                 room -= 1
         if not parked:
             self._parked.pop(gate, None)
+
+
+def _source(stream: Stream) -> str:
+    """Why a stream's next look is made, for the hooks' count of requests by source."""
+    if stream.failures:
+        return "retry"
+    if stream.sweep.get_wanted:
+        return stream.sweep.get_reason
+    if stream.snapshot is None:
+        return "first" if stream.polls_sent == 0 else "grace"
+    return "poll"

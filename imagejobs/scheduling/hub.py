@@ -172,7 +172,7 @@ class Hub:
             stream.want(sub, now)
             if stream.sweep.covered and wants_transitions:
                 # A sweep would not tell it where the job is now; a GET does.
-                self._get(stream, now)
+                self._get(stream, now, "first")
         self._changed()
         self._due.schedule(stream)
         self._poke()
@@ -310,9 +310,10 @@ class Hub:
 
     # --- what the sweeper asks -------------------------------------------------------
 
-    def _get(self, stream: Stream, since: float) -> None:
+    def _get(self, stream: Stream, since: float, reason: str = "changed") -> None:
         """Have a swept job fetched by GET as soon as it may, by a request sent after ``since``."""
         stream.sweep.get_wanted = True
+        stream.sweep.get_reason = reason
         stream.sweep.get_since = since
         stream.want_by(since)
         self._due.schedule(stream)

@@ -34,6 +34,8 @@ class Look:
 
     fresh_after: float
     mark: str = ""
+    source: str = "poll"
+    """Why the look is made (see :data:`~imagejobs.observability.records.SOURCES`)."""
 
 
 @attrs.frozen

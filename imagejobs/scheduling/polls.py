@@ -61,7 +61,7 @@ class Poller:
         """Look at a job once: a GET, or in a fleet another process's recent look."""
         self._requester.check()
         known = self._jobs[job_id]
-        call = Call(known.url, known.read, "job", job_id)
+        call = Call(known.url, known.read, "job", job_id, look.source)
         if self._fleet is not None:
             return await self._shared_poll(self._fleet, call, priority, call_gate, look)
         job = await self._requester.attempt(call, priority, call_gate)
@@ -117,8 +117,9 @@ class Poller:
         call: Call[Page[Any]]
         if listing.sub:
             url = with_query(self._urls.sub_job_list, query)
-            call = Call(url, read_sub_job_page, "sub-job list")
+            call = Call(url, read_sub_job_page, "sub-job list", source="sweep")
         else:
-            call = Call(with_query(self._urls.job_list, query), read_job_page, "job list")
+            url = with_query(self._urls.job_list, query)
+            call = Call(url, read_job_page, "job list", source="sweep")
         page: Page[ImageJobInfo | SubJob] = await self._requester.attempt(call, priority, call_gate)
         return page

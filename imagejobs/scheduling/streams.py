@@ -66,6 +66,8 @@ class SweepState:
     covered: bool = False
     """Covered by sweeps: no GET of its own until a sweep asks for one."""
     get_wanted: bool = False
+    get_reason: str = "changed"
+    """Why a GET is wanted: ``changed``, ``safety`` or ``first`` (a watcher joined)."""
     """A sweep saw it leave its list (or change): a GET must say what happened."""
     get_since: float = -math.inf
     """When the sweep that asked for a GET started: only a GET sent since then answers it."""

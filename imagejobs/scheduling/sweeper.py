@@ -92,7 +92,7 @@ class Sweeper:
     ``list_page`` fetches a page; ``rate`` is the request rate the client may
     plan on now; ``sweeps`` is the client's setting (None: when GETs would
     strain the budget). The hub is told through four functions: ``get(stream,
-    since)`` wants a GET of a swept job, sent after ``since``; ``plan(stream,
+    since, reason)`` wants a GET of a swept job, sent after ``since``; ``plan(stream,
     base)`` plans each subscriber's next look from ``base``; ``cover_changed(stream,
     now)`` says a job came under the sweeps' cover or left it; ``poke()`` wakes
     the hub's loop.
@@ -107,7 +107,7 @@ class Sweeper:
         rate: Callable[[float], float],
         retry: RetryPolicy,
         random: Callable[[], float],
-        get: Callable[[Stream, float], None],
+        get: Callable[[Stream, float, str], None],
         plan: Callable[[Stream, float], None],
         cover_changed: Callable[[Stream, float], None],
         poke: Callable[[], None],
@@ -384,8 +384,11 @@ class Sweeper:
         self._extra_gets = sum(1 for job_id in verdict.to_get if job_id in subs)
         trust = self._trust_gap(len(streams), now)
         for stream in streams:
-            if stream.job_id in verdict.to_get or stream.overdue(started, trust):
-                self._get(stream, started)
+            if stream.job_id in verdict.to_get:
+                self._get(stream, started, "changed")
+                continue
+            if stream.overdue(started, trust):
+                self._get(stream, started, "safety")
                 continue
             listed = verdict.listed.get(stream.job_id)
             if listed is None:
@@ -408,7 +411,7 @@ class Sweeper:
         for job_id in plan.covered:
             stream = self._streams.get(job_id)
             if stream is not None and stream.sweep.covered and stream.overdue(started, trust):
-                self._get(stream, started)  # the safety net holds through outages too
+                self._get(stream, started, "safety")  # the safety net holds through outages
         if isinstance(error, ImageJobsError) and is_poll_transient(error):
             self._failures += 1
             if self._failures >= SWEEP_FAILURES:

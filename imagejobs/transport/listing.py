@@ -73,13 +73,14 @@ class Lists:
         key: Callable[[_T], Hashable],
         *,
         max_pages: int | None = None,
+        source: str = "call",
     ) -> ListWalk[_T]:
         """Return a walk through a list, a page a request (each retried as a GET is)."""
         what = "sub-job list" if read is read_sub_job_page else "job list"
 
         def fetch(offset: int) -> Awaitable[Page[_T]]:
             page_url = with_query(url, {**query, "offset": offset, "limit": size})
-            return self._requester.send(Call(page_url, read, what))
+            return self._requester.send(Call(page_url, read, what, source=source))
 
         return ListWalk(fetch, key, max_pages=max_pages)
 
@@ -108,7 +109,9 @@ class Lists:
         finished: list[tuple[datetime, float]] = []
         query: dict[str, str | None] = {"status": "SUCCESS", "job_type": job_type}
         url = self._urls.job_list
-        walk = self._walk(url, query, MAX_PAGE_SIZE, read_job_page, _job_key, max_pages=pages)
+        walk = self._walk(
+            url, query, MAX_PAGE_SIZE, read_job_page, _job_key, max_pages=pages, source="history"
+        )
         async with contextlib.aclosing(walk.items()) as infos:
             async for info in infos:
                 seconds = duration_of(info)

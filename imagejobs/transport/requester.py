@@ -63,7 +63,8 @@ class Call(Generic[_T]):
     refreshed its token (once per request, not per try); ``sent`` holds the
     headers of the last try, for the credentials to see which token was
     refused; ``deadline`` is when the retry policy's ``max_time`` runs out, on
-    the client's clock.
+    the client's clock; ``source`` says why it is sent, for the hooks (see
+    :data:`~imagejobs.observability.records.SOURCES`).
     """
 
     __slots__ = (
@@ -74,15 +75,22 @@ class Call(Generic[_T]):
         "read",
         "refreshed",
         "sent",
+        "source",
         "status",
         "url",
         "what",
     )
 
     def __init__(
-        self, url: str, read: Callable[[bytes], _T], what: str = "job", job_id: str | None = None
+        self,
+        url: str,
+        read: Callable[[bytes], _T],
+        what: str = "job",
+        job_id: str | None = None,
+        source: str = "call",
     ) -> None:
         self.url = url
+        self.source = source
         self.read = read
         self.what = what
         self.job_id = job_id
@@ -297,8 +305,11 @@ class Requester:
         """Send and read, telling the hooks how it went (a frame only when they ask)."""
         started = self._clock.monotonic()
         failed: BaseException | None = None
+        ended = False
         try:
-            return self._read(call, await self._send(call, headers))
+            answer = self._read(call, await self._send(call, headers))
+            ended = getattr(answer, "is_terminal", False) is True
+            return answer
         except BaseException as exc:
             failed = exc
             raise
@@ -319,6 +330,7 @@ class Requester:
                 call.request_id,
                 error,
                 message,
+                "retry" if call.attempt > 1 else "final" if ended else call.source,
             )
             self._hooks.call("on_request", record)
 
