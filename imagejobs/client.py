@@ -10,7 +10,9 @@ those pieces.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import ssl as _ssl
 import weakref
 from collections.abc import AsyncGenerator, Iterable
@@ -216,18 +218,12 @@ class Client:
             max_polls=max_in_flight,
             list_page=poller.list_page,
             sweeps=sweeps,
-            rate=self._planning_rate,
+            rate=functools.partial(_planning_rate, self._gate.budget, self._fleet),
             history=history,
             hooks=self._hooks,
             clock_offset=self._requester.clock_offset,
         )
         self._closed = False
-
-    def _planning_rate(self, now: float) -> float:
-        """The rate sweeps are planned by (this client's, or its part of the fleet's): what
-        the climb after a 429 allows, as it climbs only on the demand a plan makes."""
-        rate = self._gate.budget.adaptive.potential(now)
-        return rate if self._fleet is None else self._fleet.share(rate)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -523,6 +519,13 @@ def _check_transport_security(
             "use an https endpoint, or pass allow_insecure=True (--allow-insecure)"
         )
     logger.warning("sending credentials over plain http to %s (allow_insecure)", parts.hostname)
+
+
+def _planning_rate(budget: RequestBudget, fleet: Fleet | None, now: float) -> float:
+    """The rate sweeps are planned by (the client's, or its part of the fleet's): the one it
+    was given, not what a 429 left, which the gate paces at and which climbs only on demand."""
+    rate = budget.rate if math.isfinite(budget.rate) else budget.adaptive.potential(now)
+    return rate if fleet is None else fleet.share(rate)
 
 
 def _fleet_key(

@@ -142,6 +142,7 @@ class Sweeper:
         self._extra_gets = 0  # GETs the last sweep asked for to tell watchers of a change
         self._abandoned: set[asyncio.Task[Findings]] = set()
         self._cover_gate: Gate | None = None
+        self._said_short = False
 
     def __repr__(self) -> str:
         return f"Sweeper(lists={len(self.cover.listings)}, covered={len(self.cover.covered)})"
@@ -273,7 +274,22 @@ class Sweeper:
             # watcher a change) may come that often per job.
             jobs = sum(1 for job_id in plan.covered if job_id in self._streams)
             gap = max(gap, (pages + self._extra_gets) * longest / max(jobs, 1))
+            self._say_if_short(pages / (SWEEP_SHARE * rate), longest, jobs, rate)
         return max(started + gap, self._retry_at)
+
+    def _say_if_short(self, budget_gap: float, longest: float, jobs: int, rate: float) -> None:
+        """Say once that the budget cannot look at the swept jobs as often as asked."""
+        if self._said_short or budget_gap <= longest:
+            return
+        self._said_short = True
+        logger.info(
+            "the budget (%g requests a second) allows a sweep of %d jobs every %.1fs, not "
+            "every %gs as the policy's max_delay asks: ends may be seen that much later",
+            rate,
+            jobs,
+            budget_gap,
+            longest,
+        )
 
     def _sweep_gate(self) -> Gate | None:
         """Return the gate sweeps go through: a call's own only if every job is that call's.

@@ -1,0 +1,89 @@
+"""The request sources sharing one budget: no source blocks another (issue 27's three cases).
+
+Each on virtual time (FakeClock) through the real client and the fake gateway,
+which throttles like the real one (429, no Retry-After) and refuses a job list
+without ``job_type``. Lateness is read on the virtual clock: exact, not timed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+import pytest
+from test_sweeps import job, script_tenant
+
+from imagejobs import PollPolicy
+from imagejobs.client import _planning_rate
+from imagejobs.planning.budget import RequestBudget
+from imagejobs.testing import FakeClock, FakeWorkspace
+
+
+def _p95(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(0.95 * len(values)))]
+
+
+async def test_a_narrow_call_slows_only_its_own_jobs(keys: dict[str, Any]) -> None:
+    clock = FakeClock()
+    async with FakeWorkspace(
+        clock=clock.monotonic, rate_limit=10, require_job_type=True, **keys
+    ) as fake:
+        ends = script_tenant(fake, count=400, old=200, seconds=60)
+        frugal = "600000000000000001"
+        steps = [job(frugal, "CREATE_SERVER", "RUNNING"), job(frugal, "CREATE_SERVER", "SUCCESS")]
+        fake.add_job(steps, every=100, start=0)
+        async with fake.client(clock=clock, rate=10) as client:
+
+            async def frugal_wait() -> None:
+                async for outcome in client.wait_many([frugal], rate=0.05):
+                    assert outcome.ok
+
+            narrow = asyncio.get_running_loop().create_task(frugal_wait())
+            late = []
+            async for outcome in client.wait_many(list(ends)):
+                assert outcome.job is not None
+                assert outcome.job.status.value == ends[outcome.job_id][1]
+                late.append(clock.monotonic() - ends[outcome.job_id][0])
+            await narrow
+        lists = sum(1 for r in fake.requests if r.job_id is None)
+    # Swept at the client's pace, not the frugal call's: 284 s late at p95 when
+    # every sweep went through the narrowest call's gate.
+    assert _p95(late) <= 10
+    assert lists >= 40
+
+
+async def test_a_policy_the_budget_cannot_honour_is_said_once(
+    keys: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    async with FakeWorkspace(
+        clock=clock.monotonic, rate_limit=10, require_job_type=True, **keys
+    ) as fake:
+        ends = script_tenant(fake, count=400, old=100, seconds=60)
+        policy = PollPolicy(initial_delay=0.5, max_delay=0.5)
+        with caplog.at_level(logging.INFO, logger="imagejobs"):
+            async with fake.client(clock=clock, rate=10) as client:
+                outcomes = [o async for o in client.wait_many(list(ends), policy)]
+    assert len(outcomes) == len(ends)
+    said = [r.getMessage() for r in caplog.records if "max_delay asks" in r.getMessage()]
+    assert len(said) == 1
+    assert "10 requests a second" in said[0]
+
+
+def test_sweeps_are_planned_by_the_rate_given_not_by_what_a_429_left() -> None:
+    budget = RequestBudget.create(max_in_flight=4, rate=10, now=0.0)
+    budget.adaptive.on_accepted(0.0)
+    budget.adaptive.on_throttled(0.5, sent_at=0.4)  # one answer in the last second: 0.7/s
+    assert budget.adaptive.current(0.5) == pytest.approx(0.7)
+    # Planned from 0.7/s, six pages would come every 25.7 s: too few requests for the
+    # rate to climb on, a deadlock of planning and adaptation.
+    assert _planning_rate(budget, None, 0.5) == 10
+    unlimited = RequestBudget.create(max_in_flight=4, rate=math.inf, now=0.0)
+    unlimited.adaptive.on_accepted(0.0)
+    unlimited.adaptive.on_throttled(0.5, sent_at=0.4)
+    # Told no rate, the client plans by what the climb allows, whatever the demand.
+    assert _planning_rate(unlimited, None, 0.5) == pytest.approx(0.7)
+    assert _planning_rate(unlimited, None, 20.0) > 5
