@@ -43,7 +43,9 @@ __all__ = [
     "FORGET_AFTER",
     "HEARTBEAT",
     "LOOK",
+    "PAGE",
     "PUBLISH",
+    "PUBLISH_PAGE",
     "RATE_LAW",
     "RELEASE",
     "SCRIPTS",
@@ -368,6 +370,52 @@ return id
 """
 )
 
+# KEYS: page, lease, members. ARGV: fresh_after_ms, member, lease_ms, claim.
+# A page is a hash of its answer's body and when it was answered ('at', ms); a lease holds
+# the claim as LOOK's does. Returns {state, now, at, body}: 'fresh' (a page answered after
+# fresh_after), 'wait' (another live process is fetching it) or 'go' (claimed).
+PAGE = (
+    CLOCK
+    + """
+local member = ARGV[2]
+local now = now_ms()
+local kept = redis.call('HMGET', KEYS[1], 'at', 'body')
+if kept[1] and tonumber(kept[1]) > tonumber(ARGV[1]) then
+  return {'fresh', fmt(now), kept[1], kept[2]}
+end
+local holder = redis.call('GET', KEYS[2])
+if holder then
+  local owner = string.match(holder, '^([^:]*)')
+  local alive = redis.call('ZSCORE', KEYS[3], owner)
+  if owner ~= member and alive and tonumber(alive) > now then
+    return {'wait', fmt(now), '0', ''}
+  end
+end
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
+return {'go', fmt(now), '0', ''}
+"""
+)
+
+# KEYS: page, lease. ARGV: body, claim, ttl_ms, answered_ms.
+# Keeps the page unless one answered later is there already; lets go of the claim.
+# Returns {at, now}: when the page kept was answered.
+PUBLISH_PAGE = (
+    CLOCK
+    + """
+local now = now_ms()
+local at = fmt(math.min(now, tonumber(ARGV[4])))
+local kept = redis.call('HGET', KEYS[1], 'at')
+if kept and tonumber(kept) >= tonumber(at) then
+  at = kept
+else
+  redis.call('HSET', KEYS[1], 'at', at, 'body', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return {at, fmt(now)}
+"""
+)
+
 # KEYS: lease. ARGV: claim ("member:token").
 UNLEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -393,6 +441,8 @@ SCRIPTS = {
     "heartbeat": HEARTBEAT,
     "look": LOOK,
     "publish": PUBLISH,
+    "page": PAGE,
+    "publish_page": PUBLISH_PAGE,
     "unlease": UNLEASE,
     "undo": UNDO,
 }

@@ -16,10 +16,10 @@ is Redis's own (``TIME``), so hosts with skewed clocks agree.
   there, tested against it on a real Redis.
   The scripts, and the few ways a fleet must differ, are in
   :mod:`imagejobs.fleet.scripts`.
-- **Shared looks**: a job's GET is claimed with a lease; the answer is kept in
-  a short Redis stream of the job's distinct snapshots, so another process due
-  for a look takes those instead of asking the gateway again, and replays
-  every change it has not seen.
+- **Claims**: what one process fetches for the others (a job's look,
+  :mod:`.looks`; a page of a list, :mod:`.pages`) is claimed with a lease that
+  stands while its holder is alive; the calls those modules make go through
+  :meth:`Fleet.call`, so Redis trouble is theirs to ignore too.
 
 Redis trouble is never the user's trouble: any Redis error or slow answer
 makes every call here answer "not shared" (the client goes on under its own
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-__all__ = ["Fleet", "FleetSlot", "SharedLook", "fleet_key", "redacted_url"]
+__all__ = ["CLAIM_LEASE", "Fleet", "FleetSlot", "fleet_key", "redacted_url"]
 
 logger = logging.getLogger("imagejobs")
 
@@ -70,15 +70,9 @@ HEARTBEAT = 1.0
 
 MEMBER_TTL = 3.0
 
-LOOK_LEASE = 120.0
-"""Seconds a claimed look is held at most: a live holder's claim stands until then, a dead
-holder's (no sign of life for :data:`MEMBER_TTL`) is free at once."""
-
-SNAPSHOT_TTL = 300.0
-"""Seconds a job's shared snapshots are kept after the last one: longer than any poll gap."""
-
-KEPT_SNAPSHOTS = 8
-"""Distinct snapshots kept per job: a process that looks less often replays up to this many."""
+CLAIM_LEASE = 120.0
+"""Seconds a claim (on a look, on a page) is held at most: a live holder's claim stands until
+then, a dead holder's (no sign of life for :data:`MEMBER_TTL`) is free at once."""
 
 QUEUE_HORIZON = 2.0
 """Seconds ahead a request may take its turn in the fleet's queue: one Redis call books it,
@@ -137,22 +131,6 @@ class FleetSlot:
     sent_ms: float
 
 
-@attrs.frozen
-class SharedLook:
-    """What the fleet knows of a job when a process is due to look.
-
-    ``state`` is ``"fresh"`` (another look was recent enough), ``"wait"``
-    (another process is looking now), or ``"go"`` (this process holds the
-    look, as ``claim``). ``entries`` are the snapshots after the caller's mark,
-    oldest first, as ``(id, body, at)``; when fresh and there are none, the
-    newest, its time being when it was last confirmed unchanged.
-    """
-
-    state: str
-    entries: tuple[tuple[str, bytes, float], ...] = ()
-    claim: str = ""
-
-
 def _import_redis() -> Any:
     try:
         import redis.asyncio  # noqa: PLC0415 - an extra, imported only when used
@@ -164,7 +142,8 @@ def _import_redis() -> Any:
 
 
 class Fleet:
-    """One client's share of its account's fleet: limiter, slots, throttling and shared looks.
+    """One client's share of its account's fleet: limiter, slots, throttling, and the calls
+    shared looks and pages make.
 
     ``rate`` is what this member says the fleet's limit is: the ``fleet_rate`` it
     was given if ``explicit``, else its own rate (see :data:`~.scripts.HEARTBEAT`
@@ -231,7 +210,7 @@ class Fleet:
         self._joining: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._undo = Undo({"slot": lease, "lease": LOOK_LEASE})
+        self._undo = Undo({"slot": lease, "lease": CLAIM_LEASE})
         self._undoing: asyncio.Task[None] | None = None
         self._closing = False
         self._stop = asyncio.Event()
@@ -253,7 +232,7 @@ class Fleet:
 
     # --- Redis calls, each of which may fail without harm --------------------------------
 
-    async def _call(
+    async def call(
         self, name: str, keys: Sequence[str], args: Sequence[Any], takes: Taken | None = None
     ) -> Any:
         """Run a script; return None (and go without Redis a while) on any trouble.
@@ -264,7 +243,7 @@ class Fleet:
         if not self._may_send(name):
             return None
         if name != "heartbeat":
-            await self._join()
+            await self.join()
             if self._down or self._closed:  # the join found Redis away
                 return None
         self.calls += 1
@@ -307,7 +286,7 @@ class Fleet:
         self._down_until = now + RETRY_REDIS_AFTER
         return True
 
-    async def _join(self) -> None:
+    async def join(self) -> None:
         """Be a member, and know Redis's clock, before the first look or turn.
 
         A look compares times on Redis's clock, and a claim stands only while its
@@ -338,14 +317,17 @@ class Fleet:
     def _note_time(self, redis_now: Any, before: float, after: float) -> None:
         self._offset = float(redis_now) / 1000 - (before + after) / 2
 
-    def _to_local(self, redis_ms: float) -> float:
+    def to_local(self, redis_ms: float) -> float:
+        """Return a time on Redis's clock (ms) on this process's monotonic clock."""
         offset = self._offset if self._offset is not None else 0.0
         return redis_ms / 1000 - offset
 
-    def _to_redis(self, local: float) -> float | None:
+    def to_redis(self, local: float) -> float | None:
+        """Return a monotonic time on Redis's clock (ms); None before Redis's clock is known."""
         return None if self._offset is None else (local + self._offset) * 1000
 
-    def _k(self, name: str) -> str:
+    def key_for(self, name: str) -> str:
+        """Return the Redis key of ``name`` in this fleet."""
         # The rate law's state is "ratelaw" (a hash, in seconds) and the answers accepted
         # "answers" (a sorted set): not the names of earlier versions' ("adaptive", in ms,
         # and "accepted", a hash), so processes of both during an upgrade never read each
@@ -354,7 +336,7 @@ class Fleet:
 
     def _spawn(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Run a script in the background: what it reports must not wait, nor be cancelled."""
-        self._spawn_task(self._call(name, keys, args))
+        self._spawn_task(self.call(name, keys, args))
 
     def _spawn_task(self, call: Coroutine[Any, Any, Any]) -> None:
         try:
@@ -369,12 +351,12 @@ class Fleet:
         if taken is not None:
             self._undo.add(taken)
 
-    async def _call_giving_back(
+    async def call_giving_back(
         self, name: str, keys: Sequence[str], args: Sequence[Any], gives: Taken
     ) -> Any:
         """Run a script that gives something back; if it may not have run, give it back later."""
         try:
-            result = await self._call(name, keys, args)
+            result = await self.call(name, keys, args)
         except asyncio.CancelledError:
             self._undo.add(gives)
             raise
@@ -382,24 +364,33 @@ class Fleet:
             self._undo.add(gives)
         return result
 
+    def new_claim(self) -> str:
+        """Return a new claim for this process to hold on a look or a page: ``member:token``."""
+        return f"{self.member}:{next(self._tokens)}"
+
+    def unlease(self, lease: str, claim: str) -> None:
+        """Give up a claim that found nothing to share (its request failed), in the background."""
+        gives = Taken("lease", lease, claim)
+        self._spawn_task(self.call_giving_back("unlease", [lease], [claim], gives))
+
     async def _give_back_all(self) -> None:
         """Give back what calls of unknown outcome may hold, a batch a call, while Redis answers."""
         while batch := self._undo.batch(UNDO_BATCH):
             slots = [taken.token for taken in batch if taken.kind == "slot"]
             leases = [taken for taken in batch if taken.kind == "lease"]
-            keys = [self._k("slots"), *(taken.key for taken in leases)]
+            keys = [self.key_for("slots"), *(taken.key for taken in leases)]
             args = [len(slots), *slots, *(taken.token for taken in leases)]
-            if await self._call("undo", keys, args) is None:
+            if await self.call("undo", keys, args) is None:
                 return
             self._undo.given_back(batch)
 
     # --- members ------------------------------------------------------------------------
 
     async def _beat_once(self, *, leaving: bool = False) -> None:
-        keys = [self._k("members"), self._k("said"), self._k("limit")]
-        ttl = 0 if leaving else int(MEMBER_TTL * 1000)
+        keys = [self.key_for("members"), self.key_for("said"), self.key_for("limit")]
+        ttl = int(MEMBER_TTL * 1000)
         args = [self.member, ttl, int(leaving), self.max_rate, int(self._explicit)]
-        result = await self._call("heartbeat", keys, args)
+        result = await self.call("heartbeat", keys, args)
         if result is not None and not leaving:
             self.members = max(1, int(result[0]))
             self.limit = float(result[2]) or self.max_rate
@@ -420,12 +411,12 @@ class Fleet:
         Raises :class:`TimeoutError` if no slot came by ``deadline`` (monotonic).
         """
         keys = [
-            self._k("tat"),
-            self._k("slots"),
-            self._k("pause"),
-            self._k("ratelaw"),
-            self._k("answers"),
-            self._k("limit"),
+            self.key_for("tat"),
+            self.key_for("slots"),
+            self.key_for("pause"),
+            self.key_for("ratelaw"),
+            self.key_for("answers"),
+            self.key_for("limit"),
         ]
         token = f"{self.member}:{next(self._tokens)}"
         booked = "0"
@@ -441,7 +432,7 @@ class Fleet:
                 int(QUEUE_HORIZON * 1000),
                 int(self._max_retry_ms),
             ]
-            result = await self._call("acquire", keys, args, Taken("slot", keys[1], token))
+            result = await self.call("acquire", keys, args, Taken("slot", keys[1], token))
             if result is None:
                 return None
             state, _, wait_ms, rate = (float(value) for value in result[:4])
@@ -470,73 +461,19 @@ class Fleet:
         """
         if slot is None:
             return
-        keys = [self._k("slots"), self._k("answers")]
+        keys = [self.key_for("slots"), self.key_for("answers")]
         gives = Taken("slot", keys[0], slot.token)
-        self._spawn_task(
-            self._call_giving_back("release", keys, [slot.token, int(answered)], gives)
-        )
+        self._spawn_task(self.call_giving_back("release", keys, [slot.token, int(answered)], gives))
         retry_ms = 0 if retry_after is None or retry_after <= 0 else retry_after * 1000
         if throttled or retry_ms:
-            keys = [self._k("ratelaw"), self._k("pause"), self._k("answers"), self._k("limit")]
+            keys = [
+                self.key_for("ratelaw"),
+                self.key_for("pause"),
+                self.key_for("answers"),
+                self.key_for("limit"),
+            ]
             args = [self.max_rate, slot.sent_ms, retry_ms, self._max_retry_ms, int(throttled)]
             self._spawn("throttled", keys, args)
-
-    # --- shared looks -------------------------------------------------------------------
-
-    def _look_keys(self, url: str) -> list[str]:
-        digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-        return [self._k(f"log:{digest}"), self._k(f"lease:{digest}"), self._k(f"seen:{digest}")]
-
-    async def look(self, url: str, fresh_after: float, mark: str) -> SharedLook | None:
-        """Say whether another process looked at ``url`` since ``fresh_after`` (monotonic).
-
-        Claims the look when nobody did and nobody is looking. None if Redis is
-        not answering: then look without sharing.
-        """
-        keys = [*self._look_keys(url), self._k("members")]
-        await self._join()
-        fresh_ms = self._to_redis(fresh_after) if math.isfinite(fresh_after) else None
-        if fresh_ms is None:
-            # Not known on Redis's clock (or asked for a look of its own): nothing is fresh
-            # but a final snapshot.
-            fresh_ms = 1e18 if fresh_after > 0 or self._offset is None else -1e18
-        claim = f"{self.member}:{next(self._tokens)}"
-        args = [f"{fresh_ms:.3f}", mark, self.member, int(LOOK_LEASE * 1000), claim]
-        result = await self._call("look", keys, args, Taken("lease", keys[1], claim))
-        if result is None:
-            return None
-        state = result[0].decode()
-        taken = float(result[2])
-        entries = []
-        for entry_id, flat in result[3]:
-            fields = dict(zip(flat[::2], flat[1::2], strict=False))
-            entries.append((entry_id.decode(), bytes(fields[b"body"]), float(fields[b"at"])))
-        if state == "fresh":
-            # The newest snapshot holds until it was last confirmed unchanged.
-            entries[-1] = (*entries[-1][:2], max(entries[-1][2], taken))
-        local = tuple((entry_id, body, self._to_local(at)) for entry_id, body, at in entries)
-        return SharedLook(state, local, claim if state == "go" else "")
-
-    async def publish(
-        self, url: str, claim: str, body: bytes, *, final: bool, answered: float
-    ) -> str | None:
-        """Keep a snapshot for the fleet and let go of the look; return the log's newest ID."""
-        keys = self._look_keys(url)
-        ttl = int(SNAPSHOT_TTL * 1000)
-        answered_ms = self._to_redis(answered)
-        if answered_ms is None:
-            self.let_go(url, claim)
-            return None
-        args = [body, claim, ttl, int(final), KEPT_SNAPSHOTS, f"{answered_ms:.3f}"]
-        result = await self._call_giving_back("publish", keys, args, Taken("lease", keys[1], claim))
-        return None if result is None else bytes(result).decode()
-
-    def let_go(self, url: str, claim: str) -> None:
-        """Give up a claimed look that found nothing to share (its GET failed)."""
-        lease = self._look_keys(url)[1]
-        self._spawn_task(
-            self._call_giving_back("unlease", [lease], [claim], Taken("lease", lease, claim))
-        )
 
     # --- closing ------------------------------------------------------------------------
 

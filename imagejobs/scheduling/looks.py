@@ -4,7 +4,7 @@ The hub is given two coroutine functions. A :data:`PollFunction` looks at one
 job: it gets the job's ID, the time its look became due (its priority in the
 budget's queue), the call's gate if a caller narrowed its share, and a
 :class:`Look`; it returns a :class:`LookResult`, what the look found. A :data:`ListFunction` fetches
-one page of a job or sub-job list for a sweep. The client gives the hub
+one page of a job or sub-job list for a sweep, a :class:`PageResult`. The client gives the hub
 functions over HTTP (:class:`~imagejobs.scheduling.polls.Poller`); tests give it
 scripted ones on a :class:`~imagejobs.testing.FakeClock`.
 """
@@ -21,7 +21,7 @@ from imagejobs.core.models import ImageJob, ImageJobInfo, SubJob
 from imagejobs.planning.sweeps import Listing
 from imagejobs.timing.gate import Gate
 
-__all__ = ["ListFunction", "Look", "LookResult", "PollFunction"]
+__all__ = ["ListFunction", "Look", "LookResult", "PageResult", "PollFunction"]
 
 
 @attrs.frozen
@@ -53,10 +53,21 @@ class LookResult:
     retry_in: float = 0.0
 
 
+@attrs.frozen
+class PageResult:
+    """One page of a list, and when it was answered: ``at``, on the client's clock.
+
+    ``own`` says this process sent its request; otherwise another process of
+    the fleet did, at ``at``, and it cost this one nothing.
+    """
+
+    page: Page[ImageJobInfo | SubJob]
+    at: float
+    own: bool = True
+
+
 PollFunction = Callable[[str, float, Gate | None, Look], Coroutine[Any, Any, LookResult]]
 """``poll(job_id, priority, call_gate, look)``: look at a job once, no retries."""
 
-ListFunction = Callable[
-    [Listing, int, float, Gate | None], Coroutine[Any, Any, Page[ImageJobInfo | SubJob]]
-]
+ListFunction = Callable[[Listing, int, float, Gate | None], Coroutine[Any, Any, PageResult]]
 """``list_page(listing, offset, priority, call_gate)``: one page of a list, no retries."""

@@ -1,12 +1,15 @@
 """The hub's poll and list functions over the request path, shared in a fleet.
 
 A poll is one try, no retries: the hub polls again with backoff. In a fleet
-(:mod:`imagejobs.fleet.shared`), a poll first asks Redis whether another
+(:mod:`imagejobs.fleet.looks`), a poll first asks Redis whether another
 process looked at the job recently enough: then its snapshots serve instead of
 a GET. Otherwise this process claims the look, GETs the job and publishes the
-answer for the others. Only once the service has accepted this client's own
-credentials, and not since a 401 or 403: a snapshot in Redis is never an
-answer to credentials the service refuses, whoever shares the keys.
+answer for the others. A page of a list is shared the same way
+(:mod:`imagejobs.fleet.pages`): a page newer than this process's last of it
+serves instead of a request; one another process is fetching is waited for.
+Only once the service has accepted this client's own credentials, and not
+since a 401 or 403: a snapshot or a page in Redis is never an answer to
+credentials the service refuses, whoever shares the keys.
 """
 
 from __future__ import annotations
@@ -19,20 +22,25 @@ from imagejobs.core.codec import Page, read_job_page, read_sub_job_page, to_wire
 from imagejobs.core.errors import ImageJobsError
 from imagejobs.core.models import ImageJob, ImageJobInfo, SubJob
 from imagejobs.core.urls import ProjectUrls, with_query
+from imagejobs.fleet.looks import SharedLooks
+from imagejobs.fleet.pages import SharedPages
 from imagejobs.fleet.shared import Fleet
 from imagejobs.planning.sweeps import PAGE_SIZE, Listing
-from imagejobs.scheduling.looks import Look, LookResult
+from imagejobs.scheduling.looks import Look, LookResult, PageResult
 from imagejobs.timing.clock import Clock
 from imagejobs.timing.gate import Gate
 from imagejobs.transport.answers import KnownJobs
 from imagejobs.transport.requester import Call, Requester
 
-__all__ = ["SHARED_WAIT", "Poller"]
+__all__ = ["SHARED_PAGE_WAIT", "SHARED_WAIT", "Poller"]
 
 logger = logging.getLogger("imagejobs")
 
 SHARED_WAIT = 0.25
 """Seconds before looking again at a job another process of the fleet is fetching."""
+
+SHARED_PAGE_WAIT = 0.1
+"""Seconds between two looks in Redis at a page another process of the fleet is fetching."""
 
 
 class Poller:
@@ -50,10 +58,11 @@ class Poller:
         self._jobs = jobs
         self._urls = urls
         self._clock = clock
-        self._fleet = fleet
+        self._looks = None if fleet is None else SharedLooks(fleet)
+        self._pages = None if fleet is None else SharedPages(fleet)
 
     def __repr__(self) -> str:
-        return f"Poller(fleet={self._fleet is not None})"
+        return f"Poller(fleet={self._looks is not None})"
 
     async def poll(
         self, job_id: str, priority: float, call_gate: Gate | None, look: Look
@@ -62,13 +71,18 @@ class Poller:
         self._requester.check()
         known = self._jobs[job_id]
         call = Call(known.url, known.read, "job", job_id, look.source)
-        if self._fleet is not None:
-            return await self._shared_poll(self._fleet, call, priority, call_gate, look)
+        if self._looks is not None:
+            return await self._shared_poll(self._looks, call, priority, call_gate, look)
         job = await self._requester.attempt(call, priority, call_gate)
         return LookResult(((job, self._clock.monotonic()),), look.mark)
 
     async def _shared_poll(
-        self, fleet: Fleet, call: Call[ImageJob], priority: float, gate: Gate | None, look: Look
+        self,
+        fleet: SharedLooks,
+        call: Call[ImageJob],
+        priority: float,
+        gate: Gate | None,
+        look: Look,
     ) -> LookResult:
         claim = ""
         try:
@@ -105,8 +119,9 @@ class Poller:
 
     async def list_page(
         self, listing: Listing, offset: int, priority: float, call_gate: Gate | None
-    ) -> Page[ImageJobInfo | SubJob]:
-        """Fetch one page of the job or sub-job list a sweep pages, once."""
+    ) -> PageResult:
+        """Fetch one page of the job or sub-job list a sweep pages, once (in a fleet, maybe
+        take the page another process fetched)."""
         self._requester.check()
         query: dict[str, str | int | None] = {
             "job_type": listing.job_type,
@@ -114,12 +129,55 @@ class Poller:
             "offset": offset,
             "limit": PAGE_SIZE,
         }
-        call: Call[Page[Any]]
+        what, url = "job list", with_query(self._urls.job_list, query)
         if listing.sub:
-            url = with_query(self._urls.sub_job_list, query)
-            call = Call(url, read_sub_job_page, "sub-job list", source="sweep")
-        else:
-            url = with_query(self._urls.job_list, query)
-            call = Call(url, read_job_page, "job list", source="sweep")
-        page: Page[ImageJobInfo | SubJob] = await self._requester.attempt(call, priority, call_gate)
-        return page
+            what, url = "sub-job list", with_query(self._urls.sub_job_list, query)
+        body = b""
+
+        def read(answer: bytes) -> Page[ImageJobInfo | SubJob]:
+            nonlocal body
+            body = answer  # kept as it came, for the fleet
+            page: Page[Any] = (read_sub_job_page if listing.sub else read_job_page)(answer)
+            return page
+
+        call = Call(url, read, what, source="sweep")
+        claim = ""
+        try:
+            if self._pages is not None:
+                shared = await self._shared_page(self._pages, call)
+                if isinstance(shared, PageResult):
+                    return shared
+                claim = shared
+            page = await self._requester.attempt(call, priority, call_gate)
+            answered = self._clock.monotonic()
+            if claim and self._pages is not None:
+                await self._pages.publish(url, claim, body, answered)
+                claim = ""  # published or not, the fleet gives it back
+            return PageResult(page, answered)
+        finally:
+            if claim and self._pages is not None:
+                self._pages.let_go(url, claim)  # no page to share: another process may fetch it
+
+    async def _shared_page(
+        self, pages: SharedPages, call: Call[Page[ImageJobInfo | SubJob]]
+    ) -> PageResult | str:
+        """Return the page another process fetched, or the claim to fetch it under ("": none).
+
+        A page another process is fetching is waited for, as long as a request may take.
+        """
+        give_up = self._clock.monotonic() + self._requester.timeout
+        while True:
+            shared = await pages.take(call.url)
+            if shared is None or shared.claim:
+                return "" if shared is None else shared.claim
+            if not self._requester.accepted:
+                return ""  # its credentials not vouched for by the service: see for itself
+            if shared.state == "fresh":
+                try:
+                    return PageResult(call.read(shared.body), shared.at, own=False)
+                except ImageJobsError:
+                    logger.warning("a page in Redis is not a list page: fetching %s", call.url)
+                    return ""
+            if self._clock.monotonic() >= give_up:
+                return ""
+            await self._clock.sleep(SHARED_PAGE_WAIT)

@@ -23,8 +23,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Collection, Coroutine, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
 
 import attrs
 
@@ -77,13 +76,15 @@ _NO_PLAN = Plan((), frozenset())
 
 @attrs.frozen
 class Findings:
-    """What one sweep's pages held: each list's items and count, the pages it took,
-    and the lists it could not page to the end."""
+    """What one sweep's pages held: each list's items and count, the pages it sent (those
+    another process of a fleet sent cost nothing), the lists it could not page to the
+    end, and when its oldest page was answered."""
 
     items: Mapping[Listing, list[ImageJobInfo | SubJob]]
     counts: Mapping[Listing, int]
-    pages: int
+    sent: int
     incomplete: Collection[Listing]
+    oldest: float
 
 
 class Sweeper:
@@ -133,7 +134,7 @@ class Sweeper:
         self._counts: dict[Listing, tuple[int, float]] = {}
         self._task: asyncio.Task[Findings] | None = None
         self._running = _NO_PLAN
-        self._last = (-math.inf, 0)  # when the last sweep started, and its pages
+        self._last = (-math.inf, 0)  # when the last sweep saw the lists, and the pages it sent
         self._due_at = math.inf
         self._due_known = False
         self._failures = 0
@@ -259,7 +260,7 @@ class Sweeper:
             if (stream := self._streams.get(job_id)) is not None
             for policy in stream.policies()
         ]
-        started, pages = self._last
+        started, pages = self._last  # pages another process sent cost this one nothing
         rate = self._planning_rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
         # Sweeps back off like one poll stream: their policies' first delay after a
@@ -319,13 +320,19 @@ class Sweeper:
         list_page = self._list_page
         assert list_page is not None  # noqa: S101 - checked before the sweep starts
         incomplete: set[Listing] = set()
+        sent, oldest = 0, priority
 
-        async def page_through(listing: Listing) -> tuple[list[ImageJobInfo | SubJob], int, int]:
+        async def page_through(listing: Listing) -> tuple[list[ImageJobInfo | SubJob], int]:
+            nonlocal sent
             items: list[ImageJobInfo | SubJob] = []
             allowance = pages_for(self._counts.get(listing, (0, 0.0))[0]) + 2
 
-            def fetch(offset: int) -> Coroutine[Any, Any, Page[ImageJobInfo | SubJob]]:
-                return list_page(listing, offset, priority, gate)
+            async def fetch(offset: int) -> Page[ImageJobInfo | SubJob]:
+                nonlocal sent, oldest
+                result = await list_page(listing, offset, priority, gate)
+                sent += result.own
+                oldest = min(oldest, result.at)
+                return result.page
 
             walk = ListWalk(fetch, _item_key)
             try:
@@ -339,10 +346,11 @@ class Sweeper:
                 logger.warning("not sweeping %s: the list was refused (%s)", listing, refusal)
                 self._refused.add(listing)
                 incomplete.add(listing)
-                return items, 0, walk.pages + 1
+                sent += 1  # the request refused
+                return items, 0
             if not walk.complete:
                 incomplete.add(listing)  # nothing new, or far longer than planned
-            return items, walk.count, walk.pages
+            return items, walk.count
 
         tasks = {
             listing: asyncio.get_running_loop().create_task(page_through(listing))
@@ -360,10 +368,11 @@ class Sweeper:
                 raise error
         results = {listing: task.result() for listing, task in tasks.items()}
         return Findings(
-            {listing: items for listing, (items, _, _) in results.items()},
-            {listing: count for listing, (_, count, _) in results.items()},
-            sum(pages for _, _, pages in results.values()),
+            {listing: items for listing, (items, _) in results.items()},
+            {listing: count for listing, (_, count) in results.items()},
+            sent,
             incomplete,
+            oldest,
         )
 
     def _read(self, task: asyncio.Task[Findings], now: float) -> None:
@@ -380,7 +389,9 @@ class Sweeper:
             return
         found = task.result()
         self._counts.update((listing, (count, now)) for listing, count in found.counts.items())
-        self._last = (started, found.pages)
+        # Pages another process fetched earlier show the lists as they were then: the next
+        # sweep is planned from then, so processes sharing pages sweep together.
+        self._last = (min(started, found.oldest), found.sent)
         self._failures = 0
         self._retry_at = -math.inf
         streams = [

@@ -32,6 +32,7 @@ from imagejobs import (
     PollPolicy,
     Transition,
 )
+from imagejobs.fleet.looks import SharedLooks
 from imagejobs.fleet.shared import Fleet, fleet_key, redacted_url
 from imagejobs.testing import FakeClock, FakeWorkspace, Faults
 
@@ -485,10 +486,10 @@ async def test_a_process_leaving_leaves_the_others_members(redis_url: str) -> No
     url = "https://workspace.example/v1/p/image-server-jobs/1"
     try:
         for fleet in (a, b, c):
-            await fleet._join()
-        assert (await a.look(url, 0.0, "")).state == "go"  # type: ignore[union-attr]
+            await fleet.join()
+        assert (await SharedLooks(a).look(url, 0.0, "")).state == "go"  # type: ignore[union-attr]
         await c.close()
-        shared = await b.look(url, 0.0, "")
+        shared = await SharedLooks(b).look(url, 0.0, "")
         assert shared is not None
         assert shared.state == "wait"  # a still holds the look, and is alive
     finally:

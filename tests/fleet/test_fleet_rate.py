@@ -7,6 +7,7 @@ but name (each has its own connection and member ID).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -49,8 +50,8 @@ async def test_a_slow_members_turn_books_the_fleets_interval_not_its_own(redis_u
     key = "imagejobs:{limit}"
     slow, fast = _fleet(redis_url, key, 1.5), _fleet(redis_url, key, 20.0, explicit=True)
     try:
-        await fast._join()
-        await slow._join()
+        await fast.join()
+        await slow.join()
         slot = await slow.acquire()
         assert slot is not None
         # One turn of the fleet's 20 a second is 50 ms, not the 667 ms of the slow one's 1.5.
@@ -62,16 +63,18 @@ async def test_a_slow_members_turn_books_the_fleets_interval_not_its_own(redis_u
 
 
 async def test_without_a_setting_the_fleets_limit_is_its_fastest_members_rate(
-    redis_url: str,
+    redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = "imagejobs:{nolimit}"
     slow, fast = _fleet(redis_url, key, 1.5), _fleet(redis_url, key, 20.0)
     try:
-        await slow._join()
-        await fast._join()
+        await slow.join()
+        await fast.join()
         await slow._beat_once()  # the slow one hears of the fast one at its next heartbeat
         assert slow.limit == fast.limit == 20.0
-        await fast.close()  # the fast one leaves: the slow one's rate is all that is said
+        with caplog.at_level(logging.WARNING, logger="imagejobs"):
+            await fast.close()  # the fast one leaves: the slow one's rate is all that is said
+        assert not caplog.records
         await slow._beat_once()
         assert slow.limit == 1.5
     finally:
@@ -88,7 +91,7 @@ async def test_a_set_limit_is_the_lowest_set_whatever_the_members_rates(redis_ur
     ]
     try:
         for fleet in fleets:
-            await fleet._join()
+            await fleet.join()
         for fleet in fleets:
             await fleet._beat_once()
         assert {fleet.limit for fleet in fleets} == {20.0}

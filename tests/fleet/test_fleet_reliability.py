@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from redis_server import RedisServer
 from test_fleet import _fleet, _keys, _stall_redis
 
+from imagejobs.fleet.looks import SharedLooks
 from imagejobs.fleet.scripts import ACQUIRE
 from imagejobs.fleet.shared import QUEUE_HORIZON, REDIS_CONNECTIONS, Fleet
 from imagejobs.fleet.undo import Taken, Undo
@@ -42,9 +43,9 @@ async def _cycles(fleet: Fleet, count: int) -> None:
         slot = await fleet.acquire()
         fleet.release(slot, answered=True)
         url = f"{URL}{n % 50}"
-        shared = await fleet.look(url, 0.0, "")
+        shared = await SharedLooks(fleet).look(url, 0.0, "")
         if shared is not None and shared.claim:
-            fleet.let_go(url, shared.claim)
+            SharedLooks(fleet).let_go(url, shared.claim)
 
 
 async def _warm(fleet: Fleet, connections: int = 1) -> None:
@@ -108,7 +109,7 @@ async def test_giving_back_after_an_outage_keeps_the_heartbeat_and_frees_everyth
         try:
             await asyncio.sleep(0.05)
             slots = [a.acquire() for _ in range(30)]
-            looks = [a.look(f"{URL}stalled/{n}", 0.0, "") for n in range(30)]
+            looks = [SharedLooks(a).look(f"{URL}stalled/{n}", 0.0, "") for n in range(30)]
             assert not any(await asyncio.gather(*slots, *looks))
             assert not a.sharing
         finally:
@@ -272,7 +273,10 @@ async def test_more_calls_at_once_than_connections_wait_for_one_and_redis_stays_
     try:
         await _warm(fleet)
         calls = 3 * REDIS_CONNECTIONS
-        looks = await asyncio.gather(*(fleet.look(f"{URL}{n}", 0.0, "") for n in range(calls)))
+        shared_looks = SharedLooks(fleet)
+        looks = await asyncio.gather(
+            *(shared_looks.look(f"{URL}{n}", 0.0, "") for n in range(calls))
+        )
         assert all(shared is not None for shared in looks)  # none taken for an outage
         assert fleet.sharing
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -25,12 +26,13 @@ from imagejobs import (
     PollPolicy,
     RetryPolicy,
     ServerError,
+    SubJob,
 )
 from imagejobs.core.codec import Page
 from imagejobs.planning.budget import RequestBudget
 from imagejobs.planning.sweeps import Listing
 from imagejobs.scheduling.hub import Hub
-from imagejobs.scheduling.looks import Look, LookResult
+from imagejobs.scheduling.looks import Look, LookResult, PageResult
 from imagejobs.scheduling.waiter import wait_many
 from imagejobs.testing import FakeClock
 from imagejobs.timing.gate import Gate
@@ -51,6 +53,8 @@ class World:
         self.in_flight: dict[Gate | None, int] = {}
         self.peak: dict[Gate | None, int] = {}
         self.fail: Callable[[str, int], BaseException | None] = lambda job_id, n: None
+        self.shared_age: float | None = None
+        """Pages come from another process of a fleet, answered this long ago."""
 
     def status(self, job_id: str) -> JobStatus:
         return (
@@ -74,16 +78,19 @@ class World:
 
     async def list_page(
         self, listing: Listing, offset: int, priority: float, gate: Gate | None
-    ) -> Page[ImageJobInfo]:
+    ) -> PageResult:
         self.pages.append((self.clock.monotonic(), listing, priority))
-        shown = [
+        shown: list[ImageJobInfo | SubJob] = [
             ImageJobInfo(id=job_id, status=JobStatus.RUNNING, job_type=TYPE)
             for job_id in sorted(self.ends)
             if listing.job_type == TYPE.value
             and listing.status == "RUNNING"
             and self.status(job_id) is JobStatus.RUNNING
         ]
-        return Page(len(shown), tuple(shown[offset : offset + 100]))
+        page = Page(len(shown), tuple(shown[offset : offset + 100]))
+        if self.shared_age is not None:
+            return PageResult(page, self.clock.monotonic() - self.shared_age, own=False)
+        return PageResult(page, self.clock.monotonic())
 
     def look_times(self, job_id: str) -> list[float]:
         return [at for at, looked, _, _ in self.looks if looked == job_id]
@@ -252,3 +259,23 @@ async def test_many_jobs_are_swept_and_each_fetched_once_when_it_left_its_list()
     assert max(max(world.look_times(j)) - world.ends[j] for j in ids) <= 10
     # A sweep's pages go to the budget with the sweep's start as their priority.
     assert all(priority <= at for at, _, priority in world.pages)
+
+
+async def test_pages_another_process_sent_cost_nothing_and_the_next_sweep_follows_them() -> None:
+    async def sweep_starts(shared_age: float | None) -> list[float]:
+        clock = FakeClock()
+        ids = [f"{n:03d}" for n in range(200)]
+        world = World(clock, dict.fromkeys(ids, 40.0))
+        world.shared_age = shared_age
+        # At one request a second, a sweep comes no sooner than a third of it pays its pages.
+        hub = _hub(world, list_page=world.list_page, rate=lambda now: 1.0, max_polls=8)
+        await _wait(hub, ids, PollPolicy(initial_delay=2, max_delay=8, timeout=3600))
+        return sorted({priority for _, _, priority in world.pages})
+
+    own, shared, older = await sweep_starts(None), await sweep_starts(0.0), await sweep_starts(1.0)
+    assert all(b - a >= 9 for a, b in itertools.pairwise(own))
+    # Pages of another process's: the budget is not this one's to spend, the policy paces.
+    assert shared[1] - shared[0] == 2
+    assert len(shared) > 2 * len(own)
+    # And each sweep is planned from when its pages were answered, not from when it started.
+    assert older[: len(shared)] == pytest.approx([start - n for n, start in enumerate(shared)])

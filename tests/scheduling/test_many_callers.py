@@ -14,11 +14,11 @@ import pstats
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from imagejobs import ImageJob, ImageJobInfo, JobStatus, Outcome, PollPolicy, RetryPolicy
+from imagejobs import ImageJob, JobStatus, Outcome, PollPolicy, RetryPolicy
 from imagejobs.core.codec import Page
 from imagejobs.planning.sweeps import Listing
 from imagejobs.scheduling.hub import Hub
-from imagejobs.scheduling.looks import Look, LookResult
+from imagejobs.scheduling.looks import Look, LookResult, PageResult
 from imagejobs.scheduling.subscriptions import Mailbox
 from imagejobs.testing import FakeClock
 from imagejobs.timing.gate import Gate
@@ -106,8 +106,8 @@ async def test_callers_leaving_one_by_one_cost_about_as_much_each_however_many_s
 
 async def _no_jobs_listed(
     listing: Listing, offset: int, priority: float, gate: Gate | None
-) -> Page[ImageJobInfo]:
-    return Page(0, ())
+) -> PageResult:
+    return PageResult(Page(0, ()), priority)
 
 
 async def test_callers_arriving_one_by_one_cost_about_as_much_each_however_many_came() -> None:

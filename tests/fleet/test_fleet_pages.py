@@ -1,0 +1,152 @@
+"""Shared pages: a page of a list one process of a fleet fetched serves the others.
+
+On a real redis-server; each client has its own connection and member ID, as a
+separate process would. A :class:`Poller` over a client's own request path and
+fleet is what its sweeps page through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from wire_data import snap
+
+from imagejobs import Client, PollPolicy
+from imagejobs.planning.sweeps import Listing
+from imagejobs.scheduling.looks import PageResult
+from imagejobs.scheduling.polls import Poller
+from imagejobs.testing import FakeWorkspace, Faults
+
+LISTING = Listing("CREATE_SERVER_IMAGE", "RUNNING")
+
+
+def _poller(client: Client) -> Poller:
+    return Poller(client._requester, client._jobs, client._urls, client.clock, client._fleet)
+
+
+def _lists(fake: FakeWorkspace) -> int:
+    return sum(1 for request in fake.requests if request.job_id is None)
+
+
+def _jobs(fake: FakeWorkspace, count: int) -> list[str]:
+    return [fake.add_job([snap(f"7{n:017d}", "RUNNING")]) for n in range(count)]
+
+
+async def test_a_page_one_process_fetched_is_taken_by_another_without_a_request(
+    redis_url: str, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(**keys) as fake:
+        ids = _jobs(fake, 3)
+        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
+            for client in (a, b):
+                await client.get_job(ids[0])  # each one's credentials accepted by the service
+            pages_a, pages_b = _poller(a), _poller(b)
+            fetched = await pages_a.list_page(LISTING, 0, 0.0, None)
+            taken = await pages_b.list_page(LISTING, 0, 0.0, None)
+            assert _lists(fake) == 1
+            assert fetched.own
+            assert not taken.own
+            assert taken.page == fetched.page
+            assert {job.id for job in taken.page.items} == set(ids)
+            # b had that page: its next sweep wants a newer one, and fetches it for both.
+            again = await pages_b.list_page(LISTING, 0, 0.0, None)
+            assert again.own
+            assert not (await pages_a.list_page(LISTING, 0, 0.0, None)).own
+            assert _lists(fake) == 2
+
+
+async def test_two_processes_paging_at_once_send_one_request(
+    redis_url: str, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(**keys) as fake:
+        ids = _jobs(fake, 2)
+        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
+            for client in (a, b):
+                await client.get_job(ids[0])
+            fake.latency = 0.5  # the first to claim the page is still fetching it
+            first, second = await asyncio.gather(
+                _poller(a).list_page(LISTING, 0, 0.0, None),
+                _poller(b).list_page(LISTING, 0, 0.0, None),
+            )
+            assert _lists(fake) == 1
+            assert first.page == second.page
+            assert sorted([first.own, second.own]) == [False, True]
+
+
+async def test_a_page_whose_fetch_failed_is_fetched_by_the_process_waiting_for_it(
+    redis_url: str, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(**keys, list_faults=Faults(at={1: "503"})) as fake:
+        ids = _jobs(fake, 2)
+        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
+            for client in (a, b):
+                await client.get_job(ids[0])
+            fake.latency = 0.3
+            fetches = await asyncio.gather(
+                _poller(a).list_page(LISTING, 0, 0.0, None),
+                _poller(b).list_page(LISTING, 0, 0.0, None),
+                return_exceptions=True,
+            )
+        failed = [result for result in fetches if isinstance(result, BaseException)]
+        assert len(failed) == 1  # the holder's request, answered 503
+        assert _lists(fake) == 2  # the other fetched it itself once the claim was let go
+
+
+async def test_a_process_the_service_has_not_answered_takes_no_shared_page(
+    redis_url: str, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(**keys) as fake:
+        ids = _jobs(fake, 2)
+        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
+            await a.get_job(ids[0])
+            await _poller(a).list_page(LISTING, 0, 0.0, None)
+            own = await _poller(b).list_page(LISTING, 0, 0.0, None)
+            assert own.own  # b's credentials never vouched for: it asks the service itself
+            assert _lists(fake) == 2
+
+
+async def test_a_fleet_sweeping_the_same_lists_shares_pages_and_sees_every_end(
+    redis_url: str, keys: dict[str, Any]
+) -> None:
+    policy = PollPolicy(initial_delay=0.2, max_delay=0.4, timeout=60)
+    async with FakeWorkspace(**keys) as fake:
+        start = time.monotonic()
+        own = [
+            [
+                fake.add_job(
+                    [snap(f"7{p}{n:016d}", "RUNNING"), snap(f"7{p}{n:016d}", "SUCCESS")],
+                    every=1.0 + n / 10,
+                    start=start,
+                )
+                for n in range(20)
+            ]
+            for p in range(3)
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            fleet = [
+                await stack.enter_async_context(fake.client(redis_url=redis_url, sweeps=True))
+                for _ in own
+            ]
+            taken: list[bool] = []
+            for client in fleet:
+                sweeper = client._hub._sweeper
+                list_page = sweeper._list_page
+                assert list_page is not None
+
+                async def counted(*args: Any, list_page: Any = list_page) -> PageResult:
+                    result: PageResult = await list_page(*args)
+                    taken.append(not result.own)
+                    return result
+
+                sweeper._list_page = counted
+
+            async def wait(client: Client, ids: list[str]) -> list[str]:
+                return [o.job.status.value async for o in client.wait_many(ids, policy) if o.job]
+
+            seen = await asyncio.gather(*map(wait, fleet, own))
+    assert seen == [["SUCCESS"] * 20] * 3
+    assert any(taken)  # some sweep took a page another process had fetched
+    assert _lists(fake) < len(taken)
