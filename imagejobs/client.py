@@ -197,10 +197,7 @@ class Client:
         key = _fleet_key(redis_url, redis_key, self.project_id, credentials, self.endpoint)
         if key is not None and self.clock is not SYSTEM_CLOCK:
             raise InvalidArgument("redis_url needs the system clock: a fleet keeps Redis's time")
-        _check_fleet_rate(fleet_rate, key)
-        self._fleet = (
-            None if key is None else _fleet(redis_url or "", key, budget, self.timeout, fleet_rate)
-        )
+        self._fleet = _fleet(redis_url or "", key, budget, self.timeout, fleet_rate)
         self._requester = Requester(
             transport,
             Admission(self._gate, self._fleet),
@@ -225,6 +222,7 @@ class Client:
             list_page=poller.list_page,
             sweeps=sweeps,
             rate=functools.partial(_planning_rate, self._gate.budget, self._fleet),
+            sharers=lambda: 1 if self._fleet is None else self._fleet.members,
             history=history,
             hooks=self._hooks,
             clock_offset=self._requester.clock_offset,
@@ -563,32 +561,36 @@ def _fleet_key(
     return fleet_key(project_id, account)
 
 
-def _check_fleet_rate(fleet_rate: object, key: str | None) -> None:
+def _checked_fleet_rate(fleet_rate: object, key: str | None) -> float | None:
     if fleet_rate is None:
-        return
+        return None
     if key is None:
         raise InvalidArgument("fleet_rate needs redis_url")
     if (
         isinstance(fleet_rate, bool)
-        or not isinstance(fleet_rate, (int, float))
+        or not isinstance(fleet_rate, int | float)
         or not fleet_rate > 0
     ):
         raise InvalidArgument(
             f"fleet_rate must be a positive number per second, got {fleet_rate!r}"
         )
+    return float(fleet_rate)
 
 
 def _fleet(
-    redis_url: str, key: str, budget: RequestBudget, timeout: float, fleet_rate: float | None
-) -> Fleet:
-    """Join the fleet at ``key`` with this client's limits."""
+    redis_url: str, key: str | None, budget: RequestBudget, timeout: float, fleet_rate: object
+) -> Fleet | None:
+    """Join the fleet at ``key`` with this client's limits; None without ``redis_url``."""
+    rate = _checked_fleet_rate(fleet_rate, key)
+    if key is None:
+        return None
     return Fleet(
         redis_url,
         key,
         max_in_flight=budget.max_in_flight,
         # Lua has no infinity to parse: an unlimited rate is a billion a second.
-        rate=min(budget.rate if fleet_rate is None else fleet_rate, 1e9),
-        explicit=fleet_rate is not None,
+        rate=min(budget.rate if rate is None else rate, 1e9),
+        explicit=rate is not None,
         pace=PACE,
         burst=min(budget.burst(budget.refilled_at), 1e9),
         # A request ends within its timeout: a slot outlives it by a little.

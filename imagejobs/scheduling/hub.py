@@ -63,7 +63,8 @@ class Hub:
     ``poll`` and ``list_page`` are where its looks and sweep pages go
     (:mod:`imagejobs.scheduling.looks`); ``max_polls`` bounds the looks in
     flight outside a call's own gate; ``rate`` is the request rate the client
-    may plan sweeps on, now; ``random`` draws the jitter; ``clock_offset`` puts
+    may plan sweeps on, now, and ``sharers`` how many processes page the same
+    lists (a fleet's members); ``random`` draws the jitter; ``clock_offset`` puts
     the clock's wall time on the service's, where jobs' ages are read.
     """
 
@@ -78,6 +79,7 @@ class Hub:
         list_page: ListFunction | None = None,
         sweeps: bool | None = None,
         rate: Callable[[float], float] = lambda _: math.inf,
+        sharers: Callable[[], int] = lambda: 1,
         history: DurationHistory | None = None,
         hooks: Hooks | None = None,
         clock_offset: ClockOffset | None = None,
@@ -100,6 +102,7 @@ class Hub:
             list_page,
             sweeps=sweeps,
             rate=rate,
+            sharers=sharers,
             retry=retry,
             random=random,
             get=self._get,

@@ -76,12 +76,13 @@ _NO_PLAN = Plan((), frozenset())
 
 @attrs.frozen
 class Findings:
-    """What one sweep's pages held: each list's items and count, the pages it sent (those
-    another process of a fleet sent cost nothing), the lists it could not page to the
-    end, and when its oldest page was answered."""
+    """What one sweep's pages held: each list's items and count, the pages it went through
+    and those it sent itself (not another process of its fleet), the lists it could not
+    page to the end, and when its oldest page was answered."""
 
     items: Mapping[Listing, list[ImageJobInfo | SubJob]]
     counts: Mapping[Listing, int]
+    walked: int
     sent: int
     incomplete: Collection[Listing]
     oldest: float
@@ -91,12 +92,13 @@ class Sweeper:
     """Runs the sweeps of one hub over its ``streams``.
 
     ``list_page`` fetches a page; ``rate`` is the request rate the client may
-    plan on now; ``sweeps`` is the client's setting (None: when GETs would
-    strain the budget). The hub is told through four functions: ``get(stream,
-    since, reason)`` wants a GET of a swept job, sent after ``since``; ``plan(stream,
-    base)`` plans each subscriber's next look from ``base``; ``cover_changed(stream,
-    now)`` says a job came under the sweeps' cover or left it; ``poke()`` wakes
-    the hub's loop.
+    plan on now; ``sharers`` how many processes page the same lists (a fleet's
+    members: a page one sends may serve them all); ``sweeps`` is the client's
+    setting (None: when GETs would strain the budget). The hub is told through
+    four functions: ``get(stream, since, reason)`` wants a GET of a swept job,
+    sent after ``since``; ``plan(stream, base)`` plans each subscriber's next
+    look from ``base``; ``cover_changed(stream, now)`` says a job came under
+    the sweeps' cover or left it; ``poke()`` wakes the hub's loop.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Sweeper:
         *,
         sweeps: bool | None,
         rate: Callable[[float], float],
+        sharers: Callable[[], int],
         retry: RetryPolicy,
         random: Callable[[], float],
         get: Callable[[Stream, float, str], None],
@@ -117,6 +120,7 @@ class Sweeper:
         self._list_page = list_page
         self._setting = sweeps
         self._rate = rate
+        self._sharers = sharers
         self._retry = retry
         self._random = random
         self._get = get
@@ -134,7 +138,8 @@ class Sweeper:
         self._counts: dict[Listing, tuple[int, float]] = {}
         self._task: asyncio.Task[Findings] | None = None
         self._running = _NO_PLAN
-        self._last = (-math.inf, 0)  # when the last sweep saw the lists, and the pages it sent
+        self._last = (-math.inf, 0.0)  # when the last sweep saw the lists, and what it cost
+        self._sends: float | None = None  # the share of the pages it sends, of late
         self._due_at = math.inf
         self._due_known = False
         self._failures = 0
@@ -177,7 +182,15 @@ class Sweeper:
         self._due_known = False
         self._running = plan
         self._last = (now, plan.pages)
-        task = asyncio.get_running_loop().create_task(self._sweep(plan, now, self._cover_gate))
+        found = sweep(
+            self._list_page,
+            plan,
+            priority=now,
+            gate=self._cover_gate,
+            counts=self._counts,
+            refused=self._refused,
+        )
+        task = asyncio.get_running_loop().create_task(found)
         task.add_done_callback(lambda _: self._poke())
         self._task = task
 
@@ -260,7 +273,7 @@ class Sweeper:
             if (stream := self._streams.get(job_id)) is not None
             for policy in stream.policies()
         ]
-        started, pages = self._last  # pages another process sent cost this one nothing
+        started, pages = self._last
         rate = self._planning_rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
         # Sweeps back off like one poll stream: their policies' first delay after a
@@ -307,74 +320,6 @@ class Sweeper:
         rate = self._rate(now)
         return rate if gate is None else min(rate, gate.budget.rate)
 
-    # --- one sweep ----------------------------------------------------------------------
-
-    async def _sweep(self, plan: Plan, priority: float, gate: Gate | None) -> Findings:
-        """Page every list of the plan (lists side by side, each page after page).
-
-        A list is paged to its end, unless its first page shows it far longer
-        than planned (its count is noted, and the plan will see), a page brings
-        nothing new, or the service refuses it (a 400: noted, and the list is
-        never chosen again); then it is incomplete, and the other lists go on.
-        """
-        list_page = self._list_page
-        assert list_page is not None  # noqa: S101 - checked before the sweep starts
-        incomplete: set[Listing] = set()
-        sent, oldest = 0, priority
-
-        async def page_through(listing: Listing) -> tuple[list[ImageJobInfo | SubJob], int]:
-            nonlocal sent
-            items: list[ImageJobInfo | SubJob] = []
-            allowance = pages_for(self._counts.get(listing, (0, 0.0))[0]) + 2
-
-            async def fetch(offset: int) -> Page[ImageJobInfo | SubJob]:
-                nonlocal sent, oldest
-                result = await list_page(listing, offset, priority, gate)
-                sent += result.own
-                oldest = min(oldest, result.at)
-                return result.page
-
-            walk = ListWalk(fetch, _item_key)
-            try:
-                async with contextlib.aclosing(walk.pages_of_items()) as pages:
-                    async for page, _ in pages:
-                        items.extend(page)
-                        too_long = pages_for(walk.count) > max(allowance, walk.pages + 1)
-                        if too_long and not walk.complete:
-                            break  # far longer than planned: the plan will see its count
-            except BadRequest as refusal:
-                logger.warning("not sweeping %s: the list was refused (%s)", listing, refusal)
-                self._refused.add(listing)
-                incomplete.add(listing)
-                sent += 1  # the request refused
-                return items, 0
-            if not walk.complete:
-                incomplete.add(listing)  # nothing new, or far longer than planned
-            return items, walk.count
-
-        tasks = {
-            listing: asyncio.get_running_loop().create_task(page_through(listing))
-            for listing in plan.listings
-        }
-        try:
-            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
-        finally:
-            for task in tasks.values():
-                task.cancel()  # the first failure ends the sweep: no request for nothing
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
-        for task in tasks.values():
-            error = None if task.cancelled() else task.exception()
-            if error is not None:
-                raise error
-        results = {listing: task.result() for listing, task in tasks.items()}
-        return Findings(
-            {listing: items for listing, (items, _) in results.items()},
-            {listing: count for listing, (_, count) in results.items()},
-            sent,
-            incomplete,
-            oldest,
-        )
-
     def _read(self, task: asyncio.Task[Findings], now: float) -> None:
         """Take what a sweep found: each covered job still listed, or to be fetched."""
         plan = self._running
@@ -389,9 +334,15 @@ class Sweeper:
             return
         found = task.result()
         self._counts.update((listing, (count, now)) for listing, count in found.counts.items())
+        if found.walked:
+            # A page another process sent cost this one nothing, and one it sends serves the
+            # others: it pays the share of pages it sends of late, not what one sweep drew.
+            # Alone (or when no other pages the same lists), that is every page it walked.
+            sends = 1 / max(1, self._sharers()) if self._sends is None else self._sends
+            self._sends = (sends + found.sent / found.walked) / 2
         # Pages another process fetched earlier show the lists as they were then: the next
         # sweep is planned from then, so processes sharing pages sweep together.
-        self._last = (min(started, found.oldest), found.sent)
+        self._last = (min(started, found.oldest), found.walked * (self._sends or 0.0))
         self._failures = 0
         self._retry_at = -math.inf
         streams = [
@@ -485,6 +436,84 @@ class Sweeper:
     def tasks(self) -> list[asyncio.Task[Findings]]:
         """Return the sweeps still running, abandoned ones included, for closing."""
         return [*self._abandoned, *filter(None, [self._task])]
+
+
+async def sweep(
+    list_page: ListFunction,
+    plan: Plan,
+    *,
+    priority: float,
+    gate: Gate | None,
+    counts: Mapping[Listing, tuple[int, float]],
+    refused: set[Listing],
+) -> Findings:
+    """Page every list of the plan (lists side by side, each page after page), through
+    ``list_page``, with ``priority`` in the budget's queue.
+
+    ``counts`` are the lists' counts known so far. A list is paged to its end,
+    unless its first page shows it far longer than planned (its count is
+    noted, and the plan will see), a page brings nothing new, or the service
+    refuses it (a 400: noted, and the list is never chosen again: added to
+    ``refused``); then it is incomplete, and the other lists go on.
+    """
+    incomplete: set[Listing] = set()
+    walked, sent, oldest = 0, 0, priority
+
+    async def page_through(listing: Listing) -> tuple[list[ImageJobInfo | SubJob], int]:
+        nonlocal walked, sent
+        items: list[ImageJobInfo | SubJob] = []
+        allowance = pages_for(counts.get(listing, (0, 0.0))[0]) + 2
+
+        async def fetch(offset: int) -> Page[ImageJobInfo | SubJob]:
+            nonlocal walked, sent, oldest
+            result = await list_page(listing, offset, priority, gate)
+            walked += 1
+            sent += result.own
+            oldest = min(oldest, result.at)
+            return result.page
+
+        walk = ListWalk(fetch, _item_key)
+        try:
+            async with contextlib.aclosing(walk.pages_of_items()) as pages:
+                async for page, _ in pages:
+                    items.extend(page)
+                    too_long = pages_for(walk.count) > max(allowance, walk.pages + 1)
+                    if too_long and not walk.complete:
+                        break  # far longer than planned: the plan will see its count
+        except BadRequest as refusal:
+            logger.warning("not sweeping %s: the list was refused (%s)", listing, refusal)
+            refused.add(listing)
+            incomplete.add(listing)
+            walked += 1  # the request refused
+            sent += 1
+            return items, 0
+        if not walk.complete:
+            incomplete.add(listing)  # nothing new, or far longer than planned
+        return items, walk.count
+
+    tasks = {
+        listing: asyncio.get_running_loop().create_task(page_through(listing))
+        for listing in plan.listings
+    }
+    try:
+        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks.values():
+            task.cancel()  # the first failure ends the sweep: no request for nothing
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+    for task in tasks.values():
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+    results = {listing: task.result() for listing, task in tasks.items()}
+    return Findings(
+        {listing: items for listing, (items, _) in results.items()},
+        {listing: count for listing, (_, count) in results.items()},
+        walked,
+        sent,
+        incomplete,
+        oldest,
+    )
 
 
 def _item_key(item: ImageJobInfo | SubJob) -> tuple[str | None, str]:

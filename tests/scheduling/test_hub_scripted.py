@@ -262,20 +262,29 @@ async def test_many_jobs_are_swept_and_each_fetched_once_when_it_left_its_list()
 
 
 async def test_pages_another_process_sent_cost_nothing_and_the_next_sweep_follows_them() -> None:
-    async def sweep_starts(shared_age: float | None) -> list[float]:
+    async def sweep_starts(shared_age: float | None, sharers: int) -> list[float]:
         clock = FakeClock()
         ids = [f"{n:03d}" for n in range(200)]
         world = World(clock, dict.fromkeys(ids, 40.0))
         world.shared_age = shared_age
         # At one request a second, a sweep comes no sooner than a third of it pays its pages.
-        hub = _hub(world, list_page=world.list_page, rate=lambda now: 1.0, max_polls=8)
+        hub = _hub(
+            world,
+            list_page=world.list_page,
+            rate=lambda now: 1.0,
+            sharers=lambda: sharers,
+            max_polls=8,
+        )
         await _wait(hub, ids, PollPolicy(initial_delay=2, max_delay=8, timeout=3600))
         return sorted({priority for _, _, priority in world.pages})
 
-    own, shared, older = await sweep_starts(None), await sweep_starts(0.0), await sweep_starts(1.0)
-    assert all(b - a >= 9 for a, b in itertools.pairwise(own))
-    # Pages of another process's: the budget is not this one's to spend, the policy paces.
-    assert shared[1] - shared[0] == 2
-    assert len(shared) > 2 * len(own)
+    alone = await sweep_starts(None, 1)
+    assert all(b - a >= 9 for a, b in itertools.pairwise(alone))
+    # In a fleet of three, pages another process sent: once this one is seen to send none,
+    # its budget is not what paces its sweeps, its policy is (up to 8 s).
+    shared = await sweep_starts(0.0, 3)
+    assert len(shared) > 2 * len(alone)
+    assert all(b - a <= 8 for a, b in itertools.pairwise(shared[1:]))
     # And each sweep is planned from when its pages were answered, not from when it started.
+    older = await sweep_starts(1.0, 3)
     assert older[: len(shared)] == pytest.approx([start - n for n, start in enumerate(shared)])
