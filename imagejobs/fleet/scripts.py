@@ -370,17 +370,19 @@ return id
 """
 )
 
-# KEYS: page, lease, members. ARGV: fresh_after_ms, member, lease_ms, claim.
+# KEYS: page, lease, members. ARGV: newer_than_ms, member, lease_ms, claim, fresh_after_ms.
 # A page is a hash of its answer's body and when it was answered ('at', ms); a lease holds
 # the claim as LOOK's does. Returns {state, now, at, body}: 'fresh' (a page answered after
-# fresh_after), 'wait' (another live process is fetching it) or 'go' (claimed).
+# newer_than, and not before fresh_after), 'wait' (another live process is fetching it) or
+# 'go' (claimed).
 PAGE = (
     CLOCK
     + """
 local member = ARGV[2]
 local now = now_ms()
 local kept = redis.call('HMGET', KEYS[1], 'at', 'body')
-if kept[1] and tonumber(kept[1]) > tonumber(ARGV[1]) then
+local at = tonumber(kept[1] or '0')
+if at > tonumber(ARGV[1]) and at >= tonumber(ARGV[5]) then
   return {'fresh', fmt(now), kept[1], kept[2]}
 end
 local holder = redis.call('GET', KEYS[2])

@@ -225,10 +225,12 @@ class Fleet:
         return not self._down
 
     def share(self, local_rate: float) -> float:
-        """Return the rate this process may plan on: its part of the fleet's, at most its own."""
+        """Return the rate this process may plan on: its part of the fleet's limit (not what
+        a 429 left of it, which the limiter paces at and which climbs back only on demand),
+        at most its own."""
         if self._down:
             return local_rate
-        return min(local_rate, self.rate / max(1, self.members))
+        return min(local_rate, self.limit / max(1, self.members))
 
     # --- Redis calls, each of which may fail without harm --------------------------------
 

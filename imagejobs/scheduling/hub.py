@@ -63,9 +63,11 @@ class Hub:
     ``poll`` and ``list_page`` are where its looks and sweep pages go
     (:mod:`imagejobs.scheduling.looks`); ``max_polls`` bounds the looks in
     flight outside a call's own gate; ``rate`` is the request rate the client
-    may plan sweeps on, now, and ``sharers`` how many processes page the same
-    lists (a fleet's members); ``random`` draws the jitter; ``clock_offset`` puts
-    the clock's wall time on the service's, where jobs' ages are read.
+    may plan sweeps on, now, ``sharers`` how many processes page the same
+    lists (a fleet's members) and ``align`` when a sweep due goes (see
+    :class:`~imagejobs.scheduling.sweeper.Sweeper`); ``random`` draws the
+    jitter; ``clock_offset`` puts the clock's wall time on the service's,
+    where jobs' ages are read.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Hub:
         sweeps: bool | None = None,
         rate: Callable[[float], float] = lambda _: math.inf,
         sharers: Callable[[], int] = lambda: 1,
+        align: Callable[[float, float], float] = lambda when, period: when,
         history: DurationHistory | None = None,
         hooks: Hooks | None = None,
         clock_offset: ClockOffset | None = None,
@@ -103,6 +106,7 @@ class Hub:
             sweeps=sweeps,
             rate=rate,
             sharers=sharers,
+            align=align,
             retry=retry,
             random=random,
             get=self._get,

@@ -70,4 +70,7 @@ PollFunction = Callable[[str, float, Gate | None, Look], Coroutine[Any, Any, Loo
 """``poll(job_id, priority, call_gate, look)``: look at a job once, no retries."""
 
 ListFunction = Callable[[Listing, int, float, Gate | None], Coroutine[Any, Any, PageResult]]
-"""``list_page(listing, offset, priority, call_gate)``: one page of a list, no retries."""
+"""``list_page(listing, offset, priority, call_gate)``: one page of a list, no retries.
+
+``priority`` is when the sweep became due: its place in the budget's queue, and in a
+fleet how old a page another process fetched may be (:mod:`imagejobs.fleet.pages`)."""

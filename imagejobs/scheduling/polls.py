@@ -14,9 +14,10 @@ credentials the service refuses, whoever shares the keys.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from imagejobs.core.codec import Page, read_job_page, read_sub_job_page, to_wire
 from imagejobs.core.errors import ImageJobsError
@@ -35,6 +36,8 @@ from imagejobs.transport.requester import Call, Requester
 __all__ = ["SHARED_PAGE_WAIT", "SHARED_WAIT", "Poller"]
 
 logger = logging.getLogger("imagejobs")
+
+_T = TypeVar("_T")
 
 SHARED_WAIT = 0.25
 """Seconds before looking again at a job another process of the fleet is fetching."""
@@ -58,8 +61,10 @@ class Poller:
         self._jobs = jobs
         self._urls = urls
         self._clock = clock
+        self._fleet = fleet
         self._looks = None if fleet is None else SharedLooks(fleet)
         self._pages = None if fleet is None else SharedPages(fleet)
+        self._asking: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"Poller(fleet={self._looks is not None})"
@@ -88,7 +93,7 @@ class Poller:
         try:
             shared = await fleet.look(call.url, look.fresh_after, look.mark)
             claim = "" if shared is None else shared.claim
-            if shared is not None and not claim and not self._requester.accepted:
+            if shared is not None and not claim and not await self._vouched():
                 shared = None  # its credentials not vouched for by the service: see for itself
             replayed: tuple[tuple[ImageJob, float], ...] = ()
             mark = look.mark
@@ -103,7 +108,7 @@ class Poller:
                 return LookResult(replayed, mark, own=False, retry_in=SHARED_WAIT)
             if shared is not None and shared.state == "fresh":
                 return LookResult(replayed, mark, own=False)
-            job = await self._requester.attempt(call, priority, gate)
+            job = await self._attempt(call, priority, gate)
             answered = self._clock.monotonic()
             if claim:
                 body = json.dumps(to_wire(job), separators=(",", ":"), sort_keys=True).encode()
@@ -144,11 +149,11 @@ class Poller:
         claim = ""
         try:
             if self._pages is not None:
-                shared = await self._shared_page(self._pages, call)
+                shared = await self._shared_page(self._pages, call, priority)
                 if isinstance(shared, PageResult):
                     return shared
                 claim = shared
-            page = await self._requester.attempt(call, priority, call_gate)
+            page = await self._attempt(call, priority, call_gate)
             answered = self._clock.monotonic()
             if claim and self._pages is not None:
                 await self._pages.publish(url, claim, body, answered)
@@ -159,18 +164,19 @@ class Poller:
                 self._pages.let_go(url, claim)  # no page to share: another process may fetch it
 
     async def _shared_page(
-        self, pages: SharedPages, call: Call[Page[ImageJobInfo | SubJob]]
+        self, pages: SharedPages, call: Call[Page[ImageJobInfo | SubJob]], wanted_at: float
     ) -> PageResult | str:
         """Return the page another process fetched, or the claim to fetch it under ("": none).
 
-        A page another process is fetching is waited for, as long as a request may take.
+        ``wanted_at`` is when the sweep became due. A page another process is fetching
+        is waited for, as long as a request may take.
         """
         give_up = self._clock.monotonic() + self._requester.timeout
         while True:
-            shared = await pages.take(call.url)
+            shared = await pages.take(call.url, wanted_at)
             if shared is None or shared.claim:
                 return "" if shared is None else shared.claim
-            if not self._requester.accepted:
+            if not await self._vouched():
                 return ""  # its credentials not vouched for by the service: see for itself
             if shared.state == "fresh":
                 try:
@@ -181,3 +187,33 @@ class Poller:
             if self._clock.monotonic() >= give_up:
                 return ""
             await self._clock.sleep(SHARED_PAGE_WAIT)
+
+    def sharers(self) -> int:
+        """Return how many processes page the same lists: a fleet's members, or one."""
+        return 1 if self._fleet is None else self._fleet.members
+
+    def align(self, when: float, period: float) -> float:
+        """Return when a sweep due at ``when`` goes: in a fleet, at the fleet's next instant
+        on a grid of ``period``, so that the processes' sweeps take each other's pages."""
+        return when if self._pages is None else self._pages.tick(when, period)
+
+    async def _vouched(self) -> bool:
+        """Whether the service accepted this client's credentials on its last word on them.
+
+        Until it has said, the one request of this client that asks it is waited for:
+        the others take what the fleet has once it says yes, instead of each asking.
+        """
+        while not self._requester.accepted and self._asking is not None:
+            await asyncio.shield(self._asking)
+        return self._requester.accepted
+
+    async def _attempt(self, call: Call[_T], priority: float, gate: Gate | None) -> _T:
+        """Send a request; while the service has not vouched for these credentials, it asks."""
+        if self._requester.accepted or self._asking is not None:
+            return await self._requester.attempt(call, priority, gate)
+        asking = self._asking = asyncio.get_running_loop().create_future()
+        try:
+            return await self._requester.attempt(call, priority, gate)
+        finally:
+            self._asking = None
+            asking.set_result(None)

@@ -78,7 +78,8 @@ _NO_PLAN = Plan((), frozenset())
 class Findings:
     """What one sweep's pages held: each list's items and count, the pages it went through
     and those it sent itself (not another process of its fleet), the lists it could not
-    page to the end, and when its oldest page was answered."""
+    page to the end, and when its oldest and its newest pages were answered (both no
+    later than the sweep's start when another process sent them)."""
 
     items: Mapping[Listing, list[ImageJobInfo | SubJob]]
     counts: Mapping[Listing, int]
@@ -86,6 +87,7 @@ class Findings:
     sent: int
     incomplete: Collection[Listing]
     oldest: float
+    newest: float
 
 
 class Sweeper:
@@ -93,7 +95,10 @@ class Sweeper:
 
     ``list_page`` fetches a page; ``rate`` is the request rate the client may
     plan on now; ``sharers`` how many processes page the same lists (a fleet's
-    members: a page one sends may serve them all); ``sweeps`` is the client's
+    members: a page one sends may serve them all), and ``align(when, period)``
+    when a sweep due at ``when`` goes (in a fleet, the next instant of a grid of
+    that period on the fleet's clock, so that the processes' sweeps fall due
+    together, and one request serves each page to all); ``sweeps`` is the client's
     setting (None: when GETs would strain the budget). The hub is told through
     four functions: ``get(stream, since, reason)`` wants a GET of a swept job,
     sent after ``since``; ``plan(stream, base)`` plans each subscriber's next
@@ -109,6 +114,7 @@ class Sweeper:
         sweeps: bool | None,
         rate: Callable[[float], float],
         sharers: Callable[[], int],
+        align: Callable[[float, float], float],
         retry: RetryPolicy,
         random: Callable[[], float],
         get: Callable[[Stream, float, str], None],
@@ -121,6 +127,7 @@ class Sweeper:
         self._setting = sweeps
         self._rate = rate
         self._sharers = sharers
+        self._align = align
         self._retry = retry
         self._random = random
         self._get = get
@@ -138,7 +145,9 @@ class Sweeper:
         self._counts: dict[Listing, tuple[int, float]] = {}
         self._task: asyncio.Task[Findings] | None = None
         self._running = _NO_PLAN
-        self._last = (-math.inf, 0.0)  # when the last sweep saw the lists, and what it cost
+        # When the last sweep saw the lists, its pages, and the share of them it pays for
+        # (None: as it pays now, its sweep having failed before it could tell).
+        self._last: tuple[float, int, float | None] = (-math.inf, 0, None)
         self._sends: float | None = None  # the share of the pages it sends, of late
         self._due_at = math.inf
         self._due_known = False
@@ -181,7 +190,7 @@ class Sweeper:
         self._due_at = math.inf
         self._due_known = False
         self._running = plan
-        self._last = (now, plan.pages)
+        self._last = (now, plan.pages, None)
         found = sweep(
             self._list_page,
             plan,
@@ -273,7 +282,8 @@ class Sweeper:
             if (stream := self._streams.get(job_id)) is not None
             for policy in stream.policies()
         ]
-        started, pages = self._last
+        started, walked, share = self._last
+        pages = walked * (self._sending() if share is None else share)
         rate = self._planning_rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
         # Sweeps back off like one poll stream: their policies' first delay after a
@@ -289,6 +299,7 @@ class Sweeper:
             jobs = sum(1 for job_id in plan.covered if job_id in self._streams)
             gap = max(gap, (pages + self._extra_gets) * longest / max(jobs, 1))
             self._say_if_short(pages / (SWEEP_SHARE * rate), longest, jobs, rate)
+            return self._align(max(started + gap, self._retry_at), first)
         return max(started + gap, self._retry_at)
 
     def _say_if_short(self, budget_gap: float, longest: float, jobs: int, rate: float) -> None:
@@ -334,15 +345,14 @@ class Sweeper:
             return
         found = task.result()
         self._counts.update((listing, (count, now)) for listing, count in found.counts.items())
+        sends = self._sending()
         if found.walked:
-            # A page another process sent cost this one nothing, and one it sends serves the
-            # others: it pays the share of pages it sends of late, not what one sweep drew.
-            # Alone (or when no other pages the same lists), that is every page it walked.
-            sends = 1 / max(1, self._sharers()) if self._sends is None else self._sends
             self._sends = (sends + found.sent / found.walked) / 2
         # Pages another process fetched earlier show the lists as they were then: the next
-        # sweep is planned from then, so processes sharing pages sweep together.
-        self._last = (min(started, found.oldest), found.walked * (self._sends or 0.0))
+        # sweep is planned from then, so processes sharing pages sweep together, and a
+        # snapshot taken since they were answered tells what they showed.
+        self._last = (min(started, found.oldest), found.walked, sends)
+        seen = min(started, found.newest) if found.walked else started
         self._failures = 0
         self._retry_at = -math.inf
         streams = [
@@ -363,7 +373,7 @@ class Sweeper:
         trust = self._trust_gap(len(streams), now)
         for stream in streams:
             if stream.job_id in verdict.to_get:
-                self._get(stream, started, "changed")
+                self._get(stream, seen, "changed")
                 continue
             if stream.overdue(started, trust):
                 self._get(stream, started, "safety")
@@ -375,9 +385,18 @@ class Sweeper:
             stream.summary = listed
             stream.failure = None
             stream.draw = self._random()
-            self._plan(stream, started)
+            self._plan(stream, seen)
         self._quiet = 0 if news else self._quiet + 1
         self.stale = True
+
+    def _sending(self) -> float:
+        """Return the share of a sweep's pages this process pays for.
+
+        A page another process sent cost this one nothing, and one it sends serves the
+        others: it pays the share of pages it has been sending, not what one sweep drew
+        (at first, its part of the fleet's). Alone, that is every page it walked.
+        """
+        return 1 / max(1, self._sharers()) if self._sends is None else self._sends
 
     def _trust_gap(self, covered: int, now: float) -> float:
         """Return how often each swept job may have a GET of its own, by the budget's share."""
@@ -457,7 +476,7 @@ async def sweep(
     ``refused``); then it is incomplete, and the other lists go on.
     """
     incomplete: set[Listing] = set()
-    walked, sent, oldest = 0, 0, priority
+    walked, sent, oldest, newest = 0, 0, priority, -math.inf
 
     async def page_through(listing: Listing) -> tuple[list[ImageJobInfo | SubJob], int]:
         nonlocal walked, sent
@@ -465,11 +484,11 @@ async def sweep(
         allowance = pages_for(counts.get(listing, (0, 0.0))[0]) + 2
 
         async def fetch(offset: int) -> Page[ImageJobInfo | SubJob]:
-            nonlocal walked, sent, oldest
+            nonlocal walked, sent, oldest, newest
             result = await list_page(listing, offset, priority, gate)
             walked += 1
             sent += result.own
-            oldest = min(oldest, result.at)
+            oldest, newest = min(oldest, result.at), max(newest, result.at)
             return result.page
 
         walk = ListWalk(fetch, _item_key)
@@ -513,6 +532,7 @@ async def sweep(
         sent,
         incomplete,
         oldest,
+        newest,
     )
 
 

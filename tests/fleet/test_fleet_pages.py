@@ -12,9 +12,12 @@ import contextlib
 import time
 from typing import Any
 
+import pytest
 from wire_data import snap
 
 from imagejobs import Client, PollPolicy
+from imagejobs.fleet.pages import PAGE_AGE, SharedPages
+from imagejobs.fleet.shared import Fleet
 from imagejobs.planning.sweeps import Listing
 from imagejobs.scheduling.looks import PageResult
 from imagejobs.scheduling.polls import Poller
@@ -44,18 +47,37 @@ async def test_a_page_one_process_fetched_is_taken_by_another_without_a_request(
             for client in (a, b):
                 await client.get_job(ids[0])  # each one's credentials accepted by the service
             pages_a, pages_b = _poller(a), _poller(b)
-            fetched = await pages_a.list_page(LISTING, 0, 0.0, None)
-            taken = await pages_b.list_page(LISTING, 0, 0.0, None)
+            fetched = await pages_a.list_page(LISTING, 0, time.monotonic(), None)
+            taken = await pages_b.list_page(LISTING, 0, time.monotonic(), None)
             assert _lists(fake) == 1
             assert fetched.own
             assert not taken.own
             assert taken.page == fetched.page
             assert {job.id for job in taken.page.items} == set(ids)
             # b had that page: its next sweep wants a newer one, and fetches it for both.
-            again = await pages_b.list_page(LISTING, 0, 0.0, None)
+            again = await pages_b.list_page(LISTING, 0, time.monotonic(), None)
             assert again.own
-            assert not (await pages_a.list_page(LISTING, 0, 0.0, None)).own
+            assert not (await pages_a.list_page(LISTING, 0, time.monotonic(), None)).own
             assert _lists(fake) == 2
+
+
+async def test_a_page_answered_well_before_a_sweep_became_due_is_not_taken(
+    redis_url: str, keys: dict[str, Any]
+) -> None:
+    async with FakeWorkspace(**keys) as fake:
+        ids = _jobs(fake, 2)
+        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
+            for client in (a, b):
+                await client.get_job(ids[0])
+            pages_a, pages_b = _poller(a), _poller(b)
+            await pages_a.list_page(LISTING, 0, time.monotonic(), None)
+            assert not (await pages_b.list_page(LISTING, 0, time.monotonic(), None)).own
+            await pages_a.list_page(LISTING, 0, time.monotonic(), None)  # a newer one
+            # A sweep due a second after it: the lists may have changed since; its pages
+            # must show them as of about one moment, so it sends its own.
+            later = time.monotonic() + PAGE_AGE + 0.5
+            assert (await pages_b.list_page(LISTING, 0, later, None)).own
+            assert _lists(fake) == 3
 
 
 async def test_two_processes_paging_at_once_send_one_request(
@@ -68,8 +90,8 @@ async def test_two_processes_paging_at_once_send_one_request(
                 await client.get_job(ids[0])
             fake.latency = 0.5  # the first to claim the page is still fetching it
             first, second = await asyncio.gather(
-                _poller(a).list_page(LISTING, 0, 0.0, None),
-                _poller(b).list_page(LISTING, 0, 0.0, None),
+                _poller(a).list_page(LISTING, 0, time.monotonic(), None),
+                _poller(b).list_page(LISTING, 0, time.monotonic(), None),
             )
             assert _lists(fake) == 1
             assert first.page == second.page
@@ -86,8 +108,8 @@ async def test_a_page_whose_fetch_failed_is_fetched_by_the_process_waiting_for_i
                 await client.get_job(ids[0])
             fake.latency = 0.3
             fetches = await asyncio.gather(
-                _poller(a).list_page(LISTING, 0, 0.0, None),
-                _poller(b).list_page(LISTING, 0, 0.0, None),
+                _poller(a).list_page(LISTING, 0, time.monotonic(), None),
+                _poller(b).list_page(LISTING, 0, time.monotonic(), None),
                 return_exceptions=True,
             )
         failed = [result for result in fetches if isinstance(result, BaseException)]
@@ -102,10 +124,31 @@ async def test_a_process_the_service_has_not_answered_takes_no_shared_page(
         ids = _jobs(fake, 2)
         async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
             await a.get_job(ids[0])
-            await _poller(a).list_page(LISTING, 0, 0.0, None)
-            own = await _poller(b).list_page(LISTING, 0, 0.0, None)
+            await _poller(a).list_page(LISTING, 0, time.monotonic(), None)
+            own = await _poller(b).list_page(LISTING, 0, time.monotonic(), None)
             assert own.own  # b's credentials never vouched for: it asks the service itself
             assert _lists(fake) == 2
+
+
+async def test_a_process_new_to_the_service_asks_it_once_then_takes_shared_pages(
+    redis_url: str, keys: dict[str, Any]
+) -> None:
+    listings = [LISTING, Listing("CREATE_SERVER_IMAGE", "WAITING")]
+    async with FakeWorkspace(**keys) as fake:
+        ids = _jobs(fake, 2)
+        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
+            await a.get_job(ids[0])
+            pages_a, pages_b = _poller(a), _poller(b)
+            for listing in listings:
+                await pages_a.list_page(listing, 0, time.monotonic(), None)
+            # b's first sweep: its first request asks the service, the other page waits
+            # for that answer, then is taken from the fleet.
+            fake.latency = 0.3
+            results = await asyncio.gather(
+                *(pages_b.list_page(listing, 0, time.monotonic(), None) for listing in listings)
+            )
+            assert sorted(result.own for result in results) == [False, True]
+            assert _lists(fake) == 3
 
 
 async def test_a_fleet_sweeping_the_same_lists_shares_pages_and_sees_every_end(
@@ -150,3 +193,37 @@ async def test_a_fleet_sweeping_the_same_lists_shares_pages_and_sees_every_end(
     assert seen == [["SUCCESS"] * 20] * 3
     assert any(taken)  # some sweep took a page another process had fetched
     assert _lists(fake) < len(taken)
+
+
+async def test_every_process_of_a_fleet_finds_the_same_instants_to_sweep_at(
+    redis_url: str,
+) -> None:
+    fleets = [
+        Fleet(
+            redis_url,
+            "imagejobs:{ticks}",
+            max_in_flight=10,
+            rate=10.0,
+            pace=1.0,
+            burst=1.0,
+            lease=30.0,
+            max_retry_after=30.0,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for fleet in fleets:
+            await fleet.join()
+        now = time.monotonic()
+        a, b = (SharedPages(fleet) for fleet in fleets)
+        instant = a.tick(now, 2.0)
+        assert now - 0.2 <= instant < now + 2
+        # Due a moment apart, the sweeps of two processes go at one instant of the grid.
+        due = instant + 2
+        assert a.tick(due - 1.0, 2.0) == pytest.approx(due, abs=0.05)
+        assert b.tick(due - 0.5, 2.0) == pytest.approx(due, abs=0.05)
+        # One a little past an instant stays on it: planned from the last, it has not slipped.
+        assert b.tick(due + 0.1, 2.0) == pytest.approx(due, abs=0.05)
+    finally:
+        for fleet in fleets:
+            await fleet.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -155,3 +156,16 @@ def test_imagejobs_fleet_rate_is_read_with_a_redis_url_only() -> None:
     environ["IMAGEJOBS_FLEET_RATE"] = "fast"
     with pytest.raises(ConfigurationError, match="IMAGEJOBS_FLEET_RATE"):
         resolve(base, environ, "none", dict)
+
+
+async def test_sweeps_plan_by_the_fleets_limit_not_what_a_429_left_of_it(redis_url: str) -> None:
+    fleet = _fleet(redis_url, "imagejobs:{plan}", 50.0)
+    try:
+        slot = await fleet.acquire()
+        fleet.release(slot, throttled=True)
+        await asyncio.gather(*fleet._background)
+        fleet.release(await fleet.acquire(deadline=time.monotonic() + 30), answered=True)
+        assert fleet.rate < 50  # the limiter paces at what the 429 left
+        assert fleet.share(50.0) == 50.0  # a sweep plans by the limit, as a lone client does
+    finally:
+        await fleet.close()

@@ -288,3 +288,22 @@ async def test_pages_another_process_sent_cost_nothing_and_the_next_sweep_follow
     # And each sweep is planned from when its pages were answered, not from when it started.
     older = await sweep_starts(1.0, 3)
     assert older[: len(shared)] == pytest.approx([start - n for n, start in enumerate(shared)])
+
+
+async def test_sweeps_fall_due_on_the_instants_the_fleet_aligns_them_to() -> None:
+    clock = FakeClock()
+    ids = [f"{n:03d}" for n in range(200)]
+    world = World(clock, dict.fromkeys(ids, 40.0))
+    world.shared_age = 0.0
+    hub = _hub(
+        world,
+        list_page=world.list_page,
+        rate=lambda now: 100.0,
+        sharers=lambda: 3,
+        align=lambda when, period: math.ceil(when / (2.5 * period)) * 2.5 * period,
+        max_polls=8,
+    )
+    await _wait(hub, ids, PollPolicy(initial_delay=2, max_delay=8, timeout=3600))
+    starts = sorted({priority for _, _, priority in world.pages})
+    assert len(starts) > 3
+    assert all(start % 5 == 0 for start in starts)
