@@ -842,8 +842,10 @@ def fleet(processes: int, shared: int, own: int, seconds: float) -> tuple[str, d
             f"rate={GATEWAY_LIMIT})`; the fake gateway allows {GATEWAY_LIMIT} requests in any "
             f"second (429, no `Retry-After`) and takes {LATENCY:g} s to answer. Jobs end 10 to "
             f"{seconds:g} s after the start (5% FAILED). 'fleet, Redis' adds "
-            "`redis_url=` (a local `redis-server`); 'one process' waits on the shared jobs "
-            "alone, the baseline for what they cost. Real processes on real time, one run: "
+            "`redis_url=` (a local `redis-server`); 'one process, shared jobs only' waits on "
+            "the shared jobs alone, the baseline for what they cost; 'one process, every job' "
+            f"waits on all {shared + processes * own} under the same budget, the baseline for "
+            "the fleet's lateness. Real processes on real time, one run: "
             "see `benchmarks/fleet.py`.\n",
         ]
     )

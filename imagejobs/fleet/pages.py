@@ -40,7 +40,7 @@ own do (paged side by side, a fraction of a second apart): a job that moved from
 list to another between two pages far apart would be on neither, and cost a GET, and
 items shift between the pages of a list that changed meanwhile."""
 
-TICK_SLACK = 0.1
+TICK_SLACK = 0.25
 """The part of a period a time may be past an instant of the fleet's grid and fall on it."""
 
 PAGE_TTL = 10.0

@@ -156,6 +156,8 @@ def plan_round(
     discoverable: Iterable[str] = DISCOVERABLE_TYPES,
     subs: Mapping[str, SubJobs] | None = None,
     refused: Collection[Listing] = (),
+    *,
+    page_share: float = 1.0,
 ) -> Plan:
     """Choose the lists whose pages cost fewer requests than a GET of each job they cover.
 
@@ -168,7 +170,9 @@ def plan_round(
     ``subs`` (one whose transitions are wanted) is covered only if the sub-job
     lists of all its active sub-jobs are paged too, each chosen when the jobs
     needing it outnumber its pages. A list in ``refused`` (the service would not
-    page it) is never chosen, nor are the jobs that would need it covered.
+    page it) is never chosen, nor are the jobs that would need it covered. A page
+    costs ``page_share`` of a request: less than one in a fleet whose processes
+    take each other's pages.
     """
     subs = subs or {}
     by_type: dict[str, int] = {}
@@ -183,9 +187,10 @@ def plan_round(
         by_type[listing.job_type] = by_type.get(listing.job_type, 0) + 1
         if listing.status == JobStatus.WAITING:
             waiting.add(listing.job_type)
-    chosen = _job_lists(by_type, waiting, counts)
-    discovery = _discovery_lists(len(unknown), sorted({*discoverable, *by_type}), chosen, counts)
-    chosen += discovery + _sub_job_lists(subs, counts)
+    chosen = _job_lists(by_type, waiting, counts, page_share)
+    types = sorted({*discoverable, *by_type})
+    discovery = _discovery_lists(len(unknown), types, chosen, counts, page_share)
+    chosen += discovery + _sub_job_lists(subs, counts, page_share)
     chosen = [listing for listing in chosen if listing not in refused]
     paged = set(chosen)
     covered = {
@@ -202,7 +207,10 @@ def plan_round(
 
 
 def _job_lists(
-    by_type: Mapping[str, int], waiting: set[str], counts: Mapping[Listing, int]
+    by_type: Mapping[str, int],
+    waiting: set[str],
+    counts: Mapping[Listing, int],
+    page_share: float,
 ) -> list[Listing]:
     """Per job type, its RUNNING (and WAITING) list, if it covers more jobs than it has pages."""
     chosen: list[Listing] = []
@@ -210,13 +218,17 @@ def _job_lists(
         lists = [Listing(job_type, JobStatus.RUNNING.value)]
         if job_type in waiting:
             lists.append(Listing(job_type, JobStatus.WAITING.value))
-        if count > sum(pages_for(counts.get(listing, count)) for listing in lists):
+        if count > page_share * sum(pages_for(counts.get(listing, count)) for listing in lists):
             chosen.extend(lists)
     return chosen
 
 
 def _discovery_lists(
-    unknown: int, types: list[str], chosen: list[Listing], counts: Mapping[Listing, int]
+    unknown: int,
+    types: list[str],
+    chosen: list[Listing],
+    counts: Mapping[Listing, int],
+    page_share: float,
 ) -> list[Listing]:
     """Every active list of every type not chosen yet, if the unseen jobs outnumber their pages."""
     extra = [
@@ -225,12 +237,14 @@ def _discovery_lists(
         for status in ACTIVE_STATUSES
         if Listing(job_type, status.value) not in chosen
     ]
-    if unknown > sum(pages_for(counts.get(listing, 0)) for listing in extra):
+    if unknown > page_share * sum(pages_for(counts.get(listing, 0)) for listing in extra):
         return extra
     return []
 
 
-def _sub_job_lists(subs: Mapping[str, SubJobs], counts: Mapping[Listing, int]) -> list[Listing]:
+def _sub_job_lists(
+    subs: Mapping[str, SubJobs], counts: Mapping[Listing, int], page_share: float
+) -> list[Listing]:
     """The sub-job lists needed by more watched jobs than they have pages."""
     needing: dict[Listing, set[str]] = {}
     on_list: dict[Listing, int] = {}
@@ -241,7 +255,7 @@ def _sub_job_lists(subs: Mapping[str, SubJobs], counts: Mapping[Listing, int]) -
     return [
         listing
         for listing, needers in sorted(needing.items())
-        if len(needers) > pages_for(counts.get(listing, on_list[listing]))
+        if len(needers) > page_share * pages_for(counts.get(listing, on_list[listing]))
     ]
 
 

@@ -241,7 +241,9 @@ class Sweeper:
                 for listing, (count, at) in self._counts.items()
                 if now - at < COUNT_TTL
             }
-            plan = plan_round(candidates, counts, subs=subs, refused=self._refused)
+            plan = plan_round(
+                candidates, counts, subs=subs, refused=self._refused, page_share=self._sending()
+            )
         self.cover = plan
         for stream in self._streams.values():
             covered = stream.job_id in plan.covered

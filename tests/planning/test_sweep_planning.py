@@ -44,6 +44,17 @@ def test_one_job_of_a_type_is_left_to_gets() -> None:
     assert plan == Plan((), frozenset())
 
 
+def test_in_a_fleet_sharing_pages_one_job_of_a_type_is_swept() -> None:
+    # The other processes page the list too: this one pays a sixth of each page.
+    plan = plan_round({"a": known()}, {}, page_share=1 / 6)
+    assert plan == Plan((Listing("CREATE_SERVER", "RUNNING"),), frozenset({"a"}))
+    # A list of 250 jobs is three pages: half of them are still worth two jobs' GETs.
+    two = {"a": known(), "b": known()}
+    counts = {Listing("CREATE_SERVER", "RUNNING"): 250}
+    assert plan_round(two, counts, page_share=1.0).covered == frozenset()
+    assert plan_round(two, counts, page_share=0.5).covered == {"a", "b"}
+
+
 def test_two_jobs_of_a_type_are_swept_with_their_running_list() -> None:
     plan = plan_round({"a": known(), "b": known()}, {})
     assert plan.listings == (Listing("CREATE_SERVER", "RUNNING"),)
