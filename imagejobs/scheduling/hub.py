@@ -50,6 +50,7 @@ from imagejobs.scheduling.looks import ListFunction, PollFunction
 from imagejobs.scheduling.reading import Reader, own_copy
 from imagejobs.scheduling.streams import Stream
 from imagejobs.scheduling.subscriptions import Mailbox, Subscription, next_look
+from imagejobs.scheduling.sweep_groups import SweeperGroups
 from imagejobs.scheduling.sweeper import Sweeper
 from imagejobs.timing.clock import Alarm, Clock
 from imagejobs.timing.gate import Gate
@@ -95,17 +96,21 @@ class Hub:
         self._due = DueQueue(
             poll, self._streams, self._order, max_polls=max_polls, returned=self._poke
         )
-        self._sweeper = Sweeper(
+        self._sweeper = SweeperGroups(
             self._streams,
-            list_page,
-            sweeps=sweeps,
-            rate=rate,
-            retry=retry,
-            random=random,
-            get=self._get,
-            plan=self._plan_all,
-            cover_changed=self._cover_changed,
-            poke=self._poke,
+            lambda gate: Sweeper(
+                self._streams,
+                list_page,
+                sweeps=sweeps,
+                rate=rate,
+                retry=retry,
+                random=random,
+                get=self._get,
+                plan=self._plan_all,
+                cover_changed=self._cover_changed,
+                poke=self._poke,
+                gate=gate,
+            ),
         )
         self._reader = Reader(
             self,
@@ -122,7 +127,7 @@ class Hub:
         self._closed = False
 
     def __repr__(self) -> str:
-        swept = len(self._sweeper.cover.covered)
+        swept = self._sweeper.covered
         in_flight = len(self._due.in_flight)
         return f"Hub(jobs={len(self._streams)}, swept={swept}, polls_in_flight={in_flight})"
 

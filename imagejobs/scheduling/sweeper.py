@@ -111,8 +111,12 @@ class Sweeper:
         plan: Callable[[Stream, float], None],
         cover_changed: Callable[[Stream, float], None],
         poke: Callable[[], None],
+        gate: Gate | None = None,
     ) -> None:
         self._streams = streams
+        self.gate = gate
+        """The gate its sweeps go through, and whose jobs it sweeps: the client's (None) or
+        one call's that narrowed its share (see :class:`SweeperGroups`)."""
         self._list_page = list_page
         self._setting = sweeps
         self._rate = rate
@@ -141,7 +145,6 @@ class Sweeper:
         self._quiet = 0  # sweeps in a row that found nothing new
         self._extra_gets = 0  # GETs the last sweep asked for to tell watchers of a change
         self._abandoned: set[asyncio.Task[Findings]] = set()
-        self._cover_gate: Gate | None = None
         self._said_short = False
 
     def __repr__(self) -> str:
@@ -176,7 +179,7 @@ class Sweeper:
         self._due_known = False
         self._running = plan
         self._last = (now, plan.pages)
-        task = asyncio.get_running_loop().create_task(self._sweep(plan, now, self._cover_gate))
+        task = asyncio.get_running_loop().create_task(self._sweep(plan, now, self.gate))
         task.add_done_callback(lambda _: self._poke())
         self._task = task
 
@@ -195,18 +198,16 @@ class Sweeper:
         self._regroup_after = now + REGROUP_EVERY
         self._due_known = False
         plan = _NO_PLAN
-        self._cover_gate = gate = self._sweep_gate()
-        allowed = self._allowed(now)
+        mine = [stream for stream in self._streams.values() if stream.call_gate() is self.gate]
+        allowed = self._allowed(mine, now)
         if not allowed and not self.cover.covered:
             return  # nothing swept, nothing to sweep: no need to look at every job
         if allowed:
             candidates: dict[str, JobSummary | None] = {}
             subs: dict[str, SubJobs] = {}
-            for stream in self._streams.values():
+            for stream in mine:
                 if stream.poll is not None or stream.sweep.get_wanted:
                     continue
-                if stream.call_gate() is not gate:
-                    continue  # a call's own share: its jobs are looked at through it alone
                 if stream.watched():
                     active = stream.active_sub_jobs()
                     if active is None:
@@ -220,13 +221,14 @@ class Sweeper:
             }
             plan = plan_round(candidates, counts, subs=subs, refused=self._refused)
         self.cover = plan
-        for stream in self._streams.values():
+        # Its own jobs only: another group's are that group's to cover or not.
+        for stream in mine:
             covered = stream.job_id in plan.covered
             if covered != stream.sweep.covered:
                 stream.sweep.covered = covered
                 self._cover_changed(stream, now)
 
-    def _allowed(self, now: float) -> bool:
+    def _allowed(self, mine: list[Stream], now: float) -> bool:
         """Whether sweeps may run: on, and (unless forced) GETs alone would strain the budget."""
         if self._setting is False or self._off or self._list_page is None:
             return False
@@ -239,7 +241,7 @@ class Sweeper:
             return False
         # Requests a second if every job were polled by GET at its policy's first pace.
         demand = 0.0
-        for stream in self._streams.values():
+        for stream in mine:
             demand += max(1.0 / policy.initial_delay for policy in stream.policies())
         return demand > SWEEP_SHARE * rate
 
@@ -291,18 +293,8 @@ class Sweeper:
             longest,
         )
 
-    def _sweep_gate(self) -> Gate | None:
-        """Return the gate sweeps go through: a call's own only if every job is that call's.
-
-        Otherwise the client's, and the jobs of calls that narrowed their share are
-        not swept: a sweep through one call's gate would hold every other call's
-        jobs to that call's share.
-        """
-        gates = {stream.call_gate() for stream in self._streams.values()}
-        return gates.pop() if len(gates) == 1 else None
-
     def _planning_rate(self, now: float) -> float:
-        gate = self._cover_gate
+        gate = self.gate
         rate = self._rate(now)
         return rate if gate is None else min(rate, gate.budget.rate)
 
