@@ -25,6 +25,7 @@ import attrs
 
 from imagejobs.core.codec import MAX_PAGE_SIZE
 from imagejobs.core.models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob, SubJobStatus
+from imagejobs.planning.allocation import SWEEP_SHARE
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -52,14 +53,6 @@ ACTIVE_SUB_STATUSES = (
 
 PAGE_SIZE = MAX_PAGE_SIZE
 """Items a sweep asks for per page: the most the service gives."""
-
-SWEEP_SHARE = 1 / 3
-"""The share of the request budget sweeps may take; the rest is for GETs.
-
-Sweeps start only when GETs of every job at its policy's first pace would
-take more than this share, and a sweep comes no sooner than its pages allow
-at this share of the client's rate.
-"""
 
 # Job types a first sweep looks under for jobs nobody has seen yet: the open set's
 # known members (the API page's three and the SDK's four).

@@ -20,6 +20,7 @@ import attrs
 
 from imagejobs.core.errors import ImageJobsError
 from imagejobs.core.models import ImageJob
+from imagejobs.planning.allocation import LIST_TRUST
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.sweeps import JobSummary, SubJobs, active_sub_jobs
 from imagejobs.scheduling.looks import LookResult
@@ -31,12 +32,6 @@ __all__ = ["LIST_TRUST", "Failure", "FleetLooks", "Stream", "SweepState"]
 _Want = tuple[float, int, int, Subscription]
 """A subscriber's ``wants_at`` in a stream's heap: when, its number in joining order, the
 entry's own number (so that no two entries tie), and the subscriber."""
-
-LIST_TRUST = 10
-"""A swept job is still fetched once this many of its longest poll gaps passed without a GET.
-
-Lists are hints: one that lags, or never shows a job's end, must not hide it for ever.
-"""
 
 
 @attrs.define

@@ -31,7 +31,7 @@ import attrs
 from imagejobs.core.codec import Page
 from imagejobs.core.errors import BadRequest, ImageJobsError, TransportError
 from imagejobs.core.models import ImageJobInfo, SubJob
-from imagejobs.planning.backoff import step
+from imagejobs.planning.allocation import SweepDemand, allocate, safety_gap
 from imagejobs.planning.retry import RetryPolicy, is_poll_transient
 from imagejobs.planning.sweeps import (
     SWEEP_SHARE,
@@ -65,9 +65,6 @@ SWEEP_FAILURES = 3
 
 SWEEP_PAUSE = 60.0
 """Seconds sweeps pause after failing :data:`SWEEP_FAILURES` times: each job is polled by GET."""
-
-SAFETY_SHARE = 0.1
-"""The share of the rate the swept jobs' own GETs (the lists are hints) may take at most."""
 
 COUNT_TTL = 300.0
 """Seconds a list's count is believed: a crowded list may thin out."""
@@ -264,19 +261,20 @@ class Sweeper:
         started, pages = self._last
         rate = self._planning_rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
-        # Sweeps back off like one poll stream: their policies' first delay after a
-        # sweep that saw a change, doubling (up to their shortest longest gap) while none do.
         if policies and started > -math.inf:
-            first = min(policy.initial_delay for policy in policies)
-            longest = min(policy.longest_gap for policy in policies)
-            multiplier = min(policy.multiplier for policy in policies)
-            gap = max(gap, step(self._quiet + 1, first, longest, multiplier))
-            # Never dearer than the GETs it replaces: each job would cost one request a
-            # longest gap, so a sweep (its pages, and the GETs it asked for to tell a
-            # watcher a change) may come that often per job.
             jobs = sum(1 for job_id in plan.covered if job_id in self._streams)
-            gap = max(gap, (pages + self._extra_gets) * longest / max(jobs, 1))
-            self._say_if_short(pages / (SWEEP_SHARE * rate), longest, jobs, rate)
+            demand = SweepDemand(
+                pages,
+                jobs,
+                first=min(policy.initial_delay for policy in policies),
+                longest=min(policy.longest_gap for policy in policies),
+                multiplier=min(policy.multiplier for policy in policies),
+                quiet=self._quiet,
+                extra_gets=self._extra_gets,
+            )
+            allocation = allocate(rate, demand)
+            gap = allocation.sweep_gap
+            self._say_if_short(allocation.budget_gap, demand.longest, jobs, rate)
         return max(started + gap, self._retry_at)
 
     def _say_if_short(self, budget_gap: float, longest: float, jobs: int, rate: float) -> None:
@@ -411,8 +409,7 @@ class Sweeper:
 
     def _trust_gap(self, covered: int, now: float) -> float:
         """Return how often each swept job may have a GET of its own, by the budget's share."""
-        rate = self._rate(now)
-        return 0.0 if math.isinf(rate) else covered / (SAFETY_SHARE * rate)
+        return safety_gap(self._planning_rate(now), covered)
 
     def _failed(self, plan: Plan, error: BaseException, started: float, now: float) -> None:
         trust = self._trust_gap(len(plan.covered), now)

@@ -1,0 +1,103 @@
+"""The budget's allocation between the sources of requests, when sweeps are on. Pure.
+
+With ``R`` the rate the client may plan by (its own, or its part of a fleet's),
+a sweep of ``P`` pages covering ``N`` jobs, and the covered jobs' most
+demanding policy (first gap ``f``, longest ``L``, multiplier ``m``):
+
+- **sweeps** come every ``max(P / (S·R), step(q + 1; f, L, m), (P + E)·L / N)``
+  seconds: no more than a share ``S`` (:data:`SWEEP_SHARE`) of the budget; no
+  sooner than the policy's own backoff after ``q`` sweeps in a row that saw
+  nothing new; and never dearer than the GETs they replace (one a job each
+  longest gap, ``E`` being the GETs the last sweep asked for to tell a
+  watcher of a change);
+- **safety GETs** (lists are hints: a swept job still gets a GET of its own now
+  and then) each come at most every ``N / (T·R)`` seconds per job, a share
+  ``T`` (:data:`SAFETY_SHARE`) of the budget, and never more often than
+  :data:`LIST_TRUST` of the job's longest gaps;
+- the rest, at least ``1 - S - T`` of the budget, is the GETs': a job's first
+  look, the GET after a list showed it changed or gone (its end), polls of
+  jobs no sweep covers, and retries, each queued by when it became due.
+
+So the sources together never ask for more than the budget, a tighter policy
+never makes a sweep or a safety GET come later, and each source keeps a share
+of its own. ``docs/planning.md`` has the model, with a worked example.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from imagejobs.planning.backoff import step
+
+__all__ = [
+    "LIST_TRUST",
+    "SAFETY_SHARE",
+    "SWEEP_SHARE",
+    "Allocation",
+    "SweepDemand",
+    "allocate",
+    "safety_gap",
+]
+
+SWEEP_SHARE = 1 / 3
+"""The share of the request budget sweeps may take; the rest is for GETs.
+
+Sweeps start only when GETs of every job at its policy's first pace would
+take more than this share, and a sweep comes no sooner than its pages allow
+at this share of the client's rate.
+"""
+
+SAFETY_SHARE = 0.1
+"""The share of the budget the swept jobs' own GETs (the lists are hints) may take at most."""
+
+LIST_TRUST = 10
+"""A swept job is still fetched once this many of its longest poll gaps passed without a GET
+(or less often, as :data:`SAFETY_SHARE` of the budget allows).
+
+Lists are hints: one that lags, or never shows a job's end, must not hide it for ever.
+"""
+
+
+@attrs.frozen
+class SweepDemand:
+    """What the next sweep asks of the budget, and the policies of the jobs it covers."""
+
+    pages: int
+    """Requests a sweep takes (a page at least per list)."""
+    jobs: int
+    """Jobs it covers."""
+    first: float
+    longest: float
+    multiplier: float
+    """The most demanding of the covered jobs' policies: first gap, longest gap, multiplier."""
+    quiet: int = 0
+    """Sweeps in a row that saw nothing new: sweeps back off as one poll stream does."""
+    extra_gets: int = 0
+    """GETs the last sweep asked for to tell a watcher of a change (not a job's end)."""
+
+
+@attrs.frozen
+class Allocation:
+    """When the next sweep may come after the last one started, and how often a safety GET."""
+
+    sweep_gap: float
+    budget_gap: float
+    """The part of :attr:`sweep_gap` the budget forces: a policy asking for more is not met."""
+    safety_gap: float
+    """The least time between two safety GETs of one swept job, by the budget's share."""
+
+
+def allocate(rate: float, demand: SweepDemand) -> Allocation:
+    """Return the sweeps' and the safety GETs' shares of ``rate`` requests a second."""
+    budget_gap = 0.0 if math.isinf(rate) else demand.pages / (SWEEP_SHARE * rate)
+    backoff = step(demand.quiet + 1, demand.first, demand.longest, demand.multiplier)
+    replaced = (demand.pages + demand.extra_gets) * demand.longest / max(demand.jobs, 1)
+    gap = max(budget_gap, backoff, replaced)
+    return Allocation(gap, budget_gap, safety_gap(rate, demand.jobs))
+
+
+def safety_gap(rate: float, jobs: int) -> float:
+    """Return the least time between two safety GETs of one of ``jobs`` swept jobs."""
+    return 0.0 if math.isinf(rate) else jobs / (SAFETY_SHARE * rate)

@@ -1,0 +1,123 @@
+"""The budget's allocation between sources: properties that hold for any rate, sweep and policy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imagejobs import PollPolicy
+from imagejobs.planning.allocation import (
+    SAFETY_SHARE,
+    SWEEP_SHARE,
+    SweepDemand,
+    allocate,
+    safety_gap,
+)
+from imagejobs.planning.cadence import next_gap
+from imagejobs.planning.history import LogNormal
+
+rates = st.floats(min_value=0.05, max_value=1000)
+gaps = st.floats(min_value=0.01, max_value=600)
+multipliers = st.floats(min_value=1, max_value=4)
+
+
+@st.composite
+def demands(draw: st.DrawFn) -> SweepDemand:
+    first = draw(gaps)
+    return SweepDemand(
+        pages=draw(st.integers(1, 2000)),
+        jobs=draw(st.integers(1, 200_000)),
+        first=first,
+        longest=first + draw(gaps),
+        multiplier=draw(multipliers),
+        quiet=draw(st.integers(0, 50)),
+        extra_gets=draw(st.integers(0, 500)),
+    )
+
+
+@given(rate=rates, demand=demands())
+def test_sweeps_and_safety_gets_together_never_ask_more_than_their_shares(
+    rate: float, demand: SweepDemand
+) -> None:
+    allocation = allocate(rate, demand)
+    asked = demand.pages / allocation.sweep_gap + demand.jobs / allocation.safety_gap
+    assert asked <= (SWEEP_SHARE + SAFETY_SHARE) * rate * (1 + 1e-9)
+    # What is left, at least, for first looks, ends, polls and retries.
+    assert rate - asked >= (1 - SWEEP_SHARE - SAFETY_SHARE) * rate * (1 - 1e-9)
+
+
+@given(
+    rate=rates,
+    demand=demands(),
+    tighter_by=st.floats(min_value=0.01, max_value=1),
+    faster_by=st.floats(min_value=0, max_value=1),
+)
+def test_a_tighter_policy_never_makes_a_sweep_or_a_safety_get_later(
+    rate: float, demand: SweepDemand, tighter_by: float, faster_by: float
+) -> None:
+    tight = SweepDemand(
+        demand.pages,
+        demand.jobs,
+        first=demand.first * tighter_by,
+        longest=max(demand.first * tighter_by, demand.longest * tighter_by),
+        multiplier=1 + (demand.multiplier - 1) * faster_by,
+        quiet=demand.quiet,
+        extra_gets=demand.extra_gets,
+    )
+    loose, tightened = allocate(rate, demand), allocate(rate, tight)
+    assert tightened.sweep_gap <= loose.sweep_gap * (1 + 1e-9)
+    assert tightened.safety_gap == loose.safety_gap  # the budget's share, whatever the policy
+    assert tightened.budget_gap == loose.budget_gap
+
+
+@given(rate=rates, demand=demands())
+def test_no_source_is_starved_every_gap_is_finite(rate: float, demand: SweepDemand) -> None:
+    allocation = allocate(rate, demand)
+    assert 0 < allocation.sweep_gap < math.inf
+    assert 0 < allocation.safety_gap < math.inf
+    assert allocation.budget_gap <= allocation.sweep_gap
+
+
+def test_the_worked_example_of_the_docs() -> None:
+    # 10,000 active jobs of three types at 20 requests a second: about a hundred pages.
+    demand = SweepDemand(pages=100, jobs=10_000, first=2.0, longest=27.0, multiplier=2.0)
+    allocation = allocate(20.0, demand)
+    assert allocation.budget_gap == pytest.approx(15.0)  # 100 pages at a third of 20/s
+    assert allocation.sweep_gap == pytest.approx(15.0)
+    assert allocation.safety_gap == pytest.approx(5000.0)  # 10,000 jobs at 2/s
+    assert safety_gap(math.inf, 10_000) == 0.0
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> tuple[PollPolicy, PollPolicy]:
+    """A policy, and one as tight or tighter in every way (same jitter)."""
+    initial = draw(st.floats(min_value=0.1, max_value=60))
+    longest = initial + draw(st.floats(min_value=0, max_value=600))
+    multiplier = draw(multipliers)
+    shrink = draw(st.floats(min_value=0.05, max_value=1))
+    tight_initial = initial * shrink
+    tight_longest = max(tight_initial, longest * draw(st.floats(min_value=0.05, max_value=1)))
+    tight_multiplier = 1 + (multiplier - 1) * draw(st.floats(min_value=0, max_value=1))
+    loose = PollPolicy(initial_delay=initial, max_delay=longest, multiplier=multiplier)
+    tight = PollPolicy(
+        initial_delay=tight_initial, max_delay=tight_longest, multiplier=tight_multiplier
+    )
+    return loose, tight
+
+
+@given(
+    pair=policies(),
+    age=st.floats(min_value=0, max_value=20_000),
+    draw=st.floats(min_value=0, max_value=0.999),
+    median=st.one_of(st.none(), st.floats(min_value=5, max_value=5000)),
+)
+def test_a_tighter_policy_never_lowers_a_jobs_poll_priority(
+    pair: tuple[PollPolicy, PollPolicy], age: float, draw: float, median: float | None
+) -> None:
+    loose, tight = pair
+    fit = None if median is None else LogNormal(math.log(median), 0.4, 30)
+    # A poll is queued by when it is due: sooner due, sooner sent.
+    assert next_gap(tight, age, fit, draw) <= next_gap(loose, age, fit, draw) * (1 + 1e-9)
