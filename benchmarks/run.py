@@ -913,6 +913,64 @@ def callers(env: dict[str, str], sizes: tuple[int, ...], rounds: int) -> tuple[s
     return text, {"callers": {"figures": figures, "ratios": ratios}}
 
 
+def grid(seeds: int, quick: bool) -> tuple[str, dict[str, Any]]:
+    from benchmarks.grid import CELLS, POLICIES, bound, simulate
+
+    cells = CELLS[:1] if quick else CELLS
+    print(f"grid: {len(cells)} cells, {seeds} seeds, sweeps on and off", file=sys.stderr)
+    rows, data = [], {}
+    sources = ("first", "sweep", "changed", "safety", "final", "poll", "retry")
+    for jobs, seconds, rate in cells:
+        limit = bound(jobs, seconds, rate)
+        for max_delay in POLICIES[jobs]:
+            on = [simulate(jobs, seconds, rate, max_delay, seed) for seed in range(seeds)]
+            off = [
+                simulate(jobs, seconds, rate, max_delay, seed, sweeps=False)
+                for seed in range(seeds)
+            ]
+            name = f"{jobs}/{seconds:g}s/{rate:g}/s M={max_delay or 'default'}"
+            spent = {
+                source: statistics.median(run["by_source"].get(source, 0.0) for run in on)
+                for source in sources
+            }
+            data[name] = {"sweeps": on, "sweeps_off": off, "bound": limit}
+            rows.append(
+                [
+                    f"{jobs:,}, {seconds:g} s, {rate:g}/s",
+                    "default" if max_delay is None else f"{max_delay:g} s",
+                    f"{max(run['p95_late_s'] for run in on):.1f}",
+                    f"{max(run['requests_per_job'] for run in on):.2f}",
+                    " · ".join(f"{spent[source]:.2f}" for source in sources),
+                    f"{limit['late_s']:.1f}, {limit['requests_per_job']:.2f}",
+                    f"{max(run['p95_late_s'] for run in off):.1f}, "
+                    f"{max(run['requests_per_job'] for run in off):.2f}",
+                ]
+            )
+    header = [
+        "jobs, window, rate",
+        "max_delay",
+        "p95 late s (worst seed)",
+        "requests a job (worst)",
+        "by source: " + " · ".join(sources),
+        "bound: late s, requests",
+        "sweeps off: p95, requests",
+    ]
+    text = "\n".join(
+        [
+            "### 12. One budget for every source: lateness and requests across a grid\n",
+            table(header, rows),
+            "\nJobs of three types (WAITING, RUNNING, then done, 5% FAILED), their ends "
+            "spread over the window, among 2,000 old finished jobs; the gateway's limit is "
+            "the client's rate; `wait_many(ids, PollPolicy(initial_delay=0.5, max_delay=M))`. "
+            f"Virtual time through the real client and the fake, {seeds} seeds; the worst "
+            "seed's p95 and requests, the median requests a job by source "
+            "(`RequestCounter`). The bound: a sweep of every active list as often as the "
+            "rate left by the ends' GETs allows (see `benchmarks/grid.py`).\n",
+        ]
+    )
+    return text, {"grid": data}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -941,6 +999,7 @@ SCENARIOS = (
     "cadence",
     "fleet",
     "callers",
+    "grid",
 )
 """Every scenario, in the order of a full run (``--only`` picks some)."""
 
@@ -998,6 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sweeps": lambda: sweeps(seeds=2 if quick else 5, jobs=400, old=2000),
                 "cadence": lambda: cadence(seeds=2 if quick else 5, count=60 if quick else 200),
                 "fleet": lambda: fleet(*((3, 20, 10, 20.0) if quick else (6, 100, 50, 60.0))),
+                "grid": lambda: grid(seeds=1 if quick else 5, quick=quick),
                 "callers": lambda: callers(
                     env,
                     sizes=(250, 2000) if quick else (1000, 8000, 16_000),
