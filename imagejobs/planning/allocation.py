@@ -36,6 +36,7 @@ __all__ = [
     "SAFETY_SHARE",
     "SWEEP_SHARE",
     "Allocation",
+    "SafetyAllowance",
     "SweepDemand",
     "allocate",
     "safety_gap",
@@ -51,6 +52,10 @@ at this share of the client's rate.
 
 SAFETY_SHARE = 0.1
 """The share of the budget the swept jobs' own GETs (the lists are hints) may take at most."""
+
+SAFETY_BURST = 10.0
+"""Seconds' worth of the safety GETs' share that may go at once: jobs that fell due
+together are fetched a few at a time, never all in one burst."""
 
 LIST_TRUST = 10
 """A swept job is still fetched once this many of its longest poll gaps passed without a GET
@@ -101,3 +106,30 @@ def allocate(rate: float, demand: SweepDemand) -> Allocation:
 def safety_gap(rate: float, jobs: int) -> float:
     """Return the least time between two safety GETs of one of ``jobs`` swept jobs."""
     return 0.0 if math.isinf(rate) else jobs / (SAFETY_SHARE * rate)
+
+
+@attrs.define
+class SafetyAllowance:
+    """The safety GETs a client may send now: its share of the rate, saved up a little.
+
+    Jobs subscribed together fall due for a safety GET together: counted one by
+    one against a threshold, hundreds would go at once and hold every other
+    request back. Taken from this allowance instead, they go at the share's pace,
+    the longest overdue first.
+    """
+
+    tokens: float = 0.0
+    refilled_at: float = -math.inf
+
+    def take(self, wanted: int, rate: float, now: float) -> int:
+        """Return how many of ``wanted`` safety GETs may go now, and spend them."""
+        if math.isinf(rate):
+            return wanted
+        share = SAFETY_SHARE * rate
+        if self.refilled_at > -math.inf:
+            saved = self.tokens + share * max(0.0, now - self.refilled_at)
+            self.tokens = min(saved, max(1.0, share * SAFETY_BURST))
+        self.refilled_at = now
+        granted = min(wanted, int(self.tokens))
+        self.tokens -= granted
+        return granted

@@ -31,7 +31,7 @@ import attrs
 from imagejobs.core.codec import Page
 from imagejobs.core.errors import BadRequest, ImageJobsError, TransportError
 from imagejobs.core.models import ImageJobInfo, SubJob
-from imagejobs.planning.allocation import SweepDemand, allocate, safety_gap
+from imagejobs.planning.allocation import SafetyAllowance, SweepDemand, allocate, safety_gap
 from imagejobs.planning.retry import RetryPolicy, is_poll_transient
 from imagejobs.planning.sweeps import (
     SWEEP_SHARE,
@@ -65,6 +65,8 @@ SWEEP_FAILURES = 3
 
 SWEEP_PAUSE = 60.0
 """Seconds sweeps pause after failing :data:`SWEEP_FAILURES` times: each job is polled by GET."""
+
+PAGE_OVERLAP = 5
 
 COUNT_TTL = 300.0
 """Seconds a list's count is believed: a crowded list may thin out."""
@@ -143,6 +145,7 @@ class Sweeper:
         self._extra_gets = 0  # GETs the last sweep asked for to tell watchers of a change
         self._abandoned: set[asyncio.Task[Findings]] = set()
         self._said_short = False
+        self._safety = SafetyAllowance()
 
     def __repr__(self) -> str:
         return f"Sweeper(lists={len(self.cover.listings)}, covered={len(self.cover.covered)})"
@@ -317,7 +320,7 @@ class Sweeper:
             def fetch(offset: int) -> Coroutine[Any, Any, Page[ImageJobInfo | SubJob]]:
                 return list_page(listing, offset, priority, gate)
 
-            walk = ListWalk(fetch, _item_key)
+            walk = ListWalk(fetch, _item_key, overlap=PAGE_OVERLAP)
             try:
                 async with contextlib.aclosing(walk.pages_of_items()) as pages:
                     async for page, _ in pages:
@@ -388,12 +391,12 @@ class Sweeper:
         news = bool(verdict.to_get) or plan.covered != self.cover.covered
         # GETs for watched jobs' changes are extra; a job's end costs its GET either way.
         self._extra_gets = sum(1 for job_id in verdict.to_get if job_id in subs)
-        trust = self._trust_gap(len(streams), now)
+        due = self._safety_due(streams, verdict.to_get, started, now)
         for stream in streams:
             if stream.job_id in verdict.to_get:
                 self._get(stream, started, "changed")
                 continue
-            if stream.overdue(started, trust):
+            if stream.job_id in due:
                 self._get(stream, started, "safety")
                 continue
             listed = verdict.listed.get(stream.job_id)
@@ -407,16 +410,29 @@ class Sweeper:
         self._quiet = 0 if news else self._quiet + 1
         self.stale = True
 
-    def _trust_gap(self, covered: int, now: float) -> float:
-        """Return how often each swept job may have a GET of its own, by the budget's share."""
-        return safety_gap(self._planning_rate(now), covered)
+    def _safety_due(
+        self, streams: list[Stream], to_get: Collection[str], started: float, now: float
+    ) -> set[str]:
+        """Return the swept jobs to GET for safety now: the longest overdue, at the share's pace."""
+        rate = self._planning_rate(now)
+        trust = safety_gap(rate, len(streams))
+        overdue = [
+            stream
+            for stream in streams
+            if stream.job_id not in to_get and stream.overdue(started, trust)
+        ]
+        granted = self._safety.take(len(overdue), rate, now)
+        overdue.sort(key=lambda stream: stream.sweep.fetched_at)
+        return {stream.job_id for stream in overdue[:granted]}
 
     def _failed(self, plan: Plan, error: BaseException, started: float, now: float) -> None:
-        trust = self._trust_gap(len(plan.covered), now)
-        for job_id in plan.covered:
-            stream = self._streams.get(job_id)
-            if stream is not None and stream.sweep.covered and stream.overdue(started, trust):
-                self._get(stream, started, "safety")  # the safety net holds through outages
+        covered = [
+            stream
+            for job_id in plan.covered
+            if (stream := self._streams.get(job_id)) is not None and stream.sweep.covered
+        ]
+        for job_id in self._safety_due(covered, (), started, now):
+            self._get(self._streams[job_id], started, "safety")  # the net holds through outages
         if isinstance(error, ImageJobsError) and is_poll_transient(error):
             self._failures += 1
             if self._failures >= SWEEP_FAILURES:

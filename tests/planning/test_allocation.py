@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from imagejobs import PollPolicy
 from imagejobs.planning.allocation import (
+    SAFETY_BURST,
     SAFETY_SHARE,
     SWEEP_SHARE,
+    SafetyAllowance,
     SweepDemand,
     allocate,
     safety_gap,
@@ -121,3 +123,26 @@ def test_a_tighter_policy_never_lowers_a_jobs_poll_priority(
     fit = None if median is None else LogNormal(math.log(median), 0.4, 30)
     # A poll is queued by when it is due: sooner due, sooner sent.
     assert next_gap(tight, age, fit, draw) <= next_gap(loose, age, fit, draw) * (1 + 1e-9)
+
+
+@given(
+    rate=rates,
+    times=st.lists(st.floats(min_value=0, max_value=3600), min_size=1, max_size=40),
+    wanted=st.integers(0, 10_000),
+)
+def test_safety_gets_keep_to_their_share_at_any_pace_of_sweeps(
+    rate: float, times: list[float], wanted: int
+) -> None:
+    allowance = SafetyAllowance()
+    times = sorted(times)
+    granted = sum(allowance.take(wanted, rate, now) for now in times)
+    share = SAFETY_SHARE * rate
+    assert granted <= share * (times[-1] - times[0]) + max(1.0, share * SAFETY_BURST)
+
+
+def test_safety_gets_fall_due_together_and_go_a_few_at_a_time() -> None:
+    allowance = SafetyAllowance()
+    assert allowance.take(500, 20.0, 0.0) == 0  # nothing saved up yet
+    assert allowance.take(500, 20.0, 3.0) == 6  # 2 a second, a tenth of 20
+    assert allowance.take(500, 20.0, 100.0) == 20  # at most ten seconds' worth at once
+    assert allowance.take(500, math.inf, 100.0) == 500
