@@ -128,8 +128,13 @@ class SafetyAllowance:
         share = SAFETY_SHARE * rate
         if self.refilled_at > -math.inf:
             saved = self.tokens + share * max(0.0, now - self.refilled_at)
-            self.tokens = min(saved, max(1.0, share * SAFETY_BURST))
+            self.tokens = min(saved, self.ceiling(rate))
         self.refilled_at = now
         granted = min(wanted, int(self.tokens))
         self.tokens -= granted
         return granted
+
+    @staticmethod
+    def ceiling(rate: float) -> float:
+        """Return the most safety GETs it ever grants at once at ``rate`` (all, unbounded)."""
+        return math.inf if math.isinf(rate) else max(1.0, SAFETY_SHARE * rate * SAFETY_BURST)

@@ -60,10 +60,14 @@ class SweepState:
 
     covered: bool = False
     """Covered by sweeps: no GET of its own until a sweep asks for one."""
+    covered_at: float = -math.inf
+    """When it came under the cover: a sweep started before then does not decide about it."""
+    demand: float = 0.0
+    """Requests a second its policies' first pace asks, as its sweeper counts it."""
     get_wanted: bool = False
+    """A sweep saw it leave its list (or change): a GET must say what happened."""
     get_reason: str = "changed"
     """Why a GET is wanted: ``changed``, ``safety`` or ``first`` (a watcher joined)."""
-    """A sweep saw it leave its list (or change): a GET must say what happened."""
     get_since: float = -math.inf
     """When the sweep that asked for a GET started: only a GET sent since then answers it."""
     fetched_at: float = -math.inf
@@ -94,8 +98,6 @@ class Stream:
     poll: asyncio.Task[LookResult] | None = None
     poll_started: float = 0.0
     poll_order: int = 0
-    due_entry: int | None = None
-    """The number of the stream's live entry in the due heap; other entries are stale."""
     draw: float = 0.5
     """One draw of jitter per look, shared by all subscribers: each drawing its own
     would poll at the earliest of their draws, far more often than any one asks."""
@@ -132,6 +134,8 @@ class Stream:
         _count_out(self._policies, sub.policy)
         _count_out(self._gates, sub.gate)
         self._watching -= sub.wants_transitions
+        if not self.subscribers:
+            self._wants.clear()  # a stream let go holds no ended wait
         self._compact_if_bloated()
 
     def want(self, sub: Subscription, when: float) -> None:

@@ -5,17 +5,23 @@ has its jobs swept through its own gate, by a :class:`Sweeper` of its own, so
 that its cap holds for every request its jobs cost and no other call's jobs
 wait at that cap. Every other job is swept through the client's gate. The hub
 sees one object with a sweeper's few methods.
+
+The hub tells it which streams changed; each is placed in its group (again) at
+the next turn of the loop, :data:`~imagejobs.scheduling.coverage.SLICE` of them
+a turn at most, so no turn looks at every job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from imagejobs.scheduling.coverage import SLICE
 from imagejobs.scheduling.streams import Stream
-from imagejobs.scheduling.sweeper import FEW_JOBS, REGROUP_EVERY, Sweeper
+from imagejobs.scheduling.sweeper import Sweeper
 from imagejobs.timing.gate import Gate
 
 __all__ = ["SweeperGroups"]
@@ -24,9 +30,8 @@ __all__ = ["SweeperGroups"]
 class SweeperGroups:
     """One :class:`Sweeper` per gate the hub's jobs are looked at through (None: the client's).
 
-    ``make(gate)`` makes a sweeper for a gate. Groups are found again when jobs
-    changed, at most every :data:`REGROUP_EVERY` seconds with many jobs; a group
-    whose jobs all left is let go, its sweep in flight cancelled.
+    ``make(gate)`` makes a sweeper for a gate. A group whose jobs all left is let
+    go, its sweep in flight cancelled.
     """
 
     def __init__(self, streams: Mapping[str, Stream], make: Callable[[Gate | None], Sweeper]):
@@ -34,7 +39,9 @@ class SweeperGroups:
         self._make = make
         self._groups: dict[Gate | None, Sweeper] = {None: make(None)}
         self._gone: list[Sweeper] = []
-        self._found_after = -math.inf
+        self._group_of: dict[Stream, Gate | None] = {}
+        self._changed: dict[Stream, None] = {}
+        self._more = False  # streams changed beyond the last turn's slice
 
     def __repr__(self) -> str:
         return f"SweeperGroups({len(self._groups)} groups, covered={self.covered})"
@@ -42,31 +49,48 @@ class SweeperGroups:
     @property
     def covered(self) -> int:
         """Jobs the sweeps cover now, all groups together."""
-        return sum(len(sweeper.cover.covered) for sweeper in self._groups.values())
+        return sum(sweeper.coverage.covered() for sweeper in self._groups.values())
 
-    @property
-    def stale(self) -> bool:
-        """Whether jobs came, went or changed since the last regroup."""
-        return any(sweeper.stale for sweeper in self._groups.values())
-
-    @stale.setter
-    def stale(self, value: bool) -> None:
-        for sweeper in self._groups.values():
-            sweeper.stale = value
+    def changed(self, stream: Stream) -> None:
+        """Note that a stream came, went, or changed in a way the sweeps may care about."""
+        self._changed[stream] = None
 
     def collect(self, now: float) -> None:
         """Read what each group's finished sweep found."""
         for sweeper in self._groups.values():
             sweeper.collect(now)
 
-    def regroup_if_due(self, now: float) -> None:
-        """Find the groups again if jobs changed, then let each decide its cover."""
-        few = len(self._streams) <= FEW_JOBS
-        if self.stale and (now >= self._found_after or few):
-            self._found_after = now + REGROUP_EVERY
-            self._find_groups()
-        for sweeper in self._groups.values():
-            sweeper.regroup_if_due(now)
+    def regroup(self, now: float) -> None:
+        """Place the streams that changed in their groups, then let each decide its cover."""
+        changed = self._changed
+        for stream in list(itertools.islice(changed, SLICE)):
+            del changed[stream]
+            self._place(stream, now)
+        self._more = bool(changed)
+        for gate, sweeper in list(self._groups.items()):
+            sweeper.regroup(now)
+            if gate is not None and not sweeper.coverage.members:
+                del self._groups[gate]  # its call is done: no request for nothing
+                sweeper.abandon()
+                self._gone.append(sweeper)
+
+    def _place(self, stream: Stream, now: float) -> None:
+        live = self._streams.get(stream.job_id) is stream
+        gate = stream.call_gate() if live else None
+        if stream in self._group_of:
+            before = self._group_of[stream]
+            if live and before is gate:
+                self._groups[gate].put(stream)
+                return
+            del self._group_of[stream]
+            if before in self._groups:
+                self._groups[before].drop(stream, now, live=live)
+        if live:
+            sweeper = self._groups.get(gate)
+            if sweeper is None:
+                sweeper = self._groups[gate] = self._make(gate)
+            sweeper.put(stream)
+            self._group_of[stream] = gate
 
     def launch(self, now: float) -> None:
         """Start each group's sweep once its pace, backoff and share allow."""
@@ -75,10 +99,9 @@ class SweeperGroups:
 
     def wake_at(self) -> float:
         """Return when the loop must look again for any group's sake."""
-        wake = min(sweeper.wake_at() for sweeper in self._groups.values())
-        if self.stale:
-            wake = min(wake, self._found_after)
-        return wake
+        if self._more:
+            return -math.inf  # at once: the next slice (a later change waits for the next turn)
+        return min(sweeper.wake_at() for sweeper in self._groups.values())
 
     def abandon(self) -> None:
         """Cancel every sweep nobody is left to hear of."""
@@ -91,13 +114,3 @@ class SweeperGroups:
         return [
             task for sweeper in (*self._groups.values(), *self._gone) for task in sweeper.tasks()
         ]
-
-    def _find_groups(self) -> None:
-        gates = {stream.call_gate() for stream in self._streams.values()}
-        for gate in gates - self._groups.keys():
-            sweeper = self._groups[gate] = self._make(gate)
-            sweeper.stale = True
-        for gate in [gate for gate in self._groups if gate is not None and gate not in gates]:
-            sweeper = self._groups.pop(gate)
-            sweeper.abandon()
-            self._gone.append(sweeper)
