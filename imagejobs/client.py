@@ -116,15 +116,17 @@ class Client:
     and places the polls of jobs of a type it knows where their end is likely.
 
     With ``redis_url`` (``redis://``, ``rediss://`` for TLS, or ``unix://``),
-    ``max_in_flight`` and ``rate`` hold for every process of the same account
-    that shares that Redis: a fleet-wide limiter on Redis's clock, slots that
-    a crashed process cannot keep past their lease, a 429 anywhere slowing
-    them all, and a job watched by several processes polled by one of them at
-    a time, the others replaying its snapshots (see docs/fleet.md). The fleet
-    is keyed by ``project_id`` and a hash of the access key or token;
-    ``redis_key`` names another. If Redis is unreachable or slow, everything
-    goes on under this client's own budget, with one warning, and shares
-    again once Redis answers.
+    every process of the same account that shares that Redis shares one
+    budget: a fleet-wide limiter on Redis's clock, slots that a crashed
+    process cannot keep past their lease, a 429 anywhere slowing them all, and
+    a job or a list page several processes want fetched by one of them at a
+    time, the others taking what it saw (see docs/fleet.md). ``max_in_flight``
+    holds for the fleet; ``rate`` caps this process alone, and the fleet's is
+    ``fleet_rate``: the lowest a member sets, or else the highest ``rate``
+    among them. The fleet is keyed by ``project_id`` and a hash of the access
+    key or token; ``redis_key`` names another. If Redis is unreachable or
+    slow, everything goes on under this client's own budget, with one
+    warning, and shares again once Redis answers.
 
     ``hooks`` are objects with some of ``on_request``, ``on_retry``,
     ``on_throttle``, ``on_wait``, ``on_transition`` and ``on_outcome``, each
@@ -134,7 +136,7 @@ class Client:
 
     Raises :class:`InvalidArgument` at once for a bad ``project_id``,
     ``endpoint``, ``region``, ``timeout``, ``ssl``, ``max_in_flight``, ``rate``,
-    ``sweeps``, ``redis_url``, ``redis_key`` or ``hooks``, and
+    ``sweeps``, ``redis_url``, ``redis_key``, ``fleet_rate`` or ``hooks``, and
     :class:`ConfigurationError` for ``redis_url`` without the ``redis`` extra.
     """
 
@@ -158,6 +160,7 @@ class Client:
         history: DurationHistory | None = None,
         redis_url: str | None = None,
         redis_key: str | None = None,
+        fleet_rate: float | None = None,
         hooks: Iterable[object] = (),
     ) -> None:
         self.project_id = check_id("project_id", project_id)
@@ -194,7 +197,10 @@ class Client:
         key = _fleet_key(redis_url, redis_key, self.project_id, credentials, self.endpoint)
         if key is not None and self.clock is not SYSTEM_CLOCK:
             raise InvalidArgument("redis_url needs the system clock: a fleet keeps Redis's time")
-        self._fleet = None if key is None else _fleet(redis_url or "", key, budget, self.timeout)
+        _check_fleet_rate(fleet_rate, key)
+        self._fleet = (
+            None if key is None else _fleet(redis_url or "", key, budget, self.timeout, fleet_rate)
+        )
         self._requester = Requester(
             transport,
             Admission(self._gate, self._fleet),
@@ -232,7 +238,7 @@ class Client:
         Reads ``HUAWEICLOUD_SDK_AK``, ``HUAWEICLOUD_SDK_SK``,
         ``HUAWEICLOUD_SDK_SECURITY_TOKEN``, ``HUAWEICLOUD_SDK_PROJECT_ID``,
         ``IMAGEJOBS_AUTH_TOKEN``, ``IMAGEJOBS_ENDPOINT``, ``IMAGEJOBS_REGION``,
-        ``IMAGEJOBS_REDIS_URL`` and
+        ``IMAGEJOBS_REDIS_URL``, ``IMAGEJOBS_FLEET_RATE`` (with a Redis URL) and
         the provider's credentials file (``~/.huaweicloud/credentials``, or the
         one ``HUAWEICLOUD_SDK_CREDENTIALS_FILE`` names). ``overrides`` are
         :class:`Client` arguments and win. Raises :class:`ConfigurationError`
@@ -558,14 +564,32 @@ def _fleet_key(
     return fleet_key(project_id, account)
 
 
-def _fleet(redis_url: str, key: str, budget: RequestBudget, timeout: float) -> Fleet:
+def _check_fleet_rate(fleet_rate: object, key: str | None) -> None:
+    if fleet_rate is None:
+        return
+    if key is None:
+        raise InvalidArgument("fleet_rate needs redis_url")
+    if (
+        isinstance(fleet_rate, bool)
+        or not isinstance(fleet_rate, (int, float))
+        or not fleet_rate > 0
+    ):
+        raise InvalidArgument(
+            f"fleet_rate must be a positive number per second, got {fleet_rate!r}"
+        )
+
+
+def _fleet(
+    redis_url: str, key: str, budget: RequestBudget, timeout: float, fleet_rate: float | None
+) -> Fleet:
     """Join the fleet at ``key`` with this client's limits."""
     return Fleet(
         redis_url,
         key,
         max_in_flight=budget.max_in_flight,
         # Lua has no infinity to parse: an unlimited rate is a billion a second.
-        rate=min(budget.rate, 1e9),
+        rate=min(budget.rate if fleet_rate is None else fleet_rate, 1e9),
+        explicit=fleet_rate is not None,
         pace=PACE,
         burst=min(budget.burst(budget.refilled_at), 1e9),
         # A request ends within its timeout: a slot outlives it by a little.

@@ -9,6 +9,7 @@ environment and the file.
 from __future__ import annotations
 
 import configparser
+import math
 import os
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -24,6 +25,7 @@ __all__ = [
     "ENV_AUTH_TOKEN",
     "ENV_CREDENTIALS_FILE",
     "ENV_ENDPOINT",
+    "ENV_FLEET_RATE",
     "ENV_PROJECT_ID",
     "ENV_REDIS_URL",
     "ENV_REGION",
@@ -44,6 +46,7 @@ ENV_AUTH_TOKEN = "IMAGEJOBS_AUTH_TOKEN"  # noqa: S105 - a variable name
 ENV_REGION = "IMAGEJOBS_REGION"
 ENV_ENDPOINT = "IMAGEJOBS_ENDPOINT"
 ENV_REDIS_URL = "IMAGEJOBS_REDIS_URL"
+ENV_FLEET_RATE = "IMAGEJOBS_FLEET_RATE"
 
 _SECTION = "basic"
 
@@ -178,7 +181,23 @@ def resolve(
     settings.update(_endpoint(settings, environ))
     if settings.get("redis_url") is None and _env(environ, ENV_REDIS_URL):
         settings["redis_url"] = _env(environ, ENV_REDIS_URL)
+    # Only for a fleet: a variable set for every shell must not fail a lone client.
+    fleet_rate = _env(environ, ENV_FLEET_RATE)
+    if settings.get("redis_url") and settings.get("fleet_rate") is None and fleet_rate:
+        settings["fleet_rate"] = _fleet_rate(fleet_rate)
     return settings
+
+
+def _fleet_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not rate > 0:
+        raise ConfigurationError(
+            f"{ENV_FLEET_RATE} must be a positive number of requests a second, got {text!r}"
+        )
+    return rate
 
 
 def from_environment(

@@ -22,9 +22,11 @@ Where the fleet differs, and why:
   answers of the second before): here each time a process asks Redis for a
   turn, and at each 429, where a lone client asks at each start and each wait
   it plans. Asked at the same times, the two agree (the test asserts it).
-- Each process passes its own ``max_rate``: the shared rate is capped by, and
-  drops no lower than the floor of, the caller's. With every process configured
-  alike (the usual case), that is the lone client's law exactly.
+- The law's ``max_rate`` is the fleet's limit, one for every member, not the
+  caller's own rate: the lowest ``fleet_rate`` a live member sets, or without
+  one the highest rate a member has (:data:`HEARTBEAT` works it out). With
+  every process configured alike (the usual case), that is the lone client's
+  law exactly.
 - Redis forgets the law's state :data:`FORGET_AFTER` seconds after the fleet's
   last request or 429 (a fleet that is gone must leave no keys behind); the
   fleet then starts again at ``max_rate``, as a new client would, where a lone
@@ -100,7 +102,7 @@ local function on_accepted(log, now, member)
 end
 -- AdaptiveRate.current: max_rate until a 429, then the cubic climb, no faster than
 -- twice the accepted rate; the climbed rate is stored, lowered only by a 429.
--- The caller's max_rate caps the shared rate (processes may be told different ones).
+-- max_rate, the fleet's limit, caps the shared rate.
 local function current_rate(key, log, max_rate, now)
   local v = redis.call('HMGET', key, 'ceiling', 'rate', 'dropped', 'stretch')
   if not v[1] then return max_rate end
@@ -152,9 +154,9 @@ end
 
 _FORGET = f"local FORGET_MS = {round(FORGET_AFTER * 1000)}\n"
 
-# KEYS: tat, slots, pause, rate law's state, answers accepted.
-# ARGV: max_rate, pace, burst, max_in_flight, lease_ms, token, booked (ms, 0: none), horizon_ms,
-# max_retry_ms.
+# KEYS: tat, slots, pause, rate law's state, answers accepted, limit.
+# ARGV: the caller's rate (the limit until a heartbeat has set one), pace, burst, max_in_flight,
+# lease_ms, token, booked (ms, 0: none), horizon_ms, max_retry_ms.
 # Returns {state, now, wait, rate, booked}: state 1 granted; 2 a turn booked for `booked`
 # (come back with it after wait ms, or after a moment if wait is -1: every slot taken); 0 no
 # turn (a pause, or the queue longer than the horizon; ask again after wait ms). A booked
@@ -168,7 +170,8 @@ ACQUIRE = (
     + RATE_LAW
     + _FORGET
     + """
-local max_rate, pace, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_rate = tonumber(redis.call('GET', KEYS[6]) or ARGV[1])
+local pace, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
 local cap, lease, horizon = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[8])
 local longest_pause = math.max(tonumber(ARGV[9]), MAX_HOLD * 1000)
 local now = now_ms()
@@ -223,16 +226,18 @@ return 1
 """
 )
 
-# KEYS: rate law's state, pause, answers accepted.
-# ARGV: max_rate, sent_ms, retry_after_ms, max_retry_ms, throttled (1: a 429; 0: another
-# answer with a Retry-After, such as a 503, which holds the fleet but says nothing of its rate).
+# KEYS: rate law's state, pause, answers accepted, limit.
+# ARGV: the caller's rate (the limit until a heartbeat has set one), sent_ms, retry_after_ms,
+# max_retry_ms, throttled (1: a 429; 0: another answer with a Retry-After, such as a 503, which
+# holds the fleet but says nothing of its rate).
 # Returns 1 if the rate dropped, 0 if not (no 429, or one to a request sent before the last drop).
 THROTTLED = (
     CLOCK
     + RATE_LAW
     + _FORGET
     + """
-local max_rate, sent = tonumber(ARGV[1]), tonumber(ARGV[2])
+local max_rate = tonumber(redis.call('GET', KEYS[4]) or ARGV[1])
+local sent = tonumber(ARGV[2])
 local retry_after, max_retry = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local function pause_until(t)
@@ -249,19 +254,43 @@ return 1
 """
 )
 
-# KEYS: members. ARGV: member, ttl_ms, leaving (1/0). Returns {live members, now}.
+# KEYS: members, what each says of the limit, limit.
+# ARGV: member, ttl_ms, leaving (1/0), its rate, set (1: its fleet_rate, set; 0: its own rate).
+# Returns {live members, now, limit}. The limit is the lowest fleet_rate a live member sets,
+# so whoever knows the account's limit can lower it for all; without one, the highest rate a
+# member has, so a process at a low default (a command line) never slows a faster one.
 HEARTBEAT = (
     CLOCK
     + """
 local now = now_ms()
+local ttl = tonumber(ARGV[2])
 if ARGV[3] == '1' then
   redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
 else
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[5] .. ' ' .. ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], 2 * ttl)
+  redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+end
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('HDEL', KEYS[2], gone)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return {redis.call('ZCARD', KEYS[1]), fmt(now)}
+local set, highest = math.huge, 0
+for _, said in ipairs(redis.call('HVALS', KEYS[2])) do
+  local kind, rate = string.match(said, '^(%d) (.+)$')
+  rate = tonumber(rate)
+  if kind == '1' then set = math.min(set, rate) else highest = math.max(highest, rate) end
+end
+local limit = highest
+if set < math.huge then limit = set end
+if limit > 0 then
+  redis.call('SET', KEYS[3], string.format('%.17g', limit), 'PX', 2 * ttl)
+else
+  redis.call('DEL', KEYS[3])
+end
+return {redis.call('ZCARD', KEYS[1]), fmt(now), string.format('%.17g', limit)}
 """
 )
 

@@ -166,6 +166,10 @@ def _import_redis() -> Any:
 class Fleet:
     """One client's share of its account's fleet: limiter, slots, throttling and shared looks.
 
+    ``rate`` is what this member says the fleet's limit is: the ``fleet_rate`` it
+    was given if ``explicit``, else its own rate (see :data:`~.scripts.HEARTBEAT`
+    for how the members' words make one limit).
+
     Times given and returned are on :func:`time.monotonic`; Redis's own clock is
     converted with the offset measured on every call.
 
@@ -182,6 +186,7 @@ class Fleet:
         *,
         max_in_flight: int,
         rate: float,
+        explicit: bool = False,
         pace: float,
         burst: float,
         lease: float,
@@ -205,6 +210,7 @@ class Fleet:
         self.member = uuid.uuid4().hex
         self.max_in_flight = max_in_flight
         self.max_rate = float(rate)
+        self._explicit = explicit
         self._pace = pace
         self._burst = burst
         self._lease_ms = lease * 1000
@@ -217,6 +223,8 @@ class Fleet:
         self._down_until = -math.inf
         self._down = False
         self.rate = self.max_rate
+        self.limit = self.max_rate
+        """The fleet's limit, as the last heartbeat found it: see :data:`~.scripts.HEARTBEAT`."""
         self.members = 1
         self.calls = 0
         """Redis calls made, for the benchmarks."""
@@ -387,11 +395,14 @@ class Fleet:
 
     # --- members ------------------------------------------------------------------------
 
-    async def _beat_once(self) -> None:
-        ttl = int(MEMBER_TTL * 1000)
-        result = await self._call("heartbeat", [self._k("members")], [self.member, ttl, 0])
-        if result is not None:
+    async def _beat_once(self, *, leaving: bool = False) -> None:
+        keys = [self._k("members"), self._k("said"), self._k("limit")]
+        ttl = 0 if leaving else int(MEMBER_TTL * 1000)
+        args = [self.member, ttl, int(leaving), self.max_rate, int(self._explicit)]
+        result = await self._call("heartbeat", keys, args)
+        if result is not None and not leaving:
             self.members = max(1, int(result[0]))
+            self.limit = float(result[2]) or self.max_rate
 
     async def _beat(self) -> None:
         while not self._closing:
@@ -414,6 +425,7 @@ class Fleet:
             self._k("pause"),
             self._k("ratelaw"),
             self._k("answers"),
+            self._k("limit"),
         ]
         token = f"{self.member}:{next(self._tokens)}"
         booked = "0"
@@ -465,7 +477,7 @@ class Fleet:
         )
         retry_ms = 0 if retry_after is None or retry_after <= 0 else retry_after * 1000
         if throttled or retry_ms:
-            keys = [self._k("ratelaw"), self._k("pause"), self._k("answers")]
+            keys = [self._k("ratelaw"), self._k("pause"), self._k("answers"), self._k("limit")]
             args = [self.max_rate, slot.sent_ms, retry_ms, self._max_retry_ms, int(throttled)]
             self._spawn("throttled", keys, args)
 
@@ -543,7 +555,7 @@ class Fleet:
         if self._heartbeat is not None:
             # Leaving first: a heartbeat is the one call that may find a Redis that was away
             # answering again, and then what is held can be given back too.
-            await self._call("heartbeat", [self._k("members")], [self.member, 0, 1])
+            await self._beat_once(leaving=True)
             await self._give_back_all()
         self._closed = True
         try:

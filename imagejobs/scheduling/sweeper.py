@@ -8,8 +8,9 @@ when its pace and backoff allow, pages every list of its plan side by side
 taking each page as it comes, and then reads what it found, a slice of the
 covered jobs a turn of the hub's loop: a job still on its list needs no GET;
 one that left it (or changed in a way only a GET can tell) is handed back to
-the hub for a GET. Lists are hints: a swept job goes no longer than
-:data:`~imagejobs.scheduling.streams.LIST_TRUST` of its longest gaps without a GET.
+the hub for a GET. Lists are hints: a swept job still gets a safety GET now
+and then, at the pace of its share of the budget
+(:mod:`imagejobs.planning.allocation`, which also sets the sweeps' pace).
 
 A sweep that fails for a reason a later one may not meet pauses with backoff,
 and after :data:`SWEEP_FAILURES` in a row sweeps pause for :data:`SWEEP_PAUSE`

@@ -180,7 +180,8 @@ async def test_a_queue_far_ahead_of_redis_time_holds_nobody_past_the_horizon(
 
 
 async def _acquire_script(connection: Any, key: str, *, booked: float = 0) -> list[float]:
-    keys = [f"{key}:{name}" for name in ("tat", "slots", "pause", "ratelaw", "answers")]
+    names = ("tat", "slots", "pause", "ratelaw", "answers", "limit")
+    keys = [f"{key}:{name}" for name in names]
     max_retry_ms = 1000
     args = [100.0, 1.0, 1.0, 10, 30_000, "t:1", f"{booked:.3f}", int(QUEUE_HORIZON * 1000)]
     result = await connection.eval(ACQUIRE, len(keys), *keys, *args, max_retry_ms)
