@@ -971,6 +971,34 @@ def grid(seeds: int, quick: bool) -> tuple[str, dict[str, Any]]:
     return text, {"grid": data}
 
 
+def scale(quick: bool) -> tuple[str, dict[str, Any]]:
+    from benchmarks.scale import HEADER, QUICK_RUNS, RUNS, measure, rows
+
+    runs = QUICK_RUNS if quick else RUNS
+    results = {}
+    for name, (jobs, seconds, rate, sweeps) in runs.items():
+        print(f"scale: {name}", file=sys.stderr)
+        results[name] = measure(jobs, seconds, rate, sweeps)
+    text = "\n".join(
+        [
+            "### 13. Scale: ten thousand and a hundred thousand jobs in one process\n",
+            table(HEADER, list(rows(results))),
+            "\nThe tenant of scenario 8 (three types, WAITING a third of their life, then "
+            "RUNNING, 5% FAILED, among 2,000 finished jobs) behind a gateway of 20 requests a "
+            "second, waited on with one `wait_many` (every wait with a deadline past the "
+            "window), each run in a process of its own, on virtual time: lateness and "
+            "requests are exact. The bound: a sweep of every active job (`jobs / 100` pages at "
+            "first) at a third of the rate, and an end seen about that late. Client CPU is the "
+            "process's less the fake gateway's handler, per second of waiting; the longest "
+            "hub step is CPU time without the garbage collector's pauses (in brackets, the "
+            "longest of those). RSS after close is the process's, collected: CPython keeps "
+            "the arenas the waits used; in brackets, how many more memory blocks Python "
+            "holds than before the waits (see docs/scheduling.md). See `benchmarks/scale.py`.\n",
+        ]
+    )
+    return text, {"scale": results}
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -1000,6 +1028,7 @@ SCENARIOS = (
     "fleet",
     "callers",
     "grid",
+    "scale",
 )
 """Every scenario, in the order of a full run (``--only`` picks some)."""
 
@@ -1058,6 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cadence": lambda: cadence(seeds=2 if quick else 5, count=60 if quick else 200),
                 "fleet": lambda: fleet(*((3, 20, 10, 20.0) if quick else (6, 100, 50, 60.0))),
                 "grid": lambda: grid(seeds=1 if quick else 5, quick=quick),
+                "scale": lambda: scale(quick),
                 "callers": lambda: callers(
                     env,
                     sizes=(250, 2000) if quick else (1000, 8000, 16_000),

@@ -280,9 +280,8 @@ class Client:
             return
         self._closed = self._requester.closed = True
         await self._hub.close()
-        closed = ClientClosed("the client is closed")
         for gate in [self._gate, *self._call_gates]:
-            await gate.close(closed)
+            await gate.close(ClientClosed("the client is closed"))
         if self._fleet is not None:
             await self._fleet.close()
         await self._hooks.close()
