@@ -976,9 +976,10 @@ def scale(quick: bool) -> tuple[str, dict[str, Any]]:
 
     runs = QUICK_RUNS if quick else RUNS
     results = {}
-    for name, (jobs, seconds, rate, sweeps) in runs.items():
+    for number, (name, (jobs, seconds, rate, sweeps)) in enumerate(runs.items()):
         print(f"scale: {name}", file=sys.stderr)
-        results[name] = measure(jobs, seconds, rate, sweeps)
+        # The first run twice over: a second round of waits reuses what the first let go.
+        results[name] = measure(jobs, seconds, rate, sweeps, again=number == 0)
     text = "\n".join(
         [
             "### 13. Scale: ten thousand and a hundred thousand jobs in one process\n",
