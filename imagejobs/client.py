@@ -287,6 +287,7 @@ class Client:
             await self._fleet.close()
         await self._hooks.close()
         await self._requester.transport.close()
+        self._jobs.clear()  # no request is sent any more: nothing to recognise
 
     # --- waiting: each way is a subscriber of the hub -----------------------------------
 

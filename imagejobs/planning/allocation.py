@@ -50,6 +50,16 @@ take more than this share, and a sweep comes no sooner than its pages allow
 at this share of the client's rate.
 """
 
+PAGES_PER_CHANGE = 1.0
+"""Pages a sweep may spend for each job it finds gone (an end, mostly), unless that would
+make it come less often than the policy's longest gap."""
+
+CHANGE_MEMORY = 0.8
+"""How much less each earlier sweep weighs in :class:`ChangeRate` than the one after it."""
+
+CHANGE_EVIDENCE = 10
+"""Jobs found gone that a rate of changes must rest on before sweeps are paced by it."""
+
 SAFETY_SHARE = 0.1
 """The share of the budget the swept jobs' own GETs (the lists are hints) may take at most."""
 
@@ -81,6 +91,8 @@ class SweepDemand:
     """Sweeps in a row that saw nothing new: sweeps back off as one poll stream does."""
     extra_gets: int = 0
     """GETs the last sweep asked for to tell a watcher of a change (not a job's end)."""
+    changes: float = 0.0
+    """Jobs a second the recent sweeps found gone from their lists (their ends, mostly)."""
 
 
 @attrs.frozen
@@ -99,7 +111,10 @@ def allocate(rate: float, demand: SweepDemand) -> Allocation:
     budget_gap = 0.0 if math.isinf(rate) else demand.pages / (SWEEP_SHARE * rate)
     backoff = step(demand.quiet + 1, demand.first, demand.longest, demand.multiplier)
     replaced = (demand.pages + demand.extra_gets) * demand.longest / max(demand.jobs, 1)
-    gap = max(budget_gap, backoff, replaced)
+    frugal = 0.0
+    if demand.changes > 0:
+        frugal = min(demand.longest, demand.pages / (PAGES_PER_CHANGE * demand.changes))
+    gap = max(budget_gap, backoff, replaced, frugal)
     return Allocation(gap, budget_gap, safety_gap(rate, demand.jobs))
 
 
@@ -138,3 +153,27 @@ class SafetyAllowance:
     def ceiling(rate: float) -> float:
         """Return the most safety GETs it ever grants at once at ``rate`` (all, unbounded)."""
         return math.inf if math.isinf(rate) else max(1.0, SAFETY_SHARE * rate * SAFETY_BURST)
+
+
+@attrs.define
+class ChangeRate:
+    """How many jobs a second the sweeps find gone from their lists, of late.
+
+    The recent sweeps weigh most (each earlier one :data:`CHANGE_MEMORY` times less),
+    and a rate is told only once :data:`CHANGE_EVIDENCE` jobs back it: a sweep that
+    happened to find one job gone says little.
+    """
+
+    found: float = 0.0
+    seconds: float = 0.0
+
+    def seen(self, found: int, seconds: float) -> None:
+        """Count a sweep that found ``found`` jobs gone, ``seconds`` after the one before."""
+        self.found = CHANGE_MEMORY * self.found + found
+        self.seconds = CHANGE_MEMORY * self.seconds + seconds
+
+    def rate(self) -> float:
+        """Return jobs a second, or 0 while too few back it."""
+        if self.found < CHANGE_EVIDENCE or self.seconds <= 0:
+            return 0.0
+        return self.found / self.seconds

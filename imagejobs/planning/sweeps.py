@@ -18,6 +18,7 @@ moved) gets a GET, and its transitions come from that GET's snapshot.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
@@ -122,7 +123,13 @@ class JobSummary:
         """Return the list this job should be on, or None if it is on none a sweep pages."""
         if self.job_type is None or self.status not in ACTIVE_STATUSES:
             return None
-        return Listing(self.job_type, self.status.value)
+        return _listing(self.job_type, self.status.value)
+
+
+@functools.lru_cache(maxsize=256)
+def _listing(job_type: str, status: str) -> Listing:
+    """One list object for all the jobs on it: a sweep asks a hundred thousand jobs theirs."""
+    return Listing(job_type, status)
 
 
 @attrs.frozen
@@ -179,11 +186,6 @@ class Choice:
         return hash((self.listings, self.discovery))
 
 
-_Entry = tuple[JobSummary | None, SubJobs | None]
-"""What a cover knows of a job: its summary (None: not seen yet), and its active sub-jobs
-if its transitions are wanted (None: they are not)."""
-
-
 class Cover:
     """The jobs sweeps may cover, counted as they come, change and go: which lists to page.
 
@@ -197,7 +199,9 @@ class Cover:
     """
 
     def __init__(self) -> None:
-        self._jobs: dict[str, _Entry] = {}
+        self._jobs: dict[str, JobSummary | None] = {}
+        self._subs: dict[str, frozenset[tuple[str, Listing]]] = {}
+        """The active sub-jobs of the jobs whose transitions are wanted (only theirs)."""
         self._by_type: Counter[str] = Counter()
         self._waiting: Counter[str] = Counter()
         self._unseen: dict[str, None] = {}
@@ -219,23 +223,24 @@ class Cover:
 
         ``subs``: its active sub-jobs if its transitions are wanted, else None.
         """
-        entry = (known, None if subs is None else frozenset(subs))
-        before = self._jobs.get(job_id)
-        if before == entry:
-            return
-        if before is not None:
-            self._count(job_id, before, -1)
-        self._jobs[job_id] = entry
-        self._count(job_id, entry, 1)
+        active = None if subs is None else frozenset(subs)
+        if job_id in self._jobs:
+            if self._jobs[job_id] == known and self._subs.get(job_id) == active:
+                return
+            self.drop(job_id)
+        self._jobs[job_id] = known
+        if active is not None:
+            self._subs[job_id] = active
+        self._count(job_id, known, active, 1)
 
     def drop(self, job_id: str) -> None:
         """Count a job out (no longer a candidate, or gone)."""
-        before = self._jobs.pop(job_id, None)
-        if before is not None:
-            self._count(job_id, before, -1)
+        if job_id in self._jobs:
+            self._count(job_id, self._jobs.pop(job_id), self._subs.pop(job_id, None), -1)
 
-    def _count(self, job_id: str, entry: _Entry, sign: int) -> None:
-        known, subs = entry
+    def _count(
+        self, job_id: str, known: JobSummary | None, subs: SubJobs | None, sign: int
+    ) -> None:
         if known is None:
             if sign > 0:
                 self._unseen[job_id] = None
@@ -285,10 +290,9 @@ class Cover:
 
     def covers(self, job_id: str, choice: Choice) -> bool:
         """Whether the lists chosen decide about a job counted in: its own and its sub-jobs'."""
-        entry = self._jobs.get(job_id)
-        if entry is None:
+        if job_id not in self._jobs:
             return False
-        known, subs = entry
+        known, subs = self._jobs[job_id], self._subs.get(job_id)
         if known is None:
             return choice.discovery and subs is None
         paged = choice.paged

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Hashable, Iterator
 from typing import TypeVar
 
 from imagejobs.planning.policy import PollPolicy
-from imagejobs.planning.sweeps import Choice, Cover
+from imagejobs.planning.sweeps import Choice, Cover, Listing
 from imagejobs.scheduling.streams import Stream
 
 __all__ = ["SLICE", "Coverage", "Overdue", "slices"]
@@ -49,7 +49,8 @@ class Coverage:
         """The lists the sweeps page now."""
         self.members: dict[str, Stream] = {}
         self._demands: Counter[float] = Counter()
-        self._covered: dict[Stream, tuple[PollPolicy, ...]] = {}
+        self._covered: dict[Stream, PollPolicy | tuple[PollPolicy, ...]] = {}
+        """The streams covered, each with the policies it is counted under."""
         self._policies: Counter[PollPolicy] = Counter()
         self._undecided: deque[str] = deque()
         self.flips = 0
@@ -122,10 +123,11 @@ class Coverage:
         covered = self.cover.covers(stream.job_id, self.choice)
         self._uncount(stream)
         if covered:
-            policies = tuple(stream.policies())
-            self._covered[stream] = policies
+            policies = stream.policies()
             for policy in policies:
                 self._policies[policy] += 1
+            # Most jobs wait with one policy: it is kept alone, not in a tuple of its own.
+            self._covered[stream] = next(iter(policies)) if len(policies) == 1 else tuple(policies)
         swept = stream.sweep
         if covered != swept.covered:
             swept.covered = covered
@@ -135,7 +137,8 @@ class Coverage:
             self._cover_changed(stream, now)
 
     def _uncount(self, stream: Stream) -> None:
-        for policy in self._covered.pop(stream, ()):
+        counted = self._covered.pop(stream, ())
+        for policy in counted if isinstance(counted, tuple) else (counted,):
             _add(self._policies, policy, -1)
 
     @property
@@ -160,6 +163,13 @@ class Coverage:
     def policies(self) -> Collection[PollPolicy]:
         """The policies the covered streams wait with, each once."""
         return self._policies.keys()
+
+    def deciding(self, listing: Listing, choice: Choice) -> int:
+        """Return how many jobs a sweep of ``choice`` decides about by paging ``listing``."""
+        on_it = len(self.cover.needing(listing))
+        if choice.discovery and not listing.sub:
+            on_it += len(self.cover.unseen())
+        return on_it
 
     def decided_by(self, stream: Stream, choice: Choice) -> bool:
         """Whether a sweep paging ``choice`` decides about a covered stream as it is now."""

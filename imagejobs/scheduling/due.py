@@ -72,7 +72,7 @@ class DueQueue:
         if when == math.inf:
             self._due.discard(stream)
             return
-        self._due.set(stream, (when, next(self._order)))
+        self._due.set(stream, when, next(self._order))
 
     def forget(self, stream: Stream) -> None:
         """Drop a stream nobody waits on any more."""
@@ -92,15 +92,15 @@ class DueQueue:
     def next_due(self) -> float:
         """Return when the earliest look is due (``inf`` if none is)."""
         first = self._due.first()
-        return math.inf if first is None else first[0][0]
+        return math.inf if first is None else first[0]
 
     def launch(self, now: float) -> None:
         """Start the looks that are due, earliest first, as far as each one's gate has room."""
-        while (first := self._due.first()) is not None and first[0][0] <= now:
-            (when, _), stream = self._due.pop()
+        while (first := self._due.first()) is not None and first[0] <= now:
+            when, _, stream = self._due.pop()
             gate = stream.call_gate()
             if self._out[gate] >= self._room(gate):
-                self._parked.setdefault(gate, KeyedHeap()).set(stream, (when, next(self._order)))
+                self._parked.setdefault(gate, KeyedHeap()).set(stream, when, next(self._order))
                 continue
             self._out[gate] += 1
             source = _source(stream)
@@ -137,8 +137,8 @@ class DueQueue:
         # Each one parked is waited on and due: one a sweep took over, or nobody waits on
         # any more, was taken out when it happened.
         while parked and room > 0:
-            _, stream = parked.pop()
-            self._due.set(stream, (stream.due_at(), next(self._order)))
+            _, _, stream = parked.pop()
+            self._due.set(stream, stream.due_at(), next(self._order))
             room -= 1
         if not parked:
             self._parked.pop(gate, None)

@@ -55,7 +55,10 @@ from imagejobs.scheduling.sweeper import Sweeper
 from imagejobs.timing.clock import Alarm, Clock
 from imagejobs.timing.gate import Gate
 
-__all__ = ["Hub"]
+__all__ = ["CLOSE_SLICE", "Hub"]
+
+CLOSE_SLICE = 500
+"""Waits :meth:`Hub.close` ends in one turn of the event loop."""
 
 
 class Hub:
@@ -172,7 +175,7 @@ class Hub:
         stream.join(sub)
         sub.snapshots_before = stream.snapshots_taken
         if deadline < math.inf:
-            self._deadlines.set(sub, (deadline, next(self._order)))
+            self._deadlines.set(sub, deadline, next(self._order))
         fresh = stream.snapshot is not None and now - stream.seen_at < policy.initial_delay
         if fresh and stream.snapshot is not None and since is None:
             # Seen a moment ago: as good as a new look, and it costs nothing.
@@ -389,13 +392,13 @@ class Hub:
                 self._due.returned.clear()  # looks at jobs nobody waits on any more
 
     def _expire(self, now: float) -> None:
-        while (first := self._deadlines.first()) is not None and first[0][0] <= now:
-            _, sub = self._deadlines.pop()
+        while (first := self._deadlines.first()) is not None and first[0] <= now:
+            _, _, sub = self._deadlines.pop()
             self.end(sub, self._outcome(sub, now))
 
     def _next_wake(self) -> float:
         first = self._deadlines.first()
-        wake = math.inf if first is None else first[0][0]
+        wake = math.inf if first is None else first[0]
         return min(wake, self._due.next_due(), self._sweeper.wake_at())
 
     async def _sleep_until(self, wake: float) -> None:
@@ -411,10 +414,12 @@ class Hub:
     async def close(self) -> None:
         """End every subscription with :class:`ClientClosed` and stop every task."""
         self._closed = True
-        for stream in list(self._streams.values()):
-            for sub in list(stream.subscribers):
-                error = ClientClosed(f"the client was closed while waiting for job {sub.job_id}")
-                self.end(sub, Outcome(sub.job_id, sub.last, error))
+        waits = [sub for stream in list(self._streams.values()) for sub in stream.subscribers]
+        for number, sub in enumerate(waits, 1):
+            error = ClientClosed(f"the client was closed while waiting for job {sub.job_id}")
+            self.end(sub, Outcome(sub.job_id, sub.last, error))
+            if number % CLOSE_SLICE == 0:
+                await asyncio.sleep(0)  # a hundred thousand waits end over a few turns
         tasks = [*self._due.in_flight, *self._sweeper.tasks(), *filter(None, [self._runner])]
         for task in tasks:
             task.cancel()

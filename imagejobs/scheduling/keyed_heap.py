@@ -12,21 +12,22 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["Key", "KeyedHeap"]
+__all__ = ["KeyedHeap"]
 
 _Item = TypeVar("_Item", bound=Hashable)
 
-Key = tuple[float, int]
-"""When, and a number that orders two items due at once (no two share one)."""
-
 
 class KeyedHeap(Generic[_Item]):
-    """A min-heap of items by :data:`Key`, each item at most once (as the item hashes)."""
+    """A min-heap of items by when, each item at most once (as the item hashes).
+
+    Each entry is ``(when, order, item)``: ``order``, a number no two entries share,
+    breaks ties, so items are never compared.
+    """
 
     __slots__ = ("_entries", "_where")
 
     def __init__(self) -> None:
-        self._entries: list[tuple[Key, _Item]] = []
+        self._entries: list[tuple[float, int, _Item]] = []
         self._where: dict[_Item, int] = {}
 
     def __repr__(self) -> str:
@@ -38,17 +39,17 @@ class KeyedHeap(Generic[_Item]):
     def __contains__(self, item: object) -> bool:
         return item in self._where
 
-    def set(self, item: _Item, key: Key) -> None:
-        """Put ``item`` in the heap at ``key``, or move it there if it is in already."""
+    def set(self, item: _Item, when: float, order: int) -> None:
+        """Put ``item`` in the heap at ``(when, order)``, or move it there if it is in."""
+        entry = (when, order, item)
         where = self._where.get(item)
         if where is None:
-            self._entries.append((key, item))
-            self._where[item] = len(self._entries) - 1
+            self._entries.append(entry)
             self._up(len(self._entries) - 1)
             return
-        before = self._entries[where][0]
-        self._entries[where] = (key, item)
-        if key < before:
+        before = self._entries[where]
+        self._entries[where] = entry
+        if entry < before:
             self._up(where)
         else:
             self._down(where)
@@ -62,20 +63,19 @@ class KeyedHeap(Generic[_Item]):
         if where == len(self._entries):
             return
         self._entries[where] = last
-        self._where[last[1]] = where
-        if where > 0 and last[0] < self._entries[(where - 1) // 2][0]:
+        if where > 0 and last < self._entries[(where - 1) // 2]:
             self._up(where)
         else:
             self._down(where)
 
-    def first(self) -> tuple[Key, _Item] | None:
-        """Return the smallest key and its item, or None if the heap is empty."""
+    def first(self) -> tuple[float, int, _Item] | None:
+        """Return the first entry, ``(when, order, item)``, or None if the heap is empty."""
         return self._entries[0] if self._entries else None
 
-    def pop(self) -> tuple[Key, _Item]:
-        """Take out and return the smallest key and its item (IndexError if empty)."""
+    def pop(self) -> tuple[float, int, _Item]:
+        """Take out and return the first entry (IndexError if the heap is empty)."""
         first = self._entries[0]
-        self.discard(first[1])
+        self.discard(first[2])
         return first
 
     def _up(self, where: int) -> None:
@@ -84,13 +84,13 @@ class KeyedHeap(Generic[_Item]):
         while where > 0:
             parent = (where - 1) // 2
             above = entries[parent]
-            if not entry[0] < above[0]:
+            if not entry < above:
                 break
             entries[where] = above
-            places[above[1]] = where
+            places[above[2]] = where
             where = parent
         entries[where] = entry
-        places[entry[1]] = where
+        places[entry[2]] = where
 
     def _down(self, where: int) -> None:
         entries, places = self._entries, self._where
@@ -100,13 +100,13 @@ class KeyedHeap(Generic[_Item]):
             child = 2 * where + 1
             if child >= size:
                 break
-            if child + 1 < size and entries[child + 1][0] < entries[child][0]:
+            if child + 1 < size and entries[child + 1] < entries[child]:
                 child += 1
             below = entries[child]
-            if not below[0] < entry[0]:
+            if not below < entry:
                 break
             entries[where] = below
-            places[below[1]] = where
+            places[below[2]] = where
             where = child
         entries[where] = entry
-        places[entry[1]] = where
+        places[entry[2]] = where

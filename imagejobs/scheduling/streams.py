@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import math
 from collections import Counter
 from collections.abc import Collection, Hashable
@@ -111,31 +110,44 @@ class Stream:
     fleet: FleetLooks = attrs.Factory(FleetLooks)
     sweep: SweepState = attrs.Factory(SweepState)
     _wants: list[_Want] = attrs.field(factory=list, init=False, repr=False)
-    """A heap of the subscribers' ``wants_at``: an entry whose subscriber left, or
-    wants another time now, is stale, and dropped when it comes to the top."""
+    """A heap of the subscribers' ``wants_at``, kept while there are two or more: an entry
+    whose subscriber left, or wants another time now, is stale, and dropped when it comes
+    to the top."""
     _latest_want: float = attrs.field(default=-math.inf, init=False, repr=False)
     """No subscriber wants a look later than this (it may be earlier)."""
-    _numbers: itertools.count[int] = attrs.field(factory=itertools.count, init=False, repr=False)
-    _policies: Counter[PollPolicy] = attrs.field(factory=Counter, init=False, repr=False)
-    _gates: Counter[Gate | None] = attrs.field(factory=Counter, init=False, repr=False)
+    _numbered: int = attrs.field(default=0, init=False, repr=False)
+    """The last number given, to a subscriber joining or to an entry of :attr:`_wants`."""
+    # What its subscribers have in common, counted while there are two or more: most jobs
+    # have one, and a hundred thousand of them need not keep two counters each.
+    _policies: Counter[PollPolicy] | None = attrs.field(default=None, init=False, repr=False)
+    _gates: Counter[Gate | None] | None = attrs.field(default=None, init=False, repr=False)
     _watching: int = attrs.field(default=0, init=False, repr=False)
 
     def join(self, sub: Subscription) -> None:
         """Add a subscriber, wanting a look when its ``wants_at`` says."""
-        self.subscribers[sub] = next(self._numbers)
-        self._policies[sub.policy] += 1
-        self._gates[sub.gate] += 1
+        self.subscribers[sub] = self._number()
         self._watching += sub.wants_transitions
+        if self._policies is not None and self._gates is not None:
+            self._policies[sub.policy] += 1
+            self._gates[sub.gate] += 1
+        elif len(self.subscribers) > 1:
+            self._policies = Counter(each.policy for each in self.subscribers)
+            self._gates = Counter(each.gate for each in self.subscribers)
+            self._rebuild()  # the one before it was kept without a heap
+            return
         self._push(sub)
 
     def leave(self, sub: Subscription) -> None:
         """Remove a subscriber: what it wanted no longer counts."""
         del self.subscribers[sub]
-        _count_out(self._policies, sub.policy)
-        _count_out(self._gates, sub.gate)
         self._watching -= sub.wants_transitions
-        if not self.subscribers:
-            self._wants.clear()  # a stream let go holds no ended wait
+        if len(self.subscribers) <= 1:
+            self._policies = self._gates = None
+            self._rebuild()  # a stream let go, or of one subscriber, holds no ended wait
+            return
+        if self._policies is not None and self._gates is not None:
+            _count_out(self._policies, sub.policy)
+            _count_out(self._gates, sub.gate)
         self._compact_if_bloated()
 
     def want(self, sub: Subscription, when: float) -> None:
@@ -152,10 +164,17 @@ class Stream:
             sub.wants_at = min(sub.wants_at, when)
         self._rebuild()
 
+    def _number(self) -> int:
+        self._numbered += 1
+        return self._numbered
+
     def _push(self, sub: Subscription) -> None:
         when = sub.wants_at
+        if len(self.subscribers) == 1:
+            self._latest_want = when  # one subscriber: itself, no heap
+            return
         self._latest_want = max(self._latest_want, when)
-        heapq.heappush(self._wants, (when, self.subscribers[sub], next(self._numbers), sub))
+        heapq.heappush(self._wants, (when, self.subscribers[sub], self._number(), sub))
         self._compact_if_bloated()
 
     def _compact_if_bloated(self) -> None:
@@ -164,14 +183,19 @@ class Stream:
             self._rebuild()
 
     def _rebuild(self) -> None:
+        self._latest_want = max((sub.wants_at for sub in self.subscribers), default=-math.inf)
+        if len(self.subscribers) <= 1:
+            self._wants = []
+            return
         self._wants = [
             (sub.wants_at, number, number, sub) for sub, number in self.subscribers.items()
         ]
         heapq.heapify(self._wants)
-        self._latest_want = max((sub.wants_at for sub in self.subscribers), default=-math.inf)
 
     def _most_demanding(self) -> Subscription | None:
         """Return the subscriber that wants a look soonest (the first to join, of a tie)."""
+        if len(self.subscribers) <= 1:
+            return next(iter(self.subscribers), None)
         wants = self._wants
         while wants:
             when, _, _, sub = wants[0]
@@ -191,11 +215,15 @@ class Stream:
 
     def policies(self) -> Collection[PollPolicy]:
         """Return the policies its subscribers wait with, each once however many share it."""
-        return self._policies.keys()
+        if self._policies is not None:
+            return self._policies.keys()
+        return [sub.policy for sub in self.subscribers]
 
     def gates(self) -> Collection[Gate | None]:
         """Return its subscribers' call gates, each once (``None``: the client's own)."""
-        return self._gates.keys()
+        if self._gates is not None:
+            return self._gates.keys()
+        return [sub.gate for sub in self.subscribers]
 
     def active_sub_jobs(self) -> SubJobs | None:
         """Return the last snapshot's active sub-jobs and their lists (see :mod:`.sweeps`)."""
@@ -207,7 +235,7 @@ class Stream:
         Otherwise the gate of the subscriber that wants the look soonest.
         """
         first = self._most_demanding()
-        return None if None in self._gates or first is None else first.gate
+        return None if first is None or None in self.gates() else first.gate
 
     def fresh_after(self, when: float) -> float:
         """Return since when another process's snapshot serves as this look.

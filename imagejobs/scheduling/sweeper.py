@@ -32,7 +32,13 @@ import attrs
 from imagejobs.core.codec import Page
 from imagejobs.core.errors import BadRequest, ImageJobsError, TransportError
 from imagejobs.core.models import ImageJobInfo, SubJob
-from imagejobs.planning.allocation import SafetyAllowance, SweepDemand, allocate, safety_gap
+from imagejobs.planning.allocation import (
+    ChangeRate,
+    SafetyAllowance,
+    SweepDemand,
+    allocate,
+    safety_gap,
+)
 from imagejobs.planning.retry import RetryPolicy, is_poll_transient
 from imagejobs.planning.sweeps import SWEEP_SHARE, Choice, Listing, Sighting, pages_for
 from imagejobs.scheduling.coverage import NO_CHOICE, Coverage, Overdue, slices
@@ -119,12 +125,14 @@ class Sweeper:
         self._running = NO_CHOICE
         self._flips_then = 0  # the cover's flips when the running sweep started
         self._last = (-math.inf, 0)  # when the last sweep started, and its pages
+        self._previous = -math.inf  # when the one before started
         self._due_at = math.inf
         self._due_known = False
         self._failures = 0
         self._retry_at = -math.inf
         self._quiet = 0  # sweeps in a row that found nothing new
         self._extra_gets = 0  # GETs the last sweep asked for to tell watchers of a change
+        self._changes = ChangeRate()  # jobs a second the recent sweeps found gone
         self._abandoned: set[asyncio.Task[Findings]] = set()
         self._said_short = False
         self._safety = SafetyAllowance()
@@ -196,6 +204,7 @@ class Sweeper:
         self._due_known = False
         self._running = choice
         self._flips_then = coverage.flips
+        self._previous = self._last[0]
         self._last = (now, choice.pages)
         streams = self._streams
 
@@ -211,6 +220,7 @@ class Sweeper:
             choice,
             self._sighting,
             counts=counts,
+            worth={listing: coverage.deciding(listing, choice) for listing in choice.listings},
             refused=self._refused,
             priority=now,
             gate=self.gate,
@@ -266,6 +276,7 @@ class Sweeper:
                 multiplier=min(policy.multiplier for policy in policies),
                 quiet=self._quiet,
                 extra_gets=self._extra_gets,
+                changes=self._changes.rate(),
             )
             allocation = allocate(rate, demand)
             gap = allocation.sweep_gap
@@ -299,7 +310,7 @@ class Sweeper:
         A generator: each step reads a slice of the covered jobs, one turn of the loop.
         """
         choice, sighting = self._running, self._sighting
-        started = self._last[0]
+        started, previous = self._last[0], self._previous
         error: BaseException | None
         if task.cancelled():
             error = TransportError("a sweep of the job lists was cancelled")
@@ -320,7 +331,7 @@ class Sweeper:
         overdue = Overdue(self._safety.ceiling(rate))
         unsure = frozenset(found.incomplete)
         news = self.coverage.flips != self._flips_then
-        extra_gets = 0
+        extra_gets = gone = 0
         for part in slices(covered):
             for stream in part:
                 if not self._decides(stream, choice, started):
@@ -330,6 +341,7 @@ class Sweeper:
                 if seen == "get":
                     # GETs for watched jobs' changes are extra; a job's end costs its GET anyway.
                     extra_gets += subs is not None
+                    gone += 1
                     news = True
                     self._get(stream, started, "changed")
                     continue
@@ -345,6 +357,8 @@ class Sweeper:
                     self._plan(stream, started)
             yield
         self._extra_gets = extra_gets
+        if started > previous > -math.inf:
+            self._changes.seen(gone, started - previous)
         self._safety_gets(overdue, started, now)
         self._quiet = 0 if news else self._quiet + 1
 
@@ -430,22 +444,27 @@ async def page_lists(
     sighting: Sighting,
     *,
     counts: Mapping[Listing, int],
+    worth: Mapping[Listing, int],
     refused: set[Listing],
     priority: float,
     gate: Gate | None,
 ) -> Findings:
     """Page every list chosen (lists side by side, each page after page), each page taken
-    by ``sighting`` as it comes; ``counts`` are the lists' last counts.
+    by ``sighting`` as it comes; ``counts`` are the lists' last counts, ``worth`` the jobs
+    each decides about.
 
     A list is paged to its end, unless its first page shows it far longer than
-    planned (its count is noted, and the plan will see), a page brings nothing
-    new, or the service refuses it (a 400: added to ``refused``, and never chosen
-    again); then it is incomplete, and the other lists go on.
+    planned (more pages than its last count and the jobs it decides about allow:
+    its count is noted, and the plan will see), a page brings nothing new, or the
+    service refuses it (a 400: added to ``refused``, and never chosen again); then
+    it is incomplete, and the other lists go on.
     """
     incomplete: set[Listing] = set()
 
     async def page_through(listing: Listing) -> tuple[int, int]:
-        allowance = pages_for(counts.get(listing, 0)) + 2
+        # Longer than its last count, as a list of jobs still starting grows, is no reason to
+        # stop while its pages are fewer than the jobs it decides about.
+        allowance = max(pages_for(counts.get(listing, 0)) + 2, worth.get(listing, 0))
 
         def fetch(offset: int) -> Coroutine[Any, Any, Page[ImageJobInfo | SubJob]]:
             return list_page(listing, offset, priority, gate)

@@ -39,9 +39,9 @@ OutcomeCallback = Callable[[Outcome], object]
 
 _T = TypeVar("_T")
 
-SUBSCRIBE_SLICE = 500
-"""Jobs a call subscribes to in one turn of the event loop: a call on a hundred thousand
-jobs lets the loop (the hub, other callers) run between slices."""
+SUBSCRIBE_SLICE = 250
+"""Jobs a call subscribes to (or leaves) in one turn of the event loop: a call on a hundred
+thousand jobs lets the loop (the hub, other callers) run between slices."""
 
 
 async def _call(callback: Callable[[_T], object] | None, value: _T) -> None:
@@ -103,8 +103,21 @@ async def _events(
                 del waiting[event.job_id]
             yield event
     finally:
-        for subscription in waiting.values():
-            hub.unsubscribe(subscription)
+        await _unsubscribe(hub, list(waiting.values()))
+
+
+async def _unsubscribe(hub: Hub, subscriptions: list[Subscription]) -> None:
+    """Leave every wait not ended, :data:`SUBSCRIBE_SLICE` a turn of the loop."""
+    for number, subscription in enumerate(subscriptions, 1):
+        hub.unsubscribe(subscription)
+        if number % SUBSCRIBE_SLICE == 0 and number < len(subscriptions):
+            try:
+                await asyncio.sleep(0)
+            except BaseException:
+                # Cancelled again while leaving: the rest leave now, not never.
+                for rest in subscriptions[number:]:
+                    hub.unsubscribe(rest)
+                raise
 
 
 def watch(

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from imagejobs import PollPolicy
 from imagejobs.planning.allocation import (
+    CHANGE_EVIDENCE,
+    PAGES_PER_CHANGE,
     SAFETY_BURST,
     SAFETY_SHARE,
     SWEEP_SHARE,
+    ChangeRate,
     SafetyAllowance,
     SweepDemand,
     allocate,
@@ -37,6 +41,7 @@ def demands(draw: st.DrawFn) -> SweepDemand:
         multiplier=draw(multipliers),
         quiet=draw(st.integers(0, 50)),
         extra_gets=draw(st.integers(0, 500)),
+        changes=draw(st.one_of(st.just(0.0), st.floats(min_value=0.001, max_value=1000))),
     )
 
 
@@ -68,6 +73,7 @@ def test_a_tighter_policy_never_makes_a_sweep_or_a_safety_get_later(
         multiplier=1 + (demand.multiplier - 1) * faster_by,
         quiet=demand.quiet,
         extra_gets=demand.extra_gets,
+        changes=demand.changes,
     )
     loose, tightened = allocate(rate, demand), allocate(rate, tight)
     assert tightened.sweep_gap <= loose.sweep_gap * (1 + 1e-9)
@@ -83,6 +89,19 @@ def test_no_source_is_starved_every_gap_is_finite(rate: float, demand: SweepDema
     assert allocation.budget_gap <= allocation.sweep_gap
 
 
+@given(rate=rates, demand=demands())
+def test_a_sweep_spends_a_page_a_job_it_finds_gone_unless_the_policy_asks_for_more(
+    rate: float, demand: SweepDemand
+) -> None:
+    allocation = allocate(rate, demand)
+    if demand.changes > 0:
+        spend = demand.pages / (PAGES_PER_CHANGE * demand.changes)
+        assert allocation.sweep_gap >= min(demand.longest, spend) * (1 - 1e-9)
+    # Never later than the policy's longest gap would have it, the budget and backoff aside.
+    without = allocate(rate, attrs.evolve(demand, changes=0.0))
+    assert allocation.sweep_gap <= max(without.sweep_gap, demand.longest) * (1 + 1e-9)
+
+
 def test_the_worked_example_of_the_docs() -> None:
     # 10,000 active jobs of three types at 20 requests a second: about a hundred pages.
     demand = SweepDemand(pages=100, jobs=10_000, first=2.0, longest=27.0, multiplier=2.0)
@@ -91,6 +110,24 @@ def test_the_worked_example_of_the_docs() -> None:
     assert allocation.sweep_gap == pytest.approx(15.0)
     assert allocation.safety_gap == pytest.approx(5000.0)  # 10,000 jobs at 2/s
     assert safety_gap(math.inf, 10_000) == 0.0
+    # Ends at 2.8 a second: a page each is a sweep every 36 s, more than the policy's 27 s.
+    ending = allocate(20.0, attrs.evolve(demand, changes=2.8))
+    assert ending.sweep_gap == pytest.approx(27.0)
+    # Half of them still running: 50 pages, every 18 s.
+    later = attrs.evolve(demand, pages=50, jobs=5000, changes=2.8)
+    assert allocate(20.0, later).sweep_gap == pytest.approx(50 / 2.8)
+
+
+def test_a_rate_of_changes_rests_on_enough_of_them_the_recent_sweeps_weighing_most() -> None:
+    changes = ChangeRate()
+    changes.seen(1, 2.0)
+    assert changes.rate() == 0.0  # one job gone says little
+    for _ in range(CHANGE_EVIDENCE):
+        changes.seen(3, 1.0)
+    assert changes.rate() == pytest.approx(3.0, rel=0.05)
+    for _ in range(30):
+        changes.seen(20, 10.0)
+    assert changes.rate() == pytest.approx(2.0, rel=0.01)  # the earlier pace forgotten
 
 
 @st.composite
