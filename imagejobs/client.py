@@ -272,10 +272,8 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """End every wait with :class:`ClientClosed`, then close the session if it is ours.
-
-        A borrowed session stays open. Closing twice is harmless.
-        """
+        """End every wait with :class:`ClientClosed`, then close the session if it is ours
+        (a borrowed session stays open). Closing twice is harmless."""
         if self._closed:
             return
         self._closed = self._requester.closed = True
