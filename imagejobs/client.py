@@ -278,8 +278,9 @@ class Client:
             return
         self._closed = self._requester.closed = True
         await self._hub.close()
+        closed = ClientClosed("the client is closed")
         for gate in [self._gate, *self._call_gates]:
-            await gate.close(ClientClosed("the client is closed"))
+            await gate.close(closed)
         if self._fleet is not None:
             await self._fleet.close()
         await self._hooks.close()
