@@ -109,10 +109,10 @@ class Stream:
     the job still listed does not restart its backoff."""
     fleet: FleetLooks = attrs.Factory(FleetLooks)
     sweep: SweepState = attrs.Factory(SweepState)
-    _wants: list[_Want] = attrs.field(factory=list, init=False, repr=False)
-    """A heap of the subscribers' ``wants_at``, kept while there are two or more: an entry
-    whose subscriber left, or wants another time now, is stale, and dropped when it comes
-    to the top."""
+    _wants: list[_Want] | None = attrs.field(default=None, init=False, repr=False)
+    """A heap of the subscribers' ``wants_at``, kept while there are two or more (none
+    else): an entry whose subscriber left, or wants another time now, is stale, and dropped
+    when it comes to the top."""
     _latest_want: float = attrs.field(default=-math.inf, init=False, repr=False)
     """No subscriber wants a look later than this (it may be earlier)."""
     _numbered: int = attrs.field(default=0, init=False, repr=False)
@@ -170,7 +170,7 @@ class Stream:
 
     def _push(self, sub: Subscription) -> None:
         when = sub.wants_at
-        if len(self.subscribers) == 1:
+        if self._wants is None:
             self._latest_want = when  # one subscriber: itself, no heap
             return
         self._latest_want = max(self._latest_want, when)
@@ -179,13 +179,13 @@ class Stream:
 
     def _compact_if_bloated(self) -> None:
         # Each want leaves the subscriber's older entry behind, each leave all of its own.
-        if len(self._wants) > 64 + 2 * len(self.subscribers):
+        if self._wants is not None and len(self._wants) > 64 + 2 * len(self.subscribers):
             self._rebuild()
 
     def _rebuild(self) -> None:
         self._latest_want = max((sub.wants_at for sub in self.subscribers), default=-math.inf)
         if len(self.subscribers) <= 1:
-            self._wants = []
+            self._wants = None
             return
         self._wants = [
             (sub.wants_at, number, number, sub) for sub, number in self.subscribers.items()
@@ -194,9 +194,9 @@ class Stream:
 
     def _most_demanding(self) -> Subscription | None:
         """Return the subscriber that wants a look soonest (the first to join, of a tie)."""
-        if len(self.subscribers) <= 1:
-            return next(iter(self.subscribers), None)
         wants = self._wants
+        if wants is None:
+            return next(iter(self.subscribers), None)
         while wants:
             when, _, _, sub = wants[0]
             if sub.wants_at == when and sub in self.subscribers:
