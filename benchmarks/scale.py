@@ -198,8 +198,9 @@ class LoopSteps:
     def __init__(self) -> None:
         self.longest: dict[str, float] = {}
         self.longest_without_gc: dict[str, float] = {}
-        self.hub_steps: list[float] = []
-        self.gc_pauses: list[float] = []
+        # Arrays, not lists of floats: the measure must not hold objects of its own a step.
+        self.hub_steps = array.array("d")
+        self.gc_pauses = array.array("d")
         self._gc_time = 0.0
         self._gc_started = 0.0
         self._original: Callable[[asyncio.Handle], None] | None = None
@@ -283,7 +284,7 @@ async def _run(
     async with gateway as fake:
         ends = fake.script(jobs, seconds, seed)
         client = fake.client(clock=clock, rate=rate, sweeps=sweeps, hooks=[counter])
-        late: list[float] = []
+        late = array.array("d")
         right = 0
         async with client:
             gc.collect()
@@ -302,7 +303,7 @@ async def _run(
         gc.collect()
         after, blocks_after = rss_mb(), sys.getallocatedblocks()
         tally = fake.tally
-    late.sort()
+    late = array.array("d", sorted(late))
     hub = sorted(steps.hub_steps)
     client_cpu = cpu - fake_cpu
     return {
