@@ -271,10 +271,8 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """End every wait with :class:`ClientClosed`, then close the session if it is ours.
-
-        A borrowed session stays open. Closing twice is harmless.
-        """
+        """End every wait with :class:`ClientClosed`, then close the session if it is ours
+        (a borrowed session stays open). Closing twice is harmless."""
         if self._closed:
             return
         self._closed = self._requester.closed = True
@@ -286,6 +284,7 @@ class Client:
             await self._fleet.close()
         await self._hooks.close()
         await self._requester.transport.close()
+        self._jobs.clear()  # no request is sent any more: nothing to recognise
 
     # --- waiting: each way is a subscriber of the hub -----------------------------------
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cadence, fleet, sweeps
+from benchmarks import cadence, fleet, grid, scale, sweeps
 from benchmarks.bodies import CHANGING_ID, REFERENCE_ID, changing_job
 from benchmarks.run import fake_server, run_variant
 from benchmarks.throttling import GATEWAYS, LIMITERS, simulate
@@ -120,3 +120,23 @@ def test_the_fleet_scenario_runs_on_redis(redis_url: str) -> None:
     assert result["waits"] == 2 * 5
     assert result["right"] == result["waits"]  # every process saw every true outcome
     assert result["redis_calls"] > 0
+
+
+def test_a_grid_cell_counts_every_request_under_a_source() -> None:
+    result = grid.simulate(40, 20.0, 10.0, 2.0, seed=0)
+    assert result["p95_late_s"] >= 0
+    assert sum(result["by_source"].values()) == pytest.approx(result["requests_per_job"])
+    assert result["by_source"]["final"] >= 1  # each job's end seen by a GET of its own
+    assert grid.bound(400, 60.0, 10.0)["period_s"] > 0
+
+
+def test_the_scale_scenario_waits_on_every_job_and_measures_each_run() -> None:
+    for setting in (None, False):
+        result = scale.simulate(60, 30.0, 20.0, setting)
+        assert result["right"] == 60
+        assert result["refused"] == 0
+        assert sum(result["by_source"].values()) == pytest.approx(result["requests_per_job"])
+        assert result["longest_step_ms"]["hub"] > 0
+        assert result["peak_rss_mb"] > 0
+    assert scale.bound(10_000, 20.0)["sweep_period_s"] == pytest.approx(15.0)
+    assert next(iter(scale.rows({"run": result})))[1] == "60/60"

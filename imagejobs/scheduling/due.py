@@ -1,7 +1,7 @@
 """The due queue: streams by when their next look is due, launched as gates have room.
 
-A heap holds each stream's next look, by time; a stream rescheduled leaves its
-older entry behind, recognised as stale by its number. Looks go through a
+A heap holds each stream's next look, by time, once: a stream rescheduled moves
+where it stands, and one the sweeps take over leaves it. Looks go through a
 gate: the client's (room for ``max_polls`` at once), or a call's own when
 every subscriber of the job narrowed its share. A look due while its gate is
 full is parked with that gate, so a slow call's cap never holds back anyone
@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import heapq
 import itertools
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 
+from imagejobs.scheduling.keyed_heap import KeyedHeap
 from imagejobs.scheduling.looks import Look, LookResult, PollFunction
 from imagejobs.scheduling.streams import Stream
 from imagejobs.timing.gate import Gate
 
 __all__ = ["DueQueue"]
-
-_Entry = tuple[float, int, Stream]
 
 
 class DueQueue:
@@ -32,7 +30,8 @@ class DueQueue:
 
     ``poll`` is the hub's poll function; ``order`` the hub's counter of events
     (a look's number orders it against subscriptions); ``streams`` the hub's
-    live streams; ``returned`` is called when a look comes back.
+    live streams; ``launched(stream)`` is called when a look is sent, ``returned()``
+    when one comes back.
     """
 
     def __init__(
@@ -42,15 +41,17 @@ class DueQueue:
         order: itertools.count[int],
         *,
         max_polls: int,
+        launched: Callable[[Stream], None],
         returned: Callable[[], None],
     ) -> None:
         self._poll = poll
         self._streams = streams
         self._order = order
         self._max_polls = max_polls
+        self._launched = launched
         self._on_return = returned
-        self._due: list[_Entry] = []
-        self._parked: dict[Gate | None, list[_Entry]] = {}
+        self._due: KeyedHeap[Stream] = KeyedHeap()
+        self._parked: dict[Gate | None, KeyedHeap[Stream]] = {}
         self._out: Counter[Gate | None] = Counter()
         self.in_flight: set[asyncio.Task[LookResult]] = set()
         self.returned: deque[tuple[Stream, asyncio.Task[LookResult]]] = deque()
@@ -63,43 +64,43 @@ class DueQueue:
         """Put a stream's next look in the queue, at when it is due (none if a sweep has it)."""
         if stream.poll is not None or not stream.subscribers:
             return
+        self._unpark_one(stream)  # due again, now: launched, or parked again, as it comes
         if stream.sweep.covered and not stream.sweep.get_wanted:
-            stream.due_entry = None  # the sweeps look at it
+            self._due.discard(stream)  # the sweeps look at it
             return
         when = stream.due_at()
         if when == math.inf:
-            stream.due_entry = None
+            self._due.discard(stream)
             return
-        stream.due_entry = next(self._order)
-        heapq.heappush(self._due, (when, stream.due_entry, stream))
-        if len(self._due) > 64 + 4 * len(self._streams):
-            # Each reschedule leaves the stream's older entry behind: drop those now.
-            self._due = [entry for entry in self._due if entry[1] == entry[2].due_entry]
-            heapq.heapify(self._due)
+        self._due.set(stream, when, next(self._order))
+
+    def forget(self, stream: Stream) -> None:
+        """Drop a stream nobody waits on any more."""
+        self._due.discard(stream)
+        self._unpark_one(stream)
+
+    def _unpark_one(self, stream: Stream) -> None:
+        for gate, parked in list(self._parked.items()):
+            parked.discard(stream)
+            if not parked:
+                del self._parked[gate]  # a finished call's gate is not kept alive here
 
     def entries(self) -> int:
-        """Return the heap's entries, stale ones included: its size, bounded by the streams."""
-        return len(self._due)
+        """Return the streams in the queue, parked ones included: at most one entry each."""
+        return len(self._due) + sum(len(parked) for parked in self._parked.values())
 
     def next_due(self) -> float:
         """Return when the earliest look is due (``inf`` if none is)."""
-        entry = self._peek()
-        return math.inf if entry is None else entry[0]
-
-    def _peek(self) -> _Entry | None:
-        while self._due and self._due[0][1] != self._due[0][2].due_entry:
-            heapq.heappop(self._due)
-        return self._due[0] if self._due else None
+        first = self._due.first()
+        return math.inf if first is None else first[0]
 
     def launch(self, now: float) -> None:
         """Start the looks that are due, earliest first, as far as each one's gate has room."""
-        while (entry := self._peek()) is not None and entry[0] <= now:
-            heapq.heappop(self._due)
-            when, _, stream = entry
-            stream.due_entry = None
+        while (first := self._due.first()) is not None and first[0] <= now:
+            when, _, stream = self._due.pop()
             gate = stream.call_gate()
             if self._out[gate] >= self._room(gate):
-                heapq.heappush(self._parked.setdefault(gate, []), (when, next(self._order), stream))
+                self._parked.setdefault(gate, KeyedHeap()).set(stream, when, next(self._order))
                 continue
             self._out[gate] += 1
             source = _source(stream)
@@ -113,6 +114,7 @@ class DueQueue:
             stream.poll = task
             self.in_flight.add(task)
             task.add_done_callback(functools.partial(self._came_back, stream, gate))
+            self._launched(stream)
 
     def _room(self, gate: Gate | None) -> int:
         return self._max_polls if gate is None else gate.budget.max_in_flight
@@ -132,11 +134,12 @@ class DueQueue:
         """Put back as many parked streams, earliest first, as the gate has room for."""
         parked = self._parked.get(gate)
         room = self._room(gate) - self._out[gate]
+        # Each one parked is waited on and due: one a sweep took over, or nobody waits on
+        # any more, was taken out when it happened.
         while parked and room > 0:
-            _, _, stream = heapq.heappop(parked)
-            if self._streams.get(stream.job_id) is stream and stream.poll is None:
-                self.schedule(stream)
-                room -= 1
+            _, _, stream = parked.pop()
+            self._due.set(stream, stream.due_at(), next(self._order))
+            room -= 1
         if not parked:
             self._parked.pop(gate, None)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import heapq
 import itertools
 import math
 import random as _random
@@ -46,15 +45,20 @@ from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.retry import RetryPolicy
 from imagejobs.planning.skew import ClockOffset
 from imagejobs.scheduling.due import DueQueue
+from imagejobs.scheduling.keyed_heap import KeyedHeap
 from imagejobs.scheduling.looks import ListFunction, PollFunction
 from imagejobs.scheduling.reading import Reader, own_copy
 from imagejobs.scheduling.streams import Stream
 from imagejobs.scheduling.subscriptions import Mailbox, Subscription, next_look
+from imagejobs.scheduling.sweep_groups import SweeperGroups
 from imagejobs.scheduling.sweeper import Sweeper
 from imagejobs.timing.clock import Alarm, Clock
 from imagejobs.timing.gate import Gate
 
-__all__ = ["Hub"]
+__all__ = ["CLOSE_SLICE", "Hub"]
+
+CLOSE_SLICE = 500
+"""Waits :meth:`Hub.close` ends in one turn of the event loop."""
 
 
 class Hub:
@@ -95,24 +99,32 @@ class Hub:
         self._streams: dict[str, Stream] = {}
         # One order of events: subscriptions joining, looks sent, heap entries.
         self._order = itertools.count()
-        self._deadlines: list[tuple[float, int, Subscription]] = []
-        self._ended_in_heap = 0
+        self._deadlines: KeyedHeap[Subscription] = KeyedHeap()
         self._due = DueQueue(
-            poll, self._streams, self._order, max_polls=max_polls, returned=self._poke
-        )
-        self._sweeper = Sweeper(
+            poll,
             self._streams,
-            list_page,
-            sweeps=sweeps,
-            rate=rate,
-            sharers=sharers,
-            align=align,
-            retry=retry,
-            random=random,
-            get=self._get,
-            plan=self._plan_all,
-            cover_changed=self._cover_changed,
-            poke=self._poke,
+            self._order,
+            max_polls=max_polls,
+            launched=self._changed,
+            returned=self._poke,
+        )
+        self._sweeper = SweeperGroups(
+            self._streams,
+            lambda gate: Sweeper(
+                self._streams,
+                list_page,
+                sweeps=sweeps,
+                rate=rate,
+                sharers=sharers,
+                align=align,
+                retry=retry,
+                random=random,
+                get=self._get,
+                plan=self._plan_all,
+                cover_changed=self._cover_changed,
+                poke=self._poke,
+                gate=gate,
+            ),
         )
         self._reader = Reader(
             self,
@@ -129,7 +141,7 @@ class Hub:
         self._closed = False
 
     def __repr__(self) -> str:
-        swept = len(self._sweeper.cover.covered)
+        swept = self._sweeper.covered
         in_flight = len(self._due.in_flight)
         return f"Hub(jobs={len(self._streams)}, swept={swept}, polls_in_flight={in_flight})"
 
@@ -170,7 +182,7 @@ class Hub:
         stream.join(sub)
         sub.snapshots_before = stream.snapshots_taken
         if deadline < math.inf:
-            heapq.heappush(self._deadlines, (deadline, next(self._order), sub))
+            self._deadlines.set(sub, deadline, next(self._order))
         fresh = stream.snapshot is not None and now - stream.seen_at < policy.initial_delay
         if fresh and stream.snapshot is not None and since is None:
             # Seen a moment ago: as good as a new look, and it costs nothing.
@@ -180,7 +192,7 @@ class Hub:
             if stream.sweep.covered and wants_transitions:
                 # A sweep would not tell it where the job is now; a GET does.
                 self._get(stream, now, "first")
-        self._changed()
+        self._changed(stream)
         self._due.schedule(stream)
         self._poke()
         return sub
@@ -199,24 +211,18 @@ class Hub:
         self._leave(sub)
 
     def _leave(self, sub: Subscription) -> None:
-        if sub.deadline < math.inf:
-            self._ended_in_heap += 1
-            if self._ended_in_heap > 64 and self._ended_in_heap > len(self._deadlines) // 2:
-                # Ended waits would stay in the heap until their deadline: drop them now.
-                self._deadlines = [entry for entry in self._deadlines if not entry[2].ended]
-                heapq.heapify(self._deadlines)
-                self._ended_in_heap = 0
+        self._deadlines.discard(sub)
         stream = self._streams.get(sub.job_id)
         if stream is None or sub not in stream.subscribers:
             return
         stream.leave(sub)
-        self._changed()
+        self._changed(stream)
         if stream.subscribers:
             self._due.schedule(stream)
             return
         # Nobody left: the job is let go, its look in flight cancelled.
         del self._streams[stream.job_id]
-        stream.due_entry = None
+        self._due.forget(stream)
         if stream.poll is not None:
             stream.poll.cancel()
             stream.poll = None
@@ -262,6 +268,8 @@ class Hub:
             draw=stream.draw,
         )
         stream.want(sub, wants_at)
+        if len(stream.gates()) > 1:
+            self._changed(stream)  # its looks may go through another gate now
 
     def end(self, sub: Subscription, outcome: Outcome | BaseException) -> None:
         """End a subscriber's wait: ``outcome`` is the last thing it is told (a bug, as itself)."""
@@ -323,6 +331,7 @@ class Hub:
         stream.sweep.get_reason = reason
         stream.sweep.get_since = since
         stream.want_by(since)
+        self._changed(stream)
         self._due.schedule(stream)
 
     def _plan_all(self, stream: Stream, base: float) -> None:
@@ -336,8 +345,9 @@ class Hub:
                 self.plan(sub, stream, min(now, sub.wants_at))
         self._due.schedule(stream)
 
-    def _changed(self) -> None:
-        self._sweeper.stale = True
+    def _changed(self, stream: Stream) -> None:
+        """Tell the sweeps a stream came, went or changed (its looks, summary or subscribers)."""
+        self._sweeper.changed(stream)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -367,11 +377,12 @@ class Hub:
                         # rescheduling the stream, which is scheduled once, after.
                         self._reader.read(stream, task, now)
                         stream.poll = None
+                        self._changed(stream)
                         if self._streams.get(stream.job_id) is stream:
                             self._due.schedule(stream)
                 self._sweeper.collect(now)
                 self._expire(now)
-                self._sweeper.regroup_if_due(now)
+                self._sweeper.regroup(now)
                 self._due.launch(now)
                 self._sweeper.launch(now)
                 if self._streams:
@@ -388,17 +399,13 @@ class Hub:
                 self._due.returned.clear()  # looks at jobs nobody waits on any more
 
     def _expire(self, now: float) -> None:
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, sub = heapq.heappop(self._deadlines)
-            if not sub.ended:
-                self.end(sub, self._outcome(sub, now))
+        while (first := self._deadlines.first()) is not None and first[0] <= now:
+            _, _, sub = self._deadlines.pop()
+            self.end(sub, self._outcome(sub, now))
 
     def _next_wake(self) -> float:
-        wake = math.inf
-        while self._deadlines and self._deadlines[0][2].ended:
-            heapq.heappop(self._deadlines)
-        if self._deadlines:
-            wake = self._deadlines[0][0]
+        first = self._deadlines.first()
+        wake = math.inf if first is None else first[0]
         return min(wake, self._due.next_due(), self._sweeper.wake_at())
 
     async def _sleep_until(self, wake: float) -> None:
@@ -414,10 +421,12 @@ class Hub:
     async def close(self) -> None:
         """End every subscription with :class:`ClientClosed` and stop every task."""
         self._closed = True
-        for stream in list(self._streams.values()):
-            for sub in list(stream.subscribers):
-                error = ClientClosed(f"the client was closed while waiting for job {sub.job_id}")
-                self.end(sub, Outcome(sub.job_id, sub.last, error))
+        waits = [sub for stream in list(self._streams.values()) for sub in stream.subscribers]
+        for number, sub in enumerate(waits, 1):
+            error = ClientClosed(f"the client was closed while waiting for job {sub.job_id}")
+            self.end(sub, Outcome(sub.job_id, sub.last, error))
+            if number % CLOSE_SLICE == 0:
+                await asyncio.sleep(0)  # a hundred thousand waits end over a few turns
         tasks = [*self._due.in_flight, *self._sweeper.tasks(), *filter(None, [self._runner])]
         for task in tasks:
             task.cancel()

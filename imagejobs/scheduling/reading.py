@@ -76,7 +76,7 @@ class Reader:
         *,
         history: DurationHistory | None,
         hooks: Hooks,
-        changed: Callable[[], None],
+        changed: Callable[[Stream], None],
     ) -> None:
         self._hub = hub
         self._clock = clock
@@ -152,7 +152,7 @@ class Reader:
             # answer showed (a job no list can follow, say) never waits for that.
             swept.covered = False
         swept.fetched_at = now
-        self._changed()
+        self._changed(stream)
         if job.status is JobStatus.SUCCESS and watched_it_run:
             self._record(job)
         stream.answered(self._random())

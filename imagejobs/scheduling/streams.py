@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import itertools
 import math
 from collections import Counter
 from collections.abc import Collection, Hashable
@@ -20,6 +19,7 @@ import attrs
 
 from imagejobs.core.errors import ImageJobsError
 from imagejobs.core.models import ImageJob
+from imagejobs.planning.allocation import LIST_TRUST
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.sweeps import JobSummary, SubJobs, active_sub_jobs
 from imagejobs.scheduling.looks import LookResult
@@ -31,12 +31,6 @@ __all__ = ["LIST_TRUST", "Failure", "FleetLooks", "Stream", "SweepState"]
 _Want = tuple[float, int, int, Subscription]
 """A subscriber's ``wants_at`` in a stream's heap: when, its number in joining order, the
 entry's own number (so that no two entries tie), and the subscriber."""
-
-LIST_TRUST = 10
-"""A swept job is still fetched once this many of its longest poll gaps passed without a GET.
-
-Lists are hints: one that lags, or never shows a job's end, must not hide it for ever.
-"""
 
 
 @attrs.define
@@ -65,10 +59,14 @@ class SweepState:
 
     covered: bool = False
     """Covered by sweeps: no GET of its own until a sweep asks for one."""
+    covered_at: float = -math.inf
+    """When it came under the cover: a sweep started before then does not decide about it."""
+    demand: float = 0.0
+    """Requests a second its policies' first pace asks, as its sweeper counts it."""
     get_wanted: bool = False
+    """A sweep saw it leave its list (or change): a GET must say what happened."""
     get_reason: str = "changed"
     """Why a GET is wanted: ``changed``, ``safety`` or ``first`` (a watcher joined)."""
-    """A sweep saw it leave its list (or change): a GET must say what happened."""
     get_since: float = -math.inf
     """When the sweep that asked for a GET started: only a GET sent since then answers it."""
     fetched_at: float = -math.inf
@@ -99,8 +97,6 @@ class Stream:
     poll: asyncio.Task[LookResult] | None = None
     poll_started: float = 0.0
     poll_order: int = 0
-    due_entry: int | None = None
-    """The number of the stream's live entry in the due heap; other entries are stale."""
     draw: float = 0.5
     """One draw of jitter per look, shared by all subscribers: each drawing its own
     would poll at the earliest of their draws, far more often than any one asks."""
@@ -113,30 +109,45 @@ class Stream:
     the job still listed does not restart its backoff."""
     fleet: FleetLooks = attrs.Factory(FleetLooks)
     sweep: SweepState = attrs.Factory(SweepState)
-    _wants: list[_Want] = attrs.field(factory=list, init=False, repr=False)
-    """A heap of the subscribers' ``wants_at``: an entry whose subscriber left, or
-    wants another time now, is stale, and dropped when it comes to the top."""
+    _wants: list[_Want] | None = attrs.field(default=None, init=False, repr=False)
+    """A heap of the subscribers' ``wants_at``, kept while there are two or more (none
+    else): an entry whose subscriber left, or wants another time now, is stale, and dropped
+    when it comes to the top."""
     _latest_want: float = attrs.field(default=-math.inf, init=False, repr=False)
     """No subscriber wants a look later than this (it may be earlier)."""
-    _numbers: itertools.count[int] = attrs.field(factory=itertools.count, init=False, repr=False)
-    _policies: Counter[PollPolicy] = attrs.field(factory=Counter, init=False, repr=False)
-    _gates: Counter[Gate | None] = attrs.field(factory=Counter, init=False, repr=False)
+    _numbered: int = attrs.field(default=0, init=False, repr=False)
+    """The last number given, to a subscriber joining or to an entry of :attr:`_wants`."""
+    # What its subscribers have in common, counted while there are two or more: most jobs
+    # have one, and a hundred thousand of them need not keep two counters each.
+    _policies: Counter[PollPolicy] | None = attrs.field(default=None, init=False, repr=False)
+    _gates: Counter[Gate | None] | None = attrs.field(default=None, init=False, repr=False)
     _watching: int = attrs.field(default=0, init=False, repr=False)
 
     def join(self, sub: Subscription) -> None:
         """Add a subscriber, wanting a look when its ``wants_at`` says."""
-        self.subscribers[sub] = next(self._numbers)
-        self._policies[sub.policy] += 1
-        self._gates[sub.gate] += 1
+        self.subscribers[sub] = self._number()
         self._watching += sub.wants_transitions
+        if self._policies is not None and self._gates is not None:
+            self._policies[sub.policy] += 1
+            self._gates[sub.gate] += 1
+        elif len(self.subscribers) > 1:
+            self._policies = Counter(each.policy for each in self.subscribers)
+            self._gates = Counter(each.gate for each in self.subscribers)
+            self._rebuild()  # the one before it was kept without a heap
+            return
         self._push(sub)
 
     def leave(self, sub: Subscription) -> None:
         """Remove a subscriber: what it wanted no longer counts."""
         del self.subscribers[sub]
-        _count_out(self._policies, sub.policy)
-        _count_out(self._gates, sub.gate)
         self._watching -= sub.wants_transitions
+        if len(self.subscribers) <= 1:
+            self._policies = self._gates = None
+            self._rebuild()  # a stream let go, or of one subscriber, holds no ended wait
+            return
+        if self._policies is not None and self._gates is not None:
+            _count_out(self._policies, sub.policy)
+            _count_out(self._gates, sub.gate)
         self._compact_if_bloated()
 
     def want(self, sub: Subscription, when: float) -> None:
@@ -153,27 +164,39 @@ class Stream:
             sub.wants_at = min(sub.wants_at, when)
         self._rebuild()
 
+    def _number(self) -> int:
+        self._numbered += 1
+        return self._numbered
+
     def _push(self, sub: Subscription) -> None:
         when = sub.wants_at
+        if self._wants is None:
+            self._latest_want = when  # one subscriber: itself, no heap
+            return
         self._latest_want = max(self._latest_want, when)
-        heapq.heappush(self._wants, (when, self.subscribers[sub], next(self._numbers), sub))
+        heapq.heappush(self._wants, (when, self.subscribers[sub], self._number(), sub))
         self._compact_if_bloated()
 
     def _compact_if_bloated(self) -> None:
         # Each want leaves the subscriber's older entry behind, each leave all of its own.
-        if len(self._wants) > 64 + 2 * len(self.subscribers):
+        if self._wants is not None and len(self._wants) > 64 + 2 * len(self.subscribers):
             self._rebuild()
 
     def _rebuild(self) -> None:
+        self._latest_want = max((sub.wants_at for sub in self.subscribers), default=-math.inf)
+        if len(self.subscribers) <= 1:
+            self._wants = None
+            return
         self._wants = [
             (sub.wants_at, number, number, sub) for sub, number in self.subscribers.items()
         ]
         heapq.heapify(self._wants)
-        self._latest_want = max((sub.wants_at for sub in self.subscribers), default=-math.inf)
 
     def _most_demanding(self) -> Subscription | None:
         """Return the subscriber that wants a look soonest (the first to join, of a tie)."""
         wants = self._wants
+        if wants is None:
+            return next(iter(self.subscribers), None)
         while wants:
             when, _, _, sub = wants[0]
             if sub.wants_at == when and sub in self.subscribers:
@@ -192,11 +215,15 @@ class Stream:
 
     def policies(self) -> Collection[PollPolicy]:
         """Return the policies its subscribers wait with, each once however many share it."""
-        return self._policies.keys()
+        if self._policies is not None:
+            return self._policies.keys()
+        return [sub.policy for sub in self.subscribers]
 
     def gates(self) -> Collection[Gate | None]:
         """Return its subscribers' call gates, each once (``None``: the client's own)."""
-        return self._gates.keys()
+        if self._gates is not None:
+            return self._gates.keys()
+        return [sub.gate for sub in self.subscribers]
 
     def active_sub_jobs(self) -> SubJobs | None:
         """Return the last snapshot's active sub-jobs and their lists (see :mod:`.sweeps`)."""
@@ -208,7 +235,7 @@ class Stream:
         Otherwise the gate of the subscriber that wants the look soonest.
         """
         first = self._most_demanding()
-        return None if None in self._gates or first is None else first.gate
+        return None if first is None or None in self.gates() else first.gate
 
     def fresh_after(self, when: float) -> float:
         """Return since when another process's snapshot serves as this look.

@@ -81,18 +81,23 @@ class Subscription:
     """The job's snapshots taken before this subscriber joined: its outcome counts those after."""
     grace_from: float | None = None
     ended: bool = False
-    transitions: list[Transition] = attrs.Factory(list)
-    """What it was told, the most recent :data:`KEPT_TRANSITIONS` (see :meth:`kept`)."""
+    transitions: list[Transition] | None = None
+    """What it was told, the most recent :data:`KEPT_TRANSITIONS` (see :meth:`kept`); none
+    yet until it is told one (a swept job's wait is told its first at its end)."""
 
     def keep(self, changes: list[Transition]) -> None:
         """Remember transitions; the oldest go once there are twice as many as kept."""
+        if not changes:
+            return
+        if self.transitions is None:
+            self.transitions = []
         self.transitions.extend(changes)
         if len(self.transitions) >= 2 * KEPT_TRANSITIONS:
             del self.transitions[:-KEPT_TRANSITIONS]
 
     def kept(self) -> list[Transition]:
         """Return the most recent transitions, at most :data:`KEPT_TRANSITIONS`."""
-        return self.transitions[-KEPT_TRANSITIONS:]
+        return [] if self.transitions is None else self.transitions[-KEPT_TRANSITIONS:]
 
 
 def next_look(

@@ -1,15 +1,21 @@
 """The sweeper: when many jobs are in play, the job lists stand in for their GETs.
 
 Which lists to page, and what a sweep's pages say, are decided by the pure
-:mod:`imagejobs.planning.sweeps`; this module runs sweeps for the hub. It
-regroups (which jobs the sweeps cover, at most every :data:`REGROUP_EVERY`
-seconds once many jobs are in play), starts a sweep when its pace and backoff
-allow, pages every list of its plan side by side (through the one paging loop,
-:class:`~imagejobs.transport.paging.ListWalk`), and reads what it found: a job
-still on its list needs no GET; one that left it (or changed in a way only a
-GET can tell) is handed back to the hub for a GET. Lists are hints: a swept
-job goes no longer than :data:`~imagejobs.scheduling.streams.LIST_TRUST` of its
-longest gaps without a GET.
+:mod:`imagejobs.planning.sweeps`; this module runs sweeps for the hub. It keeps
+which jobs the sweeps cover as they change (:mod:`.coverage`), starts a sweep
+when its pace and backoff allow, pages every list of its plan side by side
+(through the one paging loop, :class:`~imagejobs.transport.paging.ListWalk`),
+taking each page as it comes, and then reads what it found, a slice of the
+covered jobs a turn of the hub's loop: a job still on its list needs no GET;
+one that left it (or changed in a way only a GET can tell) is handed back to
+the hub for a GET. Lists are hints: a swept job still gets a safety GET now
+and then, at the pace of its share of the budget
+(:mod:`imagejobs.planning.allocation`, which also sets the sweeps' pace).
+
+In a fleet on Redis, the processes page the same lists and take each other's
+pages (:mod:`imagejobs.fleet.pages`): a sweep falls due on the fleet's grid,
+costs the process the share of its pages it sends, and is planned from when
+the pages it took were answered.
 
 A sweep that fails for a reason a later one may not meet pauses with backoff,
 and after :data:`SWEEP_FAILURES` in a row sweeps pause for :data:`SWEEP_PAUSE`
@@ -23,41 +29,32 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 import attrs
 
 from imagejobs.core.codec import Page
 from imagejobs.core.errors import BadRequest, ImageJobsError, TransportError
 from imagejobs.core.models import ImageJobInfo, SubJob
-from imagejobs.planning.backoff import step
-from imagejobs.planning.retry import RetryPolicy, is_poll_transient
-from imagejobs.planning.sweeps import (
-    SWEEP_SHARE,
-    JobSummary,
-    Listing,
-    Plan,
-    SubJobs,
-    pages_for,
-    plan_round,
-    read_round,
+from imagejobs.planning.allocation import (
+    ChangeRate,
+    PageShare,
+    SafetyAllowance,
+    SweepDemand,
+    allocate,
+    safety_gap,
 )
+from imagejobs.planning.retry import RetryPolicy, is_poll_transient
+from imagejobs.planning.sweeps import SWEEP_SHARE, Choice, Listing, Sighting, pages_for
+from imagejobs.scheduling.coverage import NO_CHOICE, Coverage, Overdue, slices
 from imagejobs.scheduling.looks import ListFunction
 from imagejobs.scheduling.streams import Failure, Stream
 from imagejobs.timing.gate import Gate
 from imagejobs.transport.paging import ListWalk
 
-__all__ = ["COUNT_TTL", "REGROUP_EVERY", "SWEEP_FAILURES", "SWEEP_PAUSE", "Sweeper"]
+__all__ = ["COUNT_TTL", "SWEEP_FAILURES", "SWEEP_PAUSE", "Sweeper"]
 
 logger = logging.getLogger("imagejobs")
-
-REGROUP_EVERY = 0.5
-"""Seconds between two decisions of which jobs the sweeps cover, once many jobs are in play.
-
-Each decision looks at every job: with thousands in play, not after every answer."""
-
-FEW_JOBS = 64
-"""Up to this many jobs, the sweeps' cover is decided again after every change."""
 
 SWEEP_FAILURES = 3
 """Sweeps that fail in a row (5xx, 429, no answer) before they pause for :data:`SWEEP_PAUSE`."""
@@ -65,23 +62,19 @@ SWEEP_FAILURES = 3
 SWEEP_PAUSE = 60.0
 """Seconds sweeps pause after failing :data:`SWEEP_FAILURES` times: each job is polled by GET."""
 
-SAFETY_SHARE = 0.1
-"""The share of the rate the swept jobs' own GETs (the lists are hints) may take at most."""
+PAGE_OVERLAP = 5
 
 COUNT_TTL = 300.0
 """Seconds a list's count is believed: a crowded list may thin out."""
 
-_NO_PLAN = Plan((), frozenset())
-
 
 @attrs.frozen
 class Findings:
-    """What one sweep's pages held: each list's items and count, the pages it went through
-    and those it sent itself (not another process of its fleet), the lists it could not
-    page to the end, and when its oldest and its newest pages were answered (both no
-    later than the sweep's start when another process sent them)."""
+    """What one sweep's pages held, beside its :class:`Sighting`: each list's count, the
+    pages it went through and those it sent itself (not another process of its fleet),
+    the lists it could not page to the end, and when its oldest and its newest pages were
+    answered (both no later than the sweep's start when another process sent them)."""
 
-    items: Mapping[Listing, list[ImageJobInfo | SubJob]]
     counts: Mapping[Listing, int]
     walked: int
     sent: int
@@ -91,19 +84,20 @@ class Findings:
 
 
 class Sweeper:
-    """Runs the sweeps of one hub over its ``streams``.
+    """Runs the sweeps of one hub over its streams that go through one gate.
 
-    ``list_page`` fetches a page; ``rate`` is the request rate the client may
-    plan on now; ``sharers`` how many processes page the same lists (a fleet's
-    members: a page one sends may serve them all), and ``align(when, period)``
-    when a sweep due at ``when`` goes (in a fleet, the next instant of a grid of
-    that period on the fleet's clock, so that the processes' sweeps fall due
-    together, and one request serves each page to all); ``sweeps`` is the client's
-    setting (None: when GETs would strain the budget). The hub is told through
-    four functions: ``get(stream, since, reason)`` wants a GET of a swept job,
-    sent after ``since``; ``plan(stream, base)`` plans each subscriber's next
-    look from ``base``; ``cover_changed(stream, now)`` says a job came under
-    the sweeps' cover or left it; ``poke()`` wakes the hub's loop.
+    ``streams`` are the hub's; ``list_page`` fetches a page; ``rate`` is the
+    request rate the client may plan on now; ``sharers`` how many processes page
+    the same lists (a fleet's members: a page one sends may serve them all), and
+    ``align(when, period)`` when a sweep due at ``when`` goes (in a fleet, the next
+    instant of a grid of that period on the fleet's clock, so that the processes'
+    sweeps fall due together, and one request serves each page to all); ``sweeps``
+    is the client's setting (None: when GETs would strain the budget). The hub
+    tells it which of its streams changed (:meth:`put`, :meth:`drop`), and is told
+    through four functions: ``get(stream, since, reason)`` wants a GET of a swept
+    job, sent after ``since``; ``plan(stream, base)`` plans each subscriber's next
+    look from ``base``; ``cover_changed(stream, now)`` says a job came under the
+    sweeps' cover or left it; ``poke()`` wakes the hub's loop.
     """
 
     def __init__(
@@ -121,135 +115,151 @@ class Sweeper:
         plan: Callable[[Stream, float], None],
         cover_changed: Callable[[Stream, float], None],
         poke: Callable[[], None],
+        gate: Gate | None = None,
     ) -> None:
         self._streams = streams
+        self.gate = gate
+        """The gate its sweeps go through, and whose jobs it sweeps: the client's (None) or
+        one call's that narrowed its share (see :class:`SweeperGroups`)."""
         self._list_page = list_page
         self._setting = sweeps
         self._rate = rate
-        self._sharers = sharers
         self._align = align
         self._retry = retry
         self._random = random
         self._get = get
         self._plan = plan
-        self._cover_changed = cover_changed
         self._poke = poke
-        self.stale = False
-        """Jobs came, went or changed since the last regroup: decide the cover again."""
-        self._regroup_after = -math.inf
-        self.cover = _NO_PLAN
-        """The plan the sweeps follow: the lists they page, the jobs they cover."""
+        self.coverage = Coverage(cover_changed)
+        self._stale = False  # the lists may need choosing again
         self._off = False
         self._paused_until = -math.inf
         self._refused: set[Listing] = set()
         self._counts: dict[Listing, tuple[int, float]] = {}
         self._task: asyncio.Task[Findings] | None = None
-        self._running = _NO_PLAN
+        self._sighting: Sighting | None = None
+        self._reading: Iterator[None] | None = None
+        self._running = NO_CHOICE
+        self._flips_then = 0  # the cover's flips when the running sweep started
         # When the last sweep saw the lists, its pages, and the share of them it pays for
         # (None: as it pays now, its sweep having failed before it could tell).
         self._last: tuple[float, int, float | None] = (-math.inf, 0, None)
-        self._sends: float | None = None  # the share of the pages it sends, of late
+        self._previous = -math.inf  # when the one before saw them
+        self._share = PageShare(sharers)  # of the pages it walks, those it pays for
         self._due_at = math.inf
         self._due_known = False
         self._failures = 0
         self._retry_at = -math.inf
         self._quiet = 0  # sweeps in a row that found nothing new
         self._extra_gets = 0  # GETs the last sweep asked for to tell watchers of a change
+        self._changes = ChangeRate()  # jobs a second the recent sweeps found gone
         self._abandoned: set[asyncio.Task[Findings]] = set()
-        self._cover_gate: Gate | None = None
         self._said_short = False
+        self._safety = SafetyAllowance()
 
     def __repr__(self) -> str:
-        return f"Sweeper(lists={len(self.cover.listings)}, covered={len(self.cover.covered)})"
+        choice = self.coverage.choice
+        return f"Sweeper(lists={len(choice.listings)}, covered={self.coverage.covered()})"
+
+    # --- the hub tells it of its streams ---------------------------------------------
+
+    def put(self, stream: Stream) -> None:
+        """Count one of its streams in, as it is now."""
+        self.coverage.put(stream)
+        self._stale = True
+
+    def drop(self, stream: Stream, now: float, *, live: bool) -> None:
+        """Count a stream out: gone (not ``live``), or now another sweeper's."""
+        self.coverage.drop(stream, now, live=live)
+        self._stale = True
 
     # --- the hub's loop calls these, in order --------------------------------------
 
     def collect(self, now: float) -> None:
-        """Read what a finished sweep found."""
+        """Read what a finished sweep found, a slice of the covered jobs a turn."""
         if self._task is not None and self._task.done():
             task, self._task = self._task, None
             self._due_known = False
-            self._read(task, now)
+            self._reading = self._read(task, now)
+        if self._reading is not None and next(self._reading, StopIteration) is StopIteration:
+            self._reading = None
+            self._sighting = None
+            self._stale = True
 
-    def regroup_if_due(self, now: float) -> None:
-        """Decide the cover again if jobs changed, at most every :data:`REGROUP_EVERY`."""
-        if self.stale and (now >= self._regroup_after or len(self._streams) <= FEW_JOBS):
-            self._regroup(now)
+    def regroup(self, now: float) -> None:
+        """Choose the lists again if anything changed, and decide a slice of the jobs that
+        choice (or their own change) concerns."""
+        coverage = self.coverage
+        if now >= self._paused_until > -math.inf:
+            self._paused_until = -math.inf  # the pause is over: sweep again
+            self._stale = True
+        if self._stale:
+            self._stale = False
+            self._due_known = False
+            choice = NO_CHOICE
+            if self._allowed(now):
+                counts = {
+                    listing: count
+                    for listing, (count, at) in self._counts.items()
+                    if now - at < COUNT_TTL
+                }
+                choice = coverage.cover.choose(
+                    counts, refused=self._refused, page_share=self._share.now()
+                )
+            coverage.choose(choice)
+        coverage.decide(now)
 
     def launch(self, now: float) -> None:
         """Start a sweep once its pace, its backoff and its share of the budget allow."""
-        plan = self.cover
-        if self._task is not None or not plan.listings or self._list_page is None:
+        coverage = self.coverage
+        choice = coverage.choice
+        idle = self._task is None and self._reading is None and not coverage.undecided
+        if not idle or not choice.listings or self._list_page is None:
             self._due_at = math.inf
             return
         if not self._due_known:
-            self._due_at = self._next_sweep(plan, now)
+            self._due_at = self._next_sweep(now)
             self._due_known = True
         if self._due_at > now:
             return
         self._due_at = math.inf
         self._due_known = False
-        self._running = plan
-        self._last = (now, plan.pages, None)
-        found = sweep(
+        self._running = choice
+        self._flips_then = coverage.flips
+        self._previous = self._last[0]
+        self._last = (now, choice.pages, None)
+        streams = self._streams
+
+        def watched(job_id: str) -> bool:
+            stream = streams.get(job_id)
+            return stream is not None and stream.watched()
+
+        self._sighting = Sighting(streams.__contains__, watched)
+        assert self._list_page is not None  # noqa: S101 - checked above
+        counts = {listing: count for listing, (count, _) in self._counts.items()}
+        sweep = page_lists(
             self._list_page,
-            plan,
-            priority=now,
-            gate=self._cover_gate,
-            counts=self._counts,
+            choice,
+            self._sighting,
+            counts=counts,
+            worth={listing: coverage.deciding(listing, choice) for listing in choice.listings},
             refused=self._refused,
+            priority=now,
+            gate=self.gate,
         )
-        task = asyncio.get_running_loop().create_task(found)
+        task = asyncio.get_running_loop().create_task(sweep)
         task.add_done_callback(lambda _: self._poke())
         self._task = task
 
     def wake_at(self) -> float:
         """Return when the loop must look again for the sweeps' sake."""
-        wake = self._due_at
-        if self.stale:
-            wake = min(wake, self._regroup_after)  # a no-op with few jobs: regrouped already
-        return wake
+        if self._reading is not None or self.coverage.undecided:
+            return -math.inf  # at once: the next slice
+        if self._paused_until > -math.inf:
+            return min(self._due_at, self._paused_until)
+        return self._due_at
 
     # --- who is covered --------------------------------------------------------------
-
-    def _regroup(self, now: float) -> None:
-        """Decide afresh which jobs the sweeps cover; the others are polled by GET."""
-        self.stale = False
-        self._regroup_after = now + REGROUP_EVERY
-        self._due_known = False
-        plan = _NO_PLAN
-        self._cover_gate = gate = self._sweep_gate()
-        allowed = self._allowed(now)
-        if not allowed and not self.cover.covered:
-            return  # nothing swept, nothing to sweep: no need to look at every job
-        if allowed:
-            candidates: dict[str, JobSummary | None] = {}
-            subs: dict[str, SubJobs] = {}
-            for stream in self._streams.values():
-                if stream.poll is not None or stream.sweep.get_wanted:
-                    continue
-                if stream.call_gate() is not gate:
-                    continue  # a call's own share: its jobs are looked at through it alone
-                if stream.watched():
-                    active = stream.active_sub_jobs()
-                    if active is None:
-                        continue  # a GET shows its sub-jobs first
-                    subs[stream.job_id] = active
-                candidates[stream.job_id] = stream.summary
-            counts = {
-                listing: count
-                for listing, (count, at) in self._counts.items()
-                if now - at < COUNT_TTL
-            }
-            plan = plan_round(
-                candidates, counts, subs=subs, refused=self._refused, page_share=self._sending()
-            )
-        self.cover = plan
-        for stream in self._streams.values():
-            covered = stream.job_id in plan.covered
-            if covered != stream.sweep.covered:
-                stream.sweep.covered = covered
-                self._cover_changed(stream, now)
 
     def _allowed(self, now: float) -> bool:
         """Whether sweeps may run: on, and (unless forced) GETs alone would strain the budget."""
@@ -257,50 +267,46 @@ class Sweeper:
             return False
         if now < self._paused_until:
             return False
-        if self._setting is True or self.cover.listings:
+        if self._setting is True or self.coverage.choice.listings:
             return True  # once on, sweeps go on while a list is cheaper than its GETs
         rate = self._planning_rate(now)
         if math.isinf(rate):
             return False
         # Requests a second if every job were polled by GET at its policy's first pace.
-        demand = 0.0
-        for stream in self._streams.values():
-            demand += max(1.0 / policy.initial_delay for policy in stream.policies())
-        return demand > SWEEP_SHARE * rate
+        return self.coverage.demand() > SWEEP_SHARE * rate
 
     # --- when --------------------------------------------------------------------------
 
-    def _next_sweep(self, plan: Plan, now: float) -> float:
+    def _next_sweep(self, now: float) -> float:
         """Return when the next sweep is due: as its pace and its backoff allow.
 
         Not when a covered job's own schedule wants a look: one sweep looks at every
         job, and their schedules (gaps of up to 27 s, or minutes by a history) would
         hold back the ends of all the others.
         """
-        # A job may have left since the plan was made (the next regroup drops it).
-        policies = [
-            policy
-            for job_id in plan.covered
-            if (stream := self._streams.get(job_id)) is not None
-            for policy in stream.policies()
-        ]
+        policies = self.coverage.policies()
         started, walked, share = self._last
-        pages = walked * (self._sending() if share is None else share)
+        # The pages it pays for: in a fleet, the share it sends (another's cost it nothing).
+        pages = walked * (self._share.now() if share is None else share)
         rate = self._planning_rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
-        # Sweeps back off like one poll stream: their policies' first delay after a
-        # sweep that saw a change, doubling (up to their shortest longest gap) while none do.
         if policies and started > -math.inf:
+            jobs = self.coverage.covered()
             first = min(policy.initial_delay for policy in policies)
-            longest = min(policy.longest_gap for policy in policies)
-            multiplier = min(policy.multiplier for policy in policies)
-            gap = max(gap, step(self._quiet + 1, first, longest, multiplier))
-            # Never dearer than the GETs it replaces: each job would cost one request a
-            # longest gap, so a sweep (its pages, and the GETs it asked for to tell a
-            # watcher a change) may come that often per job.
-            jobs = sum(1 for job_id in plan.covered if job_id in self._streams)
-            gap = max(gap, (pages + self._extra_gets) * longest / max(jobs, 1))
-            self._say_if_short(pages / (SWEEP_SHARE * rate), longest, jobs, rate)
+            demand = SweepDemand(
+                pages,
+                jobs,
+                first=first,
+                longest=min(policy.longest_gap for policy in policies),
+                multiplier=min(policy.multiplier for policy in policies),
+                quiet=self._quiet,
+                extra_gets=self._extra_gets,
+                changes=self._changes.rate(),
+            )
+            allocation = allocate(rate, demand)
+            gap = allocation.sweep_gap
+            self._say_if_short(allocation.budget_gap, demand.longest, jobs, rate)
+            # In a fleet, on the fleet's grid: the processes' sweeps take each other's pages.
             return self._align(max(started + gap, self._retry_at), first)
         return max(started + gap, self._retry_at)
 
@@ -318,136 +324,149 @@ class Sweeper:
             longest,
         )
 
-    def _sweep_gate(self) -> Gate | None:
-        """Return the gate sweeps go through: a call's own only if every job is that call's.
-
-        Otherwise the client's, and the jobs of calls that narrowed their share are
-        not swept: a sweep through one call's gate would hold every other call's
-        jobs to that call's share.
-        """
-        gates = {stream.call_gate() for stream in self._streams.values()}
-        return gates.pop() if len(gates) == 1 else None
-
     def _planning_rate(self, now: float) -> float:
-        gate = self._cover_gate
+        gate = self.gate
         rate = self._rate(now)
         return rate if gate is None else min(rate, gate.budget.rate)
 
-    def _read(self, task: asyncio.Task[Findings], now: float) -> None:
-        """Take what a sweep found: each covered job still listed, or to be fetched."""
-        plan = self._running
-        started = self._last[0]
+    # --- one sweep ----------------------------------------------------------------------
+
+    def _read(self, task: asyncio.Task[Findings], now: float) -> Iterator[None]:
+        """Take what a sweep found: each covered job still listed, or to be fetched.
+
+        A generator: each step reads a slice of the covered jobs, one turn of the loop.
+        """
+        choice, sighting = self._running, self._sighting
+        started, previous = self._last[0], self._previous
         error: BaseException | None
         if task.cancelled():
             error = TransportError("a sweep of the job lists was cancelled")
         else:
             error = task.exception()
         if error is not None:
-            self._failed(plan, error, started, now)
+            yield from self._failed(error, started, now)
             return
+        assert sighting is not None  # noqa: S101 - made with the sweep
         found = task.result()
+        viewed, seen_at = self._took(found, started, now)
+        covered = self.coverage.covered_streams()
+        rate = self._planning_rate(now)
+        trust = safety_gap(rate, len(covered))
+        overdue = Overdue(self._safety.ceiling(rate))
+        unsure = frozenset(found.incomplete)
+        news = self.coverage.flips != self._flips_then
+        extra_gets = gone = 0
+        for part in slices(covered):
+            for stream in part:
+                if not self._decides(stream, choice, started):
+                    continue
+                subs = stream.active_sub_jobs() if stream.watched() else None
+                seen = sighting.judge(stream.job_id, stream.summary, subs, unsure)
+                if seen == "get":
+                    # GETs for watched jobs' changes are extra; a job's end costs its GET anyway.
+                    extra_gets += subs is not None
+                    gone += 1
+                    news = True
+                    self._get(stream, seen_at, "changed")
+                    continue
+                if stream.overdue(started, trust):
+                    overdue.add(stream)
+                if seen is not None:
+                    if seen != stream.summary:
+                        news = True
+                        stream.summary = seen
+                        self.put(stream)  # it may be on another list now
+                    stream.failure = None
+                    stream.draw = self._random()
+                    self._plan(stream, seen_at)
+            yield
+        self._extra_gets = extra_gets
+        if viewed > previous > -math.inf:
+            self._changes.seen(gone, viewed - previous)
+        self._safety_gets(overdue, started, now)
+        self._quiet = 0 if news else self._quiet + 1
+
+    def _took(self, found: Findings, started: float, now: float) -> tuple[float, float]:
+        """Note a sweep that went through, started at ``started``: its lists' counts, the
+        share of its pages it sent; return when it saw the lists, and when it last did.
+
+        Pages another process fetched earlier show the lists as they were then: the next
+        sweep is planned from the oldest, so processes sharing pages sweep together, and
+        the jobs it saw are planned from the newest, so that a snapshot taken since tells
+        what they showed. Pages of its own it sent after it started: then, its start.
+        """
         self._counts.update((listing, (count, now)) for listing, count in found.counts.items())
-        sends = self._sending()
-        if found.walked:
-            self._sends = (sends + found.sent / found.walked) / 2
-        # Pages another process fetched earlier show the lists as they were then: the next
-        # sweep is planned from then, so processes sharing pages sweep together, and a
-        # snapshot taken since they were answered tells what they showed.
-        self._last = (min(started, found.oldest), found.walked, sends)
-        seen = min(started, found.newest) if found.walked else started
+        viewed = min(started, found.oldest)
+        self._last = (viewed, found.walked, self._share.took(found.walked, found.sent))
         self._failures = 0
         self._retry_at = -math.inf
-        streams = [
-            stream
-            for job_id in plan.covered
-            if (stream := self._streams.get(job_id)) is not None and stream.sweep.covered
-        ]
-        subs = {
-            stream.job_id: active
-            for stream in streams
-            if stream.watched() and (active := stream.active_sub_jobs()) is not None
-        }
-        summaries = {stream.job_id: stream.summary for stream in streams}
-        verdict = read_round(plan, found.items, summaries, subs, found.incomplete)
-        news = bool(verdict.to_get) or plan.covered != self.cover.covered
-        # GETs for watched jobs' changes are extra; a job's end costs its GET either way.
-        self._extra_gets = sum(1 for job_id in verdict.to_get if job_id in subs)
-        trust = self._trust_gap(len(streams), now)
-        for stream in streams:
-            if stream.job_id in verdict.to_get:
-                self._get(stream, seen, "changed")
-                continue
-            if stream.overdue(started, trust):
-                self._get(stream, started, "safety")
-                continue
-            listed = verdict.listed.get(stream.job_id)
-            if listed is None:
-                continue  # it may be on a list not paged to the end: this sweep cannot tell
-            news = news or listed != stream.summary
-            stream.summary = listed
-            stream.failure = None
-            stream.draw = self._random()
-            self._plan(stream, seen)
-        self._quiet = 0 if news else self._quiet + 1
-        self.stale = True
+        return viewed, min(started, found.newest) if found.walked else started
 
-    def _sending(self) -> float:
-        """Return the share of a sweep's pages this process pays for.
+    def _decides(self, stream: Stream, choice: Choice, started: float) -> bool:
+        """Whether a sweep of ``choice`` started at ``started`` decides about a covered stream:
+        still waited on, covered since before the sweep, and on the lists it paged."""
+        if self._streams.get(stream.job_id) is not stream:
+            return False
+        return stream.sweep.covered_at <= started and self.coverage.decided_by(stream, choice)
 
-        A page another process sent cost this one nothing, and one it sends serves the
-        others: it pays the share of pages it has been sending, not what one sweep drew
-        (at first, its part of the fleet's). Alone, that is every page it walked.
-        """
-        return 1 / max(1, self._sharers()) if self._sends is None else self._sends
+    def _safety_gets(self, overdue: Overdue, started: float, now: float) -> None:
+        """GET the swept jobs overdue for safety that the share allows now, the longest first."""
+        granted = self._safety.take(overdue.count, self._planning_rate(now), now)
+        for stream in overdue.longest(granted):
+            self._get(stream, started, "safety")
 
-    def _trust_gap(self, covered: int, now: float) -> float:
-        """Return how often each swept job may have a GET of its own, by the budget's share."""
-        rate = self._rate(now)
-        return 0.0 if math.isinf(rate) else covered / (SAFETY_SHARE * rate)
-
-    def _failed(self, plan: Plan, error: BaseException, started: float, now: float) -> None:
-        trust = self._trust_gap(len(plan.covered), now)
-        for job_id in plan.covered:
-            stream = self._streams.get(job_id)
-            if stream is not None and stream.sweep.covered and stream.overdue(started, trust):
-                self._get(stream, started, "safety")  # the safety net holds through outages
-        if isinstance(error, ImageJobsError) and is_poll_transient(error):
+    def _failed(self, error: BaseException, started: float, now: float) -> Iterator[None]:
+        """Take a sweep that failed: a slice of the covered jobs a step, as :meth:`_read`."""
+        transient = isinstance(error, ImageJobsError) and is_poll_transient(error)
+        if transient:
             self._failures += 1
-            if self._failures >= SWEEP_FAILURES:
-                # The lists keep failing: each job is polled by GET for a while instead.
-                logger.warning(
-                    "sweeps pause for %gs: the job list failed %d times in a row (%s)",
-                    SWEEP_PAUSE,
-                    self._failures,
-                    error,
-                )
-                self._paused_until = now + SWEEP_PAUSE
-                self._failures = 0
-                self.stale = True
-                self._regroup_after = -math.inf
-                return
+        pausing = transient and self._failures >= SWEEP_FAILURES
+        # Failing with it, if later sweeps may fare better: a wait that ends meanwhile says why.
+        failing = error if isinstance(error, ImageJobsError) and transient and not pausing else None
+        covered = self.coverage.covered_streams()
+        rate = self._planning_rate(now)
+        trust = safety_gap(rate, len(covered))
+        overdue = Overdue(self._safety.ceiling(rate))
+        for part in slices(covered):
+            for stream in part:
+                if not stream.sweep.covered or self._streams.get(stream.job_id) is not stream:
+                    continue
+                if stream.overdue(started, trust):
+                    overdue.add(stream)
+                if failing is not None and stream.failure is None:
+                    stream.failure = Failure(failing, started)
+            yield
+        self._safety_gets(overdue, started, now)  # the safety net holds through outages
+        if pausing:
+            # The lists keep failing: each job is polled by GET for a while instead.
+            logger.warning(
+                "sweeps pause for %gs: the job list failed %d times in a row (%s)",
+                SWEEP_PAUSE,
+                self._failures,
+                error,
+            )
+            self._paused_until = now + SWEEP_PAUSE
+            self._failures = 0
+        elif transient:
             cap = self._retry.max_delay
             self._retry_at = now + self._retry.poll_delay(
                 self._failures, error, cap=cap, longest=cap, draw=self._random()
             )
-            for job_id in plan.covered:
-                stream = self._streams.get(job_id)
-                if stream is not None and stream.sweep.covered and stream.failure is None:
-                    stream.failure = Failure(error, started)
-            return
-        # The lists are refused (no permission to list, a job_type the gateway will
-        # not take...) or unreadable: the jobs are polled by GET, as without sweeps.
-        self._off = True
-        self.stale = True
-        if isinstance(error, ImageJobsError):
-            logger.warning("sweeps are off: the job list failed (%s); polling each job", error)
         else:
-            logger.warning("sweeps are off: the job list failed unexpectedly", exc_info=error)
+            # The lists are refused (no permission to list, a job_type the gateway will
+            # not take...) or unreadable: the jobs are polled by GET, as without sweeps.
+            self._off = True
+            if isinstance(error, ImageJobsError):
+                logger.warning("sweeps are off: the job list failed (%s); polling each job", error)
+            else:
+                logger.warning("sweeps are off: the job list failed unexpectedly", exc_info=error)
 
     # --- the end ------------------------------------------------------------------------
 
     def abandon(self) -> None:
         """Cancel a sweep nobody is left to hear of (:meth:`close` still waits for it)."""
+        self._reading = None
+        self._sighting = None
         if self._task is not None:
             self._task.cancel()
             self._abandoned.add(self._task)
@@ -459,31 +478,40 @@ class Sweeper:
         return [*self._abandoned, *filter(None, [self._task])]
 
 
-async def sweep(
+async def page_lists(
     list_page: ListFunction,
-    plan: Plan,
+    choice: Choice,
+    sighting: Sighting,
     *,
+    counts: Mapping[Listing, int],
+    worth: Mapping[Listing, int],
+    refused: set[Listing],
     priority: float,
     gate: Gate | None,
-    counts: Mapping[Listing, tuple[int, float]],
-    refused: set[Listing],
 ) -> Findings:
-    """Page every list of the plan (lists side by side, each page after page), through
-    ``list_page``, with ``priority`` in the budget's queue.
+    """Page every list chosen (lists side by side, each page after page), each page taken
+    by ``sighting`` as it comes; ``counts`` are the lists' last counts, ``worth`` the jobs
+    each decides about. ``priority`` is when the sweep became due: its place in the
+    budget's queue (and in a fleet, how old a page another process sent may be).
 
-    ``counts`` are the lists' counts known so far. A list is paged to its end,
-    unless its first page shows it far longer than planned (its count is
-    noted, and the plan will see), a page brings nothing new, or the service
-    refuses it (a 400: noted, and the list is never chosen again: added to
-    ``refused``); then it is incomplete, and the other lists go on.
+    Each page is counted as walked, and as sent if this process sent its request
+    (:class:`~imagejobs.scheduling.looks.PageResult`), and when it was answered is noted:
+    the findings tell the oldest and the newest.
+
+    A list is paged to its end, unless its first page shows it far longer than
+    planned (more pages than its last count and the jobs it decides about allow:
+    its count is noted, and the plan will see), a page brings nothing new, or the
+    service refuses it (a 400: added to ``refused``, and never chosen again); then
+    it is incomplete, and the other lists go on.
     """
     incomplete: set[Listing] = set()
     walked, sent, oldest, newest = 0, 0, priority, -math.inf
 
-    async def page_through(listing: Listing) -> tuple[list[ImageJobInfo | SubJob], int]:
+    async def page_through(listing: Listing) -> int:
         nonlocal walked, sent
-        items: list[ImageJobInfo | SubJob] = []
-        allowance = pages_for(counts.get(listing, (0, 0.0))[0]) + 2
+        # Longer than its last count, as a list of jobs still starting grows, is no reason to
+        # stop while its pages are fewer than the jobs it decides about.
+        allowance = max(pages_for(counts.get(listing, 0)) + 2, worth.get(listing, 0))
 
         async def fetch(offset: int) -> Page[ImageJobInfo | SubJob]:
             nonlocal walked, sent, oldest, newest
@@ -493,11 +521,11 @@ async def sweep(
             oldest, newest = min(oldest, result.at), max(newest, result.at)
             return result.page
 
-        walk = ListWalk(fetch, _item_key)
+        walk = ListWalk(fetch, _item_key, overlap=PAGE_OVERLAP)
         try:
             async with contextlib.aclosing(walk.pages_of_items()) as pages:
                 async for page, _ in pages:
-                    items.extend(page)
+                    sighting.add(listing, page)
                     too_long = pages_for(walk.count) > max(allowance, walk.pages + 1)
                     if too_long and not walk.complete:
                         break  # far longer than planned: the plan will see its count
@@ -507,14 +535,14 @@ async def sweep(
             incomplete.add(listing)
             walked += 1  # the request refused
             sent += 1
-            return items, 0
+            return 0
         if not walk.complete:
             incomplete.add(listing)  # nothing new, or far longer than planned
-        return items, walk.count
+        return walk.count
 
     tasks = {
         listing: asyncio.get_running_loop().create_task(page_through(listing))
-        for listing in plan.listings
+        for listing in choice.listings
     }
     try:
         await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
@@ -526,10 +554,8 @@ async def sweep(
         error = None if task.cancelled() else task.exception()
         if error is not None:
             raise error
-    results = {listing: task.result() for listing, task in tasks.items()}
     return Findings(
-        {listing: items for listing, (items, _) in results.items()},
-        {listing: count for listing, (_, count) in results.items()},
+        {listing: task.result() for listing, task in tasks.items()},
         walked,
         sent,
         incomplete,

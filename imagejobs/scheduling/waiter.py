@@ -7,6 +7,7 @@ Leaving early (``break``, ``aclose``, cancellation) unsubscribes.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
@@ -37,6 +38,10 @@ TransitionCallback = Callable[[Transition], object]
 OutcomeCallback = Callable[[Outcome], object]
 
 _T = TypeVar("_T")
+
+SUBSCRIBE_SLICE = 250
+"""Jobs a call subscribes to (or leaves) in one turn of the event loop: a call on a hundred
+thousand jobs lets the loop (the hub, other callers) run between slices."""
 
 
 async def _call(callback: Callable[[_T], object] | None, value: _T) -> None:
@@ -86,18 +91,33 @@ async def _events(
     # as its outcome is delivered, not when the last of many jobs ends.
     waiting: dict[str, Subscription] = {}
     try:
-        for job_id in job_ids:
+        for number, job_id in enumerate(job_ids, 1):
             waiting[job_id] = hub.subscribe(
                 job_id, policy, since, mailbox, gate, wants_transitions=transitions
             )
+            if number % SUBSCRIBE_SLICE == 0:
+                await asyncio.sleep(0)
         while waiting:
             event = await mailbox.get()
             if isinstance(event, Outcome):
                 del waiting[event.job_id]
             yield event
     finally:
-        for subscription in waiting.values():
-            hub.unsubscribe(subscription)
+        await _unsubscribe(hub, list(waiting.values()))
+
+
+async def _unsubscribe(hub: Hub, subscriptions: list[Subscription]) -> None:
+    """Leave every wait not ended, :data:`SUBSCRIBE_SLICE` a turn of the loop."""
+    for number, subscription in enumerate(subscriptions, 1):
+        hub.unsubscribe(subscription)
+        if number % SUBSCRIBE_SLICE == 0 and number < len(subscriptions):
+            try:
+                await asyncio.sleep(0)
+            except BaseException:
+                # Cancelled again while leaving: the rest leave now, not never.
+                for rest in subscriptions[number:]:
+                    hub.unsubscribe(rest)
+                raise
 
 
 def watch(

@@ -112,6 +112,12 @@ class KnownJobs:
         """Bytes of answers the jobs may still keep, all together."""
         return self._answers.left
 
+    def clear(self) -> None:
+        """Let go of every job and its last answer."""
+        for known in self._jobs.values():
+            known.forget()
+        self._jobs.clear()
+
     def __getitem__(self, job_id: str) -> KnownJob:
         """Return a job's URL and reader; raises :class:`InvalidArgument` for a bad ID."""
         plain = type(job_id) is str  # a str subclass could hash or compare as another ID

@@ -36,8 +36,10 @@ class ListWalk(Generic[_T]):
         key: Callable[[_T], Hashable],
         *,
         max_pages: int | None = None,
+        overlap: int = 0,
     ) -> None:
         self._fetch = fetch
+        self._overlap = overlap
         self._key = key
         self._max_pages = max_pages
         self._seen: set[Hashable] = set()
@@ -66,6 +68,8 @@ class ListWalk(Generic[_T]):
             offset += len(page.items)
             # Known before the consumer sees the page: the list's end is no reason to stop early.
             self.complete = not page.items or offset >= page.count
+            if len(page.items) > self._overlap:
+                offset -= self._overlap
             yield page.items, new
             if self.complete or not new:
                 return

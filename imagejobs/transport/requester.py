@@ -308,7 +308,8 @@ class Requester:
         ended = False
         try:
             answer = self._read(call, await self._send(call, headers))
-            ended = getattr(answer, "is_terminal", False) is True
+            # A look of the hub's that saw the job end: what a caller asked for stays a call.
+            ended = call.source != "call" and getattr(answer, "is_terminal", False) is True
             return answer
         except BaseException as exc:
             failed = exc

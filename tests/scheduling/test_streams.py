@@ -90,3 +90,24 @@ def test_policies_gates_and_watchers_count_while_a_subscriber_has_them() -> None
     stream.leave(subs[2])
     assert not stream.policies()
     assert not stream.gates()
+
+
+def test_a_stream_of_one_subscriber_keeps_no_index_and_builds_one_for_a_second() -> None:
+    stream = Stream("j")
+    alone = _sub()
+    stream.join(alone)
+    for when in (3.0, 8.0, 2.0):  # a sweep looking at it again and again leaves nothing
+        stream.want(alone, when)
+    assert stream._wants is None
+    assert stream.due_at() == 2.0
+    second = _sub()
+    stream.join(second)
+    stream.want(second, 1.0)
+    assert stream.due_at() == 1.0  # the index holds the first as well as the second
+    stream.leave(second)
+    assert stream._wants is None
+    assert (stream.due_at(), stream.call_gate(), list(stream.policies())) == (2.0, None, [POLICY])
+    stream.want_by(1.5)
+    assert stream.due_at() == 1.5
+    stream.leave(alone)
+    assert (stream.due_at(), stream._wants, stream.subscribers) == (math.inf, None, {})

@@ -8,6 +8,7 @@ without ``job_type``. Lateness is read on the virtual clock: exact, not timed.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from test_sweeps import job, script_tenant
 
-from imagejobs import PollPolicy
+from imagejobs import PollPolicy, RequestRecord
 from imagejobs.client import _planning_rate
 from imagejobs.planning.budget import RequestBudget
 from imagejobs.testing import FakeClock, FakeWorkspace
@@ -26,7 +27,10 @@ def _p95(values: list[float]) -> float:
     return values[min(len(values) - 1, int(0.95 * len(values)))]
 
 
-async def test_a_narrow_call_slows_only_its_own_jobs(keys: dict[str, Any]) -> None:
+@pytest.mark.parametrize("narrowed", [None, 8.0], ids=["client's share", "narrowed too"])
+async def test_a_narrow_call_slows_only_its_own_jobs(
+    narrowed: float | None, keys: dict[str, Any]
+) -> None:
     clock = FakeClock()
     async with FakeWorkspace(
         clock=clock.monotonic, rate_limit=10, require_job_type=True, **keys
@@ -43,14 +47,14 @@ async def test_a_narrow_call_slows_only_its_own_jobs(keys: dict[str, Any]) -> No
 
             narrow = asyncio.get_running_loop().create_task(frugal_wait())
             late = []
-            async for outcome in client.wait_many(list(ends)):
+            async for outcome in client.wait_many(list(ends), rate=narrowed):
                 assert outcome.job is not None
                 assert outcome.job.status.value == ends[outcome.job_id][1]
                 late.append(clock.monotonic() - ends[outcome.job_id][0])
             await narrow
         lists = sum(1 for r in fake.requests if r.job_id is None)
-    # Swept at the client's pace, not the frugal call's: 284 s late at p95 when
-    # every sweep went through the narrowest call's gate.
+    # Swept at its own pace, not the frugal call's: 291 s late at p95 (14 list pages)
+    # when every narrowed call's sweeps went through the narrowest call's gate.
     assert _p95(late) <= 10
     assert lists >= 40
 
@@ -87,3 +91,33 @@ def test_sweeps_are_planned_by_the_rate_given_not_by_what_a_429_left() -> None:
     # Told no rate, the client plans by what the climb allows, whatever the demand.
     assert _planning_rate(unlimited, None, 0.5) == pytest.approx(0.7)
     assert _planning_rate(unlimited, None, 20.0) > 5
+
+
+async def test_safety_gets_due_together_go_at_their_share_not_in_one_burst(
+    keys: dict[str, Any],
+) -> None:
+    clock = FakeClock()
+    counted = Sources(clock)
+    async with FakeWorkspace(
+        clock=clock.monotonic, rate_limit=20, require_job_type=True, **keys
+    ) as fake:
+        ends = script_tenant(fake, count=1000, old=100, seconds=120)
+        policy = PollPolicy(initial_delay=0.5, max_delay=1)
+        async with fake.client(clock=clock, rate=20, hooks=[counted]) as client:
+            outcomes = [o async for o in client.wait_many(list(ends), policy)]
+    assert all(o.job is not None and o.job.status.value == ends[o.job_id][1] for o in outcomes)
+    safety = sorted(at for at, source in counted.sent if source == "safety")
+    # A tenth of 20/s, at most ten seconds' worth at once: never hundreds together.
+    burst = max(bisect.bisect_right(safety, t + 10) - i for i, t in enumerate(safety))
+    assert burst <= 0.1 * 20 * 10 * 2
+
+
+class Sources:
+    """A hook keeping when each request was sent, and why."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.sent: list[tuple[float, str]] = []
+
+    def on_request(self, record: RequestRecord) -> None:
+        self.sent.append((self.clock.monotonic() - record.duration, record.source))

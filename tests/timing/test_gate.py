@@ -6,6 +6,8 @@ import asyncio
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imagejobs import ImageJobsError
 from imagejobs.planning.budget import PACE, RequestBudget
@@ -86,3 +88,48 @@ async def test_a_waiter_gives_up_at_its_deadline_and_leaves_its_place() -> None:
     second = await slow.acquire()
     assert clock.monotonic() == pytest.approx(2.0 / PACE), "the rate, not the abandoned waiter"
     slow.release(second)
+
+
+@given(
+    arrivals=st.lists(
+        st.tuples(
+            st.sampled_from(["first", "final", "sweep", "safety", "poll"]),
+            st.floats(min_value=0, max_value=30),  # when the request arrives
+            st.floats(min_value=0, max_value=30),  # how long before that it became due
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    rate=st.floats(min_value=0.5, max_value=20),
+)
+@settings(deadline=None, max_examples=50)
+def test_no_source_starves_another_each_waits_only_for_what_was_due_before_it(
+    arrivals: list[tuple[str, float, float]], rate: float
+) -> None:
+    async def run() -> None:
+        clock = FakeClock()
+        shared = gate(1, rate, clock)
+        granted: dict[int, float] = {}
+
+        async def request(n: int, at: float, due: float) -> None:
+            await clock.sleep(at)
+            passed = await shared.acquire(due)
+            granted[n] = clock.monotonic()
+            shared.release(passed, answered=True)
+
+        await asyncio.gather(
+            *(request(n, at, at - before) for n, (_, at, before) in enumerate(arrivals))
+        )
+        assert len(granted) == len(arrivals)  # every source's every request went out
+        spacing = 1 / (rate * PACE)
+        for n, (_, at, before) in enumerate(arrivals):
+            due = at - before
+            # Only requests due no later than it (or sent before it came) go first.
+            ahead = sum(
+                1
+                for m, (_, other_at, other_before) in enumerate(arrivals)
+                if m != n and (other_at - other_before <= due or granted[m] <= at)
+            )
+            assert granted[n] <= at + (ahead + 1) * spacing + 1e-6
+
+    asyncio.run(run())

@@ -90,3 +90,22 @@ async def test_the_end_of_a_list_is_known_when_its_last_page_is_seen() -> None:
         async for _ in pages:
             seen_complete.append(walk.complete)  # what a sweep reads before it decides
     assert seen_complete == [True]
+
+
+async def test_an_overlap_catches_what_a_list_shifting_between_pages_would_skip() -> None:
+    async def run(overlap: int) -> list[str]:
+        items = [f"j{n}" for n in range(20)]
+
+        async def fetch(offset: int) -> Page[str]:
+            page = Page(len(items), tuple(items[offset : offset + 5]))
+            del items[:2]  # two jobs ended (left the list) between this page and the next
+            return page
+
+        return await _all(ListWalk(fetch, str, overlap=overlap))
+
+    skipped = {f"j{n}" for n in range(20)} - set(await run(0))
+    assert skipped  # walked plainly, items that moved up past the offset are missed
+    # The jobs still listed at the end, each seen once: none skipped with enough overlap.
+    seen = await run(2)
+    assert len(seen) == len(set(seen))
+    assert {f"j{n}" for n in range(12, 20)} <= set(seen)

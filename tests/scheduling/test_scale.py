@@ -1,0 +1,196 @@
+"""The hub at scale: no step of its loop does work that grows with the jobs in play.
+
+Counted, never timed: the Python calls made in each step of the hub's loop (from
+a wake to the next sleep, when nothing else runs), on virtual time, with
+scripted looks and lists. A step that looked at every job (choosing the sweeps'
+cover afresh, reading a sweep's findings in one go, dropping a queue's stale
+entries at once) would make more calls the more jobs there are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import gc
+import random
+import sys
+import weakref
+from collections.abc import Coroutine
+from types import FrameType
+from typing import Any
+
+from imagejobs import (
+    ImageJob,
+    ImageJobInfo,
+    JobStatus,
+    JobType,
+    Outcome,
+    PollPolicy,
+    RetryPolicy,
+    SubJob,
+)
+from imagejobs.core.codec import Page
+from imagejobs.planning.sweeps import Listing
+from imagejobs.scheduling.coverage import SLICE
+from imagejobs.scheduling.hub import Hub
+from imagejobs.scheduling.looks import Look, LookResult, PageResult
+from imagejobs.scheduling.subscriptions import Subscription
+from imagejobs.scheduling.waiter import wait_many
+from imagejobs.testing import FakeClock
+from imagejobs.timing.gate import Gate
+
+TYPE = JobType.CREATE_SERVER
+POLICY = PollPolicy(timeout=7200)
+
+
+class Tenant:
+    """Jobs that run until a scripted end, listed by ID; a page costs what it holds."""
+
+    def __init__(self, clock: FakeClock, ends: dict[str, float]) -> None:
+        self.clock = clock
+        self.ends = ends
+        self._running = sorted(ends)
+        self._by_end = sorted(ends, key=ends.__getitem__, reverse=True)
+        self.gets = 0
+
+    def _move_on(self) -> None:
+        now = self.clock.monotonic()
+        while self._by_end and self.ends[self._by_end[-1]] <= now:
+            ended = self._by_end.pop()
+            del self._running[bisect.bisect_left(self._running, ended)]
+
+    async def poll(self, job_id: str, priority: float, gate: Gate | None, look: Look) -> LookResult:
+        self.gets += 1
+        ended = self.clock.monotonic() >= self.ends[job_id]
+        status = JobStatus.SUCCESS if ended else JobStatus.RUNNING
+        job = ImageJob(id=job_id, status=status, job_type=TYPE)
+        return LookResult(((job, self.clock.monotonic()),), look.mark)
+
+    async def list_page(
+        self, listing: Listing, offset: int, priority: float, gate: Gate | None
+    ) -> PageResult:
+        self._move_on()
+        if listing.job_type != TYPE.value or listing.status != "RUNNING":
+            return PageResult(Page(0, ()), self.clock.monotonic())
+        shown: tuple[ImageJobInfo | SubJob, ...] = tuple(
+            ImageJobInfo(id=job_id, status=JobStatus.RUNNING, job_type=TYPE)
+            for job_id in self._running[offset : offset + 100]
+        )
+        return PageResult(Page(len(self._running), shown), self.clock.monotonic())
+
+
+class StepCounter:
+    """Counts the Python calls made in each step of a hub's loop."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.steps: list[int] = []
+        self._calls = 0
+        run, sleep_until = hub._run, hub._sleep_until
+
+        def count(frame: FrameType, event: str, arg: object) -> None:
+            if event == "call":
+                self._calls += 1
+
+        def counting() -> None:
+            self._calls = 0
+            sys.setprofile(count)
+
+        def counted() -> None:
+            sys.setprofile(None)
+            self.steps.append(self._calls)
+
+        async def counted_run() -> None:
+            counting()
+            try:
+                await run()
+            finally:
+                counted()
+
+        async def counted_sleep(wake: float) -> None:
+            counted()
+            try:
+                await sleep_until(wake)
+            finally:
+                counting()
+
+        def start() -> Coroutine[Any, Any, None]:
+            return counted_run()
+
+        hub._run = start  # type: ignore[method-assign]
+        hub._sleep_until = counted_sleep  # type: ignore[method-assign]
+
+
+async def _wait_all(jobs: int) -> tuple[dict[str, Outcome], list[int], Tenant]:
+    clock = FakeClock()
+    draw = random.Random(jobs)  # noqa: S311 - a repeatable tenant
+    ends = {f"{n:07d}": draw.uniform(5.0, 600.0) for n in range(jobs)}
+    tenant = Tenant(clock, ends)
+    hub = Hub(
+        tenant.poll,
+        clock,
+        RetryPolicy(),
+        max_polls=4,
+        random=draw.random,
+        list_page=tenant.list_page,
+        rate=lambda now: 20.0,
+    )
+    counter = StepCounter(hub)
+    outcomes: dict[str, Outcome] = {}
+    try:
+        async with contextlib.aclosing(wait_many(hub, list(ends), POLICY)) as waits:
+            async for outcome in waits:
+                outcomes[outcome.job_id] = outcome
+    finally:
+        await hub.close()
+    return outcomes, counter.steps, tenant
+
+
+async def test_no_step_of_the_hub_grows_with_the_jobs_in_play() -> None:
+    few, few_steps, _ = await _wait_all(2000)
+    many, many_steps, tenant = await _wait_all(6000)
+    assert all(outcome.ok for outcome in [*few.values(), *many.values()])
+    assert len(many) == 6000
+    assert tenant.gets < 1.5 * 6000, "the lists stood in for the GETs"
+    # Three times the jobs: each step's work the same, a few slices of them at most.
+    assert max(many_steps) <= 1.1 * max(few_steps), (max(many_steps), max(few_steps))
+    assert max(many_steps) <= 100 * SLICE
+
+
+async def test_a_wait_lets_go_of_each_job_as_its_outcome_is_delivered() -> None:
+    clock = FakeClock()
+    # The last to subscribe end first: their deadlines are not the next due.
+    ends = {f"{n:07d}": 310.0 - n for n in range(300)}
+    tenant = Tenant(clock, ends)
+    hub = Hub(
+        tenant.poll,
+        clock,
+        RetryPolicy(),
+        max_polls=4,
+        random=random.Random(1).random,  # noqa: S311 - a repeatable jitter
+        list_page=tenant.list_page,
+        rate=lambda now: 5.0,
+    )
+    subscribe = hub.subscribe
+    subscriptions: dict[str, weakref.ref[Subscription]] = {}
+
+    def subscribing(job_id: str, *args: Any, **options: Any) -> Subscription:
+        sub = subscribe(job_id, *args, **options)
+        subscriptions[job_id] = weakref.ref(sub)
+        return sub
+
+    hub.subscribe = subscribing  # type: ignore[method-assign]
+    delivered: list[str] = []
+    async with contextlib.aclosing(wait_many(hub, list(ends), POLICY)) as waits:
+        async for outcome in waits:
+            delivered.append(outcome.job_id)
+            del outcome
+            if len(delivered) == 100:
+                await asyncio.sleep(0)  # a turn of the loop: what the hub noted is let go
+                gc.collect()
+                kept = [job_id for job_id in delivered if subscriptions[job_id]() is not None]
+                assert kept == [], f"{len(kept)} ended waits still held"
+                # One deadline a wait not ended, one entry at most a job still waited on.
+                assert len(hub._deadlines) == len(hub._streams) <= 200
+                assert hub._due.entries() <= len(hub._streams)
+    await hub.close()
