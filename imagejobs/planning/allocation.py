@@ -98,6 +98,8 @@ class SweepDemand:
     """GETs the last sweep asked for to tell a watcher of a change (not a job's end)."""
     changes: float = 0.0
     """Jobs a second the recent sweeps found gone from their lists (their ends, mostly)."""
+    upcoming: float | None = None
+    """Requests the next sweep takes, if fewer than :attr:`pages` (its lists shrank since)."""
 
 
 @attrs.frozen
@@ -115,10 +117,13 @@ def allocate(rate: float, demand: SweepDemand) -> Allocation:
     """Return the sweeps' and the safety GETs' shares of ``rate`` requests a second."""
     budget_gap = 0.0 if math.isinf(rate) else demand.pages / (SWEEP_SHARE * rate)
     backoff = step(demand.quiet + 1, demand.first, demand.longest, demand.multiplier)
-    replaced = (demand.pages + demand.extra_gets) * demand.longest / max(demand.jobs, 1)
+    # What the sweeps spent paces them (the budget's share); what the next one will cost,
+    # against the GETs it replaces, decides whether it is worth its pages yet.
+    upcoming = demand.pages if demand.upcoming is None else demand.upcoming
+    replaced = (upcoming + demand.extra_gets) * demand.longest / max(demand.jobs, 1)
     frugal = 0.0
     if demand.changes > 0:
-        frugal = min(demand.longest, demand.pages / (PAGES_PER_CHANGE * demand.changes))
+        frugal = min(demand.longest, upcoming / (PAGES_PER_CHANGE * demand.changes))
     gap = max(budget_gap, backoff, replaced, frugal)
     return Allocation(gap, budget_gap, safety_gap(rate, demand.jobs))
 

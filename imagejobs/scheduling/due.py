@@ -57,6 +57,12 @@ class DueQueue:
         self.returned: deque[tuple[Stream, asyncio.Task[LookResult]]] = deque()
         """Looks that came back, for the hub to read, oldest first."""
 
+    def clear(self) -> None:
+        """Let go of the queues, grown to the most jobs ever due at once (the hub is closed)."""
+        self._due = KeyedHeap()
+        self._parked = {}
+        self._out = Counter()
+
     def __repr__(self) -> str:
         return f"DueQueue(due={len(self._due)}, in_flight={len(self.in_flight)})"
 

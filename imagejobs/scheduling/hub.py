@@ -433,3 +433,9 @@ class Hub:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._alarm.close()
+        # A table emptied by deletions keeps the size it grew to: start afresh, so what
+        # a hundred thousand waits took is freed, not kept for waits that cannot come.
+        self._streams.clear()
+        self._deadlines = KeyedHeap()
+        self._due.clear()
+        self._sweeper.clear()

@@ -51,6 +51,13 @@ class SweeperGroups:
         """Jobs the sweeps cover now, all groups together."""
         return sum(sweeper.coverage.covered() for sweeper in self._groups.values())
 
+    def clear(self) -> None:
+        """Let go of every group and what it counted (the hub is closed)."""
+        self._groups = {None: self._make(None)}
+        self._gone = []
+        self._group_of = {}
+        self._changed = {}
+
     def changed(self, stream: Stream) -> None:
         """Note that a stream came, went, or changed in a way the sweeps may care about."""
         self._changed[stream] = None

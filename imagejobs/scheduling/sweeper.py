@@ -45,7 +45,14 @@ from imagejobs.planning.allocation import (
     safety_gap,
 )
 from imagejobs.planning.retry import RetryPolicy, is_poll_transient
-from imagejobs.planning.sweeps import SWEEP_SHARE, Choice, Listing, Sighting, pages_for
+from imagejobs.planning.sweeps import (
+    PAGE_SIZE,
+    SWEEP_SHARE,
+    Choice,
+    Listing,
+    Sighting,
+    pages_for,
+)
 from imagejobs.scheduling.coverage import NO_CHOICE, Coverage, Overdue, slices
 from imagejobs.scheduling.looks import ListFunction
 from imagejobs.scheduling.streams import Failure, Stream
@@ -66,6 +73,18 @@ PAGE_OVERLAP = 5
 
 COUNT_TTL = 300.0
 """Seconds a list's count is believed: a crowded list may thin out."""
+
+
+def _upcoming(
+    walked: int, choice: Choice, last: Choice, counts: Mapping[Listing, tuple[int, float]]
+) -> int:
+    """Return the pages the next sweep takes: no more than its lists do, if fewer since the
+    ``last`` sweep walked ``walked`` (its jobs ended), by the ``counts`` of their items."""
+    if choice == last:
+        return walked
+    # A walk's pages overlap: it takes one more page each PAGE_SIZE - PAGE_OVERLAP items.
+    more = (max(0, counts.get(one, (0, 0.0))[0] - PAGE_SIZE) for one in choice.listings)
+    return min(walked, sum(1 + math.ceil(n / (PAGE_SIZE - PAGE_OVERLAP)) for n in more))
 
 
 @attrs.frozen
@@ -287,7 +306,10 @@ class Sweeper:
         policies = self.coverage.policies()
         started, walked, share = self._last
         # The pages it pays for: in a fleet, the share it sends (another's cost it nothing).
-        pages = walked * (self._share.now() if share is None else share)
+        paying = self._share.now() if share is None else share
+        pages = walked * paying
+        choice = self.coverage.choice
+        upcoming = paying * _upcoming(walked, choice, self._running, self._counts)
         rate = self._planning_rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
         if policies and started > -math.inf:
@@ -296,6 +318,7 @@ class Sweeper:
             demand = SweepDemand(
                 pages,
                 jobs,
+                upcoming=upcoming,
                 first=first,
                 longest=min(policy.longest_gap for policy in policies),
                 multiplier=min(policy.multiplier for policy in policies),

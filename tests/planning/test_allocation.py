@@ -206,3 +206,13 @@ def test_the_share_paid_stays_between_none_and_every_page(sweeps: list[tuple[int
     for walked, sent in sweeps:
         assert 0 <= share.took(walked, min(sent, walked)) <= 1
     assert 0 <= share.now() <= 1
+
+
+def test_a_sweep_is_weighed_against_the_gets_it_replaces_by_what_it_will_page_next() -> None:
+    # The last sweep paged six lists; the jobs left need two of them.
+    stale = SweepDemand(pages=6, jobs=4, first=2.0, longest=27.0, multiplier=2.0)
+    shrunk = SweepDemand(pages=6, jobs=4, first=2.0, longest=27.0, multiplier=2.0, upcoming=2)
+    assert allocate(20.0, stale).sweep_gap == pytest.approx(6 * 27.0 / 4)
+    assert allocate(20.0, shrunk).sweep_gap == pytest.approx(2 * 27.0 / 4)
+    # The budget's pace still follows what the last sweep spent.
+    assert allocate(0.5, shrunk).budget_gap == allocate(0.5, stale).budget_gap

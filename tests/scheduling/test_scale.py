@@ -194,3 +194,21 @@ async def test_a_wait_lets_go_of_each_job_as_its_outcome_is_delivered() -> None:
                 assert len(hub._deadlines) == len(hub._streams) <= 200
                 assert hub._due.entries() <= len(hub._streams)
     await hub.close()
+
+
+async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
+    # A dict emptied by deletions keeps the table it grew to; closing starts afresh.
+    clock = FakeClock()
+    tenant = Tenant(clock, {f"{n:07d}": 5.0 for n in range(3000)})
+    hub = Hub(tenant.poll, clock, RetryPolicy(), max_polls=4, list_page=tenant.list_page)
+    ids = list(tenant.ends)
+    async with contextlib.aclosing(wait_many(hub, ids, POLICY)) as waits:
+        async for _ in waits:
+            pass
+    assert sys.getsizeof(hub._streams) > sys.getsizeof({})  # emptied, not shrunk
+    await hub.close()
+    empty = sys.getsizeof({})
+    assert sys.getsizeof(hub._streams) == empty
+    assert sys.getsizeof(hub._deadlines._where) == empty
+    assert hub._due.entries() == 0
+    assert sys.getsizeof(hub._sweeper._group_of) == empty

@@ -121,3 +121,24 @@ class Sources:
 
     def on_request(self, record: RequestRecord) -> None:
         self.sent.append((self.clock.monotonic() - record.duration, record.source))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def test_a_sweep_is_paced_by_the_lists_it_pages_now_not_the_last_ones(
+    seed: int, keys: dict[str, Any]
+) -> None:
+    # As jobs end, the lists worth paging shrink: a sweep paced by the last sweep's pages
+    # over the few jobs left came every 40 s or more, later than any poll of theirs would.
+    clock = FakeClock()
+    policy = PollPolicy()
+    async with FakeWorkspace(
+        clock=clock.monotonic, rate_limit=20, require_job_type=True, **keys
+    ) as fake:
+        ends = script_tenant(fake, count=20, old=200, seconds=20, seed=seed)
+        async with fake.client(clock=clock, rate=20) as client:
+            late = []
+            async for outcome in client.wait_many(list(ends), policy):
+                assert outcome.job is not None
+                assert outcome.job.status.value == ends[outcome.job_id][1]
+                late.append(clock.monotonic() - ends[outcome.job_id][0])
+    assert max(late) <= policy.longest_gap, sorted(late)[-3:]
