@@ -228,7 +228,7 @@ class Client:
             hooks=self._hooks,
             clock_offset=self._requester.clock_offset,
         )
-        self._closed = False
+        poller.on_end, self._closed = self._hub.news, False
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:

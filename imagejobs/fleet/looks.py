@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 
 import attrs
 
 from .shared import CLAIM_LEASE, Fleet
 from .undo import Taken
 
-__all__ = ["KEPT_SNAPSHOTS", "SNAPSHOT_TTL", "SharedLook", "SharedLooks", "url_digest"]
+__all__ = [
+    "KEPT_SNAPSHOTS",
+    "NEWS_PERIOD",
+    "SNAPSHOT_TTL",
+    "SharedLook",
+    "SharedLooks",
+    "url_digest",
+]
 
 SNAPSHOT_TTL = 300.0
 """Seconds a job's shared snapshots are kept after the last one: longer than any poll gap."""
+
+NEWS_PERIOD = 0.2
+"""Seconds between two reads of the fleet's news of jobs ended."""
 
 KEPT_SNAPSHOTS = 8
 """Distinct snapshots kept per job: a process that looks less often replays up to this many."""
@@ -60,6 +71,26 @@ class SharedLooks:
         digest, key_for = url_digest(url), self._fleet.key_for
         return [key_for(f"log:{digest}"), key_for(f"lease:{digest}"), key_for(f"seen:{digest}")]
 
+    def follow_news(self, on_end: Callable[[str], None]) -> None:
+        """Tell ``on_end`` of each job whose end another process kept for the fleet, as it is
+        kept (read every :data:`NEWS_PERIOD`): a process waiting on it takes that snapshot
+        at once, not at its next sweep or poll."""
+        fleet, key = self._fleet, self._fleet.key_for("news")
+        after = ""
+
+        async def read() -> None:
+            nonlocal after
+            result = await fleet.call("news", [key], [after])
+            if result is None:
+                return
+            ids, jobs, members = result[0], result[2], result[3]
+            after = bytes(ids[-1]).decode()
+            for job_id, member in zip(jobs, members, strict=True):
+                if bytes(member).decode() != fleet.member:
+                    on_end(bytes(job_id).decode())
+
+        fleet.every(NEWS_PERIOD, read)
+
     async def look(self, url: str, fresh_after: float, mark: str) -> SharedLook | None:
         """Say whether another process looked at ``url`` since ``fresh_after`` (monotonic).
 
@@ -92,16 +123,19 @@ class SharedLooks:
         return SharedLook(state, local, claim if state == "go" else "")
 
     async def publish(
-        self, url: str, claim: str, body: bytes, *, final: bool, answered: float
+        self, url: str, claim: str, body: bytes, *, final: bool, answered: float, job_id: str
     ) -> str | None:
-        """Keep a snapshot for the fleet and let go of the look; return the log's newest ID."""
-        keys = self._keys(url)
+        """Keep a snapshot for the fleet and let go of the look; return the log's newest ID.
+
+        A job's end is news for the fleet too (:meth:`follow_news`).
+        """
+        keys = [*self._keys(url), self._fleet.key_for("news")]
         ttl = int(SNAPSHOT_TTL * 1000)
         answered_ms = self._fleet.to_redis(answered)
         if answered_ms is None:
             self.let_go(url, claim)
             return None
-        args = [body, claim, ttl, int(final), KEPT_SNAPSHOTS, f"{answered_ms:.3f}"]
+        args = [body, claim, ttl, int(final), KEPT_SNAPSHOTS, f"{answered_ms:.3f}", job_id]
         gives = Taken("lease", keys[1], claim)
         result = await self._fleet.call_giving_back("publish", keys, args, gives)
         return None if result is None else bytes(result).decode()

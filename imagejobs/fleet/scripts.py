@@ -43,6 +43,10 @@ __all__ = [
     "FORGET_AFTER",
     "HEARTBEAT",
     "LOOK",
+    "NEWS",
+    "NEWS_KEPT",
+    "NEWS_READ",
+    "NEWS_TTL",
     "PAGE",
     "PUBLISH",
     "PUBLISH_PAGE",
@@ -338,12 +342,27 @@ return {'go', fmt(now), '0', entries}
 """
 )
 
-# KEYS: log, lease, seen. ARGV: body, claim ("member:token"), ttl_ms, final (1/0), kept,
-# answered_ms.
+NEWS_KEPT = 1000
+"""Ends a fleet's news stream keeps (about): far more than its processes read between two looks."""
+
+NEWS_TTL = 60.0
+"""Seconds the news stream outlives its last entry."""
+
+NEWS_READ = 200
+"""Ends a process reads at most in one call: the rest at the next, a moment later."""
+
+_NEWS_CONSTANTS = (
+    f"local NEWS_KEPT, NEWS_TTL_MS, NEWS_READ = {NEWS_KEPT}, {int(NEWS_TTL * 1000)}, {NEWS_READ}\n"
+)
+
+# KEYS: log, lease, seen, news. ARGV: body, claim ("member:token"), ttl_ms, final (1/0), kept,
+# answered_ms, job ID.
 # Keeps the body unless it repeats the newest snapshot (then only its time) or a look
-# answered later is already there. Returns the newest entry's ID.
+# answered later is already there; a job's end kept is news for the fleet (see NEWS).
+# Returns the newest entry's ID.
 PUBLISH = (
     CLOCK
+    + _NEWS_CONSTANTS
     + """
 local body, member, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
@@ -363,6 +382,11 @@ end
 if not id then
   id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], '*', 'body', body, 'at', fmt(at),
     'final', ARGV[4])
+  if ARGV[4] == '1' then
+    local by = string.match(member, '^([^:]*)')
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', NEWS_KEPT, '*', 'job', ARGV[7], 'by', by)
+    redis.call('PEXPIRE', KEYS[4], NEWS_TTL_MS)
+  end
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 if redis.call('GET', KEYS[2]) == member then redis.call('DEL', KEYS[2]) end
@@ -436,6 +460,32 @@ end
 return 1
 """
 
+# KEYS: news. ARGV: after (an entry ID; "" for the newest now).
+# The jobs whose end a process kept for the fleet (PUBLISH), after an entry, oldest first, as
+# {ids, now, jobs, members}: another process waiting on one takes its snapshot at once.
+NEWS = (
+    CLOCK
+    + _NEWS_CONSTANTS
+    + """
+local now = now_ms()
+if ARGV[1] == '' then
+  local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  return {{newest and newest[1] or '0-0'}, fmt(now), {}, {}}
+end
+local ids, jobs, members = {ARGV[1]}, {}, {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', NEWS_READ)) do
+  if entry[1] ~= ARGV[1] then
+    local fields = {}
+    for i = 1, #entry[2], 2 do fields[entry[2][i]] = entry[2][i + 1] end
+    ids[#ids + 1] = entry[1]
+    jobs[#jobs + 1] = fields['job']
+    members[#members + 1] = fields['by']
+  end
+end
+return {ids, fmt(now), jobs, members}
+"""
+)
+
 SCRIPTS = {
     "acquire": ACQUIRE,
     "release": RELEASE,
@@ -445,6 +495,7 @@ SCRIPTS = {
     "publish": PUBLISH,
     "page": PAGE,
     "publish_page": PUBLISH_PAGE,
+    "news": NEWS,
     "unlease": UNLEASE,
     "undo": UNDO,
 }

@@ -37,7 +37,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -396,6 +396,19 @@ class Fleet:
         if result is not None and not leaving:
             self.members = max(1, int(result[0]))
             self.limit = float(result[2]) or self.max_rate
+
+    def every(self, period: float, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` every ``period`` seconds until the fleet closes (its calls, as every
+        call here, sent only while Redis answers)."""
+
+        async def repeat() -> None:
+            while not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), period)
+                if not self._closing:
+                    await step()
+
+        self._spawn_task(repeat())
 
     async def _beat(self) -> None:
         while not self._closing:

@@ -105,10 +105,12 @@ class DueQueue:
         while (first := self._due.first()) is not None and first[0] <= now:
             when, _, stream = self._due.pop()
             gate = stream.call_gate()
-            if self._out[gate] >= self._room(gate):
+            # A look at news is answered from Redis: it waits for no look that waits for budget.
+            if self._out[gate] >= self._room(gate) and not stream.fleet.news:
                 self._parked.setdefault(gate, KeyedHeap()).set(stream, when, next(self._order))
                 continue
             self._out[gate] += 1
+            stream.fleet.news = False
             source = _source(stream)
             stream.polls_sent += 1
             stream.poll_started = now

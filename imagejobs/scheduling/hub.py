@@ -60,6 +60,9 @@ __all__ = ["CLOSE_SLICE", "Hub"]
 CLOSE_SLICE = 500
 """Waits :meth:`Hub.close` ends in one turn of the event loop."""
 
+NEWS_AGE = 1.0
+"""Seconds a fleet's news of a job's end may take to arrive: its snapshot is at most that old."""
+
 
 class Hub:
     """One client's scheduler: subscriptions, one stream of looks per job, deadlines.
@@ -324,6 +327,16 @@ class Hub:
         return Outcome(sub.job_id, job, timeout)
 
     # --- what the sweeper asks -------------------------------------------------------
+
+    def news(self, job_id: str) -> None:
+        """Look at a job at once: another process of the fleet kept its end, a moment ago."""
+        stream = self._streams.get(job_id)
+        if stream is not None and not self._closed:
+            # Any snapshot since the news was kept will do: the fleet's, with no request.
+            stream.fleet.news = True
+            stream.not_before = -math.inf  # no more waiting for another's answer: it is in
+            self._get(stream, self._clock.monotonic() - NEWS_AGE, "changed")
+            self._poke()
 
     def _get(self, stream: Stream, since: float, reason: str = "changed") -> None:
         """Have a swept job fetched by GET as soon as it may, by a request sent after ``since``."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from imagejobs.core.codec import Page, read_job_page, read_sub_job_page, to_wire
@@ -65,6 +66,9 @@ class Poller:
         self._looks = None if fleet is None else SharedLooks(fleet)
         self._pages = None if fleet is None else SharedPages(fleet)
         self._asking: asyncio.Future[None] | None = None
+        self.on_end: Callable[[str], None] | None = None
+        """Told of each job whose end another process of the fleet kept (see :meth:`poll`)."""
+        self._following = False
 
     def __repr__(self) -> str:
         return f"Poller(fleet={self._looks is not None})"
@@ -77,6 +81,9 @@ class Poller:
         known = self._jobs[job_id]
         call = Call(known.url, known.read, "job", job_id, look.source)
         if self._looks is not None:
+            if not self._following and self.on_end is not None:
+                self._following = True  # from the first look on, in the loop that runs them
+                self._looks.follow_news(self.on_end)
             return await self._shared_poll(self._looks, call, priority, call_gate, look)
         job = await self._requester.attempt(call, priority, call_gate)
         return LookResult(((job, self._clock.monotonic()),), look.mark)
@@ -113,7 +120,12 @@ class Poller:
             if claim:
                 body = json.dumps(to_wire(job), separators=(",", ":"), sort_keys=True).encode()
                 published = await fleet.publish(
-                    call.url, claim, body, final=job.is_terminal, answered=answered
+                    call.url,
+                    claim,
+                    body,
+                    final=job.is_terminal,
+                    answered=answered,
+                    job_id=call.job_id or job.id,
                 )
                 claim = ""  # published or not, the fleet gives it back
                 mark = published or mark

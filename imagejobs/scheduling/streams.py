@@ -51,6 +51,8 @@ class FleetLooks:
     """Looks in a row that found another process looking."""
     own_look_next: bool = False
     """The fleet's last answer was older than this process's own: the next look is a GET."""
+    news: bool = False
+    """Another process kept the job's end: the next look, the fleet's snapshot, goes at once."""
 
 
 @attrs.define
