@@ -405,8 +405,12 @@ class Fleet:
             while not self._closing:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), period)
-                if not self._closing:
+                if self._closing:
+                    return
+                try:
                     await step()
+                except Exception as exc:  # noqa: BLE001 - one bad answer must not end the loop
+                    logger.warning("a fleet's periodic read failed (%s)", type(exc).__name__)
 
         self._spawn_task(repeat())
 

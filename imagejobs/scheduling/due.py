@@ -62,6 +62,7 @@ class DueQueue:
         self._due = KeyedHeap()
         self._parked = {}
         self._out = Counter()
+        self.returned.clear()
 
     def __repr__(self) -> str:
         return f"DueQueue(due={len(self._due)}, in_flight={len(self.in_flight)})"
@@ -105,8 +106,10 @@ class DueQueue:
         while (first := self._due.first()) is not None and first[0] <= now:
             when, _, stream = self._due.pop()
             gate = stream.call_gate()
-            # A look at news is answered from Redis: it waits for no look that waits for budget.
-            if self._out[gate] >= self._room(gate) and not stream.fleet.news:
+            # A look at news is answered from Redis: it waits for no look that waits for budget
+            # (up to as many again as there is room for, should Redis not answer it after all).
+            room = self._room(gate) * (2 if stream.fleet.news else 1)
+            if self._out[gate] >= room:
                 self._parked.setdefault(gate, KeyedHeap()).set(stream, when, next(self._order))
                 continue
             self._out[gate] += 1

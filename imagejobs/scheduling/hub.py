@@ -331,12 +331,15 @@ class Hub:
     def news(self, job_id: str) -> None:
         """Look at a job at once: another process of the fleet kept its end, a moment ago."""
         stream = self._streams.get(job_id)
-        if stream is not None and not self._closed:
-            # Any snapshot since the news was kept will do: the fleet's, with no request.
-            stream.fleet.news = True
-            stream.not_before = -math.inf  # no more waiting for another's answer: it is in
-            self._get(stream, self._clock.monotonic() - NEWS_AGE, "changed")
-            self._poke()
+        if stream is None or self._closed:
+            return
+        stream.fleet.news = True
+        if stream.poll is not None:
+            return  # taken up when that look is back: it may have been sent before the end
+        # Any snapshot since the news was kept will do: the fleet's, with no request.
+        stream.not_before = -math.inf  # no more waiting for another's answer: it is in
+        self._get(stream, self._clock.monotonic() - NEWS_AGE, "changed")
+        self._poke()
 
     def _get(self, stream: Stream, since: float, reason: str = "changed") -> None:
         """Have a swept job fetched by GET as soon as it may, by a request sent after ``since``."""
@@ -392,6 +395,8 @@ class Hub:
                         stream.poll = None
                         self._changed(stream)
                         if self._streams.get(stream.job_id) is stream:
+                            if stream.fleet.news:
+                                self.news(stream.job_id)  # news that came while it was out
                             self._due.schedule(stream)
                 self._sweeper.collect(now)
                 self._expire(now)

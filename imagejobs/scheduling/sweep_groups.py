@@ -57,6 +57,7 @@ class SweeperGroups:
         self._gone = []
         self._group_of = {}
         self._changed = {}
+        self._more = False
 
     def changed(self, stream: Stream) -> None:
         """Note that a stream came, went, or changed in a way the sweeps may care about."""

@@ -307,3 +307,30 @@ async def test_sweeps_fall_due_on_the_instants_the_fleet_aligns_them_to() -> Non
     starts = sorted({priority for _, _, priority in world.pages})
     assert len(starts) > 3
     assert all(start % 5 == 0 for start in starts)
+
+
+async def test_news_of_an_end_that_comes_while_a_look_is_out_is_taken_up_when_it_is_back() -> None:
+    # The look out was sent before the end: its answer (RUNNING) must not pass for the
+    # look the news asks for, or the end waits for the next look, ten minutes on.
+    clock = FakeClock()
+    end = 600.9  # after the second look is sent (600.8), before the news (601.0)
+    looks: list[float] = []
+    hub: Hub | None = None
+
+    async def poll(job_id: str, priority: float, gate: Gate | None, look: Look) -> LookResult:
+        sent = clock.monotonic()
+        looks.append(sent)
+        status = JobStatus.SUCCESS if sent >= end else JobStatus.RUNNING
+        if len(looks) == 2:
+            await clock.sleep(0.2)
+            assert hub is not None
+            hub.news(job_id)  # another process kept the end meanwhile
+        await clock.sleep(0.8)
+        return LookResult(((ImageJob(id=job_id, status=status, job_type=TYPE), sent),), look.mark)
+
+    hub = Hub(poll, clock, RetryPolicy(), max_polls=4, random=lambda: 0.5)
+    slow = PollPolicy(initial_delay=600, max_delay=600, jitter=0, timeout=3600)
+    outcomes = await _wait(hub, ["j"], slow)
+    assert outcomes["j"].ok
+    assert looks[:2] == pytest.approx([0, 600.8])
+    assert looks[2] < 602  # at once when the look out came back (601.6), not 600 s on
