@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -38,14 +39,28 @@ def _jobs(fake: FakeWorkspace, count: int) -> list[str]:
     return [fake.add_job([snap(f"7{n:017d}", "RUNNING")]) for n in range(count)]
 
 
+@contextlib.asynccontextmanager
+async def _two_processes(
+    fake: FakeWorkspace, redis_url: str, vouched_by: str | None
+) -> AsyncIterator[tuple[Client, Client]]:
+    """Two clients of one fleet, as two processes would be; each has its credentials
+    accepted by the service (a GET of ``vouched_by``) unless that is None."""
+    async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
+        if vouched_by is not None:
+            for client in (a, b):
+                await client.get_job(vouched_by)
+        yield a, b
+
+
 async def test_a_page_one_process_fetched_is_taken_by_another_without_a_request(
     redis_url: str, keys: dict[str, Any]
 ) -> None:
     async with FakeWorkspace(**keys) as fake:
         ids = _jobs(fake, 3)
-        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
-            for client in (a, b):
-                await client.get_job(ids[0])  # each one's credentials accepted by the service
+        async with _two_processes(fake, redis_url, ids[0]) as (
+            a,
+            b,
+        ):  # each one's credentials accepted by the service
             pages_a, pages_b = _poller(a), _poller(b)
             fetched = await pages_a.list_page(LISTING, 0, time.monotonic(), None)
             taken = await pages_b.list_page(LISTING, 0, time.monotonic(), None)
@@ -66,9 +81,7 @@ async def test_a_page_answered_well_before_a_sweep_became_due_is_not_taken(
 ) -> None:
     async with FakeWorkspace(**keys) as fake:
         ids = _jobs(fake, 2)
-        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
-            for client in (a, b):
-                await client.get_job(ids[0])
+        async with _two_processes(fake, redis_url, ids[0]) as (a, b):
             pages_a, pages_b = _poller(a), _poller(b)
             await pages_a.list_page(LISTING, 0, time.monotonic(), None)
             assert not (await pages_b.list_page(LISTING, 0, time.monotonic(), None)).own
@@ -85,9 +98,7 @@ async def test_two_processes_paging_at_once_send_one_request(
 ) -> None:
     async with FakeWorkspace(**keys) as fake:
         ids = _jobs(fake, 2)
-        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
-            for client in (a, b):
-                await client.get_job(ids[0])
+        async with _two_processes(fake, redis_url, ids[0]) as (a, b):
             fake.latency = 0.5  # the first to claim the page is still fetching it
             first, second = await asyncio.gather(
                 _poller(a).list_page(LISTING, 0, time.monotonic(), None),
@@ -103,9 +114,7 @@ async def test_a_page_whose_fetch_failed_is_fetched_by_the_process_waiting_for_i
 ) -> None:
     async with FakeWorkspace(**keys, list_faults=Faults(at={1: "503"})) as fake:
         ids = _jobs(fake, 2)
-        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
-            for client in (a, b):
-                await client.get_job(ids[0])
+        async with _two_processes(fake, redis_url, ids[0]) as (a, b):
             fake.latency = 0.3
             fetches = await asyncio.gather(
                 _poller(a).list_page(LISTING, 0, time.monotonic(), None),
@@ -122,8 +131,8 @@ async def test_a_process_the_service_has_not_answered_takes_no_shared_page(
 ) -> None:
     async with FakeWorkspace(**keys) as fake:
         ids = _jobs(fake, 2)
-        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
-            await a.get_job(ids[0])
+        async with _two_processes(fake, redis_url, None) as (a, b):
+            await a.get_job(ids[0])  # b's credentials not vouched for yet
             await _poller(a).list_page(LISTING, 0, time.monotonic(), None)
             own = await _poller(b).list_page(LISTING, 0, time.monotonic(), None)
             assert own.own  # b's credentials never vouched for: it asks the service itself
@@ -136,8 +145,8 @@ async def test_a_process_new_to_the_service_asks_it_once_then_takes_shared_pages
     listings = [LISTING, Listing("CREATE_SERVER_IMAGE", "WAITING")]
     async with FakeWorkspace(**keys) as fake:
         ids = _jobs(fake, 2)
-        async with fake.client(redis_url=redis_url) as a, fake.client(redis_url=redis_url) as b:
-            await a.get_job(ids[0])
+        async with _two_processes(fake, redis_url, None) as (a, b):
+            await a.get_job(ids[0])  # b's credentials not vouched for yet
             pages_a, pages_b = _poller(a), _poller(b)
             for listing in listings:
                 await pages_a.list_page(listing, 0, time.monotonic(), None)
