@@ -83,11 +83,9 @@ class SharedLooks:
             result = await fleet.call("news", [key], [after])
             if result is None:
                 return
-            ids, jobs, members = result[0], result[2], result[3]
-            after = bytes(ids[-1]).decode()
-            for job_id, member in zip(jobs, members, strict=True):
-                if bytes(member).decode() != fleet.member:
-                    on_end(bytes(job_id).decode())
+            after = bytes(result[0]).decode()
+            for job_id in result[2]:
+                on_end(bytes(job_id).decode())  # its own ends too: those it has taken already
 
         fleet.every(NEWS_PERIOD, read)
 

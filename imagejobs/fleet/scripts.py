@@ -383,8 +383,7 @@ if not id then
   id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[5], '*', 'body', body, 'at', fmt(at),
     'final', ARGV[4])
   if ARGV[4] == '1' then
-    local by = string.match(member, '^([^:]*)')
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', NEWS_KEPT, '*', 'job', ARGV[7], 'by', by)
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', NEWS_KEPT, '*', 'job', ARGV[7])
     redis.call('PEXPIRE', KEYS[4], NEWS_TTL_MS)
   end
 end
@@ -462,7 +461,7 @@ return 1
 
 # KEYS: news. ARGV: after (an entry ID; "" for the newest now).
 # The jobs whose end a process kept for the fleet (PUBLISH), after an entry, oldest first, as
-# {ids, now, jobs, members}: another process waiting on one takes its snapshot at once.
+# {last entry read, now, jobs}: another process waiting on one takes its snapshot at once.
 NEWS = (
     CLOCK
     + _NEWS_CONSTANTS
@@ -470,19 +469,17 @@ NEWS = (
 local now = now_ms()
 if ARGV[1] == '' then
   local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-  return {{newest and newest[1] or '0-0'}, fmt(now), {}, {}}
+  return {newest and newest[1] or '0-0', fmt(now), {}}
 end
-local ids, jobs, members = {ARGV[1]}, {}, {}
+local last, jobs = ARGV[1], {}
+-- From the entry on, without it (an exclusive range needs Redis 6.2); an entry is {'job', ID}.
 for _, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', NEWS_READ)) do
   if entry[1] ~= ARGV[1] then
-    local fields = {}
-    for i = 1, #entry[2], 2 do fields[entry[2][i]] = entry[2][i + 1] end
-    ids[#ids + 1] = entry[1]
-    jobs[#jobs + 1] = fields['job']
-    members[#members + 1] = fields['by']
+    last = entry[1]
+    jobs[#jobs + 1] = entry[2][2]
   end
 end
-return {ids, fmt(now), jobs, members}
+return {last, fmt(now), jobs}
 """
 )
 

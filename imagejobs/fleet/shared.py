@@ -300,7 +300,9 @@ class Fleet:
             self._joining = asyncio.get_running_loop().create_task(self._beat_once())
         await asyncio.shield(self._joining)
         if self._heartbeat is None and not self._closing:
-            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._repeat(HEARTBEAT, self._beat_once)
+            )
 
     def _went_down(self, exc: BaseException) -> None:
         self._down_until = time.monotonic() + RETRY_REDIS_AFTER
@@ -400,27 +402,18 @@ class Fleet:
     def every(self, period: float, step: Callable[[], Awaitable[None]]) -> None:
         """Run ``step`` every ``period`` seconds until the fleet closes (its calls, as every
         call here, sent only while Redis answers)."""
+        self._spawn_task(self._repeat(period, step))
 
-        async def repeat() -> None:
-            while not self._closing:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), period)
-                if self._closing:
-                    return
-                try:
-                    await step()
-                except Exception as exc:  # noqa: BLE001 - one bad answer must not end the loop
-                    logger.warning("a fleet's periodic read failed (%s)", type(exc).__name__)
-
-        self._spawn_task(repeat())
-
-    async def _beat(self) -> None:
+    async def _repeat(self, period: float, step: Callable[[], Awaitable[None]]) -> None:
         while not self._closing:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), HEARTBEAT)
+                await asyncio.wait_for(self._stop.wait(), period)
             if self._closing:
                 return
-            await self._beat_once()
+            try:
+                await step()
+            except Exception as exc:  # noqa: BLE001 - one bad answer must not end the loop
+                logger.warning("a fleet's periodic call failed (%s)", type(exc).__name__)
 
     # --- the shared budget --------------------------------------------------------------
 

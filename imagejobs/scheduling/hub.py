@@ -326,7 +326,7 @@ class Hub:
         timeout = WaitTimeout(sub.job_id, job, now - sub.started, sub.kept())
         return Outcome(sub.job_id, job, timeout)
 
-    # --- what the sweeper asks -------------------------------------------------------
+    # --- what the fleet tells ------------------------------------------------------
 
     def news(self, job_id: str) -> None:
         """Look at a job at once: another process of the fleet kept its end, a moment ago."""
@@ -340,6 +340,8 @@ class Hub:
         stream.not_before = -math.inf  # no more waiting for another's answer: it is in
         self._get(stream, self._clock.monotonic() - NEWS_AGE, "changed")
         self._poke()
+
+    # --- what the sweeper asks -------------------------------------------------------
 
     def _get(self, stream: Stream, since: float, reason: str = "changed") -> None:
         """Have a swept job fetched by GET as soon as it may, by a request sent after ``since``."""

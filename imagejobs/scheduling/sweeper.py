@@ -75,15 +75,13 @@ COUNT_TTL = 300.0
 """Seconds a list's count is believed: a crowded list may thin out."""
 
 
-def _upcoming(
-    walked: int, choice: Choice, last: Choice, counts: Mapping[Listing, tuple[int, float]]
-) -> int:
+def _upcoming(walked: int, choice: Choice, last: Choice, counts: Mapping[Listing, int]) -> int:
     """Return the pages the next sweep takes: no more than its lists do, if fewer since the
     ``last`` sweep walked ``walked`` (its jobs ended), by the ``counts`` of their items."""
     if choice == last:
         return walked
     # A walk's pages overlap: it takes one more page each PAGE_SIZE - PAGE_OVERLAP items.
-    more = (max(0, counts.get(one, (0, 0.0))[0] - PAGE_SIZE) for one in choice.listings)
+    more = (max(0, counts.get(one, 0) - PAGE_SIZE) for one in choice.listings)
     return min(walked, sum(1 + math.ceil(n / (PAGE_SIZE - PAGE_OVERLAP)) for n in more))
 
 
@@ -217,13 +215,8 @@ class Sweeper:
             self._due_known = False
             choice = NO_CHOICE
             if self._allowed(now):
-                counts = {
-                    listing: count
-                    for listing, (count, at) in self._counts.items()
-                    if now - at < COUNT_TTL
-                }
                 choice = coverage.cover.choose(
-                    counts, refused=self._refused, page_share=self._share.now()
+                    self._fresh_counts(now), refused=self._refused, page_share=self._share.now()
                 )
             coverage.choose(choice)
         coverage.decide(now)
@@ -308,8 +301,8 @@ class Sweeper:
         # The pages it pays for: in a fleet, the share it sends (another's cost it nothing).
         paying = self._share.now() if share is None else share
         pages = walked * paying
-        choice = self.coverage.choice
-        upcoming = paying * _upcoming(walked, choice, self._running, self._counts)
+        shrunk = _upcoming(walked, self.coverage.choice, self._running, self._fresh_counts(now))
+        upcoming = paying * shrunk
         rate = self._planning_rate(now)
         gap = 0.0 if math.isinf(rate) else pages / (SWEEP_SHARE * rate)
         if policies and started > -math.inf:
@@ -332,6 +325,10 @@ class Sweeper:
             # In a fleet, on the fleet's grid: the processes' sweeps take each other's pages.
             return self._align(max(started + gap, self._retry_at), first)
         return max(started + gap, self._retry_at)
+
+    def _fresh_counts(self, now: float) -> dict[Listing, int]:
+        """Return the lists' counts the last sweeps saw, those not too old to believe."""
+        return {listing: n for listing, (n, at) in self._counts.items() if now - at < COUNT_TTL}
 
     def _say_if_short(self, budget_gap: float, longest: float, jobs: int, rate: float) -> None:
         """Say once that the budget cannot look at the swept jobs as often as asked."""
