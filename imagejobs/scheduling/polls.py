@@ -84,9 +84,14 @@ class Poller:
             if not self._following and self.on_end is not None:
                 self._following = True  # from the first look on, in the loop that runs them
                 self._looks.follow_news(self.on_end)
-            return await self._shared_poll(self._looks, call, priority, call_gate, look)
-        job = await self._requester.attempt(call, priority, call_gate)
-        return LookResult(((job, self._clock.monotonic()),), look.mark)
+            result = await self._shared_poll(self._looks, call, priority, call_gate, look)
+        else:
+            job = await self._requester.attempt(call, priority, call_gate)
+            result = LookResult(((job, self._clock.monotonic()),), look.mark)
+        if result.jobs and result.jobs[-1][0].is_terminal:
+            # Its end is seen: the hub asks no more, so memory follows the jobs still waited on.
+            self._jobs.let_go(job_id)
+        return result
 
     async def _shared_poll(
         self,

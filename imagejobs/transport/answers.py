@@ -118,6 +118,12 @@ class KnownJobs:
             known.forget()
         self._jobs.clear()
 
+    def let_go(self, job_id: str) -> None:
+        """Let go of one job and its last answer (a job whose end was seen: nothing waits on it)."""
+        known = self._jobs.pop(job_id, None)
+        if known is not None:
+            known.forget()
+
     def __getitem__(self, job_id: str) -> KnownJob:
         """Return a job's URL and reader; raises :class:`InvalidArgument` for a bad ID."""
         plain = type(job_id) is str  # a str subclass could hash or compare as another ID

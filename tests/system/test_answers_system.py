@@ -6,7 +6,7 @@ import pytest
 from wire_data import JOB_ID, one_sub_job
 
 from imagejobs import Client, MalformedResponse
-from imagejobs.testing import FakeWorkspace, Reply
+from imagejobs.testing import FakeClock, FakeWorkspace, Reply
 from imagejobs.transport import answers as answers_module
 
 
@@ -101,3 +101,23 @@ async def test_jobs_the_client_does_not_keep_take_no_room(
     assert jobs[0] == jobs[1] == jobs[2]
     assert client._jobs.room_left == answers_module.ANSWERS_KEPT
     assert JOB_ID not in client._jobs
+
+
+async def test_a_job_whose_end_a_wait_saw_is_let_go(
+    server: FakeWorkspace, clock: FakeClock
+) -> None:
+    ended = [f"ends-{n}" for n in range(3)]
+    for job_id in ended:
+        server.add_job(
+            [{"id": job_id, "status": "RUNNING"}, {"id": job_id, "status": "SUCCESS"}],
+            job_id=job_id,
+        )
+    server.add_job([{"id": "asked", "status": "RUNNING"}], job_id="asked")
+    async with server.client(clock=clock) as client:
+        await client.get_job("asked")
+        outcomes = [o async for o in client.wait_many(ended)]
+        assert sorted(o.job_id for o in outcomes if o.ok) == ended
+        # Nothing waits on an ended job: the client keeps only what a caller asked itself.
+        assert [known.url.rsplit("/", 1)[1] for known in client._jobs.kept()] == ["asked"]
+        asked = len(client._jobs.kept()[0]._body)
+        assert client._jobs.room_left == answers_module.ANSWERS_KEPT - asked
