@@ -120,7 +120,7 @@ class KnownJobs:
 
     def let_go(self, job_id: str) -> None:
         """Let go of one job and its last answer (a job whose end was seen: nothing waits on it)."""
-        known = self._jobs.pop(job_id, None)
+        known = self._jobs.pop(job_id, None) if type(job_id) is str else None
         if known is not None:
             known.forget()
 
