@@ -382,24 +382,28 @@ class Hub:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
+    def _read_returned(self, now: float) -> None:
+        # Apart from the loop: the last stream read, and its look, go with this frame.
+        returned = self._due.returned
+        while returned:
+            stream, task = returned.popleft()
+            # Not if its subscribers left while it was out.
+            if self._streams.get(stream.job_id) is stream and stream.poll is task:
+                # Read while still its look: the waits it ends leave without each
+                # rescheduling the stream, which is scheduled once, after.
+                self._reader.read(stream, task, now)
+                stream.poll = None
+                self._changed(stream)
+                if self._streams.get(stream.job_id) is stream:
+                    if stream.fleet.news:
+                        self.news(stream.job_id)  # news that came while it was out
+                    self._due.schedule(stream)
+
     async def _run(self) -> None:
         try:
             while self._streams:
                 now = self._clock.monotonic()
-                returned = self._due.returned
-                while returned:
-                    stream, task = returned.popleft()
-                    # Not if its subscribers left while it was out.
-                    if self._streams.get(stream.job_id) is stream and stream.poll is task:
-                        # Read while still its look: the waits it ends leave without each
-                        # rescheduling the stream, which is scheduled once, after.
-                        self._reader.read(stream, task, now)
-                        stream.poll = None
-                        self._changed(stream)
-                        if self._streams.get(stream.job_id) is stream:
-                            if stream.fleet.news:
-                                self.news(stream.job_id)  # news that came while it was out
-                            self._due.schedule(stream)
+                self._read_returned(now)
                 self._sweeper.collect(now)
                 self._expire(now)
                 self._sweeper.regroup(now)

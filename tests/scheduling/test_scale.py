@@ -195,7 +195,7 @@ async def test_a_wait_lets_go_of_each_job_as_its_outcome_is_delivered(collector:
             async for outcome in waits:
                 delivered.append(outcome.job_id)
                 del outcome
-                if len(delivered) == 100:
+                if len(delivered) % (20 if collector else 1) == 0:  # collecting takes long
                     await asyncio.sleep(0)  # a turn of the loop: what the hub noted is let go
                     if collector:
                         gc.collect()
@@ -206,7 +206,7 @@ async def test_a_wait_lets_go_of_each_job_as_its_outcome_is_delivered(collector:
                     ]
                     assert kept == [], f"{len(kept)} ended waits still held"
                     # One deadline a wait not ended, one entry at most a job still waited on.
-                    assert len(hub._deadlines) == len(hub._streams) <= 200
+                    assert len(hub._deadlines) == len(hub._streams) <= 300 - len(delivered)
                     assert hub._due.entries() <= len(hub._streams)
     finally:
         gc.enable()
