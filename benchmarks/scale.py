@@ -405,6 +405,72 @@ QUICK_RUNS: Runs = {
 }
 
 
+SECONDS_A_JOB = 0.36
+"""The series' windows: ends at one pace, 10,000 an hour, whatever the job count."""
+
+SERIES_SWEEPS_OFF_UP_TO = 30_000
+"""Per-job GETs only up to here: at 100,000 jobs they are an hour of CPU to show a collapse
+the smaller counts already show."""
+
+Point = tuple[int, float, float, bool | None]
+
+
+def series_points(quick: bool) -> list[Point]:
+    """The runs of the lateness series at a fixed rate (20/s): sweeps on, and off up to
+    :data:`SERIES_SWEEPS_OFF_UP_TO` jobs. They include :data:`RUNS`' own points."""
+    counts = (100, 300) if quick else (1_000, 3_000, 10_000, 30_000, 100_000)
+    points: list[Point] = []
+    for jobs in counts:
+        seconds = jobs * SECONDS_A_JOB
+        points.append((jobs, seconds, 20.0, None))
+        if jobs <= SERIES_SWEEPS_OFF_UP_TO:
+            points.append((jobs, seconds, 20.0, False))
+    return points
+
+
+BAR = 60
+"""Blocks in the longest bar of the series: the others to scale."""
+
+
+def series_rows(results: Mapping[Point, Mapping[str, Any]]) -> Iterable[list[str]]:
+    """One row per job count: the bound, then p95 lateness and requests with sweeps and
+    without, each with a bar of its lateness, to one scale (the longest :data:`BAR` blocks)."""
+    longest: float = max(r["p95_late_s"] for r in results.values())
+
+    def bar(r: Mapping[str, Any]) -> str:
+        late: float = r["p95_late_s"]
+        return "█" * max(1, round(BAR * late / longest))
+
+    for jobs in sorted({point[0] for point in results}):
+        by_setting = {point[3]: r for point, r in results.items() if point[0] == jobs}
+        on, off = by_setting[None], by_setting.get(False)
+        row = [
+            f"{jobs:,}",
+            f"{on['bound']['late_s']:.1f}",
+            f"{on['p95_late_s']:.1f}, {on['requests_per_job']:.2f}",
+            bar(on),
+        ]
+        row += (
+            ["", ""]
+            if off is None
+            else [
+                f"{off['p95_late_s']:.1f}, {off['requests_per_job']:.2f}",
+                bar(off),
+            ]
+        )
+        yield row
+
+
+SERIES_HEADER = [
+    "jobs",
+    "bound s",
+    "sweeps: p95 late s, requests a job",
+    "",
+    "per-job GETs: p95 late s, requests a job",
+    "",
+]
+
+
 def sources(by_source: Mapping[str, float]) -> str:
     """Requests per job by source, the largest first."""
     shown = sorted(by_source.items(), key=lambda item: -item[1])

@@ -140,3 +140,14 @@ def test_the_scale_scenario_waits_on_every_job_and_measures_each_run() -> None:
         assert result["peak_rss_mb"] > 0
     assert scale.bound(10_000, 20.0)["sweep_period_s"] == pytest.approx(15.0)
     assert next(iter(scale.rows({"run": result})))[1] == "60/60"
+
+
+def test_the_lateness_series_holds_the_full_runs_and_a_row_per_job_count() -> None:
+    points = scale.series_points(quick=False)
+    assert set(scale.RUNS.values()) <= set(points)  # measured once, shown twice
+    assert {jobs for jobs, *_ in points} == {1_000, 3_000, 10_000, 30_000, 100_000}
+    assert (100_000, 36_000.0, 20.0, False) not in points
+    on = {"bound": {"late_s": 1.5}, "p95_late_s": 31.0, "requests_per_job": 2.0}
+    off = {**on, "p95_late_s": 4.0}
+    rows = list(scale.series_rows({(1000, 360.0, 20.0, None): on, (1000, 360.0, 20.0, False): off}))
+    assert rows == [["1,000", "1.5", "31.0, 2.00", "█" * scale.BAR, "4.0, 2.00", "████████"]]
