@@ -6,12 +6,16 @@ each other's pages, ``P`` is the share of them this process sends), and the
 covered jobs' most demanding policy (first gap ``f``, longest ``L``,
 multiplier ``m``):
 
-- **sweeps** come every ``max(P / (S·R), step(q + 1; f, L, m), (P + E)·L / N)``
-  seconds: no more than a share ``S`` (:data:`SWEEP_SHARE`) of the budget; no
-  sooner than the policy's own backoff after ``q`` sweeps in a row that saw
-  nothing new; and never dearer than the GETs they replace (one a job each
-  longest gap, ``E`` being the GETs the last sweep asked for to tell a
-  watcher of a change);
+- **sweeps** come every ``max(P / (S·R), min(H, max(g, (P + E) / G)))``
+  seconds, ``H = max(step(q + 1; f, L, m), (P + E)·L / N)``: no more than a
+  share ``S`` (:data:`SWEEP_SHARE`) of the budget; held back (``H``) by the
+  policy's own backoff after ``q`` sweeps in a row that saw nothing new, and so
+  as to be no dearer than the GETs they replace at one a job each longest gap,
+  ``E`` being the GETs the last sweep asked for to tell a watcher of a change;
+  but never held past the soonest look any covered job's own schedule asks at
+  its age (``g``), unless sweeps that often would cost more than all those
+  GETs (``G`` a second); and at most :data:`PAGES_PER_CHANGE` a job they
+  find gone, unless the longest gap asks for a sweep sooner;
 - **safety GETs** (lists are hints: a swept job still gets a GET of its own now
   and then) each come at most every ``N / (T·R)`` seconds per job, a share
   ``T`` (:data:`SAFETY_SHARE`) of the budget, and never more often than
@@ -39,6 +43,7 @@ __all__ = [
     "SAFETY_SHARE",
     "SWEEP_SHARE",
     "Allocation",
+    "OwnLooks",
     "PageShare",
     "SafetyAllowance",
     "SweepDemand",
@@ -80,6 +85,16 @@ Lists are hints: one that lags, or never shows a job's end, must not hide it for
 
 
 @attrs.frozen
+class OwnLooks:
+    """The looks the covered jobs' own schedules ask, at their ages: what sweeps replace."""
+
+    rate: float
+    """Requests a second, were each job fetched by GET when its schedule says."""
+    soonest: float
+    """The shortest gap any one of them asks."""
+
+
+@attrs.frozen
 class SweepDemand:
     """What the next sweep asks of the budget, and the policies of the jobs it covers."""
 
@@ -100,6 +115,9 @@ class SweepDemand:
     """Jobs a second the recent sweeps found gone from their lists (their ends, mostly)."""
     upcoming: float | None = None
     """Requests the next sweep takes, if fewer than :attr:`pages` (its lists shrank since)."""
+    own: OwnLooks | None = None
+    """What the covered jobs' own schedules asked when the last sweep saw them (None: no
+    sweep has yet)."""
 
 
 @attrs.frozen
@@ -120,11 +138,17 @@ def allocate(rate: float, demand: SweepDemand) -> Allocation:
     # What the sweeps spent paces them (the budget's share); what the next one will cost,
     # against the GETs it replaces, decides whether it is worth its pages yet.
     upcoming = demand.pages if demand.upcoming is None else demand.upcoming
-    replaced = (upcoming + demand.extra_gets) * demand.longest / max(demand.jobs, 1)
+    held = max(backoff, (upcoming + demand.extra_gets) * demand.longest / max(demand.jobs, 1))
+    own = demand.own
+    if own is not None:
+        # Young jobs' schedules look far more often than once a longest gap or after the
+        # sweeps' backoff: a sweep held back that long would see their ends much later than
+        # their own GETs, for no fewer.
+        held = min(held, max(own.soonest, (upcoming + demand.extra_gets) / own.rate))
     frugal = 0.0
     if demand.changes > 0:
         frugal = min(demand.longest, upcoming / (PAGES_PER_CHANGE * demand.changes))
-    gap = max(budget_gap, backoff, replaced, frugal)
+    gap = max(budget_gap, held, frugal)
     return Allocation(gap, budget_gap, safety_gap(rate, demand.jobs))
 
 

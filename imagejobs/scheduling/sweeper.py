@@ -38,6 +38,7 @@ from imagejobs.core.errors import BadRequest, ImageJobsError, TransportError
 from imagejobs.core.models import ImageJobInfo, SubJob
 from imagejobs.planning.allocation import (
     ChangeRate,
+    OwnLooks,
     PageShare,
     SafetyAllowance,
     SweepDemand,
@@ -169,6 +170,7 @@ class Sweeper:
         self._retry_at = -math.inf
         self._quiet = 0  # sweeps in a row that found nothing new
         self._extra_gets = 0  # GETs the last sweep asked for to tell watchers of a change
+        self._own: OwnLooks | None = None  # what the covered jobs' schedules asked then
         self._changes = ChangeRate()  # jobs a second the recent sweeps found gone
         self._abandoned: set[asyncio.Task[Findings]] = set()
         self._said_short = False
@@ -317,6 +319,7 @@ class Sweeper:
                 multiplier=min(policy.multiplier for policy in policies),
                 quiet=self._quiet,
                 extra_gets=self._extra_gets,
+                own=self._own,
                 changes=self._changes.rate(),
             )
             allocation = allocate(rate, demand)
@@ -375,7 +378,7 @@ class Sweeper:
         overdue = Overdue(self._safety.ceiling(rate))
         unsure = frozenset(found.incomplete)
         news = self.coverage.flips != self._flips_then
-        extra_gets = gone = 0
+        extra_gets, gone, gets, soonest = 0, 0, 0.0, math.inf
         for part in slices(covered):
             for stream in part:
                 if not self._decides(stream, choice, started):
@@ -399,8 +402,10 @@ class Sweeper:
                     stream.failure = None
                     stream.draw = self._random()
                     self._plan(stream, seen_at)
+                    gap = max(stream.due_at() - seen_at, 1e-9)  # its own look's, by its age
+                    gets, soonest = gets + 1 / gap, min(soonest, gap)
             yield
-        self._extra_gets = extra_gets
+        self._extra_gets, self._own = extra_gets, OwnLooks(gets, soonest) if gets else None
         if viewed > previous > -math.inf:
             self._changes.seen(gone, viewed - previous)
         self._safety_gets(overdue, started, now)

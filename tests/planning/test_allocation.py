@@ -17,6 +17,7 @@ from imagejobs.planning.allocation import (
     SAFETY_SHARE,
     SWEEP_SHARE,
     ChangeRate,
+    OwnLooks,
     PageShare,
     SafetyAllowance,
     SweepDemand,
@@ -43,6 +44,7 @@ def demands(draw: st.DrawFn) -> SweepDemand:
         quiet=draw(st.integers(0, 50)),
         extra_gets=draw(st.integers(0, 500)),
         changes=draw(st.one_of(st.just(0.0), st.floats(min_value=0.001, max_value=1000))),
+        own=draw(st.one_of(st.none(), st.builds(OwnLooks, st.floats(0.001, 1e5), gaps))),
     )
 
 
@@ -75,6 +77,9 @@ def test_a_tighter_policy_never_makes_a_sweep_or_a_safety_get_later(
         quiet=demand.quiet,
         extra_gets=demand.extra_gets,
         changes=demand.changes,
+        own=None
+        if demand.own is None
+        else OwnLooks(demand.own.rate / tighter_by, demand.own.soonest * tighter_by),
     )
     loose, tightened = allocate(rate, demand), allocate(rate, tight)
     assert tightened.sweep_gap <= loose.sweep_gap * (1 + 1e-9)
@@ -216,3 +221,35 @@ def test_a_sweep_is_weighed_against_the_gets_it_replaces_by_what_it_will_page_ne
     assert allocate(20.0, shrunk).sweep_gap == pytest.approx(2 * 27.0 / 4)
     # The budget's pace still follows what the last sweep spent.
     assert allocate(0.5, shrunk).budget_gap == allocate(0.5, stale).budget_gap
+
+
+@given(rate=rates, demand=demands())
+def test_a_sweep_is_never_later_than_the_soonest_own_look_nor_dearer_than_the_gets(
+    rate: float, demand: SweepDemand
+) -> None:
+    own = demand.own
+    if own is None:
+        return
+    allocation = allocate(rate, demand)
+    without = allocate(rate, attrs.evolve(demand, own=None))
+    equal_cost = (demand.pages + demand.extra_gets) / own.rate
+    # No dearer than the GETs it replaces, nor than one a job each longest gap.
+    assert allocation.sweep_gap >= min(without.sweep_gap, equal_cost) * (1 - 1e-9)
+    assert allocation.sweep_gap <= without.sweep_gap * (1 + 1e-9)
+    if equal_cost <= own.soonest:
+        # The soonest look a covered job's own schedule asks: only the budget, the sweeps'
+        # backoff and the pace of ends put a sweep later than that.
+        kept = attrs.evolve(demand, own=None, extra_gets=0, jobs=10**9)
+        assert allocation.sweep_gap <= max(allocate(rate, kept).sweep_gap, own.soonest) * (1 + 1e-9)
+
+
+def test_young_jobs_are_swept_as_often_as_their_own_looks_ask() -> None:
+    # Five jobs a second old, each looked at every 0.65 s by its own schedule: a sweep of
+    # two pages replacing them is worth it every 0.65 s, not only every 2 x 27 / 5 s.
+    young = SweepDemand(pages=2, jobs=5, first=0.05, longest=27.0, multiplier=2.0)
+    assert allocate(20.0, young).sweep_gap == pytest.approx(2 * 27.0 / 5)
+    seen = attrs.evolve(young, own=OwnLooks(rate=5 / 0.65, soonest=0.65))
+    assert allocate(20.0, seen).sweep_gap == pytest.approx(0.65)
+    # Three old jobs and one young: sweeps that often would cost more than the GETs.
+    mixed = attrs.evolve(young, jobs=4, own=OwnLooks(rate=3 / 27.0 + 1 / 2.0, soonest=2.0))
+    assert allocate(20.0, mixed).sweep_gap == pytest.approx(2 / (3 / 27.0 + 1 / 2.0))
