@@ -116,8 +116,8 @@ class SweepDemand:
     upcoming: float | None = None
     """Requests the next sweep takes, if fewer than :attr:`pages` (its lists shrank since)."""
     own: OwnLooks | None = None
-    """What the covered jobs' own schedules asked when the last sweep saw them (None: no
-    sweep has yet)."""
+    """What the covered jobs' own schedules asked when a sweep last saw them (None: none
+    has yet)."""
 
 
 @attrs.frozen

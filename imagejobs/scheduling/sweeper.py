@@ -292,12 +292,9 @@ class Sweeper:
     # --- when --------------------------------------------------------------------------
 
     def _next_sweep(self, now: float) -> float:
-        """Return when the next sweep is due: as its pace and its backoff allow.
-
-        Not when a covered job's own schedule wants a look: one sweep looks at every
-        job, and their schedules (gaps of up to 27 s, or minutes by a history) would
-        hold back the ends of all the others.
-        """
+        """Return when the next sweep is due: as its pace, backoff and cost allow, yet no later
+        than the soonest look a covered job's own schedule asks, unless sweeping that often
+        costs more than their GETs (:func:`~imagejobs.planning.allocation.allocate`)."""
         policies = self.coverage.policies()
         started, walked, share = self._last
         # The pages it pays for: in a fleet, the share it sends (another's cost it nothing).
@@ -402,10 +399,12 @@ class Sweeper:
                     stream.failure = None
                     stream.draw = self._random()
                     self._plan(stream, seen_at)
-                    gap = max(stream.due_at() - seen_at, 1e-9)  # its own look's, by its age
+                    # Its own look's, by its age; a jitter that draws most of it away no less.
+                    gap = max(stream.due_at() - seen_at, 1 / stream.sweep.demand)
                     gets, soonest = gets + 1 / gap, min(soonest, gap)
             yield
-        self._extra_gets, self._own = extra_gets, OwnLooks(gets, soonest) if gets else None
+        # None replanned (lists paged in part, every job gone): what the last sweep saw holds.
+        self._own, self._extra_gets = (OwnLooks(gets, soonest) if gets else self._own), extra_gets
         if viewed > previous > -math.inf:
             self._changes.seen(gone, viewed - previous)
         self._safety_gets(overdue, started, now)
