@@ -992,11 +992,12 @@ def scale(quick: bool) -> tuple[str, dict[str, Any]]:
         print(f"scale: {name}", file=sys.stderr)
         # The first run twice over: a second round of waits reuses what the first let go.
         results[name] = by_point[point] = measure(*point, again=number == 0)
+    series = {}
     for point in series_points(quick):
         if point not in by_point:
             print(f"scale: series, {point}", file=sys.stderr)
             by_point[point] = measure(*point)
-    series = {point: by_point[point] for point in series_points(quick)}
+        series[point] = by_point[point]
     text = "\n".join(
         [
             "### 13. Scale: ten thousand and a hundred thousand jobs in one process\n",

@@ -36,9 +36,10 @@ def job(job_id: str, job_type: str, status: str, *, error: str = "") -> dict[str
 
 
 def script_tenant(
-    fake: FakeWorkspace, count: int, old: int, seconds: float, seed: int = 3
+    fake: FakeWorkspace, count: int, old: int, seconds: float, seed: int = 3, soonest: float = 5
 ) -> dict[str, tuple[float, str]]:
-    """Script ``count`` jobs ending within ``seconds`` (some FAILED) among ``old`` finished ones.
+    """Script ``count`` jobs ending between ``soonest`` and ``seconds`` (some FAILED) among
+    ``old`` finished ones.
 
     Returns each job's end time on the fake's clock and its final status.
     """
@@ -50,7 +51,7 @@ def script_tenant(
     for n in range(count):
         job_id = f"7{n:017d}"
         job_type = TYPES[n % 3]
-        end = draw.uniform(5, seconds)
+        end = draw.uniform(soonest, seconds)
         final = "FAILED" if n % 20 == 0 else "SUCCESS"
         timeline = [
             job(job_id, job_type, "WAITING"),
