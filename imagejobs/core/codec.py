@@ -7,6 +7,7 @@ it takes status codes, headers and bytes, and returns models or exceptions.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import re
@@ -15,7 +16,7 @@ import typing
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 import cattrs
@@ -61,6 +62,7 @@ __all__ = [
     "parse_time",
     "read_count",
     "read_job",
+    "read_job_as",
     "read_job_page",
     "read_sub_job_page",
     "to_wire",
@@ -380,10 +382,9 @@ def _format_error(exc: BaseException, type_: type | None) -> str:
 def from_wire(data: object) -> ImageJob:
     """Build an :class:`ImageJob` from a decoded JSON value.
 
-    Unknown fields are ignored and unknown enum values kept. Raises
-    :class:`MalformedResponse` naming the JSON path of the first bad value when
-    a required field (``id``, ``status``) is missing or a value has the wrong type.
-    """
+    Unknown fields are ignored and unknown enum values kept. Raises :class:`MalformedResponse`
+    naming the JSON path of the first bad value when a required field (``id``, ``status``)
+    is missing or a value has the wrong type."""
     return _structure(data, ImageJob, "job")
 
 
@@ -437,33 +438,35 @@ def _page(data: object, model: type[_T], what: str) -> Page[_T]:
 
 def read_job(job_id: str | None = None) -> Callable[[bytes], ImageJob]:
     """Return a reader of a job's details (that must be job ``job_id``, if given)."""
+    return functools.partial(read_job_as, job_id)
 
-    def asked_for(job: ImageJob) -> ImageJob:
-        if job_id is not None and job.id != job_id:
-            detail = f"the answer is job {job.id!r}, not the job asked for ({job_id!r})"
-            raise MalformedResponse(detail, "$.id")
-        return job
 
-    def job(data: object) -> ImageJob:
-        if data.__class__ is dict and "id" not in data and "error_code" in data:
-            raise _ErrorBody("a job", data)
-        return asked_for(from_wire(data))
+def read_job_as(job_id: str | None, body: bytes) -> ImageJob:
+    """Read a job's details, that must be job ``job_id`` if given: one reader for all jobs."""
+    if _orjson_loads is not None:
+        return _decoded(body, functools.partial(_job_as, job_id))
+    # _decoded without orjson spelled out: it runs on every poll whose answer changed.
+    data = _load_json(body)
+    if data.__class__ is not dict or "id" not in data:
+        return _job_as(job_id, data)
+    try:
+        found: ImageJob = _FAST_IMAGE_JOB(data)
+    except Exception:  # noqa: BLE001  # the judge reads it, or names what is wrong
+        found = _judged(data, ImageJob, "job")
+    return _asked_for(job_id, found)
 
-    def read(body: bytes) -> ImageJob:
-        if _orjson_loads is not None:
-            return _decoded(body, job)
-        # _decoded(body, job) without orjson, the usual case spelled out: it runs on every
-        # poll whose answer changed.
-        data = _load_json(body)
-        if data.__class__ is not dict or "id" not in data:
-            return job(data)
-        try:
-            found: ImageJob = _FAST_IMAGE_JOB(data)
-        except Exception:  # noqa: BLE001  # the judge reads it, or names what is wrong
-            found = _judged(data, ImageJob, "job")
-        return asked_for(found)
 
-    return read
+def _job_as(job_id: str | None, data: object) -> ImageJob:
+    if data.__class__ is dict and "id" not in data and "error_code" in data:
+        raise _ErrorBody("a job", data)
+    return _asked_for(job_id, from_wire(data))
+
+
+def _asked_for(job_id: str | None, job: ImageJob) -> ImageJob:
+    if job_id is not None and job.id != job_id:
+        detail = f"the answer is job {job.id!r}, not the job asked for ({job_id!r})"
+        raise MalformedResponse(detail, "$.id")
+    return job
 
 
 def read_job_page(body: bytes) -> Page[ImageJobInfo]:
@@ -517,19 +520,17 @@ class _ErrorBody(MalformedResponse):
 
 def to_wire(job: ImageJob | ImageJobInfo | SubJob) -> dict[str, Any]:
     """Return the JSON-ready dictionary the service would send for a job, list item or sub-job."""
-    result: dict[str, Any] = converter.unstructure(job)
-    return result
+    return cast("dict[str, Any]", converter.unstructure(job))
 
 
 def _decoded(body: bytes, read: Callable[[object], _T]) -> _T:
     """Return what ``read`` makes of the body's JSON value.
 
-    With the ``speedups`` extra, orjson parses it, and json only where the two
-    could differ: json reads what orjson refuses (NaN, a lone surrogate, a BOM),
-    and orjson reads an integer past 64 bits as a float, which no model field
-    takes; so a body orjson cannot parse, or whose value ``read`` refuses, is
-    read again from json's parse, and json's answer (or error) is the one given.
-    """
+    With the ``speedups`` extra, orjson parses it, and json only where the two could
+    differ: json reads what orjson refuses (NaN, a lone surrogate, a BOM), and orjson
+    reads an integer past 64 bits as a float, which no model field takes; so a body
+    orjson cannot parse, or whose value ``read`` refuses, is read again from json's
+    parse, and json's answer (or error) is the one given."""
     if _orjson_loads is not None:
         try:
             data = _orjson_loads(body)

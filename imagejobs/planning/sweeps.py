@@ -116,7 +116,7 @@ class JobSummary:
     def of(cls, job: ImageJob | ImageJobInfo) -> JobSummary:
         """Return what a snapshot or a list item says of its job."""
         job_type = None if job.job_type is None else job.job_type.value
-        return cls(job_type, job.status, job.sub_jobs_total)
+        return _summary(job_type, job.status, job.sub_jobs_total)
 
     @property
     def listing(self) -> Listing | None:
@@ -124,6 +124,12 @@ class JobSummary:
         if self.job_type is None or self.status not in ACTIVE_STATUSES:
             return None
         return _listing(self.job_type, self.status.value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _summary(job_type: str | None, status: JobStatus, sub_jobs_total: int | None) -> JobSummary:
+    """One summary for all the jobs alike: a hub keeps one of each of its jobs."""
+    return JobSummary(job_type, status, sub_jobs_total)
 
 
 @functools.lru_cache(maxsize=256)

@@ -99,6 +99,15 @@ class Coverage:
             self.flips += 1
             self._cover_changed(stream, now)
 
+    def clear(self) -> None:
+        """Count every stream out at once: the hub holds none any more."""
+        self.cover = Cover()
+        self.members = {}
+        self._demands = Counter()
+        self._covered = {}
+        self._policies = Counter()
+        self._undecided = deque()
+
     # --- the cover ------------------------------------------------------------------
 
     def choose(self, choice: Choice) -> None:

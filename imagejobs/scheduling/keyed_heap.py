@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
+from imagejobs.core.untracked import untrack
+
 __all__ = ["KeyedHeap"]
 
 _Item = TypeVar("_Item", bound=Hashable)
@@ -42,6 +44,7 @@ class KeyedHeap(Generic[_Item]):
     def set(self, item: _Item, when: float, order: int) -> None:
         """Put ``item`` in the heap at ``(when, order)``, or move it there if it is in."""
         entry = (when, order, item)
+        untrack(entry)  # one of a hundred thousand, in no cycle (imagejobs.core.untracked)
         where = self._where.get(item)
         if where is None:
             self._entries.append(entry)

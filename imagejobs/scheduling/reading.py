@@ -26,6 +26,7 @@ from imagejobs.core.errors import AuthenticationError, ImageJobsError, JobNotFou
 from imagejobs.core.models import ImageJob, JobStatus
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import diff
+from imagejobs.core.untracked import untrack_job
 from imagejobs.observability.hooks import Hooks
 from imagejobs.planning.backoff import step
 from imagejobs.planning.history import DurationHistory, duration_of
@@ -142,6 +143,7 @@ class Reader:
         if self._hooks.wants("on_transition"):
             self._report(stream.snapshot, job, stream.polls_sent)
         stream.snapshot = job
+        untrack_job(job)  # kept of each job in play (imagejobs.core.untracked)
         stream.seen_at = now
         stream.fleet.own_look_next = False
         stream.summary = JobSummary.of(job)

@@ -19,6 +19,7 @@ import attrs
 
 from imagejobs.core.errors import ImageJobsError
 from imagejobs.core.models import ImageJob
+from imagejobs.core.untracked import untrack
 from imagejobs.planning.allocation import LIST_TRUST
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.sweeps import JobSummary, SubJobs, active_sub_jobs
@@ -33,9 +34,12 @@ _Want = tuple[float, int, int, Subscription]
 entry's own number (so that no two entries tie), and the subscriber."""
 
 
-@attrs.define
+@attrs.frozen
 class Failure:
-    """Looks at a job that keep failing: the last error, and since when."""
+    """Looks at a job that keep failing: the last error, and since when.
+
+    Frozen: one failed sweep gives the same one to every job it covers.
+    """
 
     error: ImageJobsError
     since: float
@@ -125,9 +129,14 @@ class Stream:
     _gates: Counter[Gate | None] | None = attrs.field(default=None, init=False, repr=False)
     _watching: int = attrs.field(default=0, init=False, repr=False)
 
+    def __attrs_post_init__(self) -> None:
+        for record in (self, self.subscribers, self.fleet, self.sweep):
+            untrack(record)  # one of a hundred thousand, in no cycle (imagejobs.core.untracked)
+
     def join(self, sub: Subscription) -> None:
         """Add a subscriber, wanting a look when its ``wants_at`` says."""
         self.subscribers[sub] = self._number()
+        untrack(self.subscribers)  # tracked again by what was put in it
         self._watching += sub.wants_transitions
         if self._policies is not None and self._gates is not None:
             self._policies[sub.policy] += 1
@@ -272,9 +281,7 @@ class Stream:
     def failed(self, error: ImageJobsError, since: float) -> int:
         """Count one more failed look (failing since ``since`` if it is the first); return
         the looks failed in a row."""
-        if self.failure is None:
-            self.failure = Failure(error, since)
-        self.failure.error = error
+        self.failure = Failure(error, since if self.failure is None else self.failure.since)
         self.failures += 1
         return self.failures
 

@@ -17,6 +17,7 @@ import attrs
 from imagejobs.core.models import ImageJob
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import Transition
+from imagejobs.core.untracked import untrack, untrack_transitions
 from imagejobs.planning.cadence import next_gap
 from imagejobs.planning.history import LogNormal
 from imagejobs.planning.policy import PollPolicy
@@ -85,13 +86,18 @@ class Subscription:
     """What it was told, the most recent :data:`KEPT_TRANSITIONS` (see :meth:`kept`); none
     yet until it is told one (a swept job's wait is told its first at its end)."""
 
+    def __attrs_post_init__(self) -> None:
+        untrack(self)  # one of a hundred thousand, in no cycle (imagejobs.core.untracked)
+
     def keep(self, changes: list[Transition]) -> None:
         """Remember transitions; the oldest go once there are twice as many as kept."""
         if not changes:
             return
         if self.transitions is None:
             self.transitions = []
+            untrack(self.transitions)  # held by its subscription alone, as that is
         self.transitions.extend(changes)
+        untrack_transitions(changes)
         if len(self.transitions) >= 2 * KEPT_TRANSITIONS:
             del self.transitions[:-KEPT_TRANSITIONS]
 

@@ -112,9 +112,17 @@ class SweeperGroups:
         return min(sweeper.wake_at() for sweeper in self._groups.values())
 
     def abandon(self) -> None:
-        """Cancel every sweep nobody is left to hear of."""
+        """Cancel every sweep, and forget every stream: the hub holds none any more.
+
+        Streams that left in the hub's last turns are not all placed yet: forgotten here,
+        not kept until the next wait comes.
+        """
         for sweeper in self._groups.values():
             sweeper.abandon()
+            sweeper.coverage.clear()
+        self._group_of = {}
+        self._changed = {}
+        self._more = False
 
     def tasks(self) -> list[asyncio.Task[Any]]:
         """Return every sweep still running, let-go groups' included, for closing."""

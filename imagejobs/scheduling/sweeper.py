@@ -352,10 +352,8 @@ class Sweeper:
     # --- one sweep ----------------------------------------------------------------------
 
     def _read(self, task: asyncio.Task[Findings], now: float) -> Iterator[None]:
-        """Take what a sweep found: each covered job still listed, or to be fetched.
-
-        A generator: each step reads a slice of the covered jobs, one turn of the loop.
-        """
+        """Take what a sweep found (each covered job still listed, or to be fetched): each
+        step of the generator reads a slice of the covered jobs, one turn of the loop."""
         choice, sighting = self._running, self._sighting
         started, previous = self._last[0], self._previous
         error: BaseException | None
@@ -446,7 +444,9 @@ class Sweeper:
             self._failures += 1
         pausing = transient and self._failures >= SWEEP_FAILURES
         # Failing with it, if later sweeps may fare better: a wait that ends meanwhile says why.
-        failing = error if isinstance(error, ImageJobsError) and transient and not pausing else None
+        failing = None
+        if isinstance(error, ImageJobsError) and transient and not pausing:
+            failing = Failure(error, started)
         covered = self.coverage.covered_streams()
         rate = self._planning_rate(now)
         trust = safety_gap(rate, len(covered))
@@ -457,8 +457,8 @@ class Sweeper:
                     continue
                 if stream.overdue(started, trust):
                     overdue.add(stream)
-                if failing is not None and stream.failure is None:
-                    stream.failure = Failure(failing, started)
+                if stream.failure is None:
+                    stream.failure = failing
             yield
         self._safety_gets(overdue, started, now)  # the safety net holds through outages
         if pausing:

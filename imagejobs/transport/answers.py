@@ -9,11 +9,11 @@ the readers made, once per job rather than once per request.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-from imagejobs.core.codec import read_job
+from imagejobs.core.codec import read_job_as
 from imagejobs.core.models import ImageJob
+from imagejobs.core.untracked import untrack
 from imagejobs.core.urls import ProjectUrls
 
 __all__ = ["ANSWERS_KEPT", "JOBS_KEPT", "AnswerRoom", "KnownJob", "KnownJobs"]
@@ -41,26 +41,27 @@ NO_ROOM = AnswerRoom(0)
 
 
 class KnownJob:
-    """A job the client has asked about: its URL, its reader, and its last answer.
+    """A job the client has asked about: its URL, its ID, and its last answer.
 
-    Only a body the reader accepted is kept, while the client's
-    :class:`AnswerRoom` has room for it.
+    Only a body that reads as the job's details (:func:`read_job_as`) is kept,
+    while the client's :class:`AnswerRoom` has room for it.
     """
 
-    __slots__ = ("_body", "_job", "_read", "_room", "url")
+    __slots__ = ("_body", "_job", "_room", "job_id", "url")
 
-    def __init__(self, url: str, read: Callable[[bytes], ImageJob], room: AnswerRoom) -> None:
+    def __init__(self, url: str, job_id: str, room: AnswerRoom) -> None:
         self.url = url
-        self._read = read
+        self.job_id = job_id
         self._room = room
         self._body = b""
         self._job: ImageJob | None = None
+        untrack(self)  # one of thousands, in no cycle (imagejobs.core.untracked)
 
     def read(self, body: bytes) -> ImageJob:
         """Return the job in a body of its details (raising what the reader raises)."""
         if body == self._body and self._job is not None:
             return self._job
-        job = self._read(body)
+        job = read_job_as(self.job_id, body)
         room = self._room
         freed = len(self._body)
         if len(body) <= room.left + freed:
@@ -130,9 +131,7 @@ class KnownJobs:
         known = self._jobs.get(job_id) if plain else None
         if known is None:
             # One the client does not keep keeps no answer: nothing would give its room back.
-            known = KnownJob(
-                self._urls.job(job_id), read_job(job_id), self._answers if plain else NO_ROOM
-            )
+            known = KnownJob(self._urls.job(job_id), job_id, self._answers if plain else NO_ROOM)
             if plain:
                 if len(self._jobs) >= JOBS_KEPT:
                     # The oldest: a fleet moves on.

@@ -30,6 +30,7 @@ from imagejobs import (
     Outcome,
     PollPolicy,
     RetryPolicy,
+    ServerError,
     SubJob,
 )
 from imagejobs.core.codec import Page
@@ -56,6 +57,7 @@ class Tenant:
         self._running = sorted(ends)
         self._by_end = sorted(ends, key=ends.__getitem__, reverse=True)
         self.gets = 0
+        self.list_error: Exception | None = None
 
     def _move_on(self) -> None:
         now = self.clock.monotonic()
@@ -74,6 +76,8 @@ class Tenant:
         self, listing: Listing, offset: int, priority: float, gate: Gate | None
     ) -> PageResult:
         self._move_on()
+        if self.list_error is not None:
+            raise self.list_error
         if listing.job_type != TYPE.value or listing.status != "RUNNING":
             return PageResult(Page(0, ()), self.clock.monotonic())
         shown: tuple[ImageJobInfo | SubJob, ...] = tuple(
@@ -213,6 +217,69 @@ async def test_a_wait_lets_go_of_each_job_as_its_outcome_is_delivered(collector:
     await hub.close()
 
 
+async def test_a_failed_sweep_gives_the_jobs_it_covers_one_failure_not_one_each() -> None:
+    clock = FakeClock()
+    ends = {f"{n:07d}": 600.0 + n for n in range(2000)}
+    tenant = Tenant(clock, ends)
+    hub = Hub(
+        tenant.poll,
+        clock,
+        RetryPolicy(),
+        max_polls=4,
+        list_page=tenant.list_page,
+        rate=lambda now: 20.0,
+    )
+    waits = wait_many(hub, list(ends), POLICY)
+    waiting = asyncio.ensure_future(anext(waits))
+    try:
+        await clock.sleep(60.0)  # the jobs swept a while
+        covered = [stream for stream in hub._streams.values() if stream.sweep.covered]
+        assert len(covered) > 1000
+        assert all(stream.failure is None for stream in covered)
+        tenant.list_error = ServerError(503, "WKS.0503", "busy")
+        await clock.sleep(30.0)
+        failing = [stream.failure for stream in covered if stream.failure is not None]
+        assert len(failing) > 1000
+        assert len({id(failure) for failure in failing}) <= 3  # one a failed sweep, not a job
+    finally:
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await waits.aclose()
+        await hub.close()
+
+
+async def test_a_wait_left_early_lets_go_of_its_jobs_by_reference_counting() -> None:
+    # The jobs' records are untracked (imagejobs.core.untracked): nothing but counting
+    # would free them, so leaving must break every path back to them.
+    clock = FakeClock()
+    ends = {f"{n:07d}": 100.0 + n for n in range(600)}
+    tenant = Tenant(clock, ends)
+    hub = Hub(tenant.poll, clock, RetryPolicy(), max_polls=4, list_page=tenant.list_page)
+    gc.collect()
+    gc.disable()
+    try:
+        waits = wait_many(hub, list(ends), POLICY)
+        waiting = asyncio.ensure_future(anext(waits))
+        for _ in range(20):
+            await asyncio.sleep(0)  # subscribed, 250 a turn, and polls sent
+        held: list[weakref.ref[Any]] = [weakref.ref(stream) for stream in hub._streams.values()]
+        held += [weakref.ref(sub) for stream in hub._streams.values() for sub in stream.subscribers]
+        assert len(held) == 2 * len(ends)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await waits.aclose()
+        for _ in range(20):
+            await asyncio.sleep(0)  # left, 250 a turn; the polls in flight cancelled
+        assert hub._streams == {}
+        # Those that left in the last turns too, not kept until the next wait comes.
+        assert sum(ref() is not None for ref in held) == 0
+    finally:
+        gc.enable()
+    await hub.close()
+
+
 async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
     # A dict emptied by deletions keeps the table it grew to; closing starts afresh.
     clock = FakeClock()
@@ -229,3 +296,37 @@ async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
     assert sys.getsizeof(hub._deadlines._where) == empty
     assert hub._due.entries() == 0
     assert sys.getsizeof(hub._sweeper._group_of) == empty
+
+
+async def test_a_job_waited_on_gives_the_collector_next_to_nothing_to_walk() -> None:
+    # A full collection walks every tracked object: with a stream, a subscription,
+    # their records, heap places, snapshots and transitions tracked, 100,000 jobs held
+    # the loop 0.2 s each time. They are untracked (imagejobs.core.untracked).
+    clock = FakeClock()
+    draw = random.Random(3)  # noqa: S311 - a repeatable tenant
+    ends = {f"{n:07d}": draw.uniform(60.0, 600.0) for n in range(3000)}
+    tenant = Tenant(clock, ends)
+    hub = Hub(
+        tenant.poll,
+        clock,
+        RetryPolicy(),
+        max_polls=4,
+        random=draw.random,
+        list_page=tenant.list_page,
+        rate=lambda now: 20.0,
+    )
+    gc.collect()
+    before = len(gc.get_objects())
+    async with contextlib.aclosing(wait_many(hub, list(ends), POLICY)) as waits:
+        async for outcome in waits:
+            assert outcome.ok
+            break  # the first end: every job subscribed, swept and polled a while
+        gc.collect()
+        per_job = (len(gc.get_objects()) - before) / len(ends)
+        streams = list(hub._streams.values())
+        assert len(streams) > 0.99 * len(ends)
+        assert not any(gc.is_tracked(stream) for stream in streams)
+        assert not any(gc.is_tracked(sub) for stream in streams for sub in stream.subscribers)
+        assert not any(gc.is_tracked(stream.subscribers) for stream in streams)
+        assert per_job < 0.2, per_job  # six a job, tracked
+    await hub.close()

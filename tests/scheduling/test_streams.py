@@ -7,7 +7,7 @@ import math
 
 from imagejobs import PollPolicy, ServerError
 from imagejobs.planning.budget import RequestBudget
-from imagejobs.scheduling.streams import Stream
+from imagejobs.scheduling.streams import Failure, Stream
 from imagejobs.scheduling.subscriptions import Mailbox, Subscription
 from imagejobs.testing import FakeClock
 from imagejobs.timing.gate import Gate
@@ -35,6 +35,18 @@ def test_a_sweep_that_clears_the_failure_keeps_the_backoff_going() -> None:
     assert stream.failed(BUSY, since=5.0) == 3  # the next GET's failure backs off further
     assert stream.failure is not None
     assert stream.failure.since == 5.0
+
+
+def test_a_failure_a_sweep_gives_every_job_it_covers_changes_for_one_job_alone() -> None:
+    shared = Failure(BUSY, 2.0)  # one for the hundred thousand jobs a failed sweep covers
+    one, other = Stream("a"), Stream("b")
+    one.failure = other.failure = shared
+    gateway = ServerError(502, "APIGW.0502", "bad gateway")
+    assert one.failed(gateway, since=5.0) == 1
+    assert one.failure is not None
+    assert (one.failure.error, one.failure.since) == (gateway, 2.0)  # failing since the sweep
+    assert other.failure is shared
+    assert (shared.error, shared.since) == (BUSY, 2.0)
 
 
 def _sub(policy: PollPolicy = POLICY, gate: Gate | None = None) -> Subscription:

@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -411,6 +412,34 @@ def test_closing_mid_wait_gives_no_warning_under_python_dev_mode(tmp_path: Any) 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.count("ClientClosed the client was closed while waiting for job") == 2
+
+
+@pytest.mark.filterwarnings("ignore:Unclosed:ResourceWarning")  # aiohttp: never closed
+def test_a_client_left_unclosed_with_waits_pending_is_freed_when_its_run_ends() -> None:
+    # A job's records are out of the collector's sight (imagejobs.core.untracked): they
+    # must still go when asyncio.run cancels the waits it finds pending at its end.
+    held: list[weakref.ref[Client]] = []
+
+    async def main() -> None:
+        async with FakeWorkspace() as fake:
+            ids = [f"job-{n}" for n in range(20)]
+            for job_id in ids:
+                fake.add_job([{"id": job_id, "status": "RUNNING"}], job_id=job_id)
+            client = fake.client()
+            held.append(weakref.ref(client))
+
+            async def wait_all() -> None:
+                async for _ in client.wait_many(ids, PollPolicy(initial_delay=0.01)):
+                    pass
+
+            waiting = asyncio.create_task(wait_all())
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            assert len(client._hub._streams) == len(ids)  # waiting, never closed
+
+    asyncio.run(main())
+    gc.collect()
+    assert held[0]() is None
 
 
 async def test_a_flapping_job_keeps_a_bounded_history(
