@@ -19,6 +19,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection, Hashable, Iterator
 from typing import TypeVar
 
+from imagejobs.core.untracked import untrack
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.sweeps import Choice, Cover, Listing
 from imagejobs.scheduling.streams import Stream
@@ -71,6 +72,7 @@ class Coverage:
         if before is not None:
             _add(self._demands, before.sweep.demand, -1)
         self.members[job_id] = stream
+        untrack(self.members)  # a table of every job, tracked again by what was put in it
         stream.sweep.demand = max(1.0 / policy.initial_delay for policy in stream.policies())
         _add(self._demands, stream.sweep.demand, 1)
         subs = None
@@ -137,6 +139,7 @@ class Coverage:
                 self._policies[policy] += 1
             # Most jobs wait with one policy: it is kept alone, not in a tuple of its own.
             self._covered[stream] = next(iter(policies)) if len(policies) == 1 else tuple(policies)
+            untrack(self._covered)  # a table of every job, tracked again by what was put in it
         swept = stream.sweep
         if covered != swept.covered:
             swept.covered = covered
@@ -167,7 +170,9 @@ class Coverage:
 
     def covered_streams(self) -> list[Stream]:
         """The streams covered now, a copy (the cover moves on while they are read)."""
-        return list(self._covered)
+        streams = list(self._covered)
+        untrack(streams)  # a table of every job, read over many turns
+        return streams
 
     def policies(self) -> Collection[PollPolicy]:
         """The policies the covered streams wait with, each once."""

@@ -38,6 +38,7 @@ from imagejobs.core.errors import (
 from imagejobs.core.models import ImageJob, JobStatus
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import Transition, diff
+from imagejobs.core.untracked import untrack
 from imagejobs.observability.hooks import Hooks
 from imagejobs.observability.records import WaitRecord
 from imagejobs.planning.history import DurationHistory
@@ -181,6 +182,7 @@ class Hub:
         stream = self._streams.get(job_id)
         if stream is None:
             stream = self._streams[job_id] = Stream(job_id)
+            untrack(self._streams)  # a table of every job, tracked again by what was put in it
             stream.sweep.fetched_at = now
         stream.join(sub)
         sub.snapshots_before = stream.snapshots_taken

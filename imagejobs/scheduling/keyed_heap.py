@@ -31,6 +31,8 @@ class KeyedHeap(Generic[_Item]):
     def __init__(self) -> None:
         self._entries: list[tuple[float, int, _Item]] = []
         self._where: dict[_Item, int] = {}
+        # A table of every job: walking it, the collector would visit each (.untracked).
+        untrack(self._entries)
 
     def __repr__(self) -> str:
         return f"KeyedHeap({len(self._entries)} items)"
@@ -94,6 +96,7 @@ class KeyedHeap(Generic[_Item]):
             where = parent
         entries[where] = entry
         places[entry[2]] = where
+        untrack(places)  # tracked again by what was put in it
 
     def _down(self, where: int) -> None:
         entries, places = self._entries, self._where
@@ -113,3 +116,4 @@ class KeyedHeap(Generic[_Item]):
             where = child
         entries[where] = entry
         places[entry[2]] = where
+        untrack(places)  # tracked again by what was put in it

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from imagejobs.core.untracked import untrack
 from imagejobs.scheduling.coverage import SLICE
 from imagejobs.scheduling.streams import Stream
 from imagejobs.scheduling.sweeper import Sweeper
@@ -62,6 +63,7 @@ class SweeperGroups:
     def changed(self, stream: Stream) -> None:
         """Note that a stream came, went, or changed in a way the sweeps may care about."""
         self._changed[stream] = None
+        untrack(self._changed)  # a table of every job, tracked again by what was put in it
 
     def collect(self, now: float) -> None:
         """Read what each group's finished sweep found."""
@@ -99,6 +101,7 @@ class SweeperGroups:
                 sweeper = self._groups[gate] = self._make(gate)
             sweeper.put(stream)
             self._group_of[stream] = gate
+            untrack(self._group_of)  # a table of every job, tracked again by what was put in it
 
     def launch(self, now: float) -> None:
         """Start each group's sweep once its pace, backoff and share allow."""

@@ -17,6 +17,7 @@ from imagejobs.core.errors import ImageJobsError, InvalidArgument, JobFailed
 from imagejobs.core.models import ImageJob
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import Transition
+from imagejobs.core.untracked import untrack
 from imagejobs.core.validation import check_id
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.timing.gate import Gate
@@ -70,7 +71,9 @@ def _check_since(job_id: str, since: object) -> ImageJob | None:
 def _unique_ids(job_ids: Iterable[str]) -> list[str]:
     if isinstance(job_ids, str):
         raise InvalidArgument("job_ids must be an iterable of IDs, not a single string")
-    return list(dict.fromkeys(check_id("job_id", job_id) for job_id in job_ids))
+    unique = list(dict.fromkeys(check_id("job_id", job_id) for job_id in job_ids))
+    untrack(unique)  # IDs alone: nothing for the collector to find, a hundred thousand to visit
+    return unique
 
 
 async def _events(
@@ -96,7 +99,9 @@ async def _events(
                 job_id, policy, since, mailbox, gate, wants_transitions=transitions
             )
             if number % SUBSCRIBE_SLICE == 0:
+                untrack(waiting)  # a table of every job, tracked again by what was put in it
                 await asyncio.sleep(0)
+        untrack(waiting)
         while waiting:
             event = await mailbox.get()
             if isinstance(event, Outcome):

@@ -167,7 +167,7 @@ async def test_no_step_of_the_hub_grows_with_the_jobs_in_play() -> None:
 @pytest.mark.parametrize("collector", [True, False], ids=["collected", "counted"])
 async def test_a_wait_lets_go_of_each_job_as_its_outcome_is_delivered(collector: bool) -> None:
     # Counted: with the collector off, reference counting alone frees a job's objects
-    # (they hold no cycles), so a service may gc.freeze() its waits (docs/scheduling.md).
+    # (they hold no cycles), as it must: they are untracked (imagejobs.core.untracked).
     clock = FakeClock()
     # The last to subscribe end first: their deadlines are not the next due.
     ends = {f"{n:07d}": 310.0 - n for n in range(300)}
@@ -323,6 +323,14 @@ async def test_a_job_waited_on_gives_the_collector_next_to_nothing_to_walk() -> 
             break  # the first end: every job subscribed, swept and polled a while
         gc.collect()
         per_job = (len(gc.get_objects()) - before) / len(ends)
+        # Nor a table of them all: a full collection would visit each job in it.
+        tables = [
+            type(each).__qualname__
+            for each in gc.get_objects()
+            if sum(isinstance(it, (Stream, Subscription)) for it in gc.get_referents(each))
+            > len(ends) // 2
+        ]
+        assert tables == []
         streams = list(hub._streams.values())
         assert len(streams) > 0.99 * len(ends)
         assert not any(gc.is_tracked(stream) for stream in streams)
