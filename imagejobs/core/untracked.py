@@ -45,11 +45,10 @@ __all__ = ["untrack", "untrack_job", "untrack_transitions"]
 def _untracker() -> Callable[[object], None] | None:
     if sys.implementation.name != "cpython":
         return None
-    # ctypes.pythonapi keeps the GIL held through the call, as this must.
-    function = ctypes.pythonapi.PyObject_GC_UnTrack
-    function.argtypes = (ctypes.py_object,)
-    function.restype = None
-    return function
+    # A prototype of our own (not ctypes.pythonapi's shared one, which others may set up
+    # their way); PYFUNCTYPE keeps the GIL held through the call, as this must.
+    prototype = ctypes.PYFUNCTYPE(None, ctypes.py_object)
+    return prototype(("PyObject_GC_UnTrack", ctypes.pythonapi))
 
 
 _UNTRACK = _untracker()
@@ -64,7 +63,7 @@ def untrack(obj: object) -> None:
 
 def untrack_job(job: ImageJob) -> None:
     """Untrack a snapshot and what it holds: frozen models, which no cycle can pass through."""
-    if not gc.is_tracked(job):
+    if _UNTRACK is None or not gc.is_tracked(job):
         return  # untracked already: the same snapshot, read again from the same answer
     untrack(job)
     untrack(job.sub_jobs)

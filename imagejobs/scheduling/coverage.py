@@ -103,6 +103,7 @@ class Coverage:
 
     def clear(self) -> None:
         """Count every stream out at once: the hub holds none any more."""
+        self.choice = NO_CHOICE  # no list to page for nobody
         self.cover = Cover()
         self.members = {}
         self._demands = Counter()

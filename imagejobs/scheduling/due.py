@@ -138,7 +138,8 @@ class DueQueue:
             del self._out[gate]  # a finished call's gate is not kept alive here
         if not task.cancelled():
             task.exception()  # seen here, so an abandoned poll's error is never reported as lost
-        self.returned.append((stream, task))
+        if stream.poll is task:  # not a look at a job let go meanwhile: nobody is left to tell
+            self.returned.append((stream, task))
         self._on_return()
 
     def _unpark(self, gate: Gate | None) -> None:

@@ -228,9 +228,7 @@ class Hub:
         # Nobody left: the job is let go, its look in flight cancelled.
         del self._streams[stream.job_id]
         self._due.forget(stream)
-        if stream.poll is not None:
-            stream.poll.cancel()
-            stream.poll = None
+        stream.let_go()
         self._poke()  # the loop ends once no job is left
 
     # --- what subscribers are told --------------------------------------------------

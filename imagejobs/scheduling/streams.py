@@ -285,6 +285,17 @@ class Stream:
         self.failures += 1
         return self.failures
 
+    def let_go(self) -> None:
+        """Cancel the look in flight and forget the failure: nobody waits on the job now.
+
+        Its error's frames lead back to the hub: nothing may keep them, the stream least
+        of all, out of the collector's sight (:mod:`imagejobs.core.untracked`).
+        """
+        if self.poll is not None:
+            self.poll.cancel()
+            self.poll = None
+        self.failure = None
+
     def answered(self, draw: float) -> None:
         """Forget the failures: an answer came. ``draw`` is the next look's jitter."""
         self.failure = None

@@ -55,6 +55,9 @@ class Mailbox:
             await self._ready.wait()
         item = self._items.popleft()
         if isinstance(item, BaseException):
+            # It ends the caller's wait: the rest (the same bug, for its other jobs) would
+            # only be kept, and with them, through their frames, the caller's waits.
+            self._items.clear()
             raise item
         return item
 

@@ -13,6 +13,7 @@ import asyncio
 import bisect
 import contextlib
 import gc
+import itertools
 import random
 import sys
 import weakref
@@ -34,6 +35,7 @@ from imagejobs import (
     SubJob,
 )
 from imagejobs.core.codec import Page
+from imagejobs.planning.budget import RequestBudget
 from imagejobs.planning.sweeps import Listing
 from imagejobs.scheduling.coverage import SLICE
 from imagejobs.scheduling.hub import Hub
@@ -277,6 +279,70 @@ async def test_a_wait_left_early_lets_go_of_its_jobs_by_reference_counting() -> 
         assert sum(ref() is not None for ref in held) == 0
     finally:
         gc.enable()
+    await hub.close()
+
+
+def test_a_bug_that_ends_a_wait_on_many_jobs_leaves_nothing_behind() -> None:
+    # The hub gives the bug to each job's wait, all in the caller's one mailbox: the copies
+    # not raised were kept, and through their frames the waits and the hub.
+    held: list[weakref.ref[Hub]] = []
+
+    async def main() -> None:
+        clock = FakeClock()
+        tenant = Tenant(clock, {f"{n:07d}": 100.0 for n in range(5)})
+        draws = itertools.count()
+
+        def draw() -> float:
+            if next(draws) > 8:
+                raise RuntimeError("a bug")
+            return 0.5
+
+        hub = Hub(tenant.poll, clock, RetryPolicy(), max_polls=50, random=draw)
+        held.append(weakref.ref(hub))
+        with pytest.raises(RuntimeError, match="a bug"):
+            async for _ in wait_many(hub, list(tenant.ends), PollPolicy(initial_delay=1.0)):
+                pass
+        await hub.close()
+
+    asyncio.run(main())
+    gc.collect()
+    assert held[0]() is None
+
+
+async def test_the_sweeps_page_no_list_for_the_jobs_of_a_wait_that_was_left() -> None:
+    clock = FakeClock()
+    ends = {f"a{n:05d}": 600.0 for n in range(2000)} | {f"b{n:05d}": 9000.0 for n in range(2000)}
+    tenant = Tenant(clock, ends)
+    pages: list[Gate | None] = []
+    list_page = tenant.list_page
+
+    async def paging(listing: Listing, offset: int, priority: float, gate: Gate | None) -> Any:
+        pages.append(gate)
+        return await list_page(listing, offset, priority, gate)
+
+    hub = Hub(
+        tenant.poll, clock, RetryPolicy(), max_polls=4, list_page=paging, rate=lambda now: 20.0
+    )
+    first = wait_many(hub, [job_id for job_id in ends if job_id < "b"], POLICY)
+    waiting = asyncio.ensure_future(anext(first))
+    await clock.sleep(60.0)  # swept a while, then left
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await first.aclose()
+    assert None in pages
+    pages.clear()
+    # The next wait goes through a gate of its own: the client's sweeper has no job left.
+    gate = Gate(RequestBudget.create(4, 20.0, clock.monotonic()), clock)
+    second = wait_many(hub, [job_id for job_id in ends if job_id >= "b"], POLICY, call_gate=gate)
+    waiting = asyncio.ensure_future(anext(second))
+    await clock.sleep(30.0)
+    assert pages
+    assert None not in pages
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await second.aclose()
     await hub.close()
 
 

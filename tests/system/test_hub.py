@@ -34,7 +34,7 @@ from imagejobs import (
     WaitTimeout,
 )
 from imagejobs.scheduling.subscriptions import KEPT_TRANSITIONS
-from imagejobs.testing import FakeClock, FakeWorkspace, Reply
+from imagejobs.testing import FakeClock, FakeWorkspace, Faults, Reply
 
 JOB = "702364883651395584"
 BUSY = Reply.error(503, "WKS.0503", "Service unavailable")
@@ -440,6 +440,30 @@ def test_a_client_left_unclosed_with_waits_pending_is_freed_when_its_run_ends() 
     asyncio.run(main())
     gc.collect()
     assert held[0]() is None
+
+
+@pytest.mark.filterwarnings("ignore:Unclosed:ResourceWarning")  # aiohttp: never closed
+def test_a_client_whose_failing_waits_timed_out_with_looks_out_is_freed_unclosed() -> None:
+    # A look cancelled as its job was let go came back after the loop had stopped: it was
+    # kept, and its failure's frames led back to the hub through an untracked stream.
+    held: list[weakref.ref[Any]] = []
+
+    async def main() -> None:
+        async with FakeWorkspace(faults=Faults(rate=1.0, kinds=("503",)), latency=0.15) as fake:
+            ids = [f"job-{n}" for n in range(5)]
+            for job_id in ids:
+                fake.add_job([{"id": job_id, "status": "RUNNING"}], job_id=job_id)
+            client = fake.client()
+            held.extend([weakref.ref(client), weakref.ref(client._hub)])
+            policy = PollPolicy(initial_delay=0.01, timeout=0.5)
+            outcomes = [outcome async for outcome in client.wait_many(ids, policy)]
+            assert len(outcomes) == len(ids)
+            assert not any(outcome.ok for outcome in outcomes)  # timed out, failing
+            await asyncio.sleep(0.5)  # the looks cancelled at the deadlines come back
+
+    asyncio.run(main())
+    gc.collect()
+    assert [ref() for ref in held] == [None, None]
 
 
 async def test_a_flapping_job_keeps_a_bounded_history(
