@@ -1,9 +1,9 @@
-"""What a client keeps of each job it asks about: its URL, its reader and its last answer.
+"""What a client keeps of each job it asks about: its URL and its last answer.
 
 Most polls of a running job find it as it was: the body is the very bytes of
 the last answer, and the job read from them is the one read then (models are
-immutable), without parsing them again. The URLs are checked and quoted, and
-the readers made, once per job rather than once per request.
+immutable), without parsing them again. The URLs are checked and quoted once
+per job rather than once per request, and one reader serves every job.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class KnownJob:
         untrack(self)  # one of thousands, in no cycle (imagejobs.core.untracked)
 
     def read(self, body: bytes) -> ImageJob:
-        """Return the job in a body of its details (raising what the reader raises)."""
+        """Return the job in a body of its details (raising what :func:`read_job_as` raises)."""
         if body == self._body and self._job is not None:
             return self._job
         job = read_job_as(self.job_id, body)
@@ -126,7 +126,7 @@ class KnownJobs:
             known.forget()
 
     def __getitem__(self, job_id: str) -> KnownJob:
-        """Return a job's URL and reader; raises :class:`InvalidArgument` for a bad ID."""
+        """Return what the client knows of a job; raises :class:`InvalidArgument` for a bad ID."""
         plain = type(job_id) is str  # a str subclass could hash or compare as another ID
         known = self._jobs.get(job_id) if plain else None
         if known is None:

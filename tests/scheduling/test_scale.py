@@ -14,10 +14,11 @@ import bisect
 import contextlib
 import gc
 import itertools
+import math
 import random
 import sys
 import weakref
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from types import FrameType
 from typing import Any
 
@@ -39,7 +40,7 @@ from imagejobs.planning.budget import RequestBudget
 from imagejobs.planning.sweeps import Listing
 from imagejobs.scheduling.coverage import SLICE
 from imagejobs.scheduling.hub import Hub
-from imagejobs.scheduling.looks import Look, LookResult, PageResult
+from imagejobs.scheduling.looks import ListFunction, Look, LookResult, PageResult
 from imagejobs.scheduling.streams import Stream
 from imagejobs.scheduling.subscriptions import Subscription
 from imagejobs.scheduling.waiter import wait_many
@@ -130,20 +131,45 @@ class StepCounter:
         hub._sleep_until = counted_sleep  # type: ignore[method-assign]
 
 
+def _hub(
+    tenant: Tenant,
+    *,
+    rate: float = 20.0,
+    draw: Callable[[], float] = random.random,
+    list_page: ListFunction | None = None,
+) -> Hub:
+    """A hub on the tenant's clock, looks and lists, four looks out at most."""
+    return Hub(
+        tenant.poll,
+        tenant.clock,
+        RetryPolicy(),
+        max_polls=4,
+        random=draw,
+        list_page=tenant.list_page if list_page is None else list_page,
+        rate=lambda now: rate,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _waiting(hub: Hub, ids: list[str], gate: Gate | None = None) -> AsyncIterator[None]:
+    """A wait on ``ids`` under way while the block runs, left as it ends."""
+    waits = wait_many(hub, ids, POLICY, call_gate=gate)
+    first = asyncio.ensure_future(anext(waits))
+    try:
+        yield
+    finally:
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        await waits.aclose()
+
+
 async def _wait_all(jobs: int) -> tuple[dict[str, Outcome], list[int], Tenant]:
     clock = FakeClock()
     draw = random.Random(jobs)  # noqa: S311 - a repeatable tenant
     ends = {f"{n:07d}": draw.uniform(5.0, 600.0) for n in range(jobs)}
     tenant = Tenant(clock, ends)
-    hub = Hub(
-        tenant.poll,
-        clock,
-        RetryPolicy(),
-        max_polls=4,
-        random=draw.random,
-        list_page=tenant.list_page,
-        rate=lambda now: 20.0,
-    )
+    hub = _hub(tenant, draw=draw.random)
     counter = StepCounter(hub)
     outcomes: dict[str, Outcome] = {}
     try:
@@ -174,15 +200,7 @@ async def test_a_wait_lets_go_of_each_job_as_its_outcome_is_delivered(collector:
     # The last to subscribe end first: their deadlines are not the next due.
     ends = {f"{n:07d}": 310.0 - n for n in range(300)}
     tenant = Tenant(clock, ends)
-    hub = Hub(
-        tenant.poll,
-        clock,
-        RetryPolicy(),
-        max_polls=4,
-        random=random.Random(1).random,  # noqa: S311 - a repeatable jitter
-        list_page=tenant.list_page,
-        rate=lambda now: 5.0,
-    )
+    hub = _hub(tenant, rate=5.0, draw=random.Random(1).random)  # noqa: S311 - repeatable
     subscribe = hub.subscribe
     held: dict[str, tuple[weakref.ref[Subscription], weakref.ref[Stream]]] = {}
 
@@ -223,17 +241,8 @@ async def test_a_failed_sweep_gives_the_jobs_it_covers_one_failure_not_one_each(
     clock = FakeClock()
     ends = {f"{n:07d}": 600.0 + n for n in range(2000)}
     tenant = Tenant(clock, ends)
-    hub = Hub(
-        tenant.poll,
-        clock,
-        RetryPolicy(),
-        max_polls=4,
-        list_page=tenant.list_page,
-        rate=lambda now: 20.0,
-    )
-    waits = wait_many(hub, list(ends), POLICY)
-    waiting = asyncio.ensure_future(anext(waits))
-    try:
+    hub = _hub(tenant)
+    async with _waiting(hub, list(ends)):
         await clock.sleep(60.0)  # the jobs swept a while
         covered = [stream for stream in hub._streams.values() if stream.sweep.covered]
         assert len(covered) > 1000
@@ -243,12 +252,7 @@ async def test_a_failed_sweep_gives_the_jobs_it_covers_one_failure_not_one_each(
         failing = [stream.failure for stream in covered if stream.failure is not None]
         assert len(failing) > 1000
         assert len({id(failure) for failure in failing}) <= 3  # one a failed sweep, not a job
-    finally:
-        waiting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiting
-        await waits.aclose()
-        await hub.close()
+    await hub.close()
 
 
 async def test_a_wait_left_early_lets_go_of_its_jobs_by_reference_counting() -> None:
@@ -257,21 +261,16 @@ async def test_a_wait_left_early_lets_go_of_its_jobs_by_reference_counting() -> 
     clock = FakeClock()
     ends = {f"{n:07d}": 100.0 + n for n in range(600)}
     tenant = Tenant(clock, ends)
-    hub = Hub(tenant.poll, clock, RetryPolicy(), max_polls=4, list_page=tenant.list_page)
+    hub = _hub(tenant, rate=math.inf)
     gc.collect()
     gc.disable()
     try:
-        waits = wait_many(hub, list(ends), POLICY)
-        waiting = asyncio.ensure_future(anext(waits))
-        for _ in range(20):
-            await asyncio.sleep(0)  # subscribed, 250 a turn, and polls sent
-        held: list[weakref.ref[Any]] = [weakref.ref(stream) for stream in hub._streams.values()]
-        held += [weakref.ref(sub) for stream in hub._streams.values() for sub in stream.subscribers]
-        assert len(held) == 2 * len(ends)
-        waiting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await waiting
-        await waits.aclose()
+        async with _waiting(hub, list(ends)):
+            for _ in range(20):
+                await asyncio.sleep(0)  # subscribed, 250 a turn, and polls sent
+            held: list[weakref.ref[Any]] = [weakref.ref(each) for each in hub._streams.values()]
+            held += [weakref.ref(sub) for each in hub._streams.values() for sub in each.subscribers]
+            assert len(held) == 2 * len(ends)
         for _ in range(20):
             await asyncio.sleep(0)  # left, 250 a turn; the polls in flight cancelled
         assert hub._streams == {}
@@ -320,29 +319,18 @@ async def test_the_sweeps_page_no_list_for_the_jobs_of_a_wait_that_was_left() ->
         pages.append(gate)
         return await list_page(listing, offset, priority, gate)
 
-    hub = Hub(
-        tenant.poll, clock, RetryPolicy(), max_polls=4, list_page=paging, rate=lambda now: 20.0
-    )
-    first = wait_many(hub, [job_id for job_id in ends if job_id < "b"], POLICY)
-    waiting = asyncio.ensure_future(anext(first))
-    await clock.sleep(60.0)  # swept a while, then left
-    waiting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await waiting
-    await first.aclose()
+    hub = _hub(tenant, list_page=paging)
+    async with _waiting(hub, [job_id for job_id in ends if job_id < "b"]):
+        await clock.sleep(60.0)  # swept a while, then left
     assert None in pages
     pages.clear()
     # The next wait goes through a gate of its own: the client's sweeper has no job left.
     gate = Gate(RequestBudget.create(4, 20.0, clock.monotonic()), clock)
-    second = wait_many(hub, [job_id for job_id in ends if job_id >= "b"], POLICY, call_gate=gate)
-    waiting = asyncio.ensure_future(anext(second))
-    await clock.sleep(30.0)
-    assert pages
-    assert None not in pages
-    waiting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await waiting
-    await second.aclose()
+    async with _waiting(hub, [job_id for job_id in ends if job_id >= "b"], gate):
+        await clock.sleep(30.0)
+        assert pages
+        assert None not in pages
+    await hub.close()
     await hub.close()
 
 
@@ -372,15 +360,7 @@ async def test_a_job_waited_on_gives_the_collector_next_to_nothing_to_walk() -> 
     draw = random.Random(3)  # noqa: S311 - a repeatable tenant
     ends = {f"{n:07d}": draw.uniform(60.0, 600.0) for n in range(3000)}
     tenant = Tenant(clock, ends)
-    hub = Hub(
-        tenant.poll,
-        clock,
-        RetryPolicy(),
-        max_polls=4,
-        random=draw.random,
-        list_page=tenant.list_page,
-        rate=lambda now: 20.0,
-    )
+    hub = _hub(tenant, draw=draw.random)
     gc.collect()
     before = len(gc.get_objects())
     async with contextlib.aclosing(wait_many(hub, list(ends), POLICY)) as waits:
