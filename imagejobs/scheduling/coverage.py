@@ -14,6 +14,7 @@ covered, the policies it is counted with.
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Hashable, Iterator
@@ -73,7 +74,7 @@ class Coverage:
             _add(self._demands, before.sweep.demand, -1)
         self.members[job_id] = stream
         untrack(self.members)  # a table of every job, tracked again by what was put in it
-        stream.sweep.demand = max(1.0 / policy.initial_delay for policy in stream.policies())
+        stream.sweep.demand = max(_pace(policy.initial_delay) for policy in stream.policies())
         _add(self._demands, stream.sweep.demand, 1)
         subs = None
         # Not while a look is out or wanted: its answer decides again.
@@ -216,6 +217,12 @@ class Overdue:
     def longest(self, most: int) -> list[Stream]:
         """Return the ``most`` longest overdue (the longest without a GET first)."""
         return [stream for _, _, stream in sorted(self._kept, reverse=True)[:most]]
+
+
+@functools.lru_cache(maxsize=64)
+def _pace(initial_delay: float) -> float:
+    """Return the requests a second a first delay asks: one number for every job it is asked of."""
+    return 1.0 / initial_delay
 
 
 def _add(counter: Counter[_Key], key: _Key, sign: int) -> None:

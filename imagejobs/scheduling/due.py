@@ -113,7 +113,8 @@ class DueQueue:
                 self._parked.setdefault(gate, KeyedHeap()).set(stream, when, next(self._order))
                 continue
             self._out[gate] += 1
-            stream.fleet.news = False
+            if stream.fleet.news:
+                stream.set_fleet(news=False)
             source = _source(stream)
             stream.polls_sent += 1
             stream.poll_started = now

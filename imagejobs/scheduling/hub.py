@@ -187,7 +187,7 @@ class Hub:
         stream.join(sub)
         sub.snapshots_before = stream.snapshots_taken
         if deadline < math.inf:
-            self._deadlines.set(sub, deadline, next(self._order))
+            self._deadlines.set(sub, deadline, sub.joined)  # its number, not one more a job
         fresh = stream.snapshot is not None and now - stream.seen_at < policy.initial_delay
         if fresh and stream.snapshot is not None and since is None:
             # Seen a moment ago: as good as a new look, and it costs nothing.
@@ -333,7 +333,7 @@ class Hub:
         stream = self._streams.get(job_id)
         if stream is None or self._closed:
             return
-        stream.fleet.news = True
+        stream.set_fleet(news=True)
         if stream.poll is not None:
             return  # taken up when that look is back: it may have been sent before the end
         # Any snapshot since the news was kept will do: the fleet's, with no request.

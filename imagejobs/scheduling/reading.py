@@ -106,8 +106,8 @@ class Reader:
             self._failed(stream, error, now)
 
     def _found(self, stream: Stream, result: LookResult, now: float) -> None:
-        fleet = stream.fleet
-        fleet.mark = result.mark
+        if result.mark != stream.fleet.mark:
+            stream.set_fleet(mark=result.mark)
         own = result.jobs[-1] if result.own and result.jobs else None
         taken = False
         for job, at in result.jobs[:-1] if own else result.jobs:
@@ -121,15 +121,16 @@ class Reader:
             self.take(stream, own[0], now, sent=stream.poll_started)
         elif not taken and not result.retry_in:
             # Another process's look, but older than this one's own: look for itself.
-            fleet.own_look_next = True
+            stream.set_fleet(own_look_next=True)
             stream.not_before = now
         if result.retry_in and stream.subscribers:
             # Another process is looking: its answer is near, unless it waits for the budget.
-            fleet.others_looking += 1
+            others = stream.fleet.others_looking + 1
+            stream.set_fleet(others_looking=others)
             first = min(result.retry_in, *(policy.initial_delay for policy in stream.policies()))
-            stream.not_before = now + step(fleet.others_looking, first, SHARED_WAIT_MAX)
-        else:
-            fleet.others_looking = 0
+            stream.not_before = now + step(others, first, SHARED_WAIT_MAX)
+        elif stream.fleet.others_looking:
+            stream.set_fleet(others_looking=0)
 
     def take(
         self, stream: Stream, job: ImageJob, now: float, *, sent: float, shared: bool = False
@@ -145,7 +146,8 @@ class Reader:
         stream.snapshot = job
         untrack_job(job)  # kept of each job in play (imagejobs.core.untracked)
         stream.seen_at = now
-        stream.fleet.own_look_next = False
+        if stream.fleet.own_look_next:
+            stream.set_fleet(own_look_next=False)
         stream.summary = JobSummary.of(job)
         swept = stream.sweep
         if sent >= swept.get_since:

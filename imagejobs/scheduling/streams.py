@@ -13,7 +13,7 @@ import heapq
 import math
 from collections import Counter
 from collections.abc import Collection, Hashable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -27,7 +27,7 @@ from imagejobs.scheduling.looks import LookResult
 from imagejobs.scheduling.subscriptions import Subscription
 from imagejobs.timing.gate import Gate
 
-__all__ = ["LIST_TRUST", "Failure", "FleetLooks", "Stream", "SweepState"]
+__all__ = ["LIST_TRUST", "NO_FLEET_LOOKS", "Failure", "FleetLooks", "Stream", "SweepState"]
 
 _Want = tuple[float, int, int, Subscription]
 """A subscriber's ``wants_at`` in a stream's heap: when, its number in joining order, the
@@ -45,9 +45,13 @@ class Failure:
     since: float
 
 
-@attrs.define
+@attrs.frozen
 class FleetLooks:
-    """Where a job stands in the fleet's shared looks (:mod:`imagejobs.fleet.shared`)."""
+    """Where a job stands in the fleet's shared looks (:mod:`imagejobs.fleet.shared`).
+
+    Frozen, and replaced when it changes: a job no fleet looks at keeps the one
+    :data:`NO_FLEET_LOOKS` every such job shares, not a record of its own.
+    """
 
     mark: str = ""
     """Where this job's shared snapshots were last read."""
@@ -57,6 +61,10 @@ class FleetLooks:
     """The fleet's last answer was older than this process's own: the next look is a GET."""
     news: bool = False
     """Another process kept the job's end: the next look, the fleet's snapshot, goes at once."""
+
+
+NO_FLEET_LOOKS = FleetLooks()
+"""Where a job no process of a fleet has looked at stands: the defaults."""
 
 
 @attrs.define
@@ -84,13 +92,6 @@ class Stream:
     """The looks at one job, shared by all its subscribers."""
 
     job_id: str
-    subscribers: dict[Subscription, int] = attrs.Factory(dict)
-    """Each subscriber, and its number in joining order: who joined first wins a tie.
-
-    Changed through :meth:`join` and :meth:`leave` only, as ``wants_at`` through
-    :meth:`want` and :meth:`want_by`: the stream keeps what it asks of them all
-    indexed, so that a job with thousands of subscribers costs each one little.
-    """
     snapshot: ImageJob | None = None
     """The last snapshot of the job, and when it was taken (:attr:`seen_at`)."""
     seen_at: float = -math.inf
@@ -113,8 +114,15 @@ class Stream:
     failures: int = 0
     """Looks failed in a row: only an answer to a look resets it, so a sweep that shows
     the job still listed does not restart its backoff."""
-    fleet: FleetLooks = attrs.Factory(FleetLooks)
+    fleet: FleetLooks = NO_FLEET_LOOKS
     sweep: SweepState = attrs.Factory(SweepState)
+    # Most jobs have one subscriber, and a hundred thousand of them need not keep a dict
+    # each: the one is kept alone, a dict made for two or more (see :attr:`subscribers`).
+    _sole: Subscription | None = attrs.field(default=None, init=False, repr=False)
+    _sole_number: int = attrs.field(default=0, init=False, repr=False)
+    _numbers: dict[Subscription, int] | None = attrs.field(default=None, init=False, repr=False)
+    """Each subscriber of two or more, and its number in joining order: who joined first
+    wins a tie."""
     _wants: list[_Want] | None = attrs.field(default=None, init=False, repr=False)
     """A heap of the subscribers' ``wants_at``, kept while there are two or more (none
     else): an entry whose subscriber left, or wants another time now, is stale, and dropped
@@ -130,29 +138,61 @@ class Stream:
     _watching: int = attrs.field(default=0, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        for record in (self, self.subscribers, self.fleet, self.sweep):
+        for record in (self, self.sweep):
             untrack(record)  # one of a hundred thousand, in no cycle (imagejobs.core.untracked)
+
+    @property
+    def subscribers(self) -> Collection[Subscription]:
+        """Its subscribers, in joining order.
+
+        Changed through :meth:`join` and :meth:`leave` only, as ``wants_at`` through
+        :meth:`want` and :meth:`want_by`: the stream keeps what it asks of them all
+        indexed, so that a job with thousands of subscribers costs each one little.
+        """
+        if self._numbers is not None:
+            return self._numbers.keys()
+        return () if self._sole is None else (self._sole,)
+
+    def set_fleet(self, **changes: Any) -> None:
+        """Change where the job stands in the fleet's looks (a record of its own from now)."""
+        self.fleet = attrs.evolve(self.fleet, **changes)
+        untrack(self.fleet)  # of strings, numbers and flags: in no cycle
 
     def join(self, sub: Subscription) -> None:
         """Add a subscriber, wanting a look when its ``wants_at`` says."""
-        self.subscribers[sub] = self._number()
-        untrack(self.subscribers)  # tracked again by what was put in it
+        number = self._number()
         self._watching += sub.wants_transitions
+        if self._numbers is None:
+            if self._sole is None:
+                self._sole, self._sole_number = sub, number
+                self._push(sub)
+                return
+            self._numbers = {self._sole: self._sole_number}
+            self._sole = None
+        self._numbers[sub] = number
+        untrack(self._numbers)  # tracked again by what was put in it
         if self._policies is not None and self._gates is not None:
             self._policies[sub.policy] += 1
             self._gates[sub.gate] += 1
-        elif len(self.subscribers) > 1:
-            self._policies = Counter(each.policy for each in self.subscribers)
-            self._gates = Counter(each.gate for each in self.subscribers)
-            self._rebuild()  # the one before it was kept without a heap
+            self._push(sub)
             return
-        self._push(sub)
+        self._policies = Counter(each.policy for each in self._numbers)
+        self._gates = Counter(each.gate for each in self._numbers)
+        self._rebuild()  # the one before it was kept without a heap
 
     def leave(self, sub: Subscription) -> None:
         """Remove a subscriber: what it wanted no longer counts."""
-        del self.subscribers[sub]
+        if self._numbers is None:
+            if sub is not self._sole:
+                raise KeyError(sub)
+            self._sole = None
+        else:
+            del self._numbers[sub]
         self._watching -= sub.wants_transitions
-        if len(self.subscribers) <= 1:
+        if self._numbers is not None and len(self._numbers) == 1:
+            self._sole, self._sole_number = next(iter(self._numbers.items()))
+            self._numbers = None
+        if self._numbers is None:
             self._policies = self._gates = None
             self._rebuild()  # a stream let go, or of one subscriber, holds no ended wait
             return
@@ -164,7 +204,7 @@ class Stream:
     def want(self, sub: Subscription, when: float) -> None:
         """Set when a subscriber wants the job looked at next: its ``wants_at``, indexed."""
         sub.wants_at = when
-        if sub in self.subscribers:
+        if sub is self._sole or (self._numbers is not None and sub in self._numbers):
             self._push(sub)
 
     def want_by(self, when: float) -> None:
@@ -180,12 +220,12 @@ class Stream:
         return self._numbered
 
     def _push(self, sub: Subscription) -> None:
-        when = sub.wants_at
-        if self._wants is None:
+        when, numbers = sub.wants_at, self._numbers
+        if self._wants is None or numbers is None:  # kept together, for two or more
             self._latest_want = when  # one subscriber: itself, no heap
             return
         self._latest_want = max(self._latest_want, when)
-        heapq.heappush(self._wants, (when, self.subscribers[sub], self._number(), sub))
+        heapq.heappush(self._wants, (when, numbers[sub], self._number(), sub))
         self._compact_if_bloated()
 
     def _compact_if_bloated(self) -> None:
@@ -195,22 +235,21 @@ class Stream:
 
     def _rebuild(self) -> None:
         self._latest_want = max((sub.wants_at for sub in self.subscribers), default=-math.inf)
-        if len(self.subscribers) <= 1:
+        if self._numbers is None:
             self._wants = None
             return
-        self._wants = [
-            (sub.wants_at, number, number, sub) for sub, number in self.subscribers.items()
-        ]
+        self._wants = [(sub.wants_at, number, number, sub) for sub, number in self._numbers.items()]
         heapq.heapify(self._wants)
 
     def _most_demanding(self) -> Subscription | None:
         """Return the subscriber that wants a look soonest (the first to join, of a tie)."""
         wants = self._wants
         if wants is None:
-            return next(iter(self.subscribers), None)
+            return self._sole
+        numbers = self._numbers
         while wants:
             when, _, _, sub = wants[0]
-            if sub.wants_at == when and sub in self.subscribers:
+            if sub.wants_at == when and numbers is not None and sub in numbers:
                 return sub
             heapq.heappop(wants)
         return None

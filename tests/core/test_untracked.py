@@ -45,7 +45,7 @@ def test_objects_the_collector_never_tracks_are_left_alone(plain: object) -> Non
 
 
 def test_a_dict_tracks_itself_again_when_a_record_is_put_in_it() -> None:
-    # Why a stream untracks its subscribers' dict after each join.
+    # Why a stream untracks its dict of two or more subscribers after each join.
     table: dict[Record, int] = {}
     untrack(table)
     table[Record()] = 1

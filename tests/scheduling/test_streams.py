@@ -3,11 +3,15 @@ which subscriber sets its pace, and what its subscribers have in common."""
 
 from __future__ import annotations
 
+import gc
 import math
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imagejobs import PollPolicy, ServerError
 from imagejobs.planning.budget import RequestBudget
-from imagejobs.scheduling.streams import Failure, Stream
+from imagejobs.scheduling.streams import NO_FLEET_LOOKS, Failure, FleetLooks, Stream
 from imagejobs.scheduling.subscriptions import Mailbox, Subscription
 from imagejobs.testing import FakeClock
 from imagejobs.timing.gate import Gate
@@ -122,4 +126,47 @@ def test_a_stream_of_one_subscriber_keeps_no_index_and_builds_one_for_a_second()
     stream.want_by(1.5)
     assert stream.due_at() == 1.5
     stream.leave(alone)
-    assert (stream.due_at(), stream._wants, stream.subscribers) == (math.inf, None, {})
+    assert (stream.due_at(), stream._wants, list(stream.subscribers)) == (math.inf, None, [])
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["join", "leave", "want"]), st.integers(0, 3), st.integers(0, 9)),
+        max_size=40,
+    )
+)
+def test_subscribers_joining_leaving_and_wanting_in_any_order(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    stream = Stream("j")
+    pool = [_sub() for _ in range(4)]
+    joined: list[Subscription] = []  # the model: who is in, in joining order
+    for step, which, when in steps:
+        sub = pool[which]
+        if step == "join" and sub not in joined:
+            sub.wants_at = float(when)
+            stream.join(sub)
+            joined.append(sub)
+        elif step == "leave" and sub in joined:
+            stream.leave(sub)
+            joined.remove(sub)
+        elif step == "want":
+            stream.want(sub, float(when))
+        assert list(stream.subscribers) == joined
+        # The first to join wins a tie; a stream of one keeps neither a dict nor a heap.
+        first = min(joined, key=lambda each: (each.wants_at, joined.index(each)), default=None)
+        assert stream._most_demanding() is first
+        assert stream.due_at() == (math.inf if first is None else first.wants_at)
+        assert (stream._numbers is None) == (len(joined) <= 1)
+        assert (stream._wants is None) == (len(joined) <= 1)
+
+
+def test_a_stream_no_fleet_looks_at_shares_the_defaults_one_that_changes_gets_its_own() -> None:
+    one, other = Stream("a"), Stream("b")
+    assert one.fleet is other.fleet is NO_FLEET_LOOKS  # no record a job without a fleet
+    one.set_fleet(news=True)
+    one.set_fleet(others_looking=2)
+    assert (one.fleet.news, one.fleet.others_looking) == (True, 2)
+    assert other.fleet is NO_FLEET_LOOKS
+    assert FleetLooks() == NO_FLEET_LOOKS
+    assert not gc.is_tracked(one.fleet)
