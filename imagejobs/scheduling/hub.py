@@ -38,6 +38,7 @@ from imagejobs.core.errors import (
 from imagejobs.core.models import ImageJob, JobStatus
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import Transition, diff
+from imagejobs.core.trim import TRIM_AFTER, trim_heap
 from imagejobs.core.untracked import untrack
 from imagejobs.observability.hooks import Hooks
 from imagejobs.observability.records import WaitRecord
@@ -45,8 +46,8 @@ from imagejobs.planning.history import DurationHistory
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.retry import RetryPolicy
 from imagejobs.planning.skew import ClockOffset
+from imagejobs.scheduling.deadlines import Deadlines
 from imagejobs.scheduling.due import DueQueue
-from imagejobs.scheduling.keyed_heap import KeyedHeap
 from imagejobs.scheduling.looks import ListFunction, PollFunction
 from imagejobs.scheduling.reading import Reader, own_copy
 from imagejobs.scheduling.streams import Stream
@@ -103,7 +104,8 @@ class Hub:
         self._streams: dict[str, Stream] = {}
         # One order of events: subscriptions joining, looks sent, heap entries.
         self._order = itertools.count()
-        self._deadlines: KeyedHeap[Subscription] = KeyedHeap()
+        self._deadlines = Deadlines()
+        self._most_jobs = 0
         self._due = DueQueue(
             poll,
             self._streams,
@@ -183,11 +185,12 @@ class Hub:
         if stream is None:
             stream = self._streams[job_id] = Stream(job_id)
             untrack(self._streams)  # a table of every job, tracked again by what was put in it
+            self._most_jobs = max(self._most_jobs, len(self._streams))
             stream.sweep.fetched_at = now
         stream.join(sub)
         sub.snapshots_before = stream.snapshots_taken
         if deadline < math.inf:
-            self._deadlines.set(sub, deadline, sub.joined)  # its number, not one more a job
+            self._deadlines.add(sub)
         fresh = stream.snapshot is not None and now - stream.seen_at < policy.initial_delay
         if fresh and stream.snapshot is not None and since is None:
             # Seen a moment ago: as good as a new look, and it costs nothing.
@@ -423,14 +426,11 @@ class Hub:
                 self._due.returned.clear()  # looks at jobs nobody waits on any more
 
     def _expire(self, now: float) -> None:
-        while (first := self._deadlines.first()) is not None and first[0] <= now:
-            _, _, sub = self._deadlines.pop()
+        while (sub := self._deadlines.pop_due(now)) is not None:
             self.end(sub, self._outcome(sub, now))
 
     def _next_wake(self) -> float:
-        first = self._deadlines.first()
-        wake = math.inf if first is None else first[0]
-        return min(wake, self._due.next_due(), self._sweeper.wake_at())
+        return min(self._deadlines.first_at(), self._due.next_due(), self._sweeper.wake_at())
 
     async def _sleep_until(self, wake: float) -> None:
         self._wakeup = asyncio.get_running_loop().create_future()
@@ -460,6 +460,8 @@ class Hub:
         # A table emptied by deletions keeps the size it grew to: start afresh, so what
         # a hundred thousand waits took is freed, not kept for waits that cannot come.
         self._streams.clear()
-        self._deadlines = KeyedHeap()
+        self._deadlines = Deadlines()
         self._due.clear()
         self._sweeper.clear()
+        if self._most_jobs >= TRIM_AFTER:
+            trim_heap()  # and what the C library keeps of them, given back (.core.trim)

@@ -15,6 +15,7 @@ import contextlib
 import gc
 import itertools
 import math
+import platform
 import random
 import sys
 import weakref
@@ -36,8 +37,10 @@ from imagejobs import (
     SubJob,
 )
 from imagejobs.core.codec import Page
+from imagejobs.core.trim import trim_heap
 from imagejobs.planning.budget import RequestBudget
 from imagejobs.planning.sweeps import Listing
+from imagejobs.scheduling import hub as hub_module
 from imagejobs.scheduling.coverage import SLICE
 from imagejobs.scheduling.hub import Hub
 from imagejobs.scheduling.looks import ListFunction, Look, LookResult, PageResult
@@ -347,9 +350,30 @@ async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
     await hub.close()
     empty = sys.getsizeof({})
     assert sys.getsizeof(hub._streams) == empty
-    assert sys.getsizeof(hub._deadlines._where) == empty
+    assert (len(hub._deadlines._waits), len(hub._deadlines._heap)) == (0, 0)
     assert hub._due.entries() == 0
     assert sys.getsizeof(hub._sweeper._group_of) == empty
+
+
+@pytest.mark.parametrize(("jobs", "trims"), [(2999, 0), (3000, 1)])
+async def test_a_hub_that_held_many_jobs_gives_the_freed_memory_back_as_it_closes(
+    monkeypatch: pytest.MonkeyPatch, jobs: int, trims: int
+) -> None:
+    # The C library's part (imagejobs.core.trim), only after as many jobs as TRIM_AFTER:
+    # a client of a few jobs closes without walking the process's heap.
+    monkeypatch.setattr(hub_module, "TRIM_AFTER", 3000)
+    given_back: list[bool] = []
+    monkeypatch.setattr(hub_module, "trim_heap", lambda: given_back.append(trim_heap()))
+    clock = FakeClock()
+    tenant = Tenant(clock, {f"{n:07d}": 5.0 for n in range(jobs)})
+    hub = Hub(tenant.poll, clock, RetryPolicy(), max_polls=4, list_page=tenant.list_page)
+    async with contextlib.aclosing(wait_many(hub, list(tenant.ends), POLICY)) as waits:
+        async for _ in waits:
+            pass
+    assert given_back == []  # not as the waits end: a client may wait again
+    await hub.close()
+    assert len(given_back) == trims
+    assert all(given_back) == (platform.libc_ver()[0] == "glibc")
 
 
 async def test_a_job_waited_on_gives_the_collector_next_to_nothing_to_walk() -> None:

@@ -1,0 +1,95 @@
+"""The waits' deadlines: a queue of those that come in order, a heap for the rest."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imagejobs import PollPolicy
+from imagejobs.scheduling.deadlines import Deadlines
+from imagejobs.scheduling.subscriptions import Mailbox, Subscription
+
+POLICY = PollPolicy(timeout=60)
+
+
+def _sub(deadline: float, joined: int) -> Subscription:
+    sub = Subscription("j", POLICY, Mailbox(), None, 0.0, deadline, None)
+    sub.joined = joined
+    return sub
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.integers(0, 30)),
+            st.tuples(st.just("discard"), st.integers(0, 200)),
+            st.tuples(st.just("pop"), st.integers(0, 30)),
+        ),
+        max_size=300,
+    )
+)
+def test_waits_come_out_soonest_first_whatever_comes_and_goes(
+    steps: list[tuple[str, int]],
+) -> None:
+    deadlines = Deadlines()
+    model: dict[int, Subscription] = {}  # joined: the wait, for those in
+    made: list[Subscription] = []
+    for step, value in steps:
+        if step == "add":
+            # Mostly in order (one wait_many), now and then earlier (another's shorter timeout).
+            last = max((sub.deadline for sub in made), default=0.0)
+            at = last + value % 3 if value % 4 else float(value)
+            sub = _sub(at, len(made) + 1)
+            made.append(sub)
+            deadlines.add(sub)
+            model[sub.joined] = sub
+        elif step == "discard" and made:
+            sub = made[value % len(made)]
+            deadlines.discard(sub)  # in or not
+            model.pop(sub.joined, None)
+        elif step == "pop":
+            due = sorted(
+                (sub for sub in model.values() if sub.deadline <= value),
+                key=lambda sub: (sub.deadline, sub.joined),
+            )
+            taken = []
+            while (popped := deadlines.pop_due(float(value))) is not None:
+                taken.append(popped)
+            assert taken == due
+            for sub in taken:
+                del model[sub.joined]
+        assert len(deadlines) == len(model)
+        soonest = min((sub.deadline for sub in model.values()), default=math.inf)
+        assert deadlines.first_at() == soonest
+
+
+def test_a_wait_that_ends_is_let_go_at_once_and_its_place_soon_after() -> None:
+    deadlines = Deadlines()
+    subs = [_sub(100.0 + n, n) for n in range(1000)]
+    for sub in subs:
+        deadlines.add(sub)
+    for sub in subs[:900]:
+        deadlines.discard(sub)
+    assert all(each is None or each in subs[900:] for each in deadlines._waits)
+    assert len(deadlines._waits) < 300  # the holes squeezed out
+    assert (len(deadlines), deadlines.first_at()) == (100, 1000.0)
+    for sub in subs[900:]:
+        deadlines.discard(sub)
+    assert (len(deadlines._waits), len(deadlines._at), deadlines.first_at()) == (0, 0, math.inf)
+
+
+def test_a_deadline_before_the_last_goes_to_the_heap_and_still_comes_out_first() -> None:
+    deadlines = Deadlines()
+    late, early = _sub(50.0, 1), _sub(10.0, 2)
+    deadlines.add(late)
+    deadlines.add(early)  # a shorter timeout, subscribed after
+    assert (len(deadlines._waits), len(deadlines._heap)) == (1, 1)
+    assert deadlines.pop_due(49.0) is early
+    assert deadlines.pop_due(49.0) is None
+    after = _sub(70.0, 3)
+    deadlines.add(after)
+    assert deadlines.pop_due(50.0) is late
+    assert late not in deadlines._waits  # taken: let go of at once
+    assert (len(deadlines), deadlines.first_at()) == (1, 70.0)
