@@ -350,7 +350,7 @@ async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
     await hub.close()
     empty = sys.getsizeof({})
     assert sys.getsizeof(hub._streams) == empty
-    assert (len(hub._deadlines._waits), len(hub._deadlines._heap)) == (0, 0)
+    assert (len(hub._deadlines._chunks), len(hub._deadlines._heap)) == (0, 0)
     assert hub._due.entries() == 0
     assert sys.getsizeof(hub._sweeper._group_of) == empty
 
