@@ -17,7 +17,6 @@ arena of them goes back to the system once the last object in it is freed.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from collections.abc import Callable
 
@@ -30,9 +29,10 @@ TRIM_AFTER = 10_000
 def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
-    name = ctypes.util.find_library("c")
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        # The process's own symbols, libc's among them: no search for the library
+        # (ctypes.util.find_library runs ldconfig).
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None  # not glibc
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int

@@ -136,7 +136,25 @@ class Deadlines:
         chunk.waits[where] = None  # let go of at once
         chunk.holes += 1
         self._queued -= 1
+        if which == len(self._chunks) - 1:
+            # The queue ends at a wait not ended: a later wait's deadline may come before
+            # an ended one's, and it would go to the heap, at seven times the cost.
+            self._trim_tail()
+            if which == len(self._chunks):
+                return
         if chunk.holes == len(chunk.waits):
             del self._chunks[which], self._starts[which]
         elif 2 * chunk.holes > len(chunk.waits):
             chunk.squeeze()  # its start still comes before all it holds, after the last's
+
+    def _trim_tail(self) -> None:
+        while self._chunks:
+            last = self._chunks[-1]
+            while last.waits and last.waits[-1] is None:
+                last.waits.pop()
+                last.at.pop()
+                last.numbers.pop()
+                last.holes -= 1
+            if last.waits:
+                return
+            del self._chunks[-1], self._starts[-1]

@@ -108,3 +108,16 @@ def test_a_deadline_before_the_last_goes_to_the_heap_and_still_comes_out_first()
     assert deadlines.pop_due(50.0) is late
     assert late not in _queued(deadlines)  # taken: let go of at once
     assert (len(deadlines), deadlines.first_at()) == (1, 70.0)
+
+
+def test_a_wait_that_ended_last_in_the_queue_sends_no_later_one_to_the_heap() -> None:
+    deadlines = Deadlines(chunk=4)
+    first, long = _sub(10.0, 1), _sub(3600.0, 2)
+    deadlines.add(first)
+    deadlines.add(long)
+    deadlines.discard(long)  # left at once
+    shorter = [_sub(60.0 + n, 3 + n) for n in range(10)]
+    for sub in shorter:
+        deadlines.add(sub)
+    assert len(deadlines._heap) == 0  # in the queue, at 24 bytes, not in the heap
+    assert [deadlines.pop_due(math.inf) for _ in range(11)] == [first, *shorter]
