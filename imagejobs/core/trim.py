@@ -1,6 +1,6 @@
 """Hand the C allocator's free memory back to the system, after a client let go of many jobs.
 
-A hub waiting on tens of thousands of jobs keeps tables of them all, each a
+A hub waiting on thousands of jobs keeps tables of them all, each a
 block of the C library's ``malloc`` of a few hundred kilobytes to megabytes;
 ``close()`` frees them. glibc's ``malloc`` keeps freed memory below the top of
 its heap mapped, for its next allocations, so the process's resident memory
@@ -22,8 +22,11 @@ from collections.abc import Callable
 
 __all__ = ["TRIM_AFTER", "trim_heap"]
 
-TRIM_AFTER = 10_000
-"""Jobs a client held at once before its ``close()`` hands the freed memory back."""
+TRIM_AFTER = 4096
+"""Jobs a client held at once before its ``close()`` hands the freed memory back.
+
+A table of that many is past 128 KB, where glibc stops mapping a block apart (which
+it gives back as soon as it is freed) and takes it from its heap."""
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
