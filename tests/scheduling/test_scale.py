@@ -356,13 +356,13 @@ async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
     assert sys.getsizeof(hub._sweeper._group_of) == empty
 
 
-@pytest.mark.parametrize(("jobs", "trims"), [(2999, 0), (3000, 1)])
+@pytest.mark.parametrize(("jobs", "trims"), [(299, 0), (300, 1)])
 async def test_a_hub_that_held_many_jobs_gives_the_freed_memory_back_as_it_closes(
     monkeypatch: pytest.MonkeyPatch, jobs: int, trims: int
 ) -> None:
     # The C library's part (imagejobs.core.trim), only after as many jobs as TRIM_AFTER:
     # a client of a few jobs closes without walking the process's heap.
-    monkeypatch.setattr(hub_module, "TRIM_AFTER", 3000)
+    monkeypatch.setattr(hub_module, "TRIM_AFTER", 300)
     given_back: list[bool] = []
     monkeypatch.setattr(hub_module, "trim_heap", lambda: given_back.append(trim_heap()))
     clock = FakeClock()
