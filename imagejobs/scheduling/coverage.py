@@ -46,17 +46,9 @@ class Coverage:
 
     def __init__(self, cover_changed: Callable[[Stream, float], None]) -> None:
         self._cover_changed = cover_changed
-        self.cover = Cover()
-        self.choice = NO_CHOICE
-        """The lists the sweeps page now."""
-        self.members: dict[str, Stream] = {}
-        self._demands: Counter[float] = Counter()
-        self._covered: dict[Stream, PollPolicy | tuple[PollPolicy, ...]] = {}
-        """The streams covered, each with the policies it is counted under."""
-        self._policies: Counter[PollPolicy] = Counter()
-        self._undecided: deque[str] = deque()
         self.flips = 0
         """How many times a stream came under the cover or left it."""
+        self.clear()
 
     def __repr__(self) -> str:
         return (
@@ -104,13 +96,15 @@ class Coverage:
 
     def clear(self) -> None:
         """Count every stream out at once: the hub holds none any more."""
-        self.choice = NO_CHOICE  # no list to page for nobody
         self.cover = Cover()
-        self.members = {}
-        self._demands = Counter()
-        self._covered = {}
-        self._policies = Counter()
-        self._undecided = deque()
+        self.choice = NO_CHOICE  # no list to page for nobody
+        """The lists the sweeps page now."""
+        self.members: dict[str, Stream] = {}
+        self._demands: Counter[float] = Counter()
+        self._covered: dict[Stream, PollPolicy | tuple[PollPolicy, ...]] = {}
+        """The streams covered, each with the policies it is counted under."""
+        self._policies: Counter[PollPolicy] = Counter()
+        self._undecided: deque[str] = deque()
 
     # --- the cover ------------------------------------------------------------------
 

@@ -140,8 +140,8 @@ class Deadlines:
             # The queue ends at a wait not ended: a later wait's deadline may come before
             # an ended one's, and it would go to the heap, at seven times the cost.
             self._trim_tail()
-            if which == len(self._chunks):
-                return
+            if which >= len(self._chunks):
+                return  # it was all holes
         if chunk.holes == len(chunk.waits):
             del self._chunks[which], self._starts[which]
         elif 2 * chunk.holes > len(chunk.waits):

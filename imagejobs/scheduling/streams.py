@@ -204,7 +204,7 @@ class Stream:
     def want(self, sub: Subscription, when: float) -> None:
         """Set when a subscriber wants the job looked at next: its ``wants_at``, indexed."""
         sub.wants_at = when
-        if sub is self._sole or (self._numbers is not None and sub in self._numbers):
+        if sub in self.subscribers:
             self._push(sub)
 
     def want_by(self, when: float) -> None:
@@ -246,10 +246,9 @@ class Stream:
         wants = self._wants
         if wants is None:
             return self._sole
-        numbers = self._numbers
         while wants:
             when, _, _, sub = wants[0]
-            if sub.wants_at == when and numbers is not None and sub in numbers:
+            if sub.wants_at == when and sub in self.subscribers:
                 return sub
             heapq.heappop(wants)
         return None

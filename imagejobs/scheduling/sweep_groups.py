@@ -40,9 +40,7 @@ class SweeperGroups:
         self._make = make
         self._groups: dict[Gate | None, Sweeper] = {None: make(None)}
         self._gone: list[Sweeper] = []
-        self._group_of: dict[Stream, Gate | None] = {}
-        self._changed: dict[Stream, None] = {}
-        self._more = False  # streams changed beyond the last turn's slice
+        self._forget_streams()
 
     def __repr__(self) -> str:
         return f"SweeperGroups({len(self._groups)} groups, covered={self.covered})"
@@ -56,9 +54,12 @@ class SweeperGroups:
         """Let go of every group and what it counted (the hub is closed)."""
         self._groups = {None: self._make(None)}
         self._gone = []
-        self._group_of = {}
-        self._changed = {}
-        self._more = False
+        self._forget_streams()
+
+    def _forget_streams(self) -> None:
+        self._group_of: dict[Stream, Gate | None] = {}
+        self._changed: dict[Stream, None] = {}
+        self._more = False  # streams changed beyond the last turn's slice
 
     def changed(self, stream: Stream) -> None:
         """Note that a stream came, went, or changed in a way the sweeps may care about."""
@@ -123,9 +124,7 @@ class SweeperGroups:
         for sweeper in self._groups.values():
             sweeper.abandon()
             sweeper.coverage.clear()
-        self._group_of = {}
-        self._changed = {}
-        self._more = False
+        self._forget_streams()
 
     def tasks(self) -> list[asyncio.Task[Any]]:
         """Return every sweep still running, let-go groups' included, for closing."""
