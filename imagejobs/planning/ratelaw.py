@@ -23,9 +23,10 @@ it lives.
 from __future__ import annotations
 
 import math
-from collections import deque
 
 import attrs
+
+from imagejobs.core.timelog import TimeLog
 
 __all__ = [
     "CLIMB",
@@ -66,9 +67,9 @@ MAX_HOLD = 8.0
 FLOOR = 0.2
 
 
-def _log() -> deque[float]:
+def _log() -> TimeLog:
     """Return an empty log of accepted answers' times, the oldest falling out past the cap."""
-    return deque(maxlen=MAX_COUNTED)
+    return TimeLog(MAX_COUNTED)
 
 
 @attrs.define
@@ -90,7 +91,7 @@ class AdaptiveRate:
     dropped_at: float = -math.inf
     stretch: int = 0
     hold: float = 0.0
-    accepted: deque[float] = attrs.Factory(_log)
+    accepted: TimeLog = attrs.Factory(_log)
 
     @classmethod
     def create(cls, max_rate: float) -> AdaptiveRate:
@@ -107,8 +108,7 @@ class AdaptiveRate:
 
         Counts those after ``now - WINDOW``, at most :data:`MAX_COUNTED` (the newest).
         """
-        while self.accepted and self.accepted[0] <= now - WINDOW:
-            self.accepted.popleft()
+        self.accepted.drop_through(now - WINDOW)
         return len(self.accepted) / WINDOW
 
     def current(self, now: float) -> float:
@@ -145,7 +145,7 @@ class AdaptiveRate:
         accepted.append(now)
         # Pruned once the oldest is two windows old: at most two windows' answers kept,
         # and never more than MAX_COUNTED (the deque's maxlen), at any rate.
-        if accepted[0] <= now - 2 * WINDOW:
+        if accepted.oldest <= now - 2 * WINDOW:
             self.measured(now)
 
     def on_throttled(self, now: float, sent_at: float) -> float | None:

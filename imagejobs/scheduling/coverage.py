@@ -28,13 +28,15 @@ from imagejobs.scheduling.streams import Stream
 __all__ = ["SLICE", "Coverage", "Overdue", "slices"]
 
 SLICE = 500
-"""Streams a sweeper decides about, or reads a sweep's findings for, in one turn of the loop.
+"""Streams a sweeper decides about in one turn of the loop (a sweep's findings go by
+:data:`~imagejobs.scheduling.sweeper.READ_SLICE`).
 
 A turn's work stays a few milliseconds however many jobs are in play."""
 
 NO_CHOICE = Choice()
 
 _Key = TypeVar("_Key", bound=Hashable)
+_Item = TypeVar("_Item")
 
 
 class Coverage:
@@ -164,11 +166,14 @@ class Coverage:
         """The streams covered now."""
         return len(self._covered)
 
-    def covered_streams(self) -> list[Stream]:
-        """The streams covered now, a copy (the cover moves on while they are read)."""
-        streams = list(self._covered)
-        untrack(streams)  # a table of every job, read over many turns
-        return streams
+    def covered_ids(self) -> list[str]:
+        """The IDs of the jobs covered now, a copy (the cover moves on while they are read).
+
+        IDs, not streams: a job whose wait ends while they are read is let go at once.
+        """
+        ids = [stream.job_id for stream in self._covered]
+        untrack(ids)  # a table of every job, read over many turns
+        return ids
 
     def policies(self) -> Collection[PollPolicy]:
         """The policies the covered streams wait with, each once."""
@@ -227,7 +232,7 @@ def _add(counter: Counter[_Key], key: _Key, sign: int) -> None:
         del counter[key]  # what is left are the keys in use
 
 
-def slices(streams: list[Stream], size: int = SLICE) -> Iterator[list[Stream]]:
-    """Yield ``streams`` a slice at a time."""
-    for start in range(0, len(streams), size):
-        yield streams[start : start + size]
+def slices(items: list[_Item], size: int = SLICE) -> Iterator[list[_Item]]:
+    """Yield ``items`` a slice at a time."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -77,6 +77,13 @@ class Deadlines:
     def __len__(self) -> int:
         return self._queued + len(self._heap)
 
+    def clear(self) -> None:
+        """Let go of every wait, and of the tables they took."""
+        self._chunks.clear()
+        self._starts.clear()
+        self._queued = 0
+        self._heap.clear()
+
     def add(self, sub: Subscription) -> None:
         """Count a wait in, by its ``deadline`` and ``joined``."""
         key = (sub.deadline, sub.joined)

@@ -457,10 +457,10 @@ class Hub:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._alarm.close()
-        # A table emptied by deletions keeps the size it grew to: start afresh, so what
-        # a hundred thousand waits took is freed, not kept for waits that cannot come.
+        # Cleared, a table gives back what a hundred thousand waits grew it to; in place,
+        # not made anew among the freed jobs' memory, which it would keep mapped.
         self._streams.clear()
-        self._deadlines = Deadlines()
+        self._deadlines.clear()
         self._due.clear()
         self._sweeper.clear()
         if self._most_jobs >= TRIM_AFTER:

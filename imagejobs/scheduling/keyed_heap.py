@@ -43,6 +43,11 @@ class KeyedHeap(Generic[_Item]):
     def __contains__(self, item: object) -> bool:
         return item in self._where
 
+    def clear(self) -> None:
+        """Let go of every item, and of the tables they took."""
+        self._entries.clear()
+        self._where.clear()
+
     def set(self, item: _Item, when: float, order: int) -> None:
         """Put ``item`` in the heap at ``(when, order)``, or move it there if it is in."""
         entry = (when, order, item)

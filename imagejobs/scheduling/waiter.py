@@ -18,7 +18,7 @@ from imagejobs.core.models import ImageJob
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.transitions import Transition
 from imagejobs.core.untracked import untrack
-from imagejobs.core.validation import check_id
+from imagejobs.core.validation import check_id, check_ids
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.timing.gate import Gate
 
@@ -71,9 +71,9 @@ def _check_since(job_id: str, since: object) -> ImageJob | None:
 def _unique_ids(job_ids: Iterable[str]) -> list[str]:
     if isinstance(job_ids, str):
         raise InvalidArgument("job_ids must be an iterable of IDs, not a single string")
-    unique = list(dict.fromkeys(check_id("job_id", job_id) for job_id in job_ids))
-    untrack(unique)  # IDs alone: nothing for the collector to find, a hundred thousand to visit
-    return unique
+    ids = check_ids("job_id", job_ids)  # duplicates are dropped as they subscribe (_events)
+    untrack(ids)  # IDs alone: nothing for the collector to find, a hundred thousand to visit
+    return ids
 
 
 async def _events(
@@ -93,14 +93,20 @@ async def _events(
     # Only the waits not ended yet: an ended one's snapshot and transitions are let go
     # as its outcome is delivered, not when the last of many jobs ends.
     waiting: dict[str, Subscription] = {}
+    # Each ID once, the first time it comes: taken out here, a turn's slice at a time,
+    # rather than all in the call's first step.
+    subscribed: set[str] = set()
     try:
         for number, job_id in enumerate(job_ids, 1):
-            waiting[job_id] = hub.subscribe(
-                job_id, policy, since, mailbox, gate, wants_transitions=transitions
-            )
+            if job_id not in subscribed:
+                subscribed.add(job_id)
+                waiting[job_id] = hub.subscribe(
+                    job_id, policy, since, mailbox, gate, wants_transitions=transitions
+                )
             if number % SUBSCRIBE_SLICE == 0:
                 untrack(waiting)  # a table of every job, tracked again by what was put in it
                 await asyncio.sleep(0)
+        subscribed.clear()
         untrack(waiting)
         while waiting:
             event = await mailbox.get()

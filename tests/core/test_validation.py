@@ -9,7 +9,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from imagejobs import InvalidArgument
-from imagejobs.core.validation import check_id
+from imagejobs.core.validation import check_id, check_ids
 
 
 def _allowed(value: str) -> bool:
@@ -67,3 +67,41 @@ def test_an_id_of_a_str_subclass_is_checked_by_the_rules_too() -> None:
         check_id("job_id", _Id("1/2"))
     with pytest.raises(InvalidArgument, match="must be a string"):
         check_id("job_id", 123)
+
+
+def _one_by_one(values: list[object]) -> list[str] | str:
+    """What checking each value with check_id gives: the list, or the first error."""
+    try:
+        return [check_id("job_id", value) for value in values]
+    except InvalidArgument as error:
+        return str(error)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(st.sampled_from(string.ascii_letters + string.digits + "_-"), max_size=130),
+            st.text(_CHARACTERS, max_size=20),
+            st.sampled_from(["a\nb", "\n", "a\n", "", ".", 7, None]),
+        ),
+        max_size=8,
+    )
+)
+@example(["a\nb"])  # one ID with a newline in it, not two
+@example(["a", "\nb"])
+@example(["9" * 128, "9" * 129])
+@example([])
+def test_many_ids_are_taken_exactly_as_each_one_alone(values: list[object]) -> None:
+    alone = _one_by_one(values)
+    if isinstance(alone, list):
+        assert check_ids("job_id", iter(values)) == alone
+    else:
+        with pytest.raises(InvalidArgument) as raised:
+            check_ids("job_id", iter(values))
+        assert str(raised.value) == alone
+
+
+def test_many_ids_of_a_str_subclass_are_checked_by_the_rules_too() -> None:
+    assert check_ids("job_id", [_Id("1"), "2"]) == ["1", "2"]
+    with pytest.raises(InvalidArgument, match="not allowed"):
+        check_ids("job_id", ["1", _Id("1/2")])

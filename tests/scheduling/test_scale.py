@@ -45,7 +45,7 @@ from imagejobs.scheduling.coverage import SLICE
 from imagejobs.scheduling.hub import Hub
 from imagejobs.scheduling.looks import ListFunction, Look, LookResult, PageResult
 from imagejobs.scheduling.streams import Stream
-from imagejobs.scheduling.subscriptions import Subscription
+from imagejobs.scheduling.subscriptions import Mailbox, Subscription
 from imagejobs.scheduling.waiter import wait_many
 from imagejobs.testing import FakeClock
 from imagejobs.timing.gate import Gate
@@ -348,10 +348,15 @@ async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
             pass
     assert sys.getsizeof(hub._streams) > sys.getsizeof({})  # emptied, not shrunk
     deadlines = hub._deadlines
+    for deadline in (2.0, 1.0):  # the second out of order: to the heap
+        deadlines.add(Subscription("x", POLICY, Mailbox(), None, 0.0, deadline, None))
+    assert sys.getsizeof(deadlines._heap._where) > sys.getsizeof({})
     await hub.close()
     empty = sys.getsizeof({})
     assert sys.getsizeof(hub._streams) == empty
-    assert hub._deadlines is not deadlines  # its heap's table, say, not kept
+    assert hub._deadlines is deadlines  # cleared, not made anew among the freed jobs
+    assert (len(deadlines), deadlines._chunks, deadlines._starts) == (0, [], [])
+    assert sys.getsizeof(deadlines._heap._where) == empty  # its heap's table not kept
     assert hub._due.entries() == 0
     assert sys.getsizeof(hub._sweeper._group_of) == empty
 
@@ -407,4 +412,21 @@ async def test_a_job_waited_on_gives_the_collector_next_to_nothing_to_walk() -> 
         assert not any(gc.is_tracked(sub) for stream in streams for sub in stream.subscribers)
         assert not any(gc.is_tracked(stream._numbers) for stream in streams if stream._numbers)
         assert per_job < 0.2, per_job  # six a job, tracked
+    await hub.close()
+
+
+async def test_an_id_given_twice_slices_apart_is_waited_on_once() -> None:
+    # Duplicates are dropped as the IDs subscribe, a slice a turn: the first of each stays.
+    clock = FakeClock()
+    ends = {f"{n:07d}": 5.0 + n % 7 for n in range(600)}
+    tenant = Tenant(clock, ends)
+    hub = _hub(tenant)
+    ids = list(ends)
+    given = [*ids, *reversed(ids[:300]), ids[0], *ids[::2]]  # every ID again, turns later
+    seen: list[str] = []
+    async with contextlib.aclosing(wait_many(hub, given, POLICY)) as waits:
+        async for outcome in waits:
+            assert outcome.ok
+            seen.append(outcome.job_id)
+    assert sorted(seen) == ids  # each once
     await hub.close()
