@@ -64,6 +64,8 @@ class Coverage:
         """Count a stream in as it is now: a candidate for the cover, or not yet."""
         job_id = stream.job_id
         before = self.members.get(job_id)
+        if self._came is not None and before is not stream:
+            self._came.add(job_id)
         if before is not None:
             _add(self._demands, before.sweep.demand, -1)
         self.members[job_id] = stream
@@ -107,6 +109,9 @@ class Coverage:
         """The streams covered, each with the policies it is counted under."""
         self._policies: Counter[PollPolicy] = Counter()
         self._undecided: deque[str] = deque()
+        self._came: set[str] | None = None
+        """While a copy of the covered IDs is read, those of the streams put since that were
+        not members then: under a copied ID, another stream than the one copied."""
 
     # --- the cover ------------------------------------------------------------------
 
@@ -170,10 +175,21 @@ class Coverage:
         """The IDs of the jobs covered now, a copy (the cover moves on while they are read).
 
         IDs, not streams: a job whose wait ends while they are read is let go at once.
+        Until :meth:`copy_read`, :meth:`covered_as_copied` tells a stream that came since
+        under a copied ID (the job waited on again) from the one copied.
         """
+        self._came = set()
         ids = [stream.job_id for stream in self._covered]
         untrack(ids)  # a table of every job, read over many turns
         return ids
+
+    def copy_read(self) -> None:
+        """The copy :meth:`covered_ids` gave is read, or dropped: stop noting what comes."""
+        self._came = None
+
+    def covered_as_copied(self, stream: Stream) -> bool:
+        """Whether a stream is covered, and is the one the last copy of IDs holds."""
+        return stream.sweep.covered and (self._came is None or stream.job_id not in self._came)
 
     def policies(self) -> Collection[PollPolicy]:
         """The policies the covered streams wait with, each once."""
@@ -186,9 +202,13 @@ class Coverage:
             on_it += len(self.cover.unseen())
         return on_it
 
-    def decided_by(self, stream: Stream, choice: Choice) -> bool:
-        """Whether a sweep paging ``choice`` decides about a covered stream as it is now."""
-        return stream.sweep.covered and self.cover.covers(stream.job_id, choice)
+    def decided_by(self, stream: Stream, choice: Choice, started: float) -> bool:
+        """Whether a sweep paging ``choice``, started at ``started``, decides about a stream:
+        covered since before the sweep (the one copied, while the copy is read), and on the
+        lists it paged, as it is now."""
+        if stream.sweep.covered_at > started or not self.covered_as_copied(stream):
+            return False
+        return self.cover.covers(stream.job_id, choice)
 
 
 class Overdue:

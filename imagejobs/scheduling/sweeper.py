@@ -209,6 +209,7 @@ class Sweeper:
             self._reading = None
             self._sighting = None
             self._stale = True
+            self.coverage.copy_read()
 
     def regroup(self, now: float) -> None:
         """Choose the lists again if anything changed, and decide a slice of the jobs that
@@ -382,7 +383,7 @@ class Sweeper:
         for part in slices(covered, READ_SLICE):
             for job_id in part:
                 stream = self._streams.get(job_id)
-                if stream is None or not self._decides(stream, choice, started):
+                if stream is None or not self.coverage.decided_by(stream, choice, started):
                     continue
                 subs = stream.active_sub_jobs() if stream.watched() else None
                 seen = sighting.judge(stream.job_id, stream.summary, subs, unsure)
@@ -431,11 +432,6 @@ class Sweeper:
         self._retry_at = -math.inf
         return viewed, min(started, found.newest) if found.walked else started
 
-    def _decides(self, stream: Stream, choice: Choice, started: float) -> bool:
-        """Whether a sweep of ``choice`` started at ``started`` decides about a covered stream
-        still waited on: covered since before the sweep, and on the lists it paged."""
-        return stream.sweep.covered_at <= started and self.coverage.decided_by(stream, choice)
-
     def _safety_gets(self, overdue: Overdue, started: float, now: float) -> None:
         """GET the swept jobs overdue for safety that the share allows now, the longest first."""
         granted = self._safety.take(overdue.count, self._planning_rate(now), now)
@@ -458,7 +454,8 @@ class Sweeper:
         overdue = Overdue(self._safety.ceiling(rate))
         for part in slices(covered):
             for job_id in part:
-                if (stream := self._streams.get(job_id)) is None or not stream.sweep.covered:
+                stream = self._streams.get(job_id)
+                if stream is None or not self.coverage.covered_as_copied(stream):
                     continue
                 if stream.overdue(started, trust):
                     overdue.add(stream)
@@ -496,6 +493,7 @@ class Sweeper:
     def abandon(self) -> None:
         """Cancel a sweep nobody is left to hear of (:meth:`close` still waits for it)."""
         self._reading = None
+        self.coverage.copy_read()
         self._sighting = None
         if self._task is not None:
             self._task.cancel()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import math
 import secrets
@@ -170,6 +169,15 @@ def _job_id_of(step: Step) -> str | None:
         job_id: str = step["id"]
         return job_id
     return None
+
+
+def _drop_through(times: array[float], cutoff: float) -> None:
+    """Drop the times at or before ``cutoff`` from the front, in the order they came (the
+    clock may be one that steps back)."""
+    old = 0
+    while old < len(times) and times[old] <= cutoff:
+        old += 1
+    del times[:old]
 
 
 class FakeWorkspace:
@@ -463,7 +471,7 @@ class FakeWorkspace:
         """Count a request against ``rate_limit``; return whether it is one too many."""
         if self.rate_limit is None:
             return False
-        del self._accepted[: bisect.bisect_right(self._accepted, now - 1.0)]
+        _drop_through(self._accepted, now - 1.0)
         if len(self._accepted) >= self.rate_limit:
             return True
         self._accepted.append(now)

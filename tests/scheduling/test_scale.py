@@ -19,7 +19,7 @@ import platform
 import random
 import sys
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import FrameType
 from typing import Any
 
@@ -41,11 +41,12 @@ from imagejobs.core.trim import trim_heap
 from imagejobs.planning.budget import RequestBudget
 from imagejobs.planning.sweeps import Listing
 from imagejobs.scheduling import hub as hub_module
-from imagejobs.scheduling.coverage import SLICE
+from imagejobs.scheduling.coverage import SLICE, Coverage
 from imagejobs.scheduling.hub import Hub
 from imagejobs.scheduling.looks import ListFunction, Look, LookResult, PageResult
-from imagejobs.scheduling.streams import Stream
+from imagejobs.scheduling.streams import Failure, Stream
 from imagejobs.scheduling.subscriptions import Mailbox, Subscription
+from imagejobs.scheduling.sweeper import Sweeper
 from imagejobs.scheduling.waiter import wait_many
 from imagejobs.testing import FakeClock
 from imagejobs.timing.gate import Gate
@@ -429,4 +430,55 @@ async def test_an_id_given_twice_slices_apart_is_waited_on_once() -> None:
             assert outcome.ok
             seen.append(outcome.job_id)
     assert sorted(seen) == ids  # each once
+    await hub.close()
+
+
+@pytest.mark.parametrize("sweep", ["answered", "failed"])
+async def test_a_job_waited_on_again_while_a_sweep_is_read_is_not_decided_by_it(
+    monkeypatch: pytest.MonkeyPatch, sweep: str
+) -> None:
+    # The findings are read by job ID, a slice a turn: a job whose wait ended and that is
+    # waited on again meanwhile is another stream, which a sweep started before it existed
+    # says nothing about (nor fails it), even where the clock has not moved since.
+    clock = FakeClock()
+    ends = {f"{n:07d}": 6000.0 + n for n in range(1000)}
+    tenant = Tenant(clock, ends)
+    hub = _hub(tenant, draw=random.Random(3).random)  # noqa: S311 - repeatable
+    again: list[Stream] = []
+    decided: list[bool] = []
+    armed: list[bool] = []
+    failed: list[Failure | None] = []
+    read, decided_by = Sweeper._read, Coverage.decided_by
+
+    def reading(sweeper: Sweeper, *args: Any) -> Iterator[None]:
+        injected = False
+        for number, _ in enumerate(read(sweeper, *args)):
+            if number == 0 and not again and armed:
+                job_id = list(sweeper.coverage._covered)[-1].job_id  # in the last slice
+                for sub in list(hub._streams[job_id].subscribers):
+                    hub.unsubscribe(sub)
+                hub.subscribe(job_id, POLICY, None, Mailbox(), wants_transitions=False)
+                again.append(hub._streams[job_id])
+                injected = True
+            yield
+        if injected:
+            failed.append(again[0].failure)  # as that read ends: later sweeps may decide
+
+    def deciding(coverage: Coverage, stream: Stream, *args: Any) -> bool:
+        taken = decided_by(coverage, stream, *args)
+        if stream in again and not failed:
+            decided.append(taken)
+        return taken
+
+    monkeypatch.setattr(Sweeper, "_read", reading)
+    monkeypatch.setattr(Coverage, "decided_by", deciding)
+    async with _waiting(hub, list(ends)):
+        await clock.sleep(60.0)
+        if sweep == "failed":
+            tenant.list_error = ServerError(503, "WKS.0503", "busy")
+        armed.append(True)
+        await clock.sleep(120.0)  # the next sweeps, and the reads of what they found
+        assert again, "a job was waited on again while a sweep was read"
+        assert failed == [None]
+        assert True not in decided
     await hub.close()
