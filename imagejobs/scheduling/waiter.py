@@ -93,20 +93,17 @@ async def _events(
     # Only the waits not ended yet: an ended one's snapshot and transitions are let go
     # as its outcome is delivered, not when the last of many jobs ends.
     waiting: dict[str, Subscription] = {}
-    # Each ID once, the first time it comes: taken out here, a turn's slice at a time,
-    # rather than all in the call's first step.
-    subscribed: set[str] = set()
     try:
         for number, job_id in enumerate(job_ids, 1):
-            if job_id not in subscribed:
-                subscribed.add(job_id)
+            # Each ID once, the first time it comes: nothing leaves ``waiting`` before all
+            # have subscribed, so it tells a duplicate a slice a turn, not all in one step.
+            if job_id not in waiting:
                 waiting[job_id] = hub.subscribe(
                     job_id, policy, since, mailbox, gate, wants_transitions=transitions
                 )
             if number % SUBSCRIBE_SLICE == 0:
                 untrack(waiting)  # a table of every job, tracked again by what was put in it
                 await asyncio.sleep(0)
-        subscribed.clear()
         untrack(waiting)
         while waiting:
             event = await mailbox.get()
