@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 
 from imagejobs import (
     ApiError,
@@ -282,6 +283,25 @@ async def test_own_session_is_closed_and_client_refuses_after_close(fake: FakeWo
     with pytest.raises(ClientClosed, match="client is closed"):
         await client.get_job(JOB_ID)
     assert len(fake.requests) == 1
+
+
+async def test_closing_empties_yarls_caches_of_the_urls_it_parsed(
+    fake: FakeWorkspace, reference_wire: dict[str, Any]
+) -> None:
+    # yarl keeps the last URLs it parsed, the client's and the in-process gateway's: made
+    # as a long wait's last jobs were asked about, they would keep the memory those jobs
+    # freed mapped after close(). Cached, a URL parsed again is the very same object.
+    fake.add_job([reference_wire])
+    sent = f"{fake.url}/v1/p/image-server-jobs/{JOB_ID}"
+    served = f"/v1/p/image-server-jobs/{JOB_ID}"
+    async with fake.client() as client:
+        await client.get_job(JOB_ID)
+        kept = yarl.URL(sent), yarl.URL(served, encoded=True)
+        assert kept == (yarl.URL(sent), yarl.URL(served, encoded=True))
+        assert kept[0] is yarl.URL(sent)
+        assert kept[1] is yarl.URL(served, encoded=True)
+    assert yarl.URL(sent) is not kept[0]
+    assert yarl.URL(served, encoded=True) is not kept[1]
 
 
 async def test_closing_cuts_a_request_in_flight_short_with_client_closed(
