@@ -30,13 +30,15 @@ CHUNK = 512
 class _Chunk:
     """Waits in the queue's order, a hole (``None``) for each that ended."""
 
-    __slots__ = ("at", "holes", "numbers", "waits")
+    __slots__ = ("at", "head", "holes", "numbers", "waits")
 
     def __init__(self) -> None:
         self.waits: list[Subscription | None] = []
         self.at = array("d")
         self.numbers = array("q")
         self.holes = 0
+        self.head = 0
+        """No wait before this place: the holes taken from the front are not walked again."""
         for record in (self, self.waits):
             untrack(record)  # of every job, in no cycle (imagejobs.core.untracked)
 
@@ -47,7 +49,11 @@ class _Chunk:
         return where if where < end and self.waits[where] is sub else None
 
     def first(self) -> int:
-        return next(where for where, sub in enumerate(self.waits) if sub is not None)
+        waits, head = self.waits, self.head
+        while waits[head] is None:
+            head += 1
+        self.head = head
+        return head
 
     def squeeze(self) -> None:
         kept = [where for where, sub in enumerate(self.waits) if sub is not None]
@@ -55,7 +61,7 @@ class _Chunk:
         untrack(self.waits)
         self.at = array("d", [self.at[where] for where in kept])
         self.numbers = array("q", [self.numbers[where] for where in kept])
-        self.holes = 0
+        self.holes = self.head = 0
 
 
 class Deadlines:

@@ -68,7 +68,7 @@ def _check_since(job_id: str, since: object) -> ImageJob | None:
     return since
 
 
-def _unique_ids(job_ids: Iterable[str]) -> list[str]:
+def _checked_ids(job_ids: Iterable[str]) -> list[str]:
     if isinstance(job_ids, str):
         raise InvalidArgument("job_ids must be an iterable of IDs, not a single string")
     ids = check_ids("job_id", job_ids)  # duplicates are dropped as they subscribe (_events)
@@ -183,7 +183,7 @@ def wait_many(
     on_transition: TransitionCallback | None = None,
 ) -> AsyncGenerator[Outcome]:
     """Wait on many jobs at once; yield each job's outcome as it ends (see Client.wait_many)."""
-    return _wait_many(hub, _unique_ids(job_ids), _check_policy(policy), call_gate, on_transition)
+    return _wait_many(hub, _checked_ids(job_ids), _check_policy(policy), call_gate, on_transition)
 
 
 async def _wait_many(
@@ -211,7 +211,7 @@ def watch_many(
     on_outcome: OutcomeCallback | None = None,
 ) -> AsyncGenerator[Transition]:
     """Yield the transitions of many jobs as they are seen (see Client.watch_many)."""
-    return _watch_many(hub, _unique_ids(job_ids), _check_policy(policy), call_gate, on_outcome)
+    return _watch_many(hub, _checked_ids(job_ids), _check_policy(policy), call_gate, on_outcome)
 
 
 async def _watch_many(
