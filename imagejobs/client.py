@@ -28,6 +28,7 @@ from imagejobs.core.codec import (
     MAX_PAGE_SIZE,
 )
 from imagejobs.core.errors import ClientClosed, ConfigurationError, ImageJobsError, InvalidArgument
+from imagejobs.core.memo import forget_memos
 from imagejobs.core.models import ImageJob, ImageJobInfo, SubJob
 from imagejobs.core.outcome import Outcome
 from imagejobs.core.regions import endpoint_for
@@ -229,6 +230,7 @@ class Client:
             clock_offset=self._requester.clock_offset,
         )
         poller.on_end, self._closed = self._hub.news, False
+        self._closed_error = ClientClosed("the client is closed")  # made before the waits
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -277,14 +279,15 @@ class Client:
             return
         self._closed = self._requester.closed = True
         await self._hub.close()
-        closed = ClientClosed("the client is closed")
         for gate in [self._gate, *self._call_gates]:
-            await gate.close(closed)
+            await gate.close(self._closed_error)
         if self._fleet is not None:
             await self._fleet.close()
         await self._hooks.close()
         await self._requester.transport.close()
         self._jobs.clear()  # no request is sent any more: nothing to recognise
+        self._requester.clock_offset.forget()
+        forget_memos()  # what the waits left in them would keep their memory mapped
 
     # --- waiting: each way is a subscriber of the hub -----------------------------------
 

@@ -10,7 +10,6 @@ the fake server checks.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
@@ -20,6 +19,8 @@ from typing import Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import attrs
+
+from imagejobs.core.memo import memo
 
 __all__ = [
     "ALGORITHM",
@@ -84,7 +85,7 @@ def parse_date(value: str) -> datetime:
     return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=UTC)
 
 
-@functools.lru_cache(maxsize=256)
+@memo(maxsize=256)
 def host_header(url: str) -> str:
     """Return the ``Host`` value a URL is sent with: the port only when not the default."""
     parts = urlsplit(url)
@@ -97,7 +98,7 @@ def host_header(url: str) -> str:
 
 
 # A waiter signs the same few paths over and over: remember their canonical forms.
-@functools.lru_cache(maxsize=4096)
+@memo(maxsize=4096)
 def _canonical_uri(path: str) -> str:
     segments = [quote(segment, safe="~") for segment in unquote(path).split("/")]
     uri = "/".join(segments)

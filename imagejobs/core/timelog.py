@@ -43,6 +43,10 @@ class TimeLog:
         if self._cap is not None and len(self._times) > self._cap:
             del self._times[0]
 
+    def clear(self) -> None:
+        """Drop every time."""
+        del self._times[:]
+
     def drop_through(self, time: float) -> None:
         """Drop every time at or before ``time`` from the front."""
         times, old = self._times, 0

@@ -50,6 +50,9 @@ _MAX_BURST = 10.0
 # when asked to, that is an endless zero sleep. A token this close to whole counts.
 _WHOLE = 1.0 - 1e-9
 
+# The time of what never happened: one float, not a new one at each reset.
+_NEVER = -math.inf
+
 
 @attrs.define
 class RequestBudget:
@@ -63,7 +66,7 @@ class RequestBudget:
     adaptive: AdaptiveRate
     tokens: float
     refilled_at: float
-    paused_until: float = -math.inf
+    paused_until: float = _NEVER
     in_flight: int = 0
 
     @classmethod
@@ -73,6 +76,14 @@ class RequestBudget:
         budget = cls(max_in_flight, AdaptiveRate.create(float(rate)), 0.0, now)
         budget.tokens = budget.burst(now)
         return budget
+
+    def forget(self) -> None:
+        """Let go of what the requests taught it: the rate, the pause, the tokens (its client
+        is closed). Set to values made before the waits, not new ones: a float made now
+        would sit among the ended waits' memory and keep it mapped (:mod:`imagejobs.core.memo`)."""
+        self.adaptive.forget()
+        self.tokens = 0.0
+        self.refilled_at = self.paused_until = _NEVER
 
     @property
     def rate(self) -> float:

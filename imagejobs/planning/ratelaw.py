@@ -67,6 +67,11 @@ MAX_HOLD = 8.0
 FLOOR = 0.2
 
 
+# The time of what never happened: one float, not a new one at each reset (not a law's
+# number: not exported to the fleet's Lua).
+_NEVER = -math.inf
+
+
 def _log() -> TimeLog:
     """Return an empty log of accepted answers' times, the oldest falling out past the cap."""
     return TimeLog(MAX_COUNTED)
@@ -88,7 +93,7 @@ class AdaptiveRate:
     max_rate: float
     rate: float
     ceiling: float | None = None
-    dropped_at: float = -math.inf
+    dropped_at: float = _NEVER
     stretch: int = 0
     hold: float = 0.0
     accepted: TimeLog = attrs.Factory(_log)
@@ -97,6 +102,15 @@ class AdaptiveRate:
     def create(cls, max_rate: float) -> AdaptiveRate:
         """Return a rate that starts at ``max_rate``."""
         return cls(max_rate, max_rate)
+
+    def forget(self) -> None:
+        """Start over at ``max_rate``, as when made (its client is closed)."""
+        self.rate = self.max_rate
+        self.ceiling = None
+        self.dropped_at = _NEVER
+        self.stretch = 0
+        self.hold = 0.0
+        self.accepted.clear()
 
     @property
     def floor(self) -> float:

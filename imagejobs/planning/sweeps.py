@@ -18,7 +18,6 @@ moved) gets a GET, and its transitions come from that GET's snapshot.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Literal, TypeVar
 import attrs
 
 from imagejobs.core.codec import MAX_PAGE_SIZE
+from imagejobs.core.memo import memo
 from imagejobs.core.models import ImageJob, ImageJobInfo, JobStatus, JobType, SubJob, SubJobStatus
 from imagejobs.planning.allocation import SWEEP_SHARE
 
@@ -126,13 +126,13 @@ class JobSummary:
         return _listing(self.job_type, self.status.value)
 
 
-@functools.lru_cache(maxsize=1024)
+@memo(maxsize=1024)
 def _summary(job_type: str | None, status: JobStatus, sub_jobs_total: int | None) -> JobSummary:
     """One summary for all the jobs alike: a hub keeps one of each of its jobs."""
     return JobSummary(job_type, status, sub_jobs_total)
 
 
-@functools.lru_cache(maxsize=256)
+@memo(maxsize=256)
 def _listing(job_type: str, status: str) -> Listing:
     """One list object for all the jobs on it: a sweep asks a hundred thousand jobs theirs."""
     return Listing(job_type, status)

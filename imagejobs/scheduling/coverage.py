@@ -14,12 +14,12 @@ covered, the policies it is counted with.
 
 from __future__ import annotations
 
-import functools
 import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Hashable, Iterator
 from typing import TypeVar
 
+from imagejobs.core.memo import memo
 from imagejobs.core.untracked import untrack
 from imagejobs.planning.policy import PollPolicy
 from imagejobs.planning.sweeps import Choice, Cover, Listing
@@ -238,7 +238,7 @@ class Overdue:
         return [stream for _, _, stream in sorted(self._kept, reverse=True)[:most]]
 
 
-@functools.lru_cache(maxsize=64)
+@memo(maxsize=64)
 def _pace(initial_delay: float) -> float:
     """Return the requests a second a first delay asks: one number for every job it is asked of."""
     return 1.0 / initial_delay

@@ -58,10 +58,13 @@ class DueQueue:
         """Looks that came back, for the hub to read, oldest first."""
 
     def clear(self) -> None:
-        """Let go of the queues, grown to the most jobs ever due at once (the hub is closed)."""
-        self._due = KeyedHeap()
-        self._parked = {}
-        self._out = Counter()
+        """Let go of the queues, grown to the most jobs ever due at once (the hub is closed).
+
+        In place: a table made now would sit among the freed jobs' memory and keep it
+        mapped (:mod:`imagejobs.core.memo`)."""
+        self._due.clear()
+        self._parked.clear()
+        self._out.clear()
         self.returned.clear()
 
     def __repr__(self) -> str:

@@ -465,3 +465,4 @@ class Hub:
         self._sweeper.clear()
         if self._most_jobs >= TRIM_AFTER:
             trim_heap()  # and what the C library keeps of them, given back (.core.trim)
+        self._most_jobs = 0

@@ -51,10 +51,15 @@ class SweeperGroups:
         return sum(sweeper.coverage.covered() for sweeper in self._groups.values())
 
     def clear(self) -> None:
-        """Let go of every group and what it counted (the hub is closed)."""
-        self._groups = {None: self._make(None)}
-        self._gone = []
-        self._forget_streams()
+        """Let go of every group and what it counted (the hub is closed).
+
+        In place, and no group made anew: what is made now would sit among the freed
+        jobs' memory and keep it mapped (:mod:`imagejobs.core.memo`)."""
+        self._groups.clear()
+        self._gone.clear()
+        self._group_of.clear()
+        self._changed.clear()
+        self._more = False
 
     def _forget_streams(self) -> None:
         self._group_of: dict[Stream, Gate | None] = {}

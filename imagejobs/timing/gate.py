@@ -139,6 +139,7 @@ class Gate:
             if not granted.done():
                 granted.set_exception(error)
         self._waiting.clear()
+        self.budget.forget()
         await self._alarm.close()
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ it (:mod:`imagejobs.transport.requester`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -186,7 +187,9 @@ class AiohttpTransport:
         self._closed = True
         if self._owns_session and self._session is not None:
             await self._session.close()
+            await asyncio.sleep(0)  # the pool's closing task and its wake-ups are let go
         self._session = None
+        self._timeouts.clear()
         _forget_parsed_urls()
 
 

@@ -62,3 +62,15 @@ def test_a_cap_keeps_the_newest() -> None:
 def test_a_cap_under_one_is_refused() -> None:
     with pytest.raises(ValueError, match="cap must be at least 1, not 0"):
         TimeLog(0)
+
+
+def test_clearing_drops_every_time() -> None:
+    log = TimeLog(cap=3)
+    for time in (1.0, 2.0, 3.0):
+        log.append(time)
+    log.clear()
+    assert len(log) == 0
+    with pytest.raises(IndexError):
+        _ = log.oldest
+    log.append(4.0)
+    assert (len(log), log.oldest) == (1, 4.0)

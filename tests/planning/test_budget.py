@@ -230,3 +230,27 @@ def test_the_log_of_accepted_answers_keeps_to_the_last_two_seconds_at_any_rate()
             budget.finish(now, sent_at=now, answered=True)
             assert len(budget.adaptive.accepted) <= 2_001
         assert budget.adaptive.measured(10.0) == pytest.approx(1000, abs=2)
+
+
+def test_forgetting_starts_the_rate_over_from_values_made_before() -> None:
+    # A closed client's budget lets go of what its requests taught it: nothing it keeps
+    # was made as the waits ended (imagejobs.core.memo says why).
+    budget = RequestBudget.create(max_in_flight=4, rate=20.0, now=0.0)
+    for at in (0.1, 0.2, 0.3):
+        assert budget.try_start(at)
+        budget.finish(at, answered=True)
+    assert budget.try_start(0.4)
+    budget.finish(0.4, sent_at=0.4, throttled=True, retry_after=3.0)
+    adaptive = budget.adaptive
+    assert adaptive.rate < 20.0
+    assert adaptive.ceiling is not None
+    assert len(adaptive.accepted) > 0
+    budget.forget()
+    fresh = AdaptiveRate.create(20.0)
+    assert (adaptive.rate, adaptive.stretch) == (20.0, 0)
+    assert adaptive.ceiling == fresh.ceiling
+    assert adaptive.rate is adaptive.max_rate
+    assert (adaptive.dropped_at, adaptive.hold) == (fresh.dropped_at, fresh.hold)
+    assert len(adaptive.accepted) == 0
+    assert budget.paused_until == -math.inf
+    assert (budget.tokens, budget.refilled_at) == (0.0, -math.inf)

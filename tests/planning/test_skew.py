@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -96,3 +97,17 @@ def test_a_warning_again_only_once_the_skew_has_moved_as_much_as_the_threshold()
     _, warnings = _fed(*[300] * 5, *[320] * 9, *[400] * 9)
     sizes = [re.findall(r"is (\d+)s behind", warning) for warning in warnings]
     assert sizes == [["300"], ["400"]]
+
+
+def test_forgetting_lets_go_of_every_reading() -> None:
+    offset, warnings = _fed(300.0, 300.0, 300.0)
+    assert offset.seconds != 0
+    assert warnings
+    offset.forget()
+    assert (offset.seconds, offset.read_after) == (0.0, -math.inf)
+    assert offset.service_time(LOCAL) == LOCAL
+    assert repr(offset) == "ClockOffset(seconds=0, readings=0)"
+    # As when new: the next skew is read afresh, and warned about again.
+    again = offset.read(10.0, _date(300.0, LOCAL), LOCAL)
+    assert again is not None
+    assert offset.seconds == pytest.approx(300.0, abs=1)

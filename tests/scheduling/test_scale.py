@@ -352,6 +352,8 @@ async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
     for deadline in (2.0, 1.0):  # the second out of order: to the heap
         deadlines.add(Subscription("x", POLICY, Mailbox(), None, 0.0, deadline, None))
     assert sys.getsizeof(deadlines._heap._where) > sys.getsizeof({})
+    due, groups = hub._due._due, hub._sweeper._groups
+    assert groups
     await hub.close()
     empty = sys.getsizeof({})
     assert sys.getsizeof(hub._streams) == empty
@@ -359,6 +361,9 @@ async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
     assert (len(deadlines), deadlines._chunks, deadlines._starts) == (0, [], [])
     assert sys.getsizeof(deadlines._heap._where) == empty  # its heap's table not kept
     assert hub._due.entries() == 0
+    assert hub._due._due is due  # the same: what is made at close sits among the freed jobs
+    assert hub._sweeper._groups is groups
+    assert groups == {}  # no group, and no new one made for nobody
     assert sys.getsizeof(hub._sweeper._group_of) == empty
 
 

@@ -31,6 +31,7 @@ from imagejobs import (
     TransportError,
     __version__,
 )
+from imagejobs.core import signing
 from imagejobs.testing import FakeWorkspace, Reply
 from imagejobs.transport.aiohttp import AiohttpTransport
 
@@ -302,6 +303,21 @@ async def test_closing_empties_yarls_caches_of_the_urls_it_parsed(
         assert kept[1] is yarl.URL(served, encoded=True)
     assert yarl.URL(sent) is not kept[0]
     assert yarl.URL(served, encoded=True) is not kept[1]
+
+
+async def test_closing_empties_the_memos_and_forgets_what_the_requests_taught(
+    fake: FakeWorkspace, reference_wire: dict[str, Any]
+) -> None:
+    # What the waits left process-wide, or in the client's rate and clock readings, was
+    # made among the memory of the jobs they ended: kept, it would keep that mapped.
+    fake.add_job([reference_wire])
+    async with fake.client() as client:
+        await client.get_job(JOB_ID)
+        assert signing._canonical_uri.cache_info().currsize > 0
+        assert len(client._gate.budget.adaptive.accepted) == 1
+    assert signing._canonical_uri.cache_info().currsize == 0
+    assert len(client._gate.budget.adaptive.accepted) == 0
+    assert repr(client._requester.clock_offset) == "ClockOffset(seconds=0, readings=0)"
 
 
 async def test_closing_cuts_a_request_in_flight_short_with_client_closed(

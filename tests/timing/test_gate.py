@@ -77,6 +77,17 @@ async def test_closing_refuses_waiters_and_newcomers() -> None:
         await one.acquire()
 
 
+async def test_a_closed_gate_forgets_what_its_requests_taught_the_rate() -> None:
+    clock = FakeClock()
+    one = gate(2, 10.0, clock)
+    passed = await one.acquire()
+    one.release(passed, answered=True)
+    assert len(one.budget.adaptive.accepted) == 1
+    await one.close(ImageJobsError("the client is closed"))
+    assert len(one.budget.adaptive.accepted) == 0
+    assert one.budget.refilled_at == -math.inf
+
+
 async def test_a_waiter_gives_up_at_its_deadline_and_leaves_its_place() -> None:
     clock = FakeClock()
     slow = gate(10, 0.5, clock)
