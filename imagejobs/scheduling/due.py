@@ -65,6 +65,7 @@ class DueQueue:
         self._due.clear()
         self._parked.clear()
         self._out.clear()
+        self.in_flight.clear()  # empty by now (the hub awaited them), but for its table
         self.returned.clear()
 
     def __repr__(self) -> str:

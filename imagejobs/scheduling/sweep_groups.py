@@ -40,7 +40,9 @@ class SweeperGroups:
         self._make = make
         self._groups: dict[Gate | None, Sweeper] = {None: make(None)}
         self._gone: list[Sweeper] = []
-        self._forget_streams()
+        self._group_of: dict[Stream, Gate | None] = {}
+        self._changed: dict[Stream, None] = {}
+        self._more = False  # streams changed beyond the last turn's slice
 
     def __repr__(self) -> str:
         return f"SweeperGroups({len(self._groups)} groups, covered={self.covered})"
@@ -57,14 +59,14 @@ class SweeperGroups:
         jobs' memory and keep it mapped (:mod:`imagejobs.core.memo`)."""
         self._groups.clear()
         self._gone.clear()
+        self._forget_streams()
+
+    def _forget_streams(self) -> None:
+        # Emptied in place, which gives their tables back as well as new ones would: tables
+        # made as the last waits end would sit among their memory and keep it mapped.
         self._group_of.clear()
         self._changed.clear()
         self._more = False
-
-    def _forget_streams(self) -> None:
-        self._group_of: dict[Stream, Gate | None] = {}
-        self._changed: dict[Stream, None] = {}
-        self._more = False  # streams changed beyond the last turn's slice
 
     def changed(self, stream: Stream) -> None:
         """Note that a stream came, went, or changed in a way the sweeps may care about."""
@@ -118,7 +120,7 @@ class SweeperGroups:
         """Return when the loop must look again for any group's sake."""
         if self._more:
             return -math.inf  # at once: the next slice (a later change waits for the next turn)
-        return min(sweeper.wake_at() for sweeper in self._groups.values())
+        return min((sweeper.wake_at() for sweeper in self._groups.values()), default=math.inf)
 
     def abandon(self) -> None:
         """Cancel every sweep, and forget every stream: the hub holds none any more.
@@ -133,7 +135,7 @@ class SweeperGroups:
 
     def tasks(self) -> list[asyncio.Task[Any]]:
         """Return every sweep still running, let-go groups' included, for closing."""
-        self._gone = [sweeper for sweeper in self._gone if sweeper.tasks()]
+        self._gone[:] = [sweeper for sweeper in self._gone if sweeper.tasks()]
         return [
             task for sweeper in (*self._groups.values(), *self._gone) for task in sweeper.tasks()
         ]

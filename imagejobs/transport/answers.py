@@ -30,10 +30,10 @@ from them are kept with them, a few times that."""
 class AnswerRoom:
     """The bytes of last answers the jobs of one client may keep, all together."""
 
-    __slots__ = ("left",)
+    __slots__ = ("left", "size")
 
     def __init__(self, size: int) -> None:
-        self.left = size
+        self.left = self.size = size
 
 
 # The room of jobs the client does not keep, or no longer: none, so they keep no answer.
@@ -118,6 +118,8 @@ class KnownJobs:
         for known in self._jobs.values():
             known.forget()
         self._jobs.clear()
+        # All given back: the number made before the waits, not the one their sums made.
+        self._answers.left = self._answers.size
 
     def let_go(self, job_id: str) -> None:
         """Let go of one job and its last answer (a job whose end was seen: nothing waits on it)."""

@@ -353,6 +353,7 @@ async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
         deadlines.add(Subscription("x", POLICY, Mailbox(), None, 0.0, deadline, None))
     assert sys.getsizeof(deadlines._heap._where) > sys.getsizeof({})
     due, groups = hub._due._due, hub._sweeper._groups
+    group_of = hub._sweeper._group_of
     assert groups
     await hub.close()
     empty = sys.getsizeof({})
@@ -364,6 +365,8 @@ async def test_a_closed_hub_lets_go_of_the_tables_its_waits_grew() -> None:
     assert hub._due._due is due  # the same: what is made at close sits among the freed jobs
     assert hub._sweeper._groups is groups
     assert groups == {}  # no group, and no new one made for nobody
+    assert hub._sweeper._group_of is group_of
+    assert hub._sweeper.wake_at() == math.inf
     assert sys.getsizeof(hub._sweeper._group_of) == empty
 
 

@@ -12,7 +12,8 @@ from wire_data import JOB_ID, one_sub_job_body
 from imagejobs import MalformedResponse
 from imagejobs.core.codec import read_job
 from imagejobs.core.models import ImageJob
-from imagejobs.transport.answers import AnswerRoom, KnownJob
+from imagejobs.core.urls import ProjectUrls
+from imagejobs.transport.answers import AnswerRoom, KnownJob, KnownJobs
 
 # --- pure: a known job reads as its reader does -------------------------------------
 
@@ -77,3 +78,17 @@ def test_a_read_after_forget_keeps_nothing() -> None:
     assert first == second
     assert first is not second
     assert answers.left == 10 * len(body)
+
+
+def test_clearing_gives_every_jobs_room_back_as_the_number_it_was_made_with() -> None:
+    # The sum the reads and forgets add up to is a number made as the waits ended, among
+    # their memory; cleared (at close), the room holds the one it was made with.
+    size = 100_000  # not one of the small numbers Python keeps made
+    jobs = KnownJobs(ProjectUrls("https://example.com", "p"), answers=size)
+    for n in range(3):
+        job_id = f"{JOB_ID[:-1]}{n}"
+        jobs[job_id].read(one_sub_job_body("RUNNING", "RUNNING", job_id=job_id))
+    assert jobs.room_left < size
+    jobs.clear()
+    assert len(jobs) == 0
+    assert jobs.room_left is size
