@@ -8,9 +8,14 @@ docs/scheduling.md, "Memory at scale"). An array keeps the numbers in one block.
 
 from __future__ import annotations
 
+import math
 from array import array
 
-__all__ = ["TimeLog"]
+__all__ = ["NEVER", "TimeLog"]
+
+NEVER = -math.inf
+"""The time of what never happened. One float, made at import: a field set back to it
+(as a client closes) is not given a new float among the memory of ended waits."""
 
 
 class TimeLog:

@@ -11,6 +11,7 @@ import math
 import attrs
 
 from imagejobs.core.errors import InvalidArgument
+from imagejobs.core.timelog import NEVER
 
 from .ratelaw import AdaptiveRate
 
@@ -50,9 +51,6 @@ _MAX_BURST = 10.0
 # when asked to, that is an endless zero sleep. A token this close to whole counts.
 _WHOLE = 1.0 - 1e-9
 
-# The time of what never happened: one float, not a new one at each reset.
-_NEVER = -math.inf
-
 
 @attrs.define
 class RequestBudget:
@@ -66,7 +64,7 @@ class RequestBudget:
     adaptive: AdaptiveRate
     tokens: float
     refilled_at: float
-    paused_until: float = _NEVER
+    paused_until: float = NEVER
     in_flight: int = 0
 
     @classmethod
@@ -79,11 +77,10 @@ class RequestBudget:
 
     def forget(self) -> None:
         """Let go of what the requests taught it: the rate, the pause, the tokens (its client
-        is closed). Set to values made before the waits, not new ones: a float made now
-        would sit among the ended waits' memory and keep it mapped (:mod:`imagejobs.core.memo`)."""
+        is closed), set back to numbers made before the waits (see :data:`NEVER`)."""
         self.adaptive.forget()
         self.tokens = 0.0
-        self.refilled_at = self.paused_until = _NEVER
+        self.refilled_at = self.paused_until = NEVER
 
     @property
     def rate(self) -> float:

@@ -22,11 +22,9 @@ it lives.
 
 from __future__ import annotations
 
-import math
-
 import attrs
 
-from imagejobs.core.timelog import TimeLog
+from imagejobs.core.timelog import NEVER, TimeLog
 
 __all__ = [
     "CLIMB",
@@ -67,11 +65,6 @@ MAX_HOLD = 8.0
 FLOOR = 0.2
 
 
-# The time of what never happened: one float, not a new one at each reset (not a law's
-# number: not exported to the fleet's Lua).
-_NEVER = -math.inf
-
-
 def _log() -> TimeLog:
     """Return an empty log of accepted answers' times, the oldest falling out past the cap."""
     return TimeLog(MAX_COUNTED)
@@ -93,7 +86,7 @@ class AdaptiveRate:
     max_rate: float
     rate: float
     ceiling: float | None = None
-    dropped_at: float = _NEVER
+    dropped_at: float = NEVER
     stretch: int = 0
     hold: float = 0.0
     accepted: TimeLog = attrs.Factory(_log)
@@ -107,7 +100,7 @@ class AdaptiveRate:
         """Start over at ``max_rate``, as when made (its client is closed)."""
         self.rate = self.max_rate
         self.ceiling = None
-        self.dropped_at = _NEVER
+        self.dropped_at = NEVER
         self.stretch = 0
         self.hold = 0.0
         self.accepted.clear()

@@ -18,10 +18,11 @@ clock's, not the service's: it is not read.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import deque
 from datetime import datetime, timedelta
+
+from imagejobs.core.timelog import NEVER
 
 __all__ = [
     "IGNORED_OFFSET",
@@ -49,8 +50,6 @@ LARGEST_OFFSET = 24 * 3600.0
 (signatures fail past 15 minutes), so such a date is another clock's (a proxy's, a
 test's virtual one)."""
 
-_NEVER = -math.inf  # one float, made at import, not among the memory of ended waits
-
 # A Date is the service's time cut to the second: on average half a second earlier.
 _CUT_SECOND = 0.5
 
@@ -63,7 +62,7 @@ class ClockOffset:
     def __init__(self) -> None:
         self.seconds = 0.0
         """The offset in use: 0 until a skew of at least :data:`IGNORED_OFFSET` is seen."""
-        self.read_after = _NEVER
+        self.read_after = NEVER
         """When (on the monotonic clock) the next ``Date`` is worth reading."""
         self._readings: deque[float] = deque(maxlen=READINGS)
         self._warned: float | None = None
@@ -75,7 +74,7 @@ class ClockOffset:
         """Let go of the readings, as when new (its client is closed)."""
         self._readings.clear()
         self.seconds = 0.0
-        self.read_after = _NEVER
+        self.read_after = NEVER
         self._warned = None
 
     def read(self, monotonic: float, service_date: datetime, local_now: datetime) -> str | None:
