@@ -102,9 +102,11 @@ class TenantGateway(FakeWorkspace):
         self._moving = array.array("l")
         self._next_move = 0
 
-    def script(self, jobs: int, seconds: float, seed: int) -> dict[str, tuple[float, str]]:
-        """Script ``jobs`` jobs ending over ``seconds`` among old ones; return each one's end
-        and final status (the same tenant as :func:`benchmarks.sweeps.tenant`'s)."""
+    def script(
+        self, jobs: int, seconds: float, seed: int, *, first_end: float = 5.0
+    ) -> dict[str, tuple[float, str]]:
+        """Script ``jobs`` jobs ending from ``first_end`` to ``seconds`` among old ones; return
+        each one's end and final status (the same tenant as :func:`benchmarks.sweeps.tenant`'s)."""
         for n in range(OLD_JOBS):
             final = "FAILED" if n % 7 == 0 else "SUCCESS"
             self.add_job([job_snapshot(f"9{n:017d}", TYPES[n % 3], final)])
@@ -112,7 +114,7 @@ class TenantGateway(FakeWorkspace):
         ends = {}
         moves: list[tuple[float, int]] = []
         for n in range(jobs):
-            end = draw.uniform(5.0, seconds)
+            end = draw.uniform(first_end, seconds)
             job_id = f"7{n:017d}"
             ends[job_id] = (end, "FAILED" if n % 20 == 0 else "SUCCESS")
             self._ends.append(end)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cadence, fleet, grid, scale, sweeps
+from benchmarks import cadence, fleet, grid, rss, scale, sweeps
 from benchmarks.bodies import CHANGING_ID, REFERENCE_ID, changing_job
 from benchmarks.run import fake_server, run_variant
 from benchmarks.throttling import GATEWAYS, LIMITERS, simulate
@@ -151,3 +151,14 @@ def test_the_lateness_series_holds_the_full_runs_and_a_row_per_job_count() -> No
     off = {**on, "p95_late_s": 4.0}
     rows = list(scale.series_rows({(1000, 360.0, 20.0, None): on, (1000, 360.0, 20.0, False): off}))
     assert rows == [["1,000", "1.5", "31.0, 2.00", "█" * scale.BAR, "4.0, 2.00", "████████"]]
+
+
+def test_the_memory_scenario_waits_with_the_gateway_in_a_process_of_its_own() -> None:
+    result = rss.measure(jobs=20, seconds=0.5, rate=200.0, first_end=0.1)
+    assert result["right"] == 20  # every job ended as the tenant scripts it
+    assert result["rss_before_mb"] > 0
+    assert result["rss_after_close_mb"] > 0
+    assert result["arenas_before"] is None or result["arenas_before"] > 0
+    assert result["rss_change"] == pytest.approx(
+        result["rss_after_close_mb"] / result["rss_before_mb"] - 1
+    )
