@@ -29,7 +29,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.scale import TenantGateway, rss_mb
+from benchmarks.scale import TenantGateway, in_a_process_of_its_own, rss_mb
 from imagejobs import Client, PollPolicy
 
 
@@ -126,15 +126,8 @@ def measure(jobs: int, seconds: float, rate: float, first_end: float = 5.0) -> d
 
     The jobs end from ``first_end`` to ``seconds`` after the gateway starts.
     """
-    params = json.dumps({"jobs": jobs, "seconds": seconds, "rate": rate, "first_end": first_end})
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.rss", params],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    figures: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
-    return figures
+    params = {"jobs": jobs, "seconds": seconds, "rate": rate, "first_end": first_end}
+    return in_a_process_of_its_own("benchmarks.rss", params)
 
 
 def main(argv: list[str]) -> int:

@@ -380,14 +380,19 @@ def measure(
 ) -> dict[str, Any]:
     """Run one wait in a process of its own (see :func:`simulate`); return its figures."""
     params = {"jobs": jobs, "seconds": seconds, "rate": rate, "sweeps": sweeps, "again": again}
+    return in_a_process_of_its_own("benchmarks.scale", params)
+
+
+def in_a_process_of_its_own(module: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Run ``python -m module PARAMS``; return the JSON of its last line of output."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", json.dumps(params)],
+        [sys.executable, "-m", module, json.dumps(params)],
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        raise SystemExit(f"scale {params} failed:\n{done.stderr}")
+        raise SystemExit(f"{module} {params} failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return result
 
