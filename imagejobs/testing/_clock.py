@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections import deque
+from array import array
 from datetime import UTC, datetime, timedelta
 
 __all__ = ["KEPT_SLEEPS", "FakeClock"]
@@ -74,7 +74,10 @@ class FakeClock:
     def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> None:
         self._start = start
         self._elapsed = 0.0
-        self.sleeps: deque[float] = deque(maxlen=KEPT_SLEEPS)
+        # Raw doubles, not the float objects given: made as the waits end, those
+        # would outlive them among the memory of ended jobs, each holding an arena of
+        # CPython's mapped after a client in this process closed.
+        self._sleeps = array("d")
         self.sleep_count = 0
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
@@ -82,6 +85,11 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(elapsed={self._elapsed:g}, sleeping={len(self._sleepers)})"
+
+    @property
+    def sleeps(self) -> list[float]:
+        """The last :data:`KEPT_SLEEPS` sleeps requested, in seconds, oldest first."""
+        return self._sleeps[-KEPT_SLEEPS:].tolist()
 
     def monotonic(self) -> float:
         """Return the seconds elapsed since the clock was made."""
@@ -98,7 +106,9 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         """Wait until virtual time has moved on by ``seconds``."""
-        self.sleeps.append(seconds)
+        self._sleeps.append(seconds)
+        if len(self._sleeps) >= 2 * KEPT_SLEEPS:
+            del self._sleeps[:-KEPT_SLEEPS]
         self.sleep_count += 1
         if not seconds > 0:
             await asyncio.sleep(0)

@@ -12,7 +12,6 @@ import uuid
 from array import array
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from email.utils import format_datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -151,9 +150,31 @@ def _date_source(clock: Callable[[], float], now: Callable[[], datetime]) -> Cal
     return fake_clock.now if isinstance(fake_clock, FakeClock) else now
 
 
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(when: datetime) -> str:
+    """Return an aware ``when`` as an HTTP date in GMT (RFC 9110's IMF-fixdate).
+
+    What ``email.utils.format_datetime(when, usegmt=True)`` returns, spelled out:
+    on CPython 3.11 each call of that one leaves a string of three letters in the
+    interpreter's attribute cache (its ``timetuple()`` asks the zone for ``dst`` by
+    a name made anew each time). An answering fake left a few hundred of them among
+    the memory of the jobs a client waited on, and each kept an arena of 1 MB
+    mapped after the client closed, in the client's process when the fake shares it.
+    """
+    utc = when.astimezone(UTC)
+    day, month = _WEEKDAYS[utc.weekday()], _MONTHS[utc.month - 1]
+    return (
+        f"{day}, {utc.day:02d} {month} {utc.year:04d} "
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d} GMT"
+    )
+
+
 def _answer_headers(date: datetime, reply: Reply, request_id: str) -> dict[str, str]:
     """Return an answer's headers: ``Date`` and JSON unless the reply says otherwise."""
-    shown_date = format_datetime(date.astimezone(UTC), usegmt=True)
+    shown_date = http_date(date)
     return {
         "Date": shown_date,
         "Content-Type": "application/json",

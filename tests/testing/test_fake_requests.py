@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imagejobs.core.codec import parse_http_date
 from imagejobs.testing import FakeClock, FakeWorkspace, RecordedRequest
+from imagejobs.testing._server import http_date
 
 JOB_ID = "700000000000000001"
 
@@ -70,6 +74,17 @@ async def test_answers_are_dated_on_a_fake_clock_when_the_fake_runs_on_it() -> N
     clock.advance(90.7)
     async with FakeWorkspace(clock=clock.monotonic) as fake:
         assert await _date_of_an_answer(fake) == clock.now().replace(microsecond=0)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.integers(-23 * 60, 23 * 60).map(lambda m: timezone(timedelta(minutes=m))),
+    )
+)
+def test_an_answers_date_is_spelled_as_the_email_library_spells_it(when: datetime) -> None:
+    assert http_date(when) == format_datetime(when.astimezone(UTC), usegmt=True)
 
 
 async def test_answers_are_dated_by_now_otherwise() -> None:
