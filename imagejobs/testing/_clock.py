@@ -87,9 +87,9 @@ class FakeClock:
         return f"FakeClock(elapsed={self._elapsed:g}, sleeping={len(self._sleepers)})"
 
     @property
-    def sleeps(self) -> list[float]:
+    def sleeps(self) -> tuple[float, ...]:
         """The last :data:`KEPT_SLEEPS` sleeps requested, in seconds, oldest first."""
-        return self._sleeps[-KEPT_SLEEPS:].tolist()
+        return tuple(self._sleeps[-KEPT_SLEEPS:])
 
     def monotonic(self) -> float:
         """Return the seconds elapsed since the clock was made."""

@@ -15,6 +15,7 @@ async def test_a_long_run_keeps_a_count_and_only_the_last_sleeps() -> None:
         await clock.sleep(n * 0.001)
     assert clock.sleep_count == total
     assert len(clock.sleeps) == KEPT_SLEEPS
+    assert isinstance(clock.sleeps, tuple)  # a copy: changing it fails, not silently
     assert list(clock.sleeps) == [n * 0.001 for n in range(total - KEPT_SLEEPS, total)]
     assert clock.monotonic() == sum(n * 0.001 for n in range(total))
 
