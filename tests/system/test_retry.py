@@ -29,7 +29,7 @@ from imagejobs import (
     TransportError,
 )
 from imagejobs.planning.retry import is_transient
-from imagejobs.testing import FAULT_KINDS, FakeWorkspace, Faults, Reply, load_scenario
+from imagejobs.testing import FAULT_KINDS, FakeClock, FakeWorkspace, Faults, Reply, load_scenario
 
 JOB = "702364883651395584"
 RUNNING = {"id": JOB, "status": "RUNNING"}
@@ -121,13 +121,16 @@ async def test_final_errors_are_never_retried(
     assert len(fake.requests) == 1
 
 
-async def test_max_time_caps_the_retries(fake: FakeWorkspace) -> None:
-    fake.add_job([Reply.error(503, "WKS.0503", "busy")], job_id=JOB)
-    policy = RetryPolicy(max_attempts=1000, max_time=0.05, initial_delay=0.02, max_delay=0.02)
-    async with fake.client(retry=policy) as client:
+async def test_max_time_caps_the_retries(server: FakeWorkspace, clock: FakeClock) -> None:
+    # Virtual time, and waits of 4 s (Retry-After, a floor to the jitter): the last
+    # try, at 8 s, still has 2 s of max_time to be answered in, however busy the
+    # machine (on real time a 50 ms cap could cut the last try short).
+    server.add_job([Reply.error(503, "WKS.0503", "busy", retry_after=4)], job_id=JOB)
+    policy = RetryPolicy(max_attempts=1000, max_time=10, initial_delay=4, max_delay=4)
+    async with server.client(clock=clock, retry=policy) as client:
         with pytest.raises(ServerError, match="attempts"):
             await client.get_job(JOB)
-    assert 2 <= len(fake.requests) < 1000
+    assert 2 <= len(server.requests) < 1000
 
 
 async def test_every_attempt_is_signed_afresh(keys: dict[str, Any]) -> None:
